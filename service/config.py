@@ -1,0 +1,303 @@
+"""Settings: one frozen, typed object built from ``ORDERS_*`` environment variables at start-up.
+
+Every setting is declared once in ``SETTINGS`` with its variable, default and help text; the README's
+configuration table and ``orders-service config`` are generated from that declaration, and an invalid
+value is refused with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+
+class SettingsError(ValueError):
+    """A variable holds a value the service cannot run with; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """Where MySQL is. The password is kept out of ``repr`` so it never reaches a log line."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.redacted()})"
+
+    def redacted(self) -> str:
+        auth = f"{quote(self.user)}:***" if self.password else quote(self.user)
+        return f"mysql://{auth}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class RedisURL:
+    """Where Redis is; the URL is handed to redis-py, so its query options keep working."""
+
+    url: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"RedisURL({self.redacted()})"
+
+    def redacted(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        if parts.password or self.password:
+            netloc = f"{parts.username or ''}:***@{netloc}"
+        return parts._replace(netloc=netloc).geturl()
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a number of seconds greater than 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _prefix(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value) or len(value) > 64:
+        raise ValueError("must be 1-64 characters without spaces")
+    return value
+
+
+def _database_url(raw: str) -> DatabaseURL:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"mysql", "mysql+pymysql", "mariadb"}:
+        raise ValueError("must look like mysql://user:password@host:3306/orders")
+    database = parts.path.lstrip("/")
+    if not parts.hostname or not database or "/" in database:
+        raise ValueError("must name a host and a database: mysql://user:password@host:3306/orders")
+    return DatabaseURL(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=database,
+    )
+
+
+def _redis_url(raw: str) -> RedisURL:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("must look like redis://host:6379/0")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("must name a host: redis://host:6379/0")
+    return RedisURL(url=raw, password=unquote(parts.password or ""))
+
+
+def _default_workers() -> int:
+    """Two per core, at least two: measured best for the I/O-light hit path (see README)."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, default, parser and the help line the README shows."""
+
+    field: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return f"ORDERS_{self.field.upper()}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "mysql://root@127.0.0.1:3306/orders", _database_url,
+            "MySQL/MariaDB to read orders from: mysql://user:password@host:3306/database.",
+            secret=True),
+    Setting("database_password", "", str,
+            "Overrides the password in ORDERS_DATABASE_URL (for a Kubernetes Secret).", secret=True),
+    Setting("database_timeout", "0.8", _positive_float,
+            "Connect, read and write timeout of every request-path MySQL call, in seconds."),
+    Setting("database_max_concurrency", "4", _positive_int,
+            "MySQL queries one worker process runs at once; more wait, then get 503."),
+    Setting("redis_url", "redis://127.0.0.1:6379/0", _redis_url,
+            "Redis holding the cache: redis://[:password@]host:6379/db.", secret=True),
+    Setting("redis_password", "", str,
+            "Overrides the password in ORDERS_REDIS_URL (for a Kubernetes Secret).", secret=True),
+    Setting("cache_ttl", "3600", _positive_int,
+            "Seconds a cached page is fresh. Invalidation usually removes it sooner."),
+    Setting("cache_max_stale", "3600", _non_negative_int,
+            "Seconds past the TTL a cached page may still be served (marked stale) while MySQL "
+            "is down."),
+    Setting("cache_prefix", "orders", _prefix,
+            "Namespace of every Redis key, so deployments and test runs can share one Redis."),
+    Setting("cache_timeout", "0.1", _positive_float,
+            "Timeout of every Redis call, in seconds. A slow Redis counts as a miss, never an error."),
+    Setting("cache_breaker_failures", "3", _positive_int,
+            "Consecutive Redis failures that open the circuit breaker."),
+    Setting("cache_breaker_reset", "5", _positive_float,
+            "Seconds the breaker stays open before one trial call."),
+    Setting("cache_lock_wait", "0.5", _positive_float,
+            "Seconds a request waits for another request that is already filling the same page."),
+    Setting("near_cache", "true", _bool,
+            "Keep recent pages in each worker's memory, kept exact by invalidations from Redis."),
+    Setting("near_cache_size", "4096", _positive_int,
+            "Pages each worker keeps in its near cache (least recently used are dropped)."),
+    Setting("page_size", "10", _positive_int, "Orders per page."),
+    Setting("http_max_age", "1", _non_negative_int,
+            "max-age of the Cache-Control header, in seconds (clients then revalidate with ETag)."),
+    Setting("host", "0.0.0.0", str, "Address the HTTP server binds."),  # noqa: S104
+    Setting("port", "5001", _port, "Port the HTTP server listens on."),
+    Setting("workers", "", _positive_int, "gunicorn worker processes (default: 2 per CPU)."),
+    Setting("threads", "4", _positive_int, "Threads per worker (gthread worker class)."),
+    Setting("graceful_timeout", "20", _positive_int,
+            "Seconds gunicorn gives in-flight requests on shutdown."),
+    Setting("shutdown_delay", "3", _non_negative_int,
+            "Seconds /readyz reports 503 after SIGTERM before the server stops accepting, so "
+            "load balancers drain first."),
+    Setting("max_requests", "0", _non_negative_int,
+            "Recycle a worker after this many requests (0: never)."),
+    Setting("log_level", "info", _choice("debug", "info", "warning", "error"), "Log level."),
+    Setting("log_format", "auto", _choice("auto", "json", "console"),
+            "auto: JSON when stdout is not a terminal, readable console output when it is."),
+    Setting("metrics_dir", "", str,
+            "Directory for prometheus-client multiprocess files (default: a fresh temp dir)."),
+    Setting("invalidator_metrics_port", "9102", _port,
+            "Port of the invalidator's own /metrics (and /healthz) endpoint."),
+    Setting("invalidator_server_id", "4242", _positive_int,
+            "Replica server id the invalidator uses on the binlog stream; unique per MySQL."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's whole configuration, validated. Build it with ``Settings.from_env()``."""
+
+    database_url: DatabaseURL
+    database_password: str = field(repr=False)
+    database_timeout: float
+    database_max_concurrency: int
+    redis_url: RedisURL
+    redis_password: str = field(repr=False)
+    cache_ttl: int
+    cache_max_stale: int
+    cache_prefix: str
+    cache_timeout: float
+    cache_breaker_failures: int
+    cache_breaker_reset: float
+    cache_lock_wait: float
+    near_cache: bool
+    near_cache_size: int
+    page_size: int
+    http_max_age: int
+    host: str
+    port: int
+    workers: int
+    threads: int
+    graceful_timeout: int
+    shutdown_delay: int
+    max_requests: int
+    log_level: str
+    log_format: str
+    metrics_dir: str
+    invalidator_metrics_port: int
+    invalidator_server_id: int
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Parse every ``ORDERS_*`` variable; keyword overrides (tests) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.field in overrides:
+                values[setting.field] = overrides.pop(setting.field)
+                continue
+            raw = env.get(setting.env, setting.default)
+            if setting.field == "workers" and raw == "":
+                values["workers"] = _default_workers()
+                continue
+            try:
+                values[setting.field] = setting.parse(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if setting.secret else repr(raw)
+                raise SettingsError(f"{setting.env}={shown} is invalid: {exc}") from None
+        if overrides:
+            raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        return cls(**values)._with_passwords()
+
+    def _with_passwords(self) -> Settings:
+        """Fold the separate password variables into the URLs they override."""
+        database_url, redis_url = self.database_url, self.redis_url
+        if self.database_password:
+            database_url = DatabaseURL(
+                database_url.host, database_url.port, database_url.user,
+                self.database_password, database_url.database,
+            )
+        if self.redis_password:
+            redis_url = RedisURL(redis_url.url, self.redis_password)
+        return _replace(self, database_url=database_url, redis_url=redis_url)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a log-safe dict: URLs without passwords, passwords as ``***``."""
+        shown: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.field)
+            if isinstance(value, DatabaseURL | RedisURL):
+                shown[setting.env] = value.redacted()
+            elif setting.secret:
+                shown[setting.env] = "***" if value else ""
+            else:
+                shown[setting.env] = value
+        return shown
+
+
+def _replace(settings: Settings, **changes: Any) -> Settings:
+    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    values.update(changes)
+    return Settings(**values)
