@@ -1,0 +1,1 @@
+"""Test support: throwaway servers (`servers`) and the pytest fixtures over them (`fixtures`)."""
