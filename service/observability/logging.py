@@ -1,0 +1,131 @@
+"""structlog set-up: one JSON object per line when stdout is not a terminal, readable when it is.
+
+``configure(settings)`` runs once per process at start-up. The request hooks clear and bind
+contextvars per request, so every line a view logs carries the request id. Loggers are cached on
+first use and filtered by level before any processing (structlog's performance advice); JSON goes
+through orjson straight to the stdout buffer. Secrets cannot slip through: URL settings are
+rendered with ``.redacted()`` and keys that name a secret are masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Protocol, cast
+
+import orjson
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from service.config import DatabaseURL, RedisURL
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_SECRET_KEYS = frozenset(
+    (
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "api_key",
+        "database_password",
+        "redis_password",
+    )
+)
+
+
+class LogSettings(Protocol):
+    """The two settings logging needs (``service.config.Settings`` has them)."""
+
+    @property
+    def log_level(self) -> str: ...
+
+    @property
+    def log_format(self) -> str: ...
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Render URL settings without passwords and mask values under secret-looking keys."""
+    for key, value in event_dict.items():
+        if isinstance(value, DatabaseURL | RedisURL):
+            event_dict[key] = value.redacted()
+        elif key in _SECRET_KEYS and value:
+            event_dict[key] = "***"
+    return event_dict
+
+
+def _orjson_dumps(event_dict: MutableMapping[str, Any], **kwargs: Any) -> bytes:
+    return orjson.dumps(event_dict, default=kwargs.get("default"))
+
+
+def _json_line_for_stdlib(event_dict: MutableMapping[str, Any], **kwargs: Any) -> str:
+    return orjson.dumps(event_dict, default=kwargs.get("default")).decode()
+
+
+def use_json(log_format: str, stream: Any = None) -> bool:
+    """auto: JSON unless the stream is a terminal."""
+    if log_format == "json":
+        return True
+    if log_format == "console":
+        return False
+    out = sys.stdout if stream is None else stream
+    isatty = getattr(out, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def configure(settings: LogSettings) -> None:
+    """Configure structlog and route the standard library's records through the same renderer."""
+    level = _LEVELS.get(settings.log_level, logging.INFO)
+    as_json = use_json(settings.log_format)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Processor
+    if as_json:
+        processors: list[Processor] = [
+            *shared,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+        ]
+        factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        renderer = structlog.processors.JSONRenderer(serializer=_json_line_for_stdlib)
+    else:
+        console = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        processors = [*shared, console]
+        factory = structlog.PrintLoggerFactory(sys.stdout)
+        renderer = console
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+
+    # Libraries (and Flask's own error log) use the standard library: same format, same stream.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared[:-1], structlog.stdlib.add_logger_name, redact_secrets],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.dict_tracebacks] if as_json else []),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    """A structlog logger whose lines carry ``logger=name``."""
+    return cast(FilteringBoundLogger, structlog.get_logger(logger=name))

@@ -1,0 +1,192 @@
+"""Prometheus metrics of the service and the invalidator, and the cheap calls that record them.
+
+Every metric is declared here once, so the README's metric table, the dashboard and the alert rules
+have one place to agree with. Recording functions keep a per-process dict of pre-bound label
+children: the request path pays one dict lookup and the client's own mmap write, never a label-dict
+construction or an extra lock. Gauges declare a multiprocess mode because gunicorn runs several
+workers, each writing its own file (see ``multiproc``).
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets: a near-cache or Redis hit answers in well under a millisecond, a MySQL miss in
+# a few; the upper buckets catch timeouts (the request-path MySQL timeout is 0.8 s by default).
+DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+HTTP_BUCKETS = (*DB_BUCKETS, 5.0, 10.0)
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+CACHE_OUTCOMES = ("hit", "miss", "stale", "error", "bypass")
+BREAKER_STATES = ("closed", "open", "half_open")
+# Methods outside this set are counted as "other", so a client cannot create label values at will.
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+HTTP_REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template (never the raw path), method and status.",
+    ("route", "method", "status"),
+    buckets=HTTP_BUCKETS,
+)
+CACHE_REQUESTS = Counter(
+    "orders_cache_requests",
+    "Requests answered through the cache, by route template and outcome "
+    "(hit, miss, stale, error, bypass).",
+    ("route", "outcome"),
+)
+NEAR_CACHE_REQUESTS = Counter(
+    "orders_near_cache_requests",
+    "Lookups in a worker's in-memory near cache, by outcome.",
+    ("outcome",),
+)
+NEAR_CACHE_ENTRIES = Gauge(
+    "orders_near_cache_entries",
+    "Pages held in the near caches of the live worker processes (summed over workers).",
+    multiprocess_mode="livesum",
+)
+DB_QUERY_SECONDS = Histogram(
+    "orders_db_query_duration_seconds",
+    "Time of one MySQL query on the request path, by query name.",
+    ("query",),
+    buckets=DB_BUCKETS,
+)
+DB_ERRORS = Counter(
+    "orders_db_errors",
+    "MySQL calls that failed, by kind (connect, timeout, query, overload, ...).",
+    ("kind",),
+)
+REDIS_CALL_SECONDS = Histogram(
+    "orders_redis_call_duration_seconds",
+    "Time of one Redis call (a command, script or pipeline), by command name.",
+    ("command",),
+    buckets=REDIS_BUCKETS,
+)
+REDIS_ERRORS = Counter(
+    "orders_redis_errors",
+    "Redis calls that failed or timed out, by command name.",
+    ("command",),
+)
+BREAKER_STATE = Gauge(
+    "orders_circuit_breaker_state",
+    "Live worker processes whose circuit breaker for a dependency is in each state.",
+    ("dependency", "state"),
+    multiprocess_mode="livesum",
+)
+INVALIDATIONS = Counter(
+    "orders_invalidations",
+    "Cache invalidations the binlog follower applied, by kind.",
+    ("kind",),
+)
+INVALIDATION_LAG = Gauge(
+    "orders_invalidation_lag_seconds",
+    "Seconds from a change's binlog event time to its invalidation being applied in Redis.",
+    multiprocess_mode="livemostrecent",
+)
+BUILD_INFO = Gauge(
+    "orders_build_info",
+    "Always 1; the labels say which build and runtime is serving.",
+    ("version", "python_version", "component"),
+    multiprocess_mode="livemax",
+)
+
+# Pre-bound children, keyed by label values. Dict reads and writes are atomic under the GIL; two
+# threads racing on a first sight both get the same child from the client's own cache.
+_db_query: dict[str, Histogram] = {}
+_db_errors: dict[str, Counter] = {}
+_redis_calls: dict[str, tuple[Histogram, Counter]] = {}
+_breakers: dict[str, dict[str, Gauge]] = {}
+_near_cache: dict[str, Counter] = {}
+_invalidations: dict[str, Counter] = {}
+
+
+def observe_db_query(query: str, seconds: float) -> None:
+    """Record one request-path MySQL query; ``query`` is a fixed name from the repository."""
+    child = _db_query.get(query)
+    if child is None:
+        child = _db_query[query] = DB_QUERY_SECONDS.labels(query)
+    child.observe(seconds)
+
+
+def count_db_error(kind: str) -> None:
+    """Count one failed MySQL call; ``kind`` is a small fixed vocabulary, never an error message."""
+    child = _db_errors.get(kind)
+    if child is None:
+        child = _db_errors[kind] = DB_ERRORS.labels(kind)
+    child.inc()
+
+
+def prepare_db_error_kinds(*kinds: str) -> None:
+    """Publish the error counters at 0 before the first error, so rate() sees the first one."""
+    for kind in kinds:
+        if kind not in _db_errors:
+            _db_errors[kind] = DB_ERRORS.labels(kind)
+
+
+def observe_redis_call(command: str, seconds: float, ok: bool) -> None:
+    """Record one Redis call; a failure also counts in ``orders_redis_errors_total``."""
+    children = _redis_calls.get(command)
+    if children is None:
+        # The error child is created (at 0) with the first call, so error rates start at 0, not
+        # at "no data".
+        children = _redis_calls[command] = (
+            REDIS_CALL_SECONDS.labels(command),
+            REDIS_ERRORS.labels(command),
+        )
+    children[0].observe(seconds)
+    if not ok:
+        children[1].inc()
+
+
+def set_breaker_state(dependency: str, state: str) -> None:
+    """Publish this worker's breaker state: 1 for ``state``, 0 for the others (rare: on change)."""
+    children = _breakers.get(dependency)
+    if children is None:
+        children = _breakers[dependency] = {
+            name: BREAKER_STATE.labels(dependency, name) for name in BREAKER_STATES
+        }
+    if state not in children:
+        raise ValueError(f"unknown breaker state {state!r}; expected one of {BREAKER_STATES}")
+    for name, child in children.items():
+        child.set(1 if name == state else 0)
+
+
+def count_near_cache(outcome: str) -> None:
+    """Count one near-cache lookup (hit, miss, ...)."""
+    child = _near_cache.get(outcome)
+    if child is None:
+        child = _near_cache[outcome] = NEAR_CACHE_REQUESTS.labels(outcome)
+    child.inc()
+
+
+def set_near_cache_entries(entries: int) -> None:
+    """Publish how many pages this worker's near cache holds (summed over live workers)."""
+    NEAR_CACHE_ENTRIES.set(entries)
+
+
+def count_invalidations(kind: str, n: int = 1) -> None:
+    """Count invalidations the binlog follower applied (invalidator process)."""
+    child = _invalidations.get(kind)
+    if child is None:
+        child = _invalidations[kind] = INVALIDATIONS.labels(kind)
+    child.inc(n)
+
+
+def set_invalidation_lag(seconds: float) -> None:
+    """Publish the binlog-event-to-applied delay of the latest invalidation (invalidator)."""
+    INVALIDATION_LAG.set(seconds)
+
+
+def service_version() -> str:
+    """The installed distribution's version, or "unknown" when running from a bare tree."""
+    try:
+        return metadata.version("orders-service")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def publish_build_info(component: str) -> None:
+    """Set ``orders_build_info`` for this process (component: api or invalidator)."""
+    BUILD_INFO.labels(service_version(), platform.python_version(), component).set(1)
