@@ -1,0 +1,1 @@
+"""Change capture from the MySQL binlog, turned into cache invalidations."""
