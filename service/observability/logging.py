@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 import orjson
 import structlog
+from structlog._config import BoundLoggerLazyProxy
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from service.config import DatabaseURL, RedisURL
@@ -79,6 +80,14 @@ def use_json(log_format: str, stream: Any = None) -> bool:
     return not (callable(isatty) and isatty())
 
 
+_configured = False
+
+
+def is_configured() -> bool:
+    """Whether ``configure`` ran in this process (or its parent before fork)."""
+    return _configured
+
+
 def configure(settings: LogSettings) -> None:
     """Configure structlog and route the standard library's records through the same renderer."""
     level = _LEVELS.get(settings.log_level, logging.INFO)
@@ -124,8 +133,14 @@ def configure(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    global _configured  # noqa: PLW0603 - one process-wide flag, set once at start-up
+    _configured = True
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
     """A structlog logger whose lines carry ``logger=name``."""
-    return cast(FilteringBoundLogger, structlog.get_logger(logger=name))
+    # structlog.get_logger(logger=...) would hand the name to wrap_logger's own ``logger``
+    # parameter; the lazy proxy takes the initial values directly and still resolves the
+    # configuration on first use (so module-level loggers follow configure()).
+    proxy = BoundLoggerLazyProxy(None, initial_values={"logger": name}, logger_factory_args=())
+    return cast(FilteringBoundLogger, proxy)

@@ -1,0 +1,1 @@
+"""HTTP blueprints: orders (the product), health (probes), errors (problem+json), openapi."""

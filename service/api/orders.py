@@ -1,0 +1,61 @@
+"""``GET /orders/<page>``: validate the number, ask the page cache, shape the response."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, request
+
+from service.cache.aside import CachedPage, PageCache, total_pages
+from service.orders.pagination import InvalidPage, parse_page
+from service.orders.representation import MEDIA_TYPE, page_body
+
+bp = Blueprint("orders", __name__)
+
+_X_CACHE = {"hit": "HIT", "miss": "MISS", "stale": "STALE", "bypass": "BYPASS", "error": "BYPASS"}
+
+
+@bp.get("/orders/<page>")
+def get_page(page: str) -> Response:
+    number = parse_page(page)
+    pages: PageCache = current_app.extensions["orders.pages"]
+    cached = pages.get(number)
+    g.cache_outcome = cached.outcome
+    settings = current_app.extensions["orders.settings"]
+    etag = f'W/"{cached.entry.etag}-{cached.total_orders}"'
+    headers = {
+        "ETag": etag,
+        "X-Cache": _X_CACHE[cached.outcome],
+        "Cache-Control": settings_cache_control(settings.http_max_age, settings.cache_max_stale),
+    }
+    if _matches(request.headers.get("If-None-Match"), cached.entry.etag, cached.total_orders):
+        return Response(status=304, headers=headers)
+    return Response(_body(cached, settings.page_size), headers=headers, mimetype=MEDIA_TYPE)
+
+
+@bp.get("/orders/")
+@bp.get("/orders")
+def missing_page() -> Response:
+    raise InvalidPage("The page number is missing: use /orders/1 for the first page.")
+
+
+def _body(cached: CachedPage, page_size: int) -> bytes:
+    last = total_pages(cached.total_orders, page_size)
+    return page_body(cached.number, page_size, cached.total_orders, last, cached.entry.orders_json)
+
+
+def settings_cache_control(max_age: int, max_stale: int) -> str:
+    """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
+    the service fails they may keep using it as long as the service itself would."""
+    return (
+        f"public, max-age={max_age}, stale-while-revalidate={max_age}, "
+        f"stale-if-error={max_stale}"
+    )
+
+
+def _matches(if_none_match: str | None, page_etag: str, total_orders: int) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): any listed tag, weak or strong, or ``*``."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    wanted = f'"{page_etag}-{total_orders}"'
+    return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))

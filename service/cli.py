@@ -1,0 +1,195 @@
+"""``orders-service``: the commands the container, the chart and ``make run`` call."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from typing import NoReturn
+
+import click
+
+from service.config import SETTINGS, Settings, SettingsError
+
+SEED_BATCH = 5000
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="orders-service")
+def main() -> None:
+    """Paginated orders from MySQL through an exact Redis cache.
+
+    Configured only by ORDERS_* environment variables (see `orders-service config`).
+    """
+
+
+def prepare_metrics_dir(settings: Settings) -> str:
+    """A clean prometheus-client multiprocess directory, exported before anything imports it."""
+    path = settings.metrics_dir or os.path.join(tempfile.gettempdir(), "orders-metrics")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _gunicorn_argv() -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf",
+        "service.wsgi:app",
+    ]
+
+
+@main.command()
+def serve() -> NoReturn:
+    """Serve the HTTP API with gunicorn (ORDERS_HOST:ORDERS_PORT, default 0.0.0.0:5001)."""
+    settings = _settings()
+    prepare_metrics_dir(settings)
+    argv = _gunicorn_argv()
+    os.execv(argv[0], argv)  # noqa: S606 - replaces this process: signals reach gunicorn directly
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the schema migrations that are missing (idempotent; safe from several replicas)."""
+    from service.orders import schema
+    from service.orders.database import connect
+
+    settings = _settings()
+    _wait_for_database(settings)
+    _create_database_if_missing(settings)
+    with connect(settings.database_url) as connection:
+        applied = schema.migrate(connection)
+    click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+
+
+@main.command()
+@click.option("--orders", "count", type=click.IntRange(min=0), default=100_000, show_default=True,
+              help="How many orders to generate.")
+@click.option("--seed", "seed", type=int, default=42, show_default=True,
+              help="Random seed; the same seed gives the same orders.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the table already has orders.")
+def seed(count: int, seed: int, if_empty: bool) -> None:
+    """Generate realistic orders after the highest existing id (deterministic for a seed)."""
+    from service.orders import repository
+    from service.orders import seed as generator
+    from service.orders.database import connect
+
+    settings = _settings()
+    with connect(settings.database_url, autocommit=False) as connection:
+        with connection.cursor() as cursor:
+            if if_empty and repository.has_orders(cursor):
+                click.echo("orders already present; not seeding")
+                return
+            first_id = repository.max_order_id(cursor) + 1
+        rows = generator.generate(count, seed=seed, first_id=first_id)
+        started = time.monotonic()
+        show = sys.stderr.isatty()
+        with click.progressbar(length=count, label="seeding orders", file=sys.stderr,
+                               hidden=not show) as bar, connection.cursor() as cursor:
+            while batch := list(islice(rows, SEED_BATCH)):
+                repository.insert_orders(cursor, batch)
+                connection.commit()
+                bar.update(len(batch))
+    elapsed = time.monotonic() - started
+    click.echo(f"seeded {count} orders in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
+
+
+@main.command()
+def invalidate() -> None:
+    """Follow the MySQL binlog and invalidate cached pages on every committed change."""
+    from service.invalidation.runner import run_invalidator
+
+    run_invalidator(_settings())
+
+
+@main.command("run-all")
+def run_all() -> None:
+    """Development: the web server and the invalidator together, stopped together (make run)."""
+    _settings()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),  # noqa: S603
+        subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),  # noqa: S603
+    ]
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    stop(signal.SIGTERM, None)
+    codes = [child.wait() for child in children]
+    sys.exit(max(codes))
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
+def config(markdown: bool) -> None:
+    """Print the effective settings (secrets redacted), or the table of every variable."""
+    if markdown:
+        click.echo("| Variable | Default | Meaning |\n| --- | --- | --- |")
+        for setting in SETTINGS:
+            default = f"`{setting.default}`" if setting.default else "(empty)"
+            click.echo(f"| `{setting.env}` | {default} | {setting.help} |")
+        return
+    for name, value in _settings().redacted().items():
+        click.echo(f"{name}={value}")
+
+
+def _wait_for_database(settings: Settings, timeout: float = 60.0) -> None:
+    """Jobs and compose start beside MySQL: wait for it rather than fail on the first try."""
+    import pymysql
+
+    from service.orders.database import connect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connect(settings.database_url, timeout=2).close()
+            return
+        except pymysql.MySQLError as exc:
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"MySQL at {settings.database_url.redacted()} unreachable: {exc.args[-1]}"
+                ) from None
+            time.sleep(1)
+
+
+def _create_database_if_missing(settings: Settings) -> None:
+    """A fresh MySQL (tests, a new chart install) may lack the database; create it if allowed."""
+    import pymysql
+
+    from service.orders.database import connect
+
+    try:
+        connect(settings.database_url, timeout=5).close()
+    except pymysql.err.OperationalError as exc:
+        if exc.args[0] != 1049:  # ER_BAD_DB_ERROR: unknown database
+            raise
+        url = settings.database_url
+        server = pymysql.connect(host=url.host, port=url.port, user=url.user,
+                                 password=url.password, connect_timeout=5)
+        with server, server.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE IF NOT EXISTS `{url.database.replace('`', '``')}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+
+
+if __name__ == "__main__":
+    main()

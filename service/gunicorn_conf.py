@@ -1,0 +1,59 @@
+"""gunicorn settings and worker hooks, all derived from the ORDERS_* settings.
+
+Observability is wired here, not at import: the metrics directory is prepared before workers start,
+tracing is built per worker after fork, dead workers are marked for prometheus-client.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from service import lifecycle, observability
+from service.config import Settings
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+graceful_timeout = _settings.graceful_timeout
+timeout = 30
+keepalive = 5
+max_requests = _settings.max_requests
+max_requests_jitter = max(0, _settings.max_requests // 10)
+accesslog = None  # the app logs one canonical line per request
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "orders-service"
+preload_app = False  # each worker builds its own pools and threads after fork
+forwarded_allow_ips = "*"
+control_socket_disable = True  # gunicorn 25+: no control socket in a read-only container
+
+
+def on_starting(server: Any) -> None:
+    observability.gunicorn_on_starting(_settings)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    observability.gunicorn_post_fork(_settings, worker)
+
+
+def post_worker_init(worker: Any) -> None:
+    """On SIGTERM, report not-ready for ORDERS_SHUTDOWN_DELAY seconds, then stop gracefully."""
+    stop_gracefully = signal.getsignal(signal.SIGTERM)
+
+    def drain_then_stop(signum: int, frame: Any) -> None:
+        if lifecycle.draining.is_set():
+            return
+        lifecycle.draining.set()
+        if callable(stop_gracefully):
+            threading.Timer(_settings.shutdown_delay, stop_gracefully, (signum, frame)).start()
+
+    signal.signal(signal.SIGTERM, drain_then_stop)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    observability.gunicorn_child_exit(_settings, worker)

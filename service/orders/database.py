@@ -1,0 +1,132 @@
+"""MySQL connections for the request path: a bounded pool, hard timeouts and a circuit breaker.
+
+The pool is SQLAlchemy's QueuePool (pre-ping, recycle, bounded size with a checkout timeout): its
+size is the cap on concurrent MySQL queries per worker, so a Redis outage cannot flatten MySQL.
+Connections use autocommit, so a pooled connection never keeps reading an old snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pymysql
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import QueuePool
+
+from service.breaker import CircuitBreaker
+from service.config import DatabaseURL, Settings
+from service.observability import metrics
+
+T = TypeVar("T")
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+class DatabaseUnavailable(Exception):
+    """MySQL cannot answer now (down, slow, or every connection busy). Maps to 503."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def connect(url: DatabaseURL, timeout: float | None = None, **options: Any) -> Any:
+    """One PyMySQL connection in UTC with autocommit; ``timeout`` bounds connect, read and write."""
+    arguments: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.user,
+        "password": url.password,
+        "database": url.database,
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": timeout or 10,
+        "read_timeout": timeout,
+        "write_timeout": timeout,
+        "init_command": "SET time_zone = '+00:00'",
+    }
+    arguments.update(options)
+    return pymysql.connect(**arguments)
+
+
+def _note_idle_since(_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
+    """Check a connection that sat idle (MySQL may have restarted or closed it meanwhile); the
+    pool replaces one that fails. Busy connections skip the round trip."""
+    if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        connection.ping(reconnect=False)
+    except pymysql.MySQLError as exc:
+        raise DisconnectionError(str(exc)) from exc
+
+
+class Database:
+    """The request path's access to MySQL: ``db.run("page", fn)`` runs ``fn(cursor)`` on a pooled
+    connection, timed, behind the breaker and the concurrency cap."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.database_url
+        self._timeout = settings.database_timeout
+        self.breaker = CircuitBreaker(
+            "mysql", failures=3, reset_after=1.0, on_change=metrics.set_breaker_state
+        )
+        self._pool = QueuePool(
+            self._new_connection,
+            pool_size=settings.database_max_concurrency,
+            max_overflow=0,
+            timeout=settings.cache_lock_wait,
+            recycle=1800,
+            reset_on_return="rollback",
+        )
+        event.listen(self._pool, "checkin", _note_idle_since)
+        event.listen(self._pool, "checkout", _ping_if_idle)
+
+    def _new_connection(self) -> Any:
+        return connect(self._url, timeout=self._timeout)
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """A cursor on a pooled connection; failures become ``DatabaseUnavailable``."""
+        if not self.breaker.allow():
+            raise DatabaseUnavailable("MySQL is failing; not trying for a moment")
+        try:
+            connection = self._pool.connect()
+        except PoolTimeout:
+            metrics.count_db_error("busy")
+            raise DatabaseUnavailable("every MySQL connection of this worker is busy") from None
+        except pymysql.MySQLError as exc:
+            self._failed("connect")
+            raise DatabaseUnavailable(f"cannot connect to MySQL: {exc.args[-1]}") from None
+        try:
+            with connection.cursor() as cursor:
+                yield cursor
+        except pymysql.MySQLError as exc:
+            connection.invalidate()
+            self._failed("query")
+            raise DatabaseUnavailable(f"MySQL query failed: {exc.args[-1]}") from None
+        finally:
+            connection.close()  # back to the pool (or discarded when invalidated)
+        self.breaker.success()
+
+    def run(self, query_name: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)`` and record its duration as ``query_name``."""
+        started = time.perf_counter()
+        with self.cursor() as cursor:
+            result = work(cursor)
+        metrics.observe_db_query(query_name, time.perf_counter() - started)
+        return result
+
+    def _failed(self, kind: str) -> None:
+        metrics.count_db_error(kind)
+        self.breaker.failure()
+
+    def close(self) -> None:
+        self._pool.dispose()

@@ -1,0 +1,165 @@
+"""The only module that speaks SQL. Every query the service and the invalidator run is here.
+
+Pages are found without OFFSET scans or COUNT(*): ``order_buckets`` holds an exact row count per
+block of ``BUCKET_WIDTH`` ids (kept by triggers, see migrations/0002). The page starting at rank r
+is in the first block whose running total passes r; inside that block at most ``BUCKET_WIDTH`` ids
+are skipped. A miss therefore costs the same on page 1 and on the last page of 10M orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+BUCKET_WIDTH = 4096  # ids per order_buckets row; must match the triggers in migrations/0002
+
+ORDER_COLUMNS = (
+    "id, customer_id, customer_name, customer_email, status, amount, currency, item_count, "
+    "created_at, updated_at"
+)
+
+# The block holding 0-based rank %(rank)s and how many rows come before that block.
+_BUCKET_OF_RANK = """
+SELECT bucket, rows_before FROM (
+  SELECT bucket, row_count,
+         CAST(SUM(row_count) OVER (ORDER BY bucket) AS SIGNED) - row_count AS rows_before
+  FROM order_buckets
+) AS running
+WHERE rows_before + row_count > %(rank)s
+ORDER BY bucket
+LIMIT 1
+"""
+
+_PAGE_FROM_BUCKET = f"""
+SELECT {ORDER_COLUMNS} FROM orders
+WHERE id >= %(first_id)s
+ORDER BY id
+LIMIT %(limit)s OFFSET %(skip)s
+"""
+
+_TOTAL_ORDERS = "SELECT CAST(COALESCE(SUM(row_count), 0) AS SIGNED) FROM order_buckets"
+
+_ROWS_BEFORE_ID = """
+SELECT
+  (SELECT CAST(COALESCE(SUM(row_count), 0) AS SIGNED) FROM order_buckets
+   WHERE bucket < %(bucket)s)
+  + (SELECT COUNT(*) FROM orders WHERE id >= %(bucket_start)s AND id < %(id)s)
+"""
+
+_ANY_ORDER = "SELECT 1 FROM orders LIMIT 1"
+
+_INSERT_ORDERS = (
+    "INSERT INTO orders (id, customer_id, customer_name, customer_email, status, amount, "
+    "currency, item_count, created_at, updated_at) VALUES "
+)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the repository uses (PyMySQL's, in practice)."""
+
+    def execute(self, query: str, args: Any = None) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One row of the orders table, as the API shows it."""
+
+    id: int
+    customer_id: int
+    customer_name: str
+    customer_email: str
+    status: str
+    amount: Decimal
+    currency: str
+    item_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def fetch_page(cursor: Cursor, page: int, page_size: int) -> list[Order]:
+    """The orders of 1-based ``page``, ordered by id; empty when the page is past the end."""
+    rank = (page - 1) * page_size
+    cursor.execute(_BUCKET_OF_RANK, {"rank": rank})
+    located = cursor.fetchone()
+    if located is None:
+        return []
+    bucket, rows_before = located
+    cursor.execute(
+        _PAGE_FROM_BUCKET,
+        {"first_id": int(bucket) * BUCKET_WIDTH, "limit": page_size, "skip": rank - rows_before},
+    )
+    return [Order(*row) for row in cursor.fetchall()]
+
+
+def count_orders(cursor: Cursor) -> int:
+    """Total orders, from the block counts (a few thousand rows, not the whole table)."""
+    cursor.execute(_TOTAL_ORDERS)
+    return int(cursor.fetchone()[0])
+
+
+def rows_before_id(cursor: Cursor, order_id: int) -> int:
+    """How many orders have a smaller id: the 0-based rank ``order_id`` has, or would have."""
+    bucket = order_id // BUCKET_WIDTH
+    cursor.execute(
+        _ROWS_BEFORE_ID,
+        {"bucket": bucket, "bucket_start": bucket * BUCKET_WIDTH, "id": order_id},
+    )
+    return int(cursor.fetchone()[0])
+
+
+def has_orders(cursor: Cursor) -> bool:
+    cursor.execute(_ANY_ORDER)
+    return cursor.fetchone() is not None
+
+
+def insert_orders(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert many orders in one statement (the seed's bulk path; values are bound, not pasted)."""
+    placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(rows))
+    cursor.execute(_INSERT_ORDERS + placeholders, [v for row in rows for v in row])
+
+
+def max_order_id(cursor: Cursor) -> int:
+    cursor.execute("SELECT COALESCE(MAX(id), 0) FROM orders")
+    return int(cursor.fetchone()[0])
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+MIGRATION_LOCK = "orders_service_migrate"
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version    VARCHAR(64) NOT NULL PRIMARY KEY,
+  applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+) ENGINE = InnoDB
+"""
+
+
+def acquire_migration_lock(cursor: Cursor, timeout_seconds: int) -> bool:
+    """A server-wide named lock, so two replicas starting together migrate one after the other."""
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (MIGRATION_LOCK, timeout_seconds))
+    return bool(cursor.fetchone()[0])
+
+
+def release_migration_lock(cursor: Cursor) -> None:
+    cursor.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
+    cursor.fetchone()
+
+
+def applied_migrations(cursor: Cursor) -> set[str]:
+    cursor.execute(_CREATE_MIGRATIONS_TABLE)
+    cursor.execute("SELECT version FROM schema_migrations")
+    return {str(row[0]) for row in cursor.fetchall()}
+
+
+def apply_migration(cursor: Cursor, version: str, statements: Iterable[str]) -> None:
+    """Run one migration's statements and record it. DDL commits implicitly in MySQL, so each
+    statement is written to be re-runnable (IF NOT EXISTS / DROP IF EXISTS)."""
+    for statement in statements:
+        cursor.execute(statement)
+    cursor.execute("INSERT IGNORE INTO schema_migrations (version) VALUES (%s)", (version,))

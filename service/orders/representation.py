@@ -1,0 +1,51 @@
+"""How orders look on the wire: JSON made once per fill, and the page envelope around it.
+
+The orders of a page are encoded once, when the page is loaded from MySQL, and cached as bytes.
+The envelope (page number, totals, links) is formatted around those bytes on every request, so a
+cache hit never decodes or re-encodes JSON and a new order's totals do not evict cached pages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from service.orders.pagination import page_links
+from service.orders.repository import Order
+
+MEDIA_TYPE = "application/json"
+
+
+def _timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a Z; MySQL DATETIMEs are stored in UTC by this service."""
+    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def order_document(order: Order) -> dict[str, object]:
+    return {
+        "id": order.id,
+        "customer": {
+            "id": order.customer_id,
+            "name": order.customer_name,
+            "email": order.customer_email,
+        },
+        "status": order.status,
+        "total": {"amount": str(order.amount), "currency": order.currency},
+        "item_count": order.item_count,
+        "created_at": _timestamp(order.created_at),
+        "updated_at": _timestamp(order.updated_at),
+    }
+
+
+def orders_json(orders: list[Order]) -> bytes:
+    """The JSON array of a page's orders; money as decimal strings, never floats."""
+    return orjson.dumps([order_document(order) for order in orders])
+
+
+def page_body(page: int, page_size: int, total_orders: int, last: int, orders: bytes) -> bytes:
+    """The response body: the envelope formatted around the cached orders array."""
+    links = orjson.dumps(page_links(page, last))
+    return b'{"page":%d,"per_page":%d,"total_orders":%d,"total_pages":%d,"links":%s,"orders":%s}' % (
+        page, page_size, total_orders, last, links, orders,
+    )

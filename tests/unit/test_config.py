@@ -1,0 +1,76 @@
+"""Settings come from ORDERS_* variables; a bad value is refused with the variable's name."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import SETTINGS, Settings, SettingsError
+
+
+def test_defaults_point_at_localhost_and_match_the_brief() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url.host == "127.0.0.1"
+    assert settings.database_url.port == 3306
+    assert settings.database_url.database == "orders"
+    assert settings.redis_url.url == "redis://127.0.0.1:6379/0"
+    assert (settings.cache_ttl, settings.page_size, settings.port) == (3600, 10, 5001)
+    assert settings.workers >= 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ORDERS_CACHE_TTL", "0"),
+        ("ORDERS_CACHE_TTL", "soon"),
+        ("ORDERS_PAGE_SIZE", "-3"),
+        ("ORDERS_PORT", "70000"),
+        ("ORDERS_DATABASE_URL", "postgres://x@y/z"),
+        ("ORDERS_DATABASE_URL", "mysql://user@host"),
+        ("ORDERS_REDIS_URL", "http://localhost"),
+        ("ORDERS_NEAR_CACHE", "maybe"),
+        ("ORDERS_LOG_FORMAT", "xml"),
+        ("ORDERS_CACHE_TIMEOUT", "nan"),
+        ("ORDERS_CACHE_PREFIX", "has space"),
+    ],
+)
+def test_an_invalid_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_urls_are_parsed_and_passwords_never_shown() -> None:
+    settings = Settings.from_env(
+        {
+            "ORDERS_DATABASE_URL": "mysql://app:s3cr%40t@db.example:3307/shop",
+            "ORDERS_REDIS_URL": "redis://:hunter2@cache:6380/1",
+        }
+    )
+    url = settings.database_url
+    assert (url.user, url.password, url.host, url.port, url.database) == (
+        "app", "s3cr@t", "db.example", 3307, "shop",
+    )
+    shown = repr(settings) + str(settings.redacted())
+    assert "s3cr" not in shown
+    assert "hunter2" not in shown
+    assert "mysql://app:***@db.example:3307/shop" in shown
+
+
+def test_separate_password_variables_override_the_urls() -> None:
+    settings = Settings.from_env(
+        {"ORDERS_DATABASE_PASSWORD": "fromsecret", "ORDERS_REDIS_PASSWORD": "alsosecret"}
+    )
+    assert settings.database_url.password == "fromsecret"
+    assert settings.redis_url.password == "alsosecret"
+    assert "fromsecret" not in repr(settings)
+
+
+def test_a_secret_value_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"ORDERS_DATABASE_URL": "oracle://u:topsecret@h/d"})
+    assert "topsecret" not in str(refused.value)
+
+
+def test_every_setting_has_help_and_a_field() -> None:
+    names = {setting.field for setting in SETTINGS}
+    assert names == set(Settings.__dataclass_fields__)
+    assert all(setting.help.endswith(".") for setting in SETTINGS)
