@@ -60,7 +60,10 @@ SCENARIOS = (
     ),
     Scenario(
         "existing-secrets",
-        sets={"mysql.auth.existingSecret": "orders-db", "redis.auth.existingSecret": "orders-cache"},
+        sets={
+            "mysql.auth.existingSecret": "orders-db",
+            "redis.auth.existingSecret": "orders-cache",
+        },
     ),
     Scenario(
         "monitoring",
@@ -105,16 +108,25 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def render_text(args: tuple[str, ...], kube_version: str = KUBE_VERSIONS[-1]) -> str:
     """`helm template` output; cached because many tests read the same renderings."""
     result = run(
-        [tool("helm"), "template", "orders", str(CHART), "--namespace", "orders",
-         "--kube-version", kube_version, *args]
+        [
+            tool("helm"),
+            "template",
+            "orders",
+            str(CHART),
+            "--namespace",
+            "orders",
+            "--kube-version",
+            kube_version,
+            *args,
+        ]
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def render(args: tuple[str, ...] | list[str] = (), kube_version: str = KUBE_VERSIONS[-1]) -> list[
-    dict[str, Any]
-]:
+def render(
+    args: tuple[str, ...] | list[str] = (), kube_version: str = KUBE_VERSIONS[-1]
+) -> list[dict[str, Any]]:
     """The rendered manifests as dicts (empty documents dropped)."""
     text = render_text(tuple(args), kube_version)
     return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from tests.chart.chart_support import NODE_MODULES, tool
 
 
@@ -18,9 +19,12 @@ def node() -> str:
     """node plus the prometheus-operator models it validates CRDs with."""
     path = shutil.which("node")
     if path is None:
-        pytest.fail("node is missing: install Debian's nodejs/npm, then `make chart-tools`",
-                    pytrace=False)
+        pytest.fail(
+            "node is missing: install Debian's nodejs/npm, then `make chart-tools`", pytrace=False
+        )
     if not (NODE_MODULES / "@kubernetes-models" / "prometheus-operator").is_dir():
-        pytest.fail("@kubernetes-models/prometheus-operator is missing: run `make chart-tools`",
-                    pytrace=False)
+        pytest.fail(
+            "@kubernetes-models/prometheus-operator is missing: run `make chart-tools`",
+            pytrace=False,
+        )
     return path

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.chart.chart_support import CHART, NODE_MODULES, SCENARIOS, find, render
 
 HERE = Path(__file__).parent
@@ -19,7 +20,11 @@ MODELS = NODE_MODULES / "@kubernetes-models" / "prometheus-operator"
 def validate(node: str, documents: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [node, str(HERE / "validate_crds.mjs"), str(MODELS)],
-        input=json.dumps(documents), capture_output=True, text=True, check=False, timeout=60,
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 
@@ -27,8 +32,11 @@ def crd_documents(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return find(docs, "ServiceMonitor") + find(docs, "PrometheusRule")
 
 
-@pytest.mark.parametrize("values", [MONITORING.args(), ["-f", str(CHART / "values-prod.yaml")]],
-                         ids=["monitoring", "prod"])
+@pytest.mark.parametrize(
+    "values",
+    [MONITORING.args(), ["-f", str(CHART / "values-prod.yaml")]],
+    ids=["monitoring", "prod"],
+)
 def test_monitoring_resources_match_the_operator_schemas(node: str, values: list[str]) -> None:
     documents = crd_documents(render(values))
     kinds = sorted(d["kind"] for d in documents)
@@ -57,12 +65,19 @@ def test_prometheus_rule_is_the_rule_file_verbatim() -> None:
 def test_service_monitors_scrape_the_named_metrics_ports() -> None:
     docs = render(MONITORING.args())
     ports = {
-        m["metadata"]["name"]: (m["spec"]["endpoints"][0]["port"], m["spec"]["endpoints"][0]["path"])
+        m["metadata"]["name"]: (
+            m["spec"]["endpoints"][0]["port"],
+            m["spec"]["endpoints"][0]["path"],
+        )
         for m in find(docs, "ServiceMonitor")
     }
-    assert ports == {"orders-api": ("http", "/metrics"), "orders-invalidator": ("metrics", "/metrics")}
+    assert ports == {
+        "orders-api": ("http", "/metrics"),
+        "orders-invalidator": ("metrics", "/metrics"),
+    }
     service_ports = {
-        s["metadata"]["name"]: {p["name"] for p in s["spec"]["ports"]} for s in find(docs, "Service")
+        s["metadata"]["name"]: {p["name"] for p in s["spec"]["ports"]}
+        for s in find(docs, "Service")
     }
     assert "http" in service_ports["orders"]
     assert "metrics" in service_ports["orders-invalidator"]
@@ -70,7 +85,9 @@ def test_service_monitors_scrape_the_named_metrics_ports() -> None:
 
 def test_dashboards_become_sidecar_configmaps_one_per_file() -> None:
     docs = render(MONITORING.args())
-    dashboards = [c for c in find(docs, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    dashboards = [
+        c for c in find(docs, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]
+    ]
     files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
     assert sorted(key for c in dashboards for key in c["data"]) == files
     for configmap in dashboards:

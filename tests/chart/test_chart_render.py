@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from tests.chart.chart_support import CHART, KUBE_VERSIONS, SCENARIOS, Scenario, render_text, run, tool
+
+from tests.chart.chart_support import (
+    CHART,
+    KUBE_VERSIONS,
+    SCENARIOS,
+    Scenario,
+    render_text,
+    run,
+    tool,
+)
 
 
 def test_helm_lint_strict_passes_with_defaults_and_the_prod_overlay(helm: str) -> None:
@@ -21,8 +30,14 @@ def test_every_rendering_is_valid_kubernetes(
     rendered = tmp_path / "rendered.yaml"  # type: ignore[operator]
     rendered.write_text(render_text(tuple(scenario.args()), kube_version))
     result = run(
-        [tool("kubernetes-validate"), "--kubernetes-version", kube_version, "--strict",
-         "--quiet", str(rendered)]
+        [
+            tool("kubernetes-validate"),
+            "--kubernetes-version",
+            kube_version,
+            "--strict",
+            "--quiet",
+            str(rendered),
+        ]
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
