@@ -83,6 +83,8 @@ log_driver = \"k8s-file\"
 cgroup_manager = \"cgroupfs\"
 events_logger = \"file\"
 events_logfile_path = \"$STATE/events.log\"
+# Also where buildah keeps RUN --mount=type=cache directories (instead of /var/tmp).
+image_copy_tmp_dir = \"$STATE/tmp\"
 runtime = \"runc\"
 tmp_dir = \"$STATE/tmp\"
 
