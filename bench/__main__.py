@@ -1,0 +1,590 @@
+"""``python -m bench bench|smoke|pagination|soak|profile``: the make targets' entry point.
+
+Each command starts what it needs (its own MariaDB, the three systems under gunicorn), measures,
+writes results under ``--out`` and stops everything it started, even on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import phases, report
+from bench.load import open_loop_connections, run_wrk
+from bench.servers import VENV_BIN, BenchError, Gunicorn, MariaDB, redis_clear
+from service.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+STATE = REPO / ".run" / "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_defaults() -> tuple[int, int]:
+    """Workers and threads as the service would pick them (ORDERS_WORKERS/THREADS override)."""
+    settings = Settings.from_env()
+    return settings.workers, settings.threads
+
+
+@dataclass
+class Context:
+    """Everything one run shares: the database, Redis, prefixes, gunicorn shape, a scratch dir."""
+
+    mysql: MariaDB
+    database: str
+    redis_url: str
+    prefix: str
+    workers: int
+    threads: int
+    scratch: Path
+    page_size: int = 10
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    @property
+    def service_prefix(self) -> str:
+        return f"{self.prefix}-svc"
+
+    @property
+    def peer_prefix(self) -> str:
+        return f"{self.prefix}-peer:"
+
+    def service_env(self, **extra: str) -> dict[str, str]:
+        return {
+            "ORDERS_DATABASE_URL": self.mysql.url(self.database),
+            "ORDERS_REDIS_URL": self.redis_url,
+            "ORDERS_CACHE_PREFIX": self.service_prefix,
+            "ORDERS_WORKERS": str(self.workers),
+            "ORDERS_THREADS": str(self.threads),
+            "ORDERS_HOST": "127.0.0.1",
+            "ORDERS_PAGE_SIZE": str(self.page_size),
+            **extra,
+        }
+
+    def gunicorn_argv(self, app: str, port: int) -> list[str]:
+        """The service's gunicorn settings (service/gunicorn_conf.py) that shape the hit path."""
+        return [
+            str(VENV_BIN / "gunicorn"),
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--keep-alive",
+            "5",
+            "--timeout",
+            "30",
+            "--bind",
+            f"127.0.0.1:{port}",
+            app,
+        ]
+
+    def service(self, name: str = "service", **extra: str) -> Gunicorn:
+        port = free_port()
+        metrics = Path(tempfile.mkdtemp(prefix="metrics-", dir=self.scratch))
+        env = self.service_env(ORDERS_PORT=str(port), ORDERS_METRICS_DIR=str(metrics), **extra)
+        return Gunicorn(
+            name,
+            port,
+            [str(VENV_BIN / "orders-service"), "serve"],
+            env,
+            self.scratch / f"{name}.log",
+            extra={"workers": str(self.workers), "metrics_dir": str(metrics)},
+        )
+
+    def floor(self, body: Path) -> Gunicorn:
+        port = free_port()
+        return Gunicorn(
+            "floor",
+            port,
+            self.gunicorn_argv("bench.floor_app:app", port),
+            {"BENCH_FLOOR_BODY": str(body)},
+            self.scratch / "floor.log",
+            extra={"workers": str(self.workers)},
+        )
+
+    def peer(self) -> Gunicorn:
+        port = free_port()
+        return Gunicorn(
+            "peer",
+            port,
+            self.gunicorn_argv("bench.peer_app:app", port),
+            {
+                "BENCH_PEER_DATABASE_URL": self.mysql.url(self.database, "mysql+pymysql"),
+                "BENCH_PEER_REDIS_URL": self.redis_url,
+                "BENCH_PEER_PREFIX": self.peer_prefix,
+            },
+            self.scratch / "peer.log",
+            extra={"workers": str(self.workers)},
+        )
+
+    def clear_service(self) -> int:
+        return redis_clear(self.redis, f"{self.service_prefix}:")
+
+    def clear_peer(self) -> int:
+        return redis_clear(self.redis, self.peer_prefix)
+
+
+def orders_service(*args: str, env: dict[str, str]) -> None:
+    cmd = [str(VENV_BIN / "orders-service"), *args]
+    proc = subprocess.run(
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-800:]}")
+
+
+def prepare_database(ctx: Context, orders: int) -> None:
+    """Create, migrate and seed (once: the seed survives in the bench's own data directory)."""
+    ctx.mysql.execute(
+        f"CREATE DATABASE IF NOT EXISTS `{ctx.database}` "
+        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+    env = ctx.service_env()
+    orders_service("migrate", env=env)
+    t0 = time.monotonic()
+    orders_service("seed", "--orders", str(orders), "--if-empty", env=env)
+    seeded = time.monotonic() - t0
+    count = int(
+        str(ctx.mysql.execute("SELECT COUNT(*) FROM orders", ctx.database)[0][0])
+        if orders <= 1_000_000
+        else str(
+            ctx.mysql.execute(
+                "SELECT COALESCE(SUM(row_count), 0) FROM order_buckets", ctx.database
+            )[0][0]
+        )
+    )
+    if count != orders:
+        raise BenchError(
+            f"database {ctx.database} holds {count} orders, expected {orders}: "
+            f"drop it (on 127.0.0.1:{ctx.mysql.port}) and run again"
+        )
+    if seeded > 5:
+        print(f"seeded {orders:,} orders into {ctx.database} in {seeded:.0f} s", flush=True)
+
+
+@contextlib.contextmanager
+def context(args: argparse.Namespace, database: str) -> Iterator[Context]:
+    workers, threads = service_defaults()
+    workers = args.workers or workers
+    threads = args.threads or threads
+    state = Path(args.state)
+    mysql = MariaDB(state / "mysql" / "data", args.mysql_port, buffer_pool=args.buffer_pool)
+    mysql.start()
+    state.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=state))
+    ctx = Context(mysql, database, args.redis_url, f"bench{os.getpid()}", workers, threads, scratch)
+    try:
+        ctx.clear_service()
+        ctx.clear_peer()
+        yield ctx
+    finally:
+        with contextlib.suppress(Exception):
+            ctx.clear_service()
+            ctx.clear_peer()
+        if not args.keep_mysql:
+            mysql.stop()
+
+
+def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
+    started = time.monotonic()
+    with context(args, f"orders_bench_{plan.orders}") as ctx:
+        prepare_database(ctx, plan.orders)
+        service = ctx.service()
+        peer = ctx.peer()
+        service.start(ready_path="/healthz")
+        peer.start(ready_path="/healthz")
+        try:
+            _, _, body = phases.fetch(f"{service.base_url}/orders/1")
+            body_file = ctx.scratch / "page-1.json"
+            body_file.write_bytes(body)
+            floor = ctx.floor(body_file)
+            floor.start(ready_path="/healthz")
+            systems = [floor, peer, service]
+            try:
+                time.sleep(plan.settle_seconds)
+                for s in systems:
+                    phases.warm(s, plan.hot_pages)
+                _, headers, _ = phases.fetch(f"{service.base_url}/orders/1")
+                results: dict[str, Any] = {
+                    "machine": report.machine(),
+                    "plan": asdict(plan),
+                    "gunicorn": {
+                        "worker_class": "gthread",
+                        "workers": ctx.workers,
+                        "threads": ctx.threads,
+                    },
+                    "page_bytes": len(body),
+                    "service_x_cache_after_warm": headers.get("X-Cache"),
+                    "load_tool": "wrk 4.1 (Debian) + bench/wrk_load.lua",
+                }
+                print("hit throughput (closed loop) ...", flush=True)
+                results["hit_throughput"] = phases.closed_loop(systems, plan)
+                floor_rps = results["hit_throughput"]["floor"]["rps"]
+                print("latency at fixed rates (open loop) ...", flush=True)
+                results["latency_sweep"] = phases.latency_sweep(systems, floor_rps, plan)
+                memory = {s.name: phases.worker_memory(s) for s in systems}
+                memory["service"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
+                    ctx.redis, f"{ctx.service_prefix}:s{ctx.page_size}:page:*"
+                )["bytes_mean"]
+                memory["peer"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
+                    ctx.redis, f"{ctx.peer_prefix}*"
+                )["bytes_mean"]
+                results["memory"] = memory
+                print("cold start ...", flush=True)
+                rate = floor_rps * plan.cold_rate_fraction
+                results["cold_start"] = {
+                    "peer": phases.cold_start(
+                        peer,
+                        clear=ctx.clear_peer,
+                        mysql=ctx.mysql,
+                        rate=rate,
+                        hit_header="hit_cache",
+                        plan=plan,
+                    ),
+                    "service": phases.cold_start(
+                        service,
+                        clear=ctx.clear_service,
+                        mysql=ctx.mysql,
+                        rate=rate,
+                        hit_header="X-Cache",
+                        plan=plan,
+                    ),
+                }
+            finally:
+                floor.stop()
+        finally:
+            service.stop()
+            peer.stop()
+    results["notes"] = [
+        f"Hot set: pages 1-{plan.hot_pages}, round robin, warmed before measuring; the floor "
+        "answers every page with the bytes of the service's page 1.",
+        f"Closed loop: wrk, 1 thread, {plan.closed_connections} connections, "
+        f"{plan.closed_seconds:g} s x {plan.rounds} interleaved rounds (median).",
+        "Open loop: one wrk thread per connection on a fixed schedule; a request whose "
+        "connection was still busy at its scheduled time is timed from that time (wrk2's "
+        "coordinated-omission correction).",
+        f"Cold start: keys under the system's Redis prefix deleted and the workers restarted; "
+        f"Zipf(s={plan.cold_zipf_s:g}) over pages 1-{plan.cold_pages} at "
+        f"{plan.cold_rate_fraction:.0%} of the floor's max; SELECTs = Com_select delta on the "
+        "bench's own MariaDB (includes connection-pool pings).",
+        "The peer sets Flask-Caching's `hit_cache` header (response_hit_indication) so its hit "
+        "rate can be seen; nothing else is added to the documented pattern.",
+    ]
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def finish(results: dict[str, Any], out: Path, stem: str = "results") -> None:
+    pagination = None
+    pagination_file = out / "pagination.json"
+    if pagination_file.exists():
+        pagination = json.loads(pagination_file.read_text())
+    results["targets"] = report.targets(results, pagination)
+    report.write(out, stem, results, report.markdown(results, pagination))
+    report.plot(results, out / f"{stem}.png")
+    print((out / f"{stem}.md").read_text())
+
+
+def run_pagination(args: argparse.Namespace) -> dict[str, Any]:
+    """Miss latency of page 1 and the last page at ``--orders`` (10M by default), over HTTP.
+
+    The near cache is off in this run and the page's Redis entry is deleted before each request,
+    so every sample is a real miss: lease, MySQL, fill. Totals stay cached, as in production.
+    """
+    orders = args.orders
+    page_size = 10
+    last_page = -(-orders // page_size)
+    with context(args, f"orders_bench_{orders}") as ctx:
+        prepare_database(ctx, orders)
+        service = ctx.service(ORDERS_NEAR_CACHE="false")
+        peer = ctx.peer()
+        service.start(ready_path="/healthz")
+        peer.start(ready_path="/healthz")
+        client = ctx.redis
+        results: dict[str, Any] = {
+            "machine": report.machine(),
+            "orders": orders,
+            "last_page": last_page,
+        }
+        try:
+
+            def sample(server: Gunicorn, page: int, n: int, clear: Any) -> dict[str, Any]:
+                times = []
+                for i in range(n + 3):  # three warm-ups: buffer pool, connection pool
+                    clear(page)
+                    t0 = time.perf_counter()
+                    status, headers, _ = phases.fetch(f"{server.base_url}/orders/{page}", 60)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    if status != 200:
+                        raise BenchError(f"{server.name} /orders/{page} answered {status}")
+                    if i >= 3:
+                        times.append(elapsed)
+                times.sort()
+                return {
+                    "p50_ms": round(statistics.median(times), 3),
+                    "p90_ms": round(times[int(0.9 * (len(times) - 1))], 3),
+                    "min_ms": round(times[0], 3),
+                    "x_cache": headers.get("X-Cache"),
+                }
+
+            def clear_service(page: int) -> None:
+                base = f"{ctx.service_prefix}:s{page_size}:"
+                client.delete(f"{base}page:{page}", f"{base}lease:{page}")
+
+            def clear_peer(page: int) -> None:
+                client.delete(f"{ctx.peer_prefix}view//orders/{page}")
+
+            print(f"pagination: {orders:,} orders, page 1 vs page {last_page:,} ...", flush=True)
+            for server, clear, n in (
+                (service, clear_service, args.samples),
+                (peer, clear_peer, args.peer_samples),
+            ):
+                first = sample(server, 1, n, clear)
+                last = sample(server, last_page, n, clear)
+                results[server.name] = {
+                    "samples": n,
+                    "first": first,
+                    "last": last,
+                    "last_over_first": report.ratio(last["p50_ms"], first["p50_ms"]),
+                }
+            body = ctx.scratch / "page-1.json"
+            body.write_bytes(phases.fetch(f"{service.base_url}/orders/1")[2])
+            floor = ctx.floor(body)
+            floor.start(ready_path="/healthz")
+            try:
+                results["floor"] = sample(floor, 1, args.samples, lambda page: None)
+            finally:
+                floor.stop()
+        finally:
+            service.stop()
+            peer.stop()
+    return results
+
+
+def run_soak(args: argparse.Namespace) -> dict[str, Any]:
+    """``--minutes`` at 70% of the service's max, workers recycled by ORDERS_MAX_REQUESTS."""
+    with context(args, "orders_bench_100000") as ctx:
+        prepare_database(ctx, 100_000)
+        service = ctx.service(ORDERS_MAX_REQUESTS=str(args.max_requests))
+        service.start(ready_path="/healthz")
+        try:
+            phases.warm(service, 100)
+            probe = run_wrk(f"{service.base_url}/", seconds=10, connections=32)
+            rate = probe.rps * 0.7
+            print(
+                f"soak: max {probe.rps:.0f} req/s, offering {rate:.0f} req/s for "
+                f"{args.minutes:g} min, max_requests={args.max_requests}",
+                flush=True,
+            )
+            windows = []
+            deadline = time.monotonic() + args.minutes * 60
+            with phases.Sampler(service, every=5) as sampler:
+                while time.monotonic() < deadline - 1:
+                    seconds = min(30, deadline - time.monotonic())
+                    r = run_wrk(
+                        f"{service.base_url}/",
+                        seconds=seconds,
+                        rate=rate,
+                        connections=open_loop_connections(rate),
+                    )
+                    windows.append(
+                        {
+                            "requests": r.requests,
+                            "errors": r.errors,
+                            "rps": round(r.rps, 1),
+                            "p99_ms": round(r.latency_us["p99"] / 1000, 3),
+                        }
+                    )
+            metrics_files = len(list(Path(service.extra["metrics_dir"]).glob("*.db")))
+        finally:
+            service.stop()
+    samples = sampler.samples
+    fifth = max(1, len(samples) // 5)
+    early, late = samples[:fifth], samples[-fifth:]
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in rows if r.get(key) is not None)
+
+    rss_growth = med(late, "rss_mib_mean") / med(early, "rss_mib_mean") - 1
+    scrape_growth = med(late, "scrape_ms") / med(early, "scrape_ms")
+    pids = {pid for s in samples for pid in s["worker_pids"]}
+    errors = sum(w["errors"] for w in windows)
+    return {
+        "machine": report.machine(),
+        "minutes": args.minutes,
+        "max_rps": round(probe.rps, 1),
+        "offered_rps": round(rate, 1),
+        "max_requests": args.max_requests,
+        "workers_seen": len(pids),
+        "requests": sum(w["requests"] for w in windows),
+        "errors": errors,
+        "rss_growth": round(rss_growth, 4),
+        "scrape_ms_early": med(early, "scrape_ms"),
+        "scrape_ms_late": med(late, "scrape_ms"),
+        "scrape_late_over_early": round(scrape_growth, 3),
+        "metrics_db_files_at_end": metrics_files,
+        "verdict": {
+            "zero_errors": errors == 0,
+            "rss_growth_under_5pct": rss_growth < 0.05,
+            "scrape_flat": scrape_growth < 1.5,
+        },
+        "windows": windows,
+        "samples": samples,
+    }
+
+
+def soak_markdown(s: dict[str, Any]) -> str:
+    v = s["verdict"]
+    yes = {True: "yes", False: "**no**"}
+    return "\n".join(
+        [
+            "# Soak results",
+            "",
+            f"Measured {s['machine']['date']}: {s['minutes']:g} min at "
+            f"{s['offered_rps']:,.0f} req/s (70% of the service's {s['max_rps']:,.0f} req/s), "
+            f"ORDERS_MAX_REQUESTS={s['max_requests']} "
+            f"({s['workers_seen']} worker processes over the run).",
+            "",
+            "| check | measured | met |",
+            "|---|---|---|",
+            f"| zero errors | {s['errors']} errors in {s['requests']:,} requests | "
+            f"{yes[v['zero_errors']]} |",
+            f"| RSS per worker growth < 5% (last fifth vs first fifth) | {s['rss_growth']:+.1%} | "
+            f"{yes[v['rss_growth_under_5pct']]} |",
+            f"| /metrics scrape time flat (< 1.5x) | {s['scrape_ms_early']:.1f} ms -> "
+            f"{s['scrape_ms_late']:.1f} ms ({s['scrape_late_over_early']:.2f}x), "
+            f"{s['metrics_db_files_at_end']} files in the metrics dir at the end | "
+            f"{yes[v['scrape_flat']]} |",
+            "",
+        ]
+    )
+
+
+def run_profile(args: argparse.Namespace) -> Path:
+    """py-spy on one service worker under closed-loop hit load: where a hit spends its time."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with context(args, "orders_bench_100000") as ctx:
+        prepare_database(ctx, 100_000)
+        service = ctx.service()
+        service.start(ready_path="/healthz")
+        try:
+            phases.warm(service, 100)
+            worker = service.workers()[0]
+            raw = out / "profile-hit.collapsed"
+            spy = subprocess.Popen(
+                [
+                    str(VENV_BIN / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(worker.pid),
+                    "--rate",
+                    "500",
+                    "--duration",
+                    str(args.seconds),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            run_wrk(f"{service.base_url}/", seconds=args.seconds + 2, connections=32)
+            spy.wait(60)
+        finally:
+            service.stop()
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("command", choices=["bench", "smoke", "pagination", "soak", "profile"])
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
+    parser.add_argument(
+        "--state",
+        default=str(STATE),
+        help="the bench's own MariaDB data and logs (kept between runs)",
+    )
+    parser.add_argument(
+        "--mysql-port", type=int, default=int(os.environ.get("BENCH_MYSQL_PORT", "3316"))
+    )
+    parser.add_argument("--buffer-pool", default="2G")
+    parser.add_argument(
+        "--keep-mysql", action="store_true", help="leave the bench's MariaDB running afterwards"
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--workers", type=int, default=0, help="default: the service's default")
+    parser.add_argument("--threads", type=int, default=0, help="default: the service's default")
+    parser.add_argument("--orders", type=int, default=10_000_000, help="pagination table size")
+    parser.add_argument("--samples", type=int, default=200, help="pagination samples per page")
+    parser.add_argument(
+        "--peer-samples",
+        type=int,
+        default=5,
+        help="pagination samples per page for the peer (OFFSET is slow)",
+    )
+    parser.add_argument("--minutes", type=float, default=10, help="soak length")
+    parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
+    parser.add_argument("--seconds", type=int, default=20, help="profile length")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.command in ("bench", "smoke"):
+            plan = phases.SMOKE if args.command == "smoke" else phases.Plan()
+            finish(run_bench(args, plan), out)
+        elif args.command == "pagination":
+            results = run_pagination(args)
+            text = "\n".join(
+                [
+                    "# Pagination results",
+                    "",
+                    f"Measured {results['machine']['date']}.",
+                    "",
+                    *report.pagination_markdown(results),
+                ]
+            )
+            report.write(out, "pagination", results, text)
+            print(text)
+        elif args.command == "soak":
+            results = run_soak(args)
+            report.write(out, "soak", results, soak_markdown(results))
+            print(soak_markdown(results))
+            if not all(results["verdict"].values()):
+                return 1
+        else:
+            print(run_profile(args))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

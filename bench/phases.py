@@ -1,0 +1,252 @@
+"""The measurements: each phase takes running systems and returns plain dicts for the report.
+
+Phases interleave the systems (floor, peer, service, floor, ...) so that drift on a shared
+machine hits all of them alike; only ratios from one run are compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import redis
+
+from bench.load import LoadResult, open_loop_connections, run_wrk
+from bench.servers import Gunicorn, MariaDB
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how hard each phase runs; ``SMOKE`` is the same plan in miniature."""
+
+    orders: int = 100_000
+    hot_pages: int = 100
+    closed_seconds: float = 10
+    closed_connections: int = 32
+    rounds: int = 3
+    sweep: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 0.9)
+    sweep_seconds: float = 10
+    cold_pages: int = 1000
+    cold_zipf_s: float = 1.0
+    cold_rate_fraction: float = 0.3
+    cold_seconds: float = 20
+    settle_seconds: float = 2
+
+
+SMOKE = Plan(
+    orders=2000,
+    hot_pages=10,
+    closed_seconds=1,
+    closed_connections=8,
+    rounds=1,
+    sweep=(0.2, 0.8),
+    sweep_seconds=1,
+    cold_pages=100,
+    cold_rate_fraction=0.1,
+    cold_seconds=2,
+    settle_seconds=1,
+)
+
+
+def fetch(url: str, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        return resp.status, dict(resp.headers.items()), resp.read()
+
+
+def warm(server: Gunicorn, pages: int) -> None:
+    """Request each hot page a few times, so every worker's near cache and Redis hold it."""
+    for _ in range(3):
+        for page in range(1, pages + 1):
+            fetch(f"{server.base_url}/orders/{page}")
+
+
+def closed_loop(systems: Sequence[Gunicorn], plan: Plan) -> dict[str, Any]:
+    """Cache-hit throughput, as fast as wrk can go; median of ``plan.rounds`` interleaved rounds."""
+    rounds: dict[str, list[LoadResult]] = {s.name: [] for s in systems}
+    for _ in range(plan.rounds):
+        for server in systems:
+            rounds[server.name].append(
+                run_wrk(
+                    f"{server.base_url}/",
+                    seconds=plan.closed_seconds,
+                    pages=f"cycle:1:{plan.hot_pages}",
+                    connections=plan.closed_connections,
+                )
+            )
+    out: dict[str, Any] = {}
+    for name, results in rounds.items():
+        out[name] = {
+            "rps": statistics.median(r.rps for r in results),
+            "rps_rounds": [round(r.rps, 1) for r in results],
+            "errors": sum(r.errors for r in results),
+            "p50_ms": statistics.median(r.latency_us["p50"] for r in results) / 1000,
+            "p99_ms": statistics.median(r.latency_us["p99"] for r in results) / 1000,
+        }
+    return out
+
+
+def latency_sweep(systems: Sequence[Gunicorn], floor_rps: float, plan: Plan) -> dict[str, Any]:
+    """p50/p99/p99.9 at fixed offered rates (fractions of the floor's maximum), open loop."""
+    points: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
+    for fraction in plan.sweep:
+        rate = max(10.0, floor_rps * fraction)
+        for server in systems:
+            result = run_wrk(
+                f"{server.base_url}/",
+                seconds=plan.sweep_seconds,
+                rate=rate,
+                pages=f"cycle:1:{plan.hot_pages}",
+                connections=open_loop_connections(rate),
+            )
+            points[server.name].append(
+                {
+                    "fraction_of_floor_max": fraction,
+                    "offered_rps": round(rate, 1),
+                    "achieved_rps": round(result.rps, 1),
+                    "errors": result.errors,
+                    **{f"{k}_ms": round(v / 1000, 3) for k, v in result.latency_us.items()},
+                }
+            )
+    return points
+
+
+def time_to_hit_rate(
+    bins: dict[int, tuple[int, int]], target: float, window: int = 10
+) -> float | None:
+    """Seconds from the first response until the hit rate over ``window`` 100-ms bins reaches
+    ``target``; None if it never does."""
+    if not bins:
+        return None
+    first, last = min(bins), max(bins)
+    series = [bins.get(b, (0, 0)) for b in range(first, last + 1)]
+    for end in range(window, len(series) + 1):
+        total = sum(n for n, _ in series[end - window : end])
+        hits = sum(h for _, h in series[end - window : end])
+        if total and hits / total >= target:
+            return end / 10
+    return None
+
+
+def cold_start(
+    server: Gunicorn,
+    *,
+    clear: Callable[[], int],
+    mysql: MariaDB,
+    rate: float,
+    hit_header: str,
+    plan: Plan,
+) -> dict[str, Any]:
+    """Empty cache (keys under the system's prefix deleted, processes restarted so no worker
+    keeps a copy), then a Zipf page mix at a fixed rate: time to 95% hits, MySQL SELECTs issued."""
+    server.stop()
+    cleared = clear()
+    server.start(ready_path="/healthz")
+    time.sleep(plan.settle_seconds)  # let every worker finish importing before the clock starts
+    before = mysql.com_select()
+    result = run_wrk(
+        f"{server.base_url}/",
+        seconds=plan.cold_seconds,
+        rate=rate,
+        pages=f"zipf:{plan.cold_pages}:{plan.cold_zipf_s}:42",
+        connections=open_loop_connections(rate),
+        hit_header=hit_header,
+    )
+    selects = mysql.com_select() - before
+    final = sorted(result.bins)[-10:]
+    first = min(result.bins, default=0)
+    return {
+        "offered_rps": round(rate, 1),
+        "requests": result.requests,
+        "errors": result.errors,
+        "keys_cleared_before": cleared,
+        "seconds_to_95pct_hits": time_to_hit_rate(result.bins, 0.95),
+        "seconds_to_50pct_hits": time_to_hit_rate(result.bins, 0.50),
+        "final_hit_rate": round(
+            sum(result.bins[b][1] for b in final) / max(1, sum(result.bins[b][0] for b in final)),
+            4,
+        ),
+        "mysql_selects": selects,
+        "p99_ms": round(result.latency_us["p99"] / 1000, 3),
+        "hit_timeline": [
+            [round((b - first) / 10, 1), n, h] for b, (n, h) in sorted(result.bins.items())
+        ],
+    }
+
+
+def worker_memory(server: Gunicorn) -> dict[str, Any]:
+    """RSS and USS of each worker (USS: pages only that worker holds, so forks share the rest)."""
+    rss, uss = [], []
+    for worker in server.workers():
+        try:
+            info = worker.memory_full_info()
+        except psutil.Error:
+            continue
+        rss.append(info.rss / 2**20)
+        uss.append(info.uss / 2**20)
+    return {
+        "workers": len(rss),
+        "rss_mib_mean": round(statistics.fmean(rss), 1) if rss else None,
+        "uss_mib_mean": round(statistics.fmean(uss), 1) if uss else None,
+        "rss_mib": [round(r, 1) for r in rss],
+    }
+
+
+def redis_bytes_per_page(client: redis.Redis, pattern: str, sample: int = 200) -> dict[str, Any]:
+    """MEMORY USAGE of cached page entries (key, value and Redis' own overhead), mean per key."""
+    sizes = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        usage = client.memory_usage(key, samples=0)
+        if usage is not None:
+            sizes.append(int(usage))
+        if len(sizes) >= sample:
+            break
+    return {
+        "keys_sampled": len(sizes),
+        "bytes_mean": round(statistics.fmean(sizes), 1) if sizes else None,
+        "pattern": pattern,
+    }
+
+
+class Sampler:
+    """Background sampling during a soak: worker RSS and the time one /metrics scrape takes."""
+
+    def __init__(self, server: Gunicorn, every: float = 5.0) -> None:
+        self.server, self.every = server, every
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(self.every):
+            t0 = time.perf_counter()
+            try:
+                status, _, body = fetch(f"{self.server.base_url}/metrics", timeout=30)
+            except OSError:
+                status, body = 0, b""
+            scrape_ms = (time.perf_counter() - t0) * 1000
+            memory = worker_memory(self.server)
+            self.samples.append(
+                {
+                    "t": round(time.monotonic() - start, 1),
+                    "scrape_ms": round(scrape_ms, 2),
+                    "scrape_status": status,
+                    "metrics_bytes": len(body),
+                    "worker_pids": [w.pid for w in self.server.workers()],
+                    **memory,
+                }
+            )
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,61 @@
+# Benchmark (issue 6): the service against the Flask floor and a Flask-Caching peer, same gunicorn
+# settings, one run, interleaved. `python -m bench --help` lists every knob; results land in
+# bench/results/. The bench runs its own MariaDB (port BENCH_MYSQL_PORT, data in .run/bench/) and
+# uses the shared Redis under its own key prefix only.
+# wrk comes from Debian's package, unpacked into .tools/ (no system install needed).
+
+TOOLS_DIR ?= .tools
+BENCH_OUT ?= bench/results
+## Orders in the pagination table (seeded once, kept in .run/bench/ between runs).
+BENCH_ORDERS ?= 10000000
+## Length of `make soak`, in minutes.
+BENCH_SOAK_MINUTES ?= 10
+## Extra arguments for every bench command, e.g. BENCH_ARGS='--workers 2 --threads 4'.
+BENCH_ARGS ?=
+export BENCH_MYSQL_PORT ?= 3316
+
+WRK_DIR := $(TOOLS_DIR)/wrk
+WRK_DEBS := wrk libluajit-5.1-2 libluajit-5.1-common
+WRK_STAMP := $(TOOLS_DIR)/.wrk-debian
+BENCH_PY_STAMP := $(VENV)/.bench-installed
+BENCH := $(BIN)/python -m bench
+
+##@ Benchmark
+
+.PHONY: bench-tools
+bench-tools: $(WRK_STAMP) $(BENCH_PY_STAMP) ## Unpack Debian's wrk into .tools/; install the bench extra (flask-caching, matplotlib, psutil, py-spy).
+
+$(WRK_STAMP):
+	rm -rf $(WRK_DIR) && mkdir -p $(WRK_DIR)/debs
+	cd $(WRK_DIR)/debs && { apt-get download $(WRK_DEBS) 2>/dev/null \
+	  || { apt-get update -qq && apt-get download $(WRK_DEBS); }; }
+	for deb in $(WRK_DIR)/debs/*.deb; do dpkg-deb -x "$$deb" $(WRK_DIR); done
+	{ LD_LIBRARY_PATH=$(WRK_DIR)/usr/lib/x86_64-linux-gnu $(WRK_DIR)/usr/bin/wrk -v || true; } | grep -q '^wrk'
+	touch $@
+
+$(BENCH_PY_STAMP): pyproject.toml | $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+.PHONY: bench
+bench: install bench-tools ## Floor vs peer vs service: hit throughput, latency at fixed rates, cold start, memory (~6 min).
+	$(BENCH) bench --out $(BENCH_OUT) $(BENCH_ARGS)
+
+.PHONY: bench-pagination
+bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).
+	$(BENCH) pagination --orders $(BENCH_ORDERS) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+.PHONY: soak
+soak: install bench-tools ## BENCH_SOAK_MINUTES at 70% of max with worker recycling: errors, RSS growth, /metrics scrape time.
+	$(BENCH) soak --minutes $(BENCH_SOAK_MINUTES) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: install bench-tools ## py-spy on one service worker under hit load; writes bench/results/profile-hit.collapsed.
+	$(BENCH) profile --out $(BENCH_OUT) $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: install bench-tools ## Every bench phase for a second or two, results in .run/bench/smoke (what `make test` runs).
+	$(BENCH) smoke --out $(RUN_DIR)/bench/smoke $(BENCH_ARGS)
+
+# The smoke test in tests/bench/ needs wrk and the bench extra.
+test: bench-tools
