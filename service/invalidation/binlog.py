@@ -477,7 +477,7 @@ class BinlogFollower:
         self._last_commit_at: float | None = None
         self._caught_up = False
         self.server: ServerInfo | None = None
-        self.reconnects = 0
+        self._stream_connections = 0
         self.last_error: BaseException | None = None
 
     # ---- public ----------------------------------------------------------------------------
@@ -561,8 +561,24 @@ class BinlogFollower:
         if code in _FATAL_ERRORS:
             raise exc
 
+    def _library_connect(self, **settings: Any) -> pymysql.connections.Connection[Any]:
+        """How the library opens connections: counts stream (re)connections, including the ones
+        it makes by itself after a lost connection, and drops the deprecated `db=`/`passwd=` it
+        passes (PyMySQL warns; `filterwarnings = error` turns that into a failure)."""
+        if "db" in settings:
+            settings["database"] = settings.pop("db")
+        if "passwd" in settings:
+            settings["password"] = settings.pop("passwd")
+        if settings.get("database") != "information_schema":  # the stream, not the ctl link
+            self._stream_connections += 1
+        return pymysql.connect(**settings)
+
+    @property
+    def reconnects(self) -> int:
+        """Stream connections opened after the first one (by this class or by the library)."""
+        return max(0, self._stream_connections - 1)
+
     def _lost(self, exc: BaseException) -> None:
-        self.reconnects += 1
         self.last_error = exc
         self._caught_up = False
         log.warning("binlog connection lost (%s); resuming from %s", exc, self._position)
@@ -582,7 +598,7 @@ class BinlogFollower:
                 "host": self._source.host,
                 "port": self._source.port,
                 "user": self._source.user,
-                "passwd": self._source.password,
+                "password": self._source.password,
                 "connect_timeout": self._connect_timeout,
                 "read_timeout": read_timeout,  # a silent server is noticed after this
                 "write_timeout": self._connect_timeout,
@@ -602,6 +618,7 @@ class BinlogFollower:
             freeze_schema=False,  # True keeps stale column lists after ALTER TABLE
             verify_checksum=self._verify_checksum,
             enable_logging=False,  # it logs every constructor argument at INFO otherwise
+            pymysql_wrapper=self._library_connect,
         )
         return self._reader
 
