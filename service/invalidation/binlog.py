@@ -20,6 +20,21 @@ reach the binlog). A position handed out is always a transaction boundary. After
 connection the follower reconnects by itself from the last boundary it handed out, dropping any
 half-read transaction, so nothing is skipped; a change may be handed out twice after a restart,
 never zero times.
+
+Traps of mysql-replication 1.0.x that this module steps around (see its issue tracker):
+- `is_mariadb=True` ignores log_file/log_pos and streams from the oldest binlog file; the
+  MySQL-style dump by file and position works on MariaDB, so it is used for both.
+- Without `resume_stream=True` a given log_pos is ignored and the stream restarts at offset 4
+  of log_file (issues #300, #618).
+- `HeartbeatLogEvent` must be in `only_events`, or heartbeats are swallowed inside `fetchone()`
+  and a blocked read never returns to the caller (no way to notice a stop request).
+- The library silently reconnects after errors 2006/2013 and resumes at the last *event*, not
+  transaction; this module counts those reconnects and resumes by itself only from boundaries.
+- `SHOW MASTER STATUS` is gone in MySQL 8.4; the library falls back from `SHOW BINARY LOG
+  STATUS` on a parse error, this module picks the statement from the server version.
+- It passes `db=` to PyMySQL (DeprecationWarning) and logs all its arguments at INFO unless
+  `enable_logging=False`; `freeze_schema=True` would keep column lists stale after ALTER TABLE.
+- MariaDB sends no BEGIN: a transaction starts at its GTID event (flag STANDALONE marks DDL).
 """
 
 from __future__ import annotations
@@ -633,8 +648,12 @@ class BinlogFollower:
             end = BinlogPosition(log_file, int(event.packet.log_pos))
             if isinstance(event, HeartbeatLogEvent):
                 # Sent only while the server has nothing new, so never inside a transaction.
+                # Its position is the server's end of log, past rotations and checkpoints.
                 self._caught_up = True
-                yield ChangeBatch(self._position or start)
+                here = self._position or start
+                if group is None and end.log_pos > 0 and end > here:
+                    here = end
+                yield ChangeBatch(here)
                 continue
             self._caught_up = False
             if isinstance(event, MariadbGtidEvent | GtidEvent):
