@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Start the whole stack with Docker Compose (compose.yaml): MySQL 8.4 with binlog, Redis 7,
+# migrations and seed, the API on localhost:5001 and the invalidator. Then:
+#   curl localhost:5001/orders/99
+# Usage: ./run.sh [up|down|logs]    (down keeps the MySQL volume; `down -v` via compose removes it)
+# Settings: ORDERS_IMAGE, SEED_ORDERS, ORDERS_HOST_PORT, MYSQL_PASSWORD, REDIS_PASSWORD, COMPOSE.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+compose() {
+  if [[ -n "${COMPOSE:-}" ]]; then
+    read -ra cmd <<<"$COMPOSE"
+  elif docker compose version >/dev/null 2>&1; then
+    cmd=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    cmd=(docker-compose)
+  elif command -v podman >/dev/null 2>&1 && podman compose version >/dev/null 2>&1; then
+    cmd=(podman compose)
+  else
+    echo "run.sh: needs Docker Compose (docker compose, docker-compose or podman compose)" >&2
+    exit 1
+  fi
+  "${cmd[@]}" -f compose.yaml "$@"
+}
+
+wait_ready() {
+  local url="http://localhost:${ORDERS_HOST_PORT:-5001}/readyz"
+  for _ in $(seq 180); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then
+      return 0
+    fi
+    sleep 1
+  done
+  echo "run.sh: $url did not answer within 3 minutes; see ./run.sh logs" >&2
+  return 1
+}
+
+case "${1:-up}" in
+  up)
+    compose up --detach --build
+    wait_ready
+    echo "orders is up: curl localhost:${ORDERS_HOST_PORT:-5001}/orders/99"
+    ;;
+  down) compose down ;;
+  logs) compose logs --follow ;;
+  *) echo "usage: $0 [up|down|logs]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,75 @@
+"""compose.yaml is valid for the Compose CLI and runs what the chart runs, the same way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from service.config import SETTINGS
+from tests.chart.chart_support import ROOT, one, render, run, tool
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The project as the Compose CLI resolves it (anchors merged, defaults filled in)."""
+    result = run(
+        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"]
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_compose_config_is_valid() -> None:
+    result = run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "-q"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"mysql", "redis", "migrate", "seed", "orders", "invalidator"}
+    conditions = {
+        name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
+        for name, service in services.items()
+    }
+    assert conditions["migrate"] == {"mysql": "service_healthy"}
+    assert conditions["seed"] == {"migrate": "service_completed_successfully"}
+    assert conditions["orders"]["seed"] == "service_completed_successfully"
+    assert conditions["invalidator"]["migrate"] == "service_completed_successfully"
+    assert services["orders"]["ports"][0]["published"] == "5001"
+
+
+def test_page_99_exists_after_the_seed(compose: dict[str, Any]) -> None:
+    command = compose["services"]["seed"]["command"]
+    assert int(command[command.index("--orders") + 1]) >= 99 * 10
+
+
+def test_mysql_and_redis_match_the_chart(compose: dict[str, Any]) -> None:
+    docs = render()
+    chart_mysql = one(docs, "StatefulSet", "orders-mysql")["spec"]["template"]["spec"]
+    mysql = compose["services"]["mysql"]
+    assert mysql["image"] == chart_mysql["containers"][0]["image"]
+    assert mysql["command"] == chart_mysql["containers"][0]["args"]
+    redis = compose["services"]["redis"]
+    chart_redis = one(docs, "StatefulSet", "orders-redis")["spec"]["template"]["spec"]
+    assert redis["image"] == chart_redis["containers"][0]["image"]
+    assert "volatile-lru" in redis["command"]
+
+
+def test_orders_containers_are_locked_down_like_the_chart(compose: dict[str, Any]) -> None:
+    known = {setting.env for setting in SETTINGS}
+    for name in ("migrate", "seed", "orders", "invalidator"):
+        service = compose["services"][name]
+        assert service["read_only"] is True, name
+        assert service["user"] == "10001:10001", name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "/tmp" in service["tmpfs"], name  # noqa: S108 (a tmpfs mount, not a file we write)
+        assert set(service["environment"]) <= known, set(service["environment"]) - known
+
+
+def test_run_sh_is_executable_bash() -> None:
+    script = ROOT / "run.sh"
+    assert script.stat().st_mode & 0o111
+    subprocess.run(["bash", "-n", str(script)], check=True)
