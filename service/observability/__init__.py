@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Flask
 
+from service.observability import logging as _logging
+from service.observability import metrics
 from service.observability.gunicorn_hooks import (
     gunicorn_child_exit,
     gunicorn_on_starting,
@@ -29,10 +31,23 @@ __all__ = [
 ]
 
 
+# Error kinds the request path reports (service.orders.database); published at 0 up front so the
+# first error is a rate() increase and the MySQL alert has a series to compare.
+DB_ERROR_KINDS = ("connect", "query", "busy")
+
+
 def init_app(app: Flask, settings: Any = None) -> None:
     """Request metrics, the canonical log line, ``GET /metrics`` and Flask tracing when configured.
 
-    ``settings`` is accepted for symmetry with the other resources; the hooks need none of it.
+    Also configures logging from ``settings`` if nothing did yet, and publishes the current
+    state of every circuit breaker found on ``app.extensions`` (breakers report only changes).
     """
-    del settings
+    if settings is not None and not _logging.is_configured():
+        _logging.configure(settings)
     _init_web(app)
+    metrics.prepare_db_error_kinds(*DB_ERROR_KINDS)
+    for extension in app.extensions.values():
+        breaker = getattr(extension, "breaker", None)
+        name, state = getattr(breaker, "name", None), getattr(breaker, "state", None)
+        if isinstance(name, str) and isinstance(state, str):
+            metrics.set_breaker_state(name, state)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from service.config import Settings
-from service.observability import metrics, multiproc, tracing
+from service.observability import logging, metrics, multiproc, tracing
 from service.observability.logging import get_logger
 
 _log = get_logger("service.observability")
@@ -21,6 +21,8 @@ _log = get_logger("service.observability")
 
 def gunicorn_on_starting(settings: Settings) -> None:
     """Check and wipe PROMETHEUS_MULTIPROC_DIR; refuse to start if metrics would be per process."""
+    if not logging.is_configured():
+        logging.configure(settings)
     path = multiproc.directory()
     if not path:
         raise RuntimeError(

@@ -59,6 +59,7 @@ def start_invalidator_metrics_server(
     """
     disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics.publish_build_info("invalidator")
+    metrics.prepare_invalidator()
     server = make_server(
         settings.host,
         settings.invalidator_metrics_port,

@@ -80,11 +80,6 @@ INVALIDATIONS = Counter(
     "Cache invalidations the binlog follower applied, by kind.",
     ("kind",),
 )
-INVALIDATION_LAG = Gauge(
-    "orders_invalidation_lag_seconds",
-    "Seconds from a change's binlog event time to its invalidation being applied in Redis.",
-    multiprocess_mode="livemostrecent",
-)
 BUILD_INFO = Gauge(
     "orders_build_info",
     "Always 1; the labels say which build and runtime is serving.",
@@ -174,9 +169,31 @@ def count_invalidations(kind: str, n: int = 1) -> None:
     child.inc(n)
 
 
+class _InvalidationLag:
+    """The lag gauge, registered on first use: only the invalidator has one to report, and an
+    unlabelled gauge created at import would make every API worker export a meaningless 0."""
+
+    gauge: Gauge | None = None
+
+    @classmethod
+    def get(cls) -> Gauge:
+        if cls.gauge is None:
+            cls.gauge = Gauge(
+                "orders_invalidation_lag_seconds",
+                "Seconds from a change's binlog event time to its invalidation being applied.",
+                multiprocess_mode="livemostrecent",
+            )
+        return cls.gauge
+
+
 def set_invalidation_lag(seconds: float) -> None:
     """Publish the binlog-event-to-applied delay of the latest invalidation (invalidator)."""
-    INVALIDATION_LAG.set(seconds)
+    _InvalidationLag.get().set(seconds)
+
+
+def prepare_invalidator() -> None:
+    """Publish the invalidator's series before its first event (lag 0, counters absent)."""
+    _InvalidationLag.get()
 
 
 def service_version() -> str:
