@@ -81,3 +81,31 @@ chart-docs: install ## Regenerate the values table of helm/orders/README.md from
 .PHONY: chart-test
 chart-test: install chart-tools ## The chart's tests only (lint, schemas, security scan, compose, chart-service agreement).
 	$(BIN)/pytest tests/chart
+
+##@ Local cluster (needs kind or minikube, skaffold and a container engine; none run on CI)
+
+KIND ?= kind
+SKAFFOLD ?= skaffold
+KIND_CLUSTER ?= orders
+SKAFFOLD_PROFILE ?= kind
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster `orders` (k8s/kind-config.yaml); context kind-orders.
+	@command -v $(KIND) >/dev/null || { echo "kind is not installed: https://kind.sigs.k8s.io" >&2; exit 1; }
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || $(KIND) create cluster --config k8s/kind-config.yaml
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster `orders`.
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: dev
+dev: ## skaffold dev: build, deploy the chart, port-forward localhost:5001 (SKAFFOLD_PROFILE=kind|minikube).
+	@command -v $(SKAFFOLD) >/dev/null || { echo "skaffold is not installed: https://skaffold.dev" >&2; exit 1; }
+	$(SKAFFOLD) dev --profile $(SKAFFOLD_PROFILE) --port-forward
+
+.PHONY: monitoring-up
+monitoring-up: chart-tools ## Install Prometheus + Grafana (kube-prometheus-stack, k8s/monitoring) into namespace monitoring.
+	$(CHART_HELM) repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
+	$(CHART_HELM) upgrade --install monitoring prometheus-community/kube-prometheus-stack \
+	  --namespace monitoring --create-namespace --wait \
+	  -f k8s/monitoring/kube-prometheus-stack-values.yaml
