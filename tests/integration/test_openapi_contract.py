@@ -30,7 +30,7 @@ def test_every_response_matches_the_document_and_none_is_a_5xx(
     app: Flask, operation_name: str, mode: GenerationMode
 ) -> None:
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    operation = schema[operation_name.split(" ")[1]][operation_name.split(" ")[0]]
+    operation = schema[operation_name.split(" ")[1]][operation_name.split(" ", maxsplit=1)[0]]
     seen: list[int] = []
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
