@@ -46,7 +46,11 @@ def prepare_metrics_dir(settings: Settings) -> str:
 
 def _gunicorn_argv() -> list[str]:
     return [
-        sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:service.gunicorn_conf",
         "service.wsgi:app",
     ]
 
@@ -75,10 +79,22 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--orders", "count", type=click.IntRange(min=0), default=100_000, show_default=True,
-              help="How many orders to generate.")
-@click.option("--seed", "seed", type=int, default=42, show_default=True,
-              help="Random seed; the same seed gives the same orders.")
+@click.option(
+    "--orders",
+    "count",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="How many orders to generate.",
+)
+@click.option(
+    "--seed",
+    "seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Random seed; the same seed gives the same orders.",
+)
 @click.option("--if-empty", is_flag=True, help="Do nothing when the table already has orders.")
 def seed(count: int, seed: int, if_empty: bool) -> None:
     """Generate realistic orders after the highest existing id (deterministic for a seed)."""
@@ -96,8 +112,12 @@ def seed(count: int, seed: int, if_empty: bool) -> None:
         rows = generator.generate(count, seed=seed, first_id=first_id)
         started = time.monotonic()
         show = sys.stderr.isatty()
-        with click.progressbar(length=count, label="seeding orders", file=sys.stderr,
-                               hidden=not show) as bar, connection.cursor() as cursor:
+        with (
+            click.progressbar(
+                length=count, label="seeding orders", file=sys.stderr, hidden=not show
+            ) as bar,
+            connection.cursor() as cursor,
+        ):
             while batch := list(islice(rows, SEED_BATCH)):
                 repository.insert_orders(cursor, batch)
                 connection.commit()
@@ -119,8 +139,8 @@ def run_all() -> None:
     """Development: the web server and the invalidator together, stopped together (make run)."""
     _settings()
     children = [
-        subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),  # noqa: S603
-        subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),  # noqa: S603
+        subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),
+        subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),
     ]
 
     def stop(signum: int, _frame: object) -> None:
@@ -182,8 +202,9 @@ def _create_database_if_missing(settings: Settings) -> None:
         if exc.args[0] != 1049:  # ER_BAD_DB_ERROR: unknown database
             raise
         url = settings.database_url
-        server = pymysql.connect(host=url.host, port=url.port, user=url.user,
-                                 password=url.password, connect_timeout=5)
+        server = pymysql.connect(
+            host=url.host, port=url.port, user=url.user, password=url.password, connect_timeout=5
+        )
         with server, server.cursor() as cursor:
             cursor.execute(
                 f"CREATE DATABASE IF NOT EXISTS `{url.database.replace('`', '``')}` "

@@ -1,8 +1,8 @@
 """Settings: one frozen, typed object built from ``ORDERS_*`` environment variables at start-up.
 
-Every setting is declared once in ``SETTINGS`` with its variable, default and help text; the README's
-configuration table and ``orders-service config`` are generated from that declaration, and an invalid
-value is refused with a message naming the variable.
+Every setting is declared once in ``SETTINGS`` with its variable, default and help text; the
+README's configuration table and ``orders-service config`` come from that declaration, and an
+invalid value is refused with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -155,61 +155,156 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", "mysql://root@127.0.0.1:3306/orders", _database_url,
-            "MySQL/MariaDB to read orders from: mysql://user:password@host:3306/database.",
-            secret=True),
-    Setting("database_password", "", str,
-            "Overrides the password in ORDERS_DATABASE_URL (for a Kubernetes Secret).", secret=True),
-    Setting("database_timeout", "0.8", _positive_float,
-            "Connect, read and write timeout of every request-path MySQL call, in seconds."),
-    Setting("database_max_concurrency", "4", _positive_int,
-            "MySQL queries one worker process runs at once; more wait, then get 503."),
-    Setting("redis_url", "redis://127.0.0.1:6379/0", _redis_url,
-            "Redis holding the cache: redis://[:password@]host:6379/db.", secret=True),
-    Setting("redis_password", "", str,
-            "Overrides the password in ORDERS_REDIS_URL (for a Kubernetes Secret).", secret=True),
-    Setting("cache_ttl", "3600", _positive_int,
-            "Seconds a cached page is fresh. Invalidation usually removes it sooner."),
-    Setting("cache_max_stale", "3600", _non_negative_int,
-            "Seconds past the TTL a cached page may still be served (marked stale) while MySQL "
-            "is down."),
-    Setting("cache_prefix", "orders", _prefix,
-            "Namespace of every Redis key, so deployments and test runs can share one Redis."),
-    Setting("cache_timeout", "0.1", _positive_float,
-            "Timeout of every Redis call, in seconds. A slow Redis counts as a miss, never an error."),
-    Setting("cache_breaker_failures", "3", _positive_int,
-            "Consecutive Redis failures that open the circuit breaker."),
-    Setting("cache_breaker_reset", "5", _positive_float,
-            "Seconds the breaker stays open before one trial call."),
-    Setting("cache_lock_wait", "0.5", _positive_float,
-            "Seconds a request waits for another request that is already filling the same page."),
-    Setting("near_cache", "true", _bool,
-            "Keep recent pages in each worker's memory, kept exact by invalidations from Redis."),
-    Setting("near_cache_size", "4096", _positive_int,
-            "Pages each worker keeps in its near cache (least recently used are dropped)."),
+    Setting(
+        "database_url",
+        "mysql://root@127.0.0.1:3306/orders",
+        _database_url,
+        "MySQL/MariaDB to read orders from: mysql://user:password@host:3306/database.",
+        secret=True,
+    ),
+    Setting(
+        "database_password",
+        "",
+        str,
+        "Overrides the password in ORDERS_DATABASE_URL (for a Kubernetes Secret).",
+        secret=True,
+    ),
+    Setting(
+        "database_timeout",
+        "0.8",
+        _positive_float,
+        "Connect, read and write timeout of every request-path MySQL call, in seconds.",
+    ),
+    Setting(
+        "database_max_concurrency",
+        "4",
+        _positive_int,
+        "MySQL queries one worker process runs at once; more wait, then get 503.",
+    ),
+    Setting(
+        "redis_url",
+        "redis://127.0.0.1:6379/0",
+        _redis_url,
+        "Redis holding the cache: redis://[:password@]host:6379/db.",
+        secret=True,
+    ),
+    Setting(
+        "redis_password",
+        "",
+        str,
+        "Overrides the password in ORDERS_REDIS_URL (for a Kubernetes Secret).",
+        secret=True,
+    ),
+    Setting(
+        "cache_ttl",
+        "3600",
+        _positive_int,
+        "Seconds a cached page is fresh. Invalidation usually removes it sooner.",
+    ),
+    Setting(
+        "cache_max_stale",
+        "3600",
+        _non_negative_int,
+        "Seconds past the TTL a cached page may still be served (marked stale) while MySQL "
+        "is down.",
+    ),
+    Setting(
+        "cache_prefix",
+        "orders",
+        _prefix,
+        "Namespace of every Redis key, so deployments and test runs can share one Redis.",
+    ),
+    Setting(
+        "cache_timeout",
+        "0.1",
+        _positive_float,
+        "Timeout of every Redis call, in seconds. A slow Redis counts as a miss, never an error.",
+    ),
+    Setting(
+        "cache_breaker_failures",
+        "3",
+        _positive_int,
+        "Consecutive Redis failures that open the circuit breaker.",
+    ),
+    Setting(
+        "cache_breaker_reset",
+        "5",
+        _positive_float,
+        "Seconds the breaker stays open before one trial call.",
+    ),
+    Setting(
+        "cache_lock_wait",
+        "0.5",
+        _positive_float,
+        "Seconds a request waits for another request that is already filling the same page.",
+    ),
+    Setting(
+        "near_cache",
+        "true",
+        _bool,
+        "Keep recent pages in each worker's memory, kept exact by invalidations from Redis.",
+    ),
+    Setting(
+        "near_cache_size",
+        "4096",
+        _positive_int,
+        "Pages each worker keeps in its near cache (least recently used are dropped).",
+    ),
     Setting("page_size", "10", _positive_int, "Orders per page."),
-    Setting("http_max_age", "1", _non_negative_int,
-            "max-age of the Cache-Control header, in seconds (clients then revalidate with ETag)."),
+    Setting(
+        "http_max_age",
+        "1",
+        _non_negative_int,
+        "max-age of the Cache-Control header, in seconds (clients then revalidate with ETag).",
+    ),
     Setting("host", "0.0.0.0", str, "Address the HTTP server binds."),  # noqa: S104
     Setting("port", "5001", _port, "Port the HTTP server listens on."),
     Setting("workers", "", _positive_int, "gunicorn worker processes (default: 2 per CPU)."),
     Setting("threads", "4", _positive_int, "Threads per worker (gthread worker class)."),
-    Setting("graceful_timeout", "20", _positive_int,
-            "Seconds gunicorn gives in-flight requests on shutdown."),
-    Setting("shutdown_delay", "3", _non_negative_int,
-            "Seconds /readyz reports 503 after SIGTERM before the server stops accepting, so "
-            "load balancers drain first."),
-    Setting("max_requests", "0", _non_negative_int,
-            "Recycle a worker after this many requests (0: never)."),
+    Setting(
+        "graceful_timeout",
+        "20",
+        _positive_int,
+        "Seconds gunicorn gives in-flight requests on shutdown.",
+    ),
+    Setting(
+        "shutdown_delay",
+        "3",
+        _non_negative_int,
+        "Seconds /readyz reports 503 after SIGTERM before the server stops accepting, so "
+        "load balancers drain first.",
+    ),
+    Setting(
+        "max_requests",
+        "0",
+        _non_negative_int,
+        "Recycle a worker after this many requests (0: never).",
+    ),
     Setting("log_level", "info", _choice("debug", "info", "warning", "error"), "Log level."),
-    Setting("log_format", "auto", _choice("auto", "json", "console"),
-            "auto: JSON when stdout is not a terminal, readable console output when it is."),
-    Setting("metrics_dir", "", str,
-            "Directory for prometheus-client multiprocess files (default: a fresh temp dir)."),
-    Setting("invalidator_metrics_port", "9102", _port,
-            "Port of the invalidator's own /metrics (and /healthz) endpoint."),
-    Setting("invalidator_server_id", "4242", _positive_int,
-            "Replica server id the invalidator uses on the binlog stream; unique per MySQL."),
+    Setting(
+        "log_format",
+        "auto",
+        _choice("auto", "json", "console"),
+        "auto: JSON when stdout is not a terminal, readable console output when it is.",
+    ),
+    Setting(
+        "metrics_dir",
+        "",
+        str,
+        "Directory for prometheus-client multiprocess files (default: a fresh temp dir).",
+    ),
+    Setting(
+        "invalidator_metrics_port",
+        "9102",
+        _port,
+        "Port of the invalidator's own /metrics (and /healthz) endpoint.",
+    ),
+    Setting(
+        "invalidator_server_id",
+        "4242",
+        _positive_int,
+        "Replica server id the invalidator uses on the binlog stream; unique per MySQL.",
+    ),
 )
 
 
@@ -248,9 +343,7 @@ class Settings:
     invalidator_server_id: int
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Parse every ``ORDERS_*`` variable; keyword overrides (tests) win over the environment."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -276,8 +369,11 @@ class Settings:
         database_url, redis_url = self.database_url, self.redis_url
         if self.database_password:
             database_url = DatabaseURL(
-                database_url.host, database_url.port, database_url.user,
-                self.database_password, database_url.database,
+                database_url.host,
+                database_url.port,
+                database_url.user,
+                self.database_password,
+                database_url.database,
             )
         if self.redis_password:
             redis_url = RedisURL(redis_url.url, self.redis_password)

@@ -1,4 +1,4 @@
-"""Every error leaves as ``application/problem+json`` (RFC 9457) with a ``detail`` a person can act on."""
+"""Every error leaves as ``application/problem+json`` (RFC 9457) with an actionable ``detail``."""
 
 from __future__ import annotations
 

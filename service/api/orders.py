@@ -46,8 +46,7 @@ def settings_cache_control(max_age: int, max_stale: int) -> str:
     """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
     the service fails they may keep using it as long as the service itself would."""
     return (
-        f"public, max-age={max_age}, stale-while-revalidate={max_age}, "
-        f"stale-if-error={max_stale}"
+        f"public, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
     )
 
 

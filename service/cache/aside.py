@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -60,6 +61,7 @@ class PageCache:
         self,
         redis_cache: RedisCache,
         near: NearCache | None,
+        *,
         load_page: Callable[[int], bytes],
         load_total: Callable[[], int],
         page_size: int,
@@ -105,7 +107,9 @@ class PageCache:
             self.near.store(number, _fresh(entry, now_ms), _fresh(totals, now_ms), near_version)
 
         totals, totals_outcome = self._resolve(
-            totals, now_ms, redis_ok,
+            totals,
+            now_ms,
+            redis_ok,
             lease=self.redis.lease_totals,
             reread=lambda: self.redis.read(number)[1],
             load=lambda: TotalsEntry(now_ms + self._ttl_ms, self._load_total()),
@@ -116,7 +120,9 @@ class PageCache:
             raise PageNotFound(number, pages)
 
         entry, page_outcome = self._resolve(
-            entry, now_ms, redis_ok,
+            entry,
+            now_ms,
+            redis_ok,
             lease=lambda: self.redis.lease_page(number),
             reread=lambda: self.redis.read(number)[0],
             load=lambda: PageEntry.build(self._load_page(number), now_ms + self._ttl_ms),
@@ -135,6 +141,7 @@ class PageCache:
         cached: E | None,
         now_ms: int,
         redis_ok: bool,
+        *,
         lease: Callable[[], str | None],
         reread: Callable[[], E | None],
         load: Callable[[], E],
@@ -162,10 +169,8 @@ class PageCache:
                 return cached, STALE
             raise
         if token is not None:
-            try:
+            with suppress(CacheUnavailable):  # the page is served either way
                 fill(token, loaded)
-            except CacheUnavailable:
-                pass
         return loaded, MISS
 
     def _wait_for_filler(self, reread: Callable[[], E | None], now_ms: int) -> E | None:

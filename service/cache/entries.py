@@ -1,8 +1,8 @@
 """What a cache entry holds and how it is laid out in bytes.
 
-A page entry is ``fresh_until_ms|etag|`` followed by the page's orders as a finished JSON array, so a
-hit splits off two small fields and never decodes or re-encodes JSON. Totals are kept apart from the
-pages: a new order changes the totals on every page, but the orders of full pages stay cached.
+A page entry is ``fresh_until_ms|etag|`` followed by the page's orders as a finished JSON array,
+so a hit splits off two small fields and never decodes or re-encodes JSON. Totals are kept apart
+from the pages: a new order changes the totals on every page, but full pages stay cached.
 """
 
 from __future__ import annotations

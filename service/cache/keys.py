@@ -1,8 +1,9 @@
 """Every Redis key and Lua script of the service. Nothing else knows the Redis dialect.
 
-Key space, under ``{prefix}:s{page_size}:`` so deployments, test runs and page sizes never collide:
+Key space, under ``{prefix}:s{page_size}:`` so deployments, test runs and page sizes never
+collide:
 
-  page:{n}     cached orders of page n: ``fresh_until_ms|etag|<orders JSON array>``; TTL = fresh + stale
+  page:{n}     orders of page n: ``fresh_until_ms|etag|<orders JSON array>``; TTL = fresh + stale
   lease:{n}    the token of the one request allowed to fill page n (leases, Facebook NSDI'13 3.2.1)
   totals       ``fresh_until_ms|total_orders``; written by fills and by the invalidator
   lease:totals the fill lease of ``totals``
@@ -74,7 +75,9 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
-if #message > 0 then redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' ')) end
+if #message > 0 then
+  redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
+end
 return #message
 """
 

@@ -117,7 +117,7 @@ class InvalidationListener:
 
     def _listen(self) -> None:
         client = redis_client(self._settings.redis_url, timeout=RECONNECT_AFTER)
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._channel)
             last_ping = 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -81,8 +81,8 @@ class RedisCache:
             "mget", lambda: self.client.mget(self.keys.page(page), self.keys.totals)
         )
         return (
-            PageEntry.decode(raw_page) if raw_page else None,
-            TotalsEntry.decode(raw_totals) if raw_totals else None,
+            PageEntry.decode(cast(bytes, raw_page)) if raw_page else None,
+            TotalsEntry.decode(cast(bytes, raw_totals)) if raw_totals else None,
         )
 
     def lease_page(self, page: int) -> str | None:
@@ -113,9 +113,7 @@ class RedisCache:
     ) -> bool:
         stored = self._call(
             "fill",
-            lambda: self._fill(
-                keys=[lease_key, key], args=[token, entry.encode(), self.hard_ttl]
-            ),
+            lambda: self._fill(keys=[lease_key, key], args=[token, entry.encode(), self.hard_ttl]),
         )
         return bool(stored)
 
@@ -123,7 +121,7 @@ class RedisCache:
         self,
         pages: Iterable[int] = (),
         from_page: int | None = None,
-        totals: TotalsEntry | None | bool = False,
+        totals: TotalsEntry | bool | None = False,
         position: str | None = None,
     ) -> None:
         """Drop pages (and their leases), optionally every page from ``from_page`` on, and update
@@ -147,7 +145,7 @@ class RedisCache:
 
     def stored_position(self) -> str | None:
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))
-        return raw.decode() if raw else None
+        return cast(bytes, raw).decode() if raw else None
 
     def ping(self) -> None:
         """Readiness: one PING, through the breaker like every other call."""

@@ -106,8 +106,11 @@ class Database:
             self._failed("connect")
             raise DatabaseUnavailable(f"cannot connect to MySQL: {exc.args[-1]}") from None
         try:
-            with connection.cursor() as cursor:
+            cursor = connection.cursor()
+            try:
                 yield cursor
+            finally:
+                cursor.close()
         except pymysql.MySQLError as exc:
             connection.invalidate()
             self._failed("query")

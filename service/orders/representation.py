@@ -46,6 +46,14 @@ def orders_json(orders: list[Order]) -> bytes:
 def page_body(page: int, page_size: int, total_orders: int, last: int, orders: bytes) -> bytes:
     """The response body: the envelope formatted around the cached orders array."""
     links = orjson.dumps(page_links(page, last))
-    return b'{"page":%d,"per_page":%d,"total_orders":%d,"total_pages":%d,"links":%s,"orders":%s}' % (
-        page, page_size, total_orders, last, links, orders,
+    return (
+        b'{"page":%d,"per_page":%d,"total_orders":%d,"total_pages":%d,"links":%s,"orders":%s}'
+        % (
+            page,
+            page_size,
+            total_orders,
+            last,
+            links,
+            orders,
+        )
     )

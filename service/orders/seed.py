@@ -12,15 +12,68 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 FIRST_NAMES = (
-    "Ada", "Alan", "Barbara", "Claude", "Dennis", "Edsger", "Frances", "Grace", "Hedy", "Ivan",
-    "Joan", "Ken", "Leslie", "Margaret", "Niklaus", "Ole", "Radia", "Sophie", "Tim", "Whitfield",
-    "Yukihiro", "Zhang", "Amara", "Bjarne", "Chidi", "Dagny", "Emeka", "Fatima", "Guido", "Hana",
+    "Ada",
+    "Alan",
+    "Barbara",
+    "Claude",
+    "Dennis",
+    "Edsger",
+    "Frances",
+    "Grace",
+    "Hedy",
+    "Ivan",
+    "Joan",
+    "Ken",
+    "Leslie",
+    "Margaret",
+    "Niklaus",
+    "Ole",
+    "Radia",
+    "Sophie",
+    "Tim",
+    "Whitfield",
+    "Yukihiro",
+    "Zhang",
+    "Amara",
+    "Bjarne",
+    "Chidi",
+    "Dagny",
+    "Emeka",
+    "Fatima",
+    "Guido",
+    "Hana",
 )
 LAST_NAMES = (
-    "Lovelace", "Turing", "Liskov", "Shannon", "Ritchie", "Dijkstra", "Allen", "Hopper", "Lamarr",
-    "Sutherland", "Clarke", "Thompson", "Lamport", "Hamilton", "Wirth", "Dahl", "Perlman", "Wilson",
-    "Berners-Lee", "Diffie", "Matsumoto", "Wei", "Okafor", "Stroustrup", "Eze", "Nygaard", "Bello",
-    "van Rossum", "Sato", "Kowalski",
+    "Lovelace",
+    "Turing",
+    "Liskov",
+    "Shannon",
+    "Ritchie",
+    "Dijkstra",
+    "Allen",
+    "Hopper",
+    "Lamarr",
+    "Sutherland",
+    "Clarke",
+    "Thompson",
+    "Lamport",
+    "Hamilton",
+    "Wirth",
+    "Dahl",
+    "Perlman",
+    "Wilson",
+    "Berners-Lee",
+    "Diffie",
+    "Matsumoto",
+    "Wei",
+    "Okafor",
+    "Stroustrup",
+    "Eze",
+    "Nygaard",
+    "Bello",
+    "van Rossum",
+    "Sato",
+    "Kowalski",
 )
 STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled", "refunded")
 STATUS_WEIGHTS = (5, 10, 15, 60, 7, 3)
@@ -40,7 +93,9 @@ def generate(count: int, seed: int = 42, first_id: int = 1) -> Iterator[tuple[ob
         last = LAST_NAMES[(customer // len(FIRST_NAMES)) % len(LAST_NAMES)]
         created += timedelta(seconds=rng.randrange(1, 90))
         status = rng.choices(STATUSES, STATUS_WEIGHTS)[0]
-        updated = created if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
+        updated = (
+            created if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
+        )
         yield (
             order_id,
             customer,

@@ -47,7 +47,11 @@ def test_urls_are_parsed_and_passwords_never_shown() -> None:
     )
     url = settings.database_url
     assert (url.user, url.password, url.host, url.port, url.database) == (
-        "app", "s3cr@t", "db.example", 3307, "shop",
+        "app",
+        "s3cr@t",
+        "db.example",
+        3307,
+        "shop",
     )
     shown = repr(settings) + str(settings.redacted())
     assert "s3cr" not in shown

@@ -8,7 +8,9 @@ from service.cache.aside import total_pages
 from service.orders.pagination import MAX_PAGE, InvalidPage, page_links, parse_page
 
 
-@pytest.mark.parametrize(("raw", "number"), [("1", 1), ("99", 99), ("007", 7), (str(MAX_PAGE), MAX_PAGE)])
+@pytest.mark.parametrize(
+    ("raw", "number"), [("1", 1), ("99", 99), ("007", 7), (str(MAX_PAGE), MAX_PAGE)]
+)
 def test_positive_whole_numbers_are_pages(raw: str, number: int) -> None:
     assert parse_page(raw) == number
 
@@ -37,13 +39,18 @@ def test_anything_else_is_refused_with_a_reason(raw: str, reason: str) -> None:
 @pytest.mark.parametrize(
     ("total", "size", "pages"), [(0, 10, 1), (1, 10, 1), (10, 10, 1), (11, 10, 2), (1000, 10, 100)]
 )
-def test_total_pages_rounds_up_and_page_one_always_exists(total: int, size: int, pages: int) -> None:
+def test_total_pages_rounds_up_and_page_one_always_exists(
+    total: int, size: int, pages: int
+) -> None:
     assert total_pages(total, size) == pages
 
 
 def test_links_have_no_prev_on_the_first_page_and_no_next_on_the_last() -> None:
     assert page_links(1, 3) == {
-        "self": "/orders/1", "first": "/orders/1", "prev": None, "next": "/orders/2",
+        "self": "/orders/1",
+        "first": "/orders/1",
+        "prev": None,
+        "next": "/orders/2",
         "last": "/orders/3",
     }
     assert page_links(3, 3)["next"] is None

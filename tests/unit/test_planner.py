@@ -38,7 +38,9 @@ def test_a_delete_shifts_its_page_and_every_later_one() -> None:
 
 def test_updates_on_pages_covered_by_a_shift_are_not_listed_twice() -> None:
     after = [i for i in EXISTING if i != 42]
-    result = plan(OrderChanges(deleted=frozenset({42}), updated=frozenset({3, 77})), ranks(after), 10)
+    result = plan(
+        OrderChanges(deleted=frozenset({42}), updated=frozenset({3, 77})), ranks(after), 10
+    )
     assert result.pages == {1}
     assert result.from_page == 5
 
