@@ -1,0 +1,347 @@
+"""A whole deployment per test: throwaway binlog MariaDB + Redis, and the real service processes.
+
+Each test gets its own `Stack`: a private `mariadbd` (binlog on) and `redis-server` on spare ports,
+`orders-service migrate` and `seed` run against them, then `orders-service serve` (gunicorn, 2
+workers) and `orders-service invalidate` as subprocesses configured only by ORDERS_* variables.
+Everything is killed at teardown, also when the test fails, and at interpreter exit as a last
+resort. The shared servers on 3306/6379 are never touched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from tests.support.fixtures import ThrowawayServers
+from tests.support.servers import Database, HungRedis, MariaDBServer, RedisServer, free_port
+
+PAGE_SIZE = 10
+CACHE_PREFIX = "faults"
+REPO = Path(__file__).resolve().parents[2]
+REPORT_PATH = REPO / "build" / "faults-report.json"
+_CLI = Path(sys.executable).parent / "orders-service"
+
+# ---------------------------------------------------------------------------------------------
+# Service processes
+# ---------------------------------------------------------------------------------------------
+
+_LIVE: set[ServiceProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _reap() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for process in live:
+        with contextlib.suppress(Exception):
+            process.kill()
+
+
+def _cli() -> str:
+    if not _CLI.exists():
+        pytest.fail(f"{_CLI} is missing: run `make install` (or `make test-faults`) first")
+    return str(_CLI)
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """One short `orders-service` command (migrate, seed); fails the test with its output."""
+    done = subprocess.run(
+        [_cli(), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"orders-service {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+class ServiceProcess:
+    """A long-running `orders-service` subcommand in its own process group (gunicorn forks
+    workers: signals go to the whole group so no worker outlives the test)."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [_cli(), *self.args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signum)  # our own child's group: it leads it
+
+    def kill(self) -> None:
+        """SIGKILL to the process and its children; waits for it."""
+        if self.proc is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> float:
+    """Poll ``condition`` until true; returns the seconds it took, fails the test on timeout."""
+    began = time.monotonic()
+    while True:
+        with contextlib.suppress(requests.RequestException, redis.RedisError):
+            if condition():
+                return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stack
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """One deployment: servers, service processes and the clients tests speak through."""
+
+    db: Database
+    redis_server: RedisServer | HungRedis
+    env: dict[str, str]
+    web: ServiceProcess
+    invalidator: ServiceProcess | None
+    http_port: int
+    invalidator_port: int
+    _redis: redis.Redis | None = field(default=None, repr=False)
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def get(self, page: int, timeout: float = 10.0) -> requests.Response:
+        """A GET on a fresh connection, so successive calls spread over both workers."""
+        return requests.get(f"{self.base_url}/orders/{page}", timeout=timeout)
+
+    def page_rows(self, page: int) -> list[tuple[int, str, str, str]]:
+        response = self.get(page)
+        assert response.status_code == 200, (page, response.status_code, response.text[:300])
+        return [order_key(o) for o in response.json()["orders"]]
+
+    # ---- MySQL -------------------------------------------------------------------------------
+    @property
+    def mariadb(self) -> MariaDBServer:
+        return self.db.server
+
+    def sql(self, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+        with contextlib.closing(self.db.connect()) as conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            return list(cur.fetchall())
+
+    def sql_page(self, page: int) -> list[tuple[int, str, str, str]]:
+        """The page as MySQL has it now (id order, PAGE_SIZE rows)."""
+        rows = self.sql(
+            "SELECT id, customer_name, status, amount FROM orders ORDER BY id LIMIT %s OFFSET %s",
+            (PAGE_SIZE, (page - 1) * PAGE_SIZE),
+        )
+        return [(int(i), str(n), str(s), str(a)) for i, n, s, a in rows]
+
+    def page_of(self, order_id: int) -> int:
+        (rank,) = self.sql("SELECT COUNT(*) FROM orders WHERE id < %s", (order_id,))[0]
+        return int(rank) // PAGE_SIZE + 1
+
+    def total_pages(self) -> int:
+        (count,) = self.sql("SELECT COUNT(*) FROM orders")[0]
+        return max(1, -(-int(count) // PAGE_SIZE))
+
+    # ---- Redis -------------------------------------------------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis(
+                host="127.0.0.1", port=self.redis_server.port, socket_timeout=2
+            )
+        return self._redis
+
+    def key(self, name: str) -> str:
+        return f"{CACHE_PREFIX}:s{PAGE_SIZE}:{name}"
+
+    # ---- processes ---------------------------------------------------------------------------
+    def start_web(self) -> None:
+        self.web.start()
+        wait_until(self._web_ready, 60, f"the web server on :{self.http_port}\n{self.web.tail()}")
+
+    def _web_ready(self) -> bool:
+        if not self.web.running:
+            pytest.fail(f"orders-service serve exited:\n{self.web.tail()}")
+        return requests.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+
+    def start_invalidator(self) -> None:
+        """Start it and wait until it follows the binlog (its position is in Redis)."""
+        assert self.invalidator is not None
+        self.invalidator.start()
+
+        def following() -> bool:
+            assert self.invalidator is not None
+            if not self.invalidator.running:
+                pytest.fail(f"orders-service invalidate exited:\n{self.invalidator.tail()}")
+            healthy = requests.get(
+                f"http://127.0.0.1:{self.invalidator_port}/healthz", timeout=1
+            ).ok
+            return healthy and bool(self.redis.exists(self.key("binlog")))
+
+        wait_until(following, 60, f"the invalidator to follow\n{self.invalidator.tail()}")
+
+    def close(self) -> None:
+        for process in (self.invalidator, self.web):
+            if process is not None:
+                process.kill()
+        if self._redis is not None:
+            self._redis.close()
+
+
+def order_key(order: dict[str, Any]) -> tuple[int, str, str, str]:
+    """What a test compares of an order: id, customer name, status, amount."""
+    return (
+        int(order["id"]),
+        str(order["customer"]["name"]),
+        str(order["status"]),
+        str(order["total"]["amount"]),
+    )
+
+
+@pytest.fixture
+def stack_factory(
+    throwaway: ThrowawayServers, tmp_path: Path
+) -> Iterator[Callable[..., Stack]]:
+    """``make(orders=..., hung_redis=False, invalidator=True, **env)`` builds a running Stack."""
+    stacks: list[Stack] = []
+
+    def make(
+        *, orders: int = 3000, hung_redis: bool = False, invalidator: bool = True, **extra: str
+    ) -> Stack:
+        mariadb = throwaway.mariadb(binlog=True)
+        # Created here: `orders-service migrate` waits 60 s on "Unknown database" instead of
+        # creating it (see the report of this suite); a provisioned database is the usual case.
+        database = mariadb.create_database("orders_faults")
+        redis_server: RedisServer | HungRedis = (
+            throwaway.hung_redis() if hung_redis else throwaway.redis()
+        )
+        http_port, invalidator_port = free_port(), free_port()
+        metrics_dir = tmp_path / f"metrics-{http_port}"
+        metrics_dir.mkdir()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))},
+            "ORDERS_DATABASE_URL": database.url,
+            "ORDERS_REDIS_URL": redis_server.url,
+            "ORDERS_CACHE_PREFIX": CACHE_PREFIX,
+            "ORDERS_PAGE_SIZE": str(PAGE_SIZE),
+            "ORDERS_HOST": "127.0.0.1",
+            "ORDERS_PORT": str(http_port),
+            "ORDERS_WORKERS": "2",
+            "ORDERS_THREADS": "4",
+            "ORDERS_SHUTDOWN_DELAY": "0",
+            "ORDERS_METRICS_DIR": str(metrics_dir),
+            "ORDERS_INVALIDATOR_METRICS_PORT": str(invalidator_port),
+            "ORDERS_LOG_FORMAT": "json",
+            "ORDERS_LOG_LEVEL": "warning",
+            **extra,
+        }
+        run_cli(env, "migrate")
+        run_cli(env, "seed", "--orders", str(orders))
+        stack = Stack(
+            db=database,
+            redis_server=redis_server,
+            env=env,
+            web=ServiceProcess(f"serve-{http_port}", ["serve"], env, tmp_path),
+            invalidator=(
+                ServiceProcess(f"invalidate-{http_port}", ["invalidate"], env, tmp_path)
+                if invalidator
+                else None
+            ),
+            http_port=http_port,
+            invalidator_port=invalidator_port,
+        )
+        stacks.append(stack)
+        if invalidator:
+            stack.start_invalidator()
+        stack.start_web()
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures for the CI log: build/faults-report.json, merged across tests
+# ---------------------------------------------------------------------------------------------
+
+_REPORT_LOCK = threading.Lock()
+
+
+@pytest.fixture
+def report(record_property: Callable[[str, object], None]) -> Callable[[str, dict[str, Any]], None]:
+    """``report(section, figures)``: written to build/faults-report.json, to the junit report
+    (record_property) and to stdout (shown with ``-rA`` or ``-s``)."""
+
+    def write(section: str, figures: dict[str, Any]) -> None:
+        with _REPORT_LOCK:
+            REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+            current: dict[str, Any] = {}
+            if REPORT_PATH.exists():
+                with contextlib.suppress(ValueError):
+                    current = json.loads(REPORT_PATH.read_text())
+            current[section] = figures
+            REPORT_PATH.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+        for name, value in figures.items():
+            record_property(f"{section}.{name}", value)
+        print(f"[faults] {section}: {json.dumps(figures, sort_keys=True)}")  # noqa: T201
+
+    return write
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 of 200 samples is the 198th)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[int(rank) - 1]
