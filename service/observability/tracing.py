@@ -19,13 +19,6 @@ from typing import Any
 
 from flask import Flask
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor
-from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 # Probes and scrapes would be most of the spans and none of the insight.
 EXCLUDED_URLS = "/metrics,/healthz,/readyz"
@@ -87,6 +80,20 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
         return False
     if _state.pid == os.getpid():
         return True
+    # Imported here, not at the top: they cost ~0.3 s per worker start, which a service with
+    # tracing off should not pay.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter,
+    )
+    from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
 
     exporters = [
         name.strip()
@@ -128,6 +135,8 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
 
 def instrument_app(app: Flask) -> None:
     """Trace every request except probes and scrapes. Spans start once a provider exists."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
     FlaskInstrumentor().instrument_app(app, excluded_urls=EXCLUDED_URLS)  # type: ignore[no-untyped-call]
 
 
