@@ -183,6 +183,18 @@ class Stack:
         )
         return [(int(i), str(n), str(s), str(a)) for i, n, s, a in rows]
 
+    def sql_pages(self, pages: range) -> dict[int, list[tuple[int, str, str, str]]]:
+        """Several consecutive pages as MySQL has them now, in one query (one snapshot)."""
+        rows = self.sql(
+            "SELECT id, customer_name, status, amount FROM orders ORDER BY id LIMIT %s OFFSET %s",
+            (len(pages) * PAGE_SIZE, (pages.start - 1) * PAGE_SIZE),
+        )
+        keyed = [(int(i), str(n), str(s), str(a)) for i, n, s, a in rows]
+        return {
+            page: keyed[(page - pages.start) * PAGE_SIZE : (page - pages.start + 1) * PAGE_SIZE]
+            for page in pages
+        }
+
     def page_of(self, order_id: int) -> int:
         (rank,) = self.sql("SELECT COUNT(*) FROM orders WHERE id < %s", (order_id,))[0]
         return int(rank) // PAGE_SIZE + 1

@@ -108,9 +108,10 @@ def test_committed_writes_of_any_client_are_visible_within_a_second(
             if kind == "insert":
                 count = stack.sql("SELECT COUNT(*) FROM orders")[0][0]
                 page = count // PAGE_SIZE + 1
-                cached_before += warm(stack, max(1, -(-count // PAGE_SIZE))) == "HIT"
-                if page != -(-count // PAGE_SIZE):
-                    cached_before += 1  # lands on a new page: nothing cached to invalidate there
+                if count % PAGE_SIZE:
+                    cached_before += warm(stack, page) == "HIT"
+                else:  # starts a new page: the cached totals must change for it to exist
+                    cached_before += warm(stack, page - 1) == "HIT"
                 began, new_id = writer.commit(client, INSERT_SQL.format(name=name), insert=True)
                 ids.append(new_id)
                 seen = wait_visible(stack, page, lambda rows, n=new_id: (n, name) in rows)
@@ -155,8 +156,10 @@ def test_committed_writes_of_any_client_are_visible_within_a_second(
 
 
 def pages_disagreeing(stack: Stack, pages: range) -> list[int]:
-    """Pages whose API rows differ from MySQL's right now (one fresh-connection read each)."""
-    return [page for page in pages if stack.page_rows(page) != stack.sql_page(page)]
+    """Pages whose API rows differ from MySQL's (one fresh-connection read each; call it when
+    no writes are running, or as an estimate)."""
+    expected = stack.sql_pages(pages)
+    return [page for page in pages if stack.page_rows(page) != expected[page]]
 
 
 def test_invalidator_killed_mid_stream_misses_nothing(
@@ -186,7 +189,7 @@ def test_invalidator_killed_mid_stream_misses_nothing(
                             "WHERE id = %s",
                             (f"k{committed[0]}", rng.randint(1, 1000)),
                         )
-                    time.sleep(0.01)
+                    time.sleep(0.02)
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
 
@@ -202,15 +205,15 @@ def test_invalidator_killed_mid_stream_misses_nothing(
     for thread in threads:
         thread.start()
     try:
-        time.sleep(2)
+        time.sleep(1.5)
         assert stack.invalidator is not None
         stack.invalidator.kill()  # SIGKILL: no chance to save anything
         at_kill = committed[0]
         time.sleep(3)  # writes keep coming; readers re-cache pages the dead invalidator misses
         during_outage = committed[0] - at_kill
-        stale_while_dead = len(pages_disagreeing(stack, pages))
+        stale_while_dead = len(pages_disagreeing(stack, pages))  # an estimate: writes go on
         stack.start_invalidator()
-        time.sleep(2)
+        time.sleep(1.5)
     finally:
         stop.set()
         for thread in threads:
@@ -219,7 +222,7 @@ def test_invalidator_killed_mid_stream_misses_nothing(
     final_writes = committed[0]
 
     began = time.monotonic()
-    deadline = began + 15
+    deadline = began + 30  # the restarted invalidator replays everything since its last position
     while (wrong := pages_disagreeing(stack, pages)) and time.monotonic() < deadline:
         time.sleep(0.2)
     caught_up = time.monotonic() - began
@@ -233,7 +236,7 @@ def test_invalidator_killed_mid_stream_misses_nothing(
             "pages_wrong_at_end": len(wrong),
         },
     )
-    assert during_outage > 50, "the writer must keep committing while the invalidator is dead"
+    assert during_outage > 20, "the writer must keep committing while the invalidator is dead"
     assert not wrong, f"pages still differing from MySQL after the restart: {wrong}"
     # Both workers agree too: three more full passes, each read on a fresh connection.
     for _ in range(3):
