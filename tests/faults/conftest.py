@@ -260,9 +260,7 @@ def order_key(order: dict[str, Any]) -> tuple[int, str, str, str]:
 
 
 @pytest.fixture
-def stack_factory(
-    throwaway: ThrowawayServers, tmp_path: Path
-) -> Iterator[Callable[..., Stack]]:
+def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """``make(orders=..., hung_redis=False, invalidator=True, **env)`` builds a running Stack."""
     stacks: list[Stack] = []
 
@@ -347,7 +345,7 @@ def report(record_property: Callable[[str, object], None]) -> Callable[[str, dic
             REPORT_PATH.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
         for name, value in figures.items():
             record_property(f"{section}.{name}", value)
-        print(f"[faults] {section}: {json.dumps(figures, sort_keys=True)}")  # noqa: T201
+        print(f"[faults] {section}: {json.dumps(figures, sort_keys=True)}")
 
     return write
 

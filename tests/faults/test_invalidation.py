@@ -114,7 +114,7 @@ def test_committed_writes_of_any_client_are_visible_within_a_second(
                     cached_before += warm(stack, page - 1) == "HIT"
                 began, new_id = writer.commit(client, INSERT_SQL.format(name=name), insert=True)
                 ids.append(new_id)
-                seen = wait_visible(stack, page, lambda rows, n=new_id: (n, name) in rows)
+                seen = wait_visible(stack, page, lambda rows, want=(new_id, name): want in rows)
             else:
                 order_id = rng.choice(ids[:-50])  # not the tail, which inserts keep moving
                 page = stack.page_of(order_id)
@@ -122,7 +122,8 @@ def test_committed_writes_of_any_client_are_visible_within_a_second(
                 if kind == "update":
                     statement = f"UPDATE orders SET customer_name = '{name}' WHERE id = {order_id}"
                     began, _ = writer.commit(client, statement)
-                    seen = wait_visible(stack, page, lambda rows, o=order_id: (o, name) in rows)
+                    want = (order_id, name)
+                    seen = wait_visible(stack, page, lambda rows, w=want: w in rows)
                 else:
                     ids.remove(order_id)
                     began, _ = writer.commit(client, f"DELETE FROM orders WHERE id = {order_id}")
