@@ -149,6 +149,8 @@ class Invalidator:
     def _apply(self, changes: planner.OrderChanges, batch: ChangeBatch) -> None:
         page_size = self.settings.page_size
         try:
+            if changes.reset:
+                self._query(repository.forget_counts_if_empty)
             plan = planner.plan(changes, self._rows_before, page_size)
             totals: TotalsEntry | bool | None = False
             if plan.totals_changed:

@@ -112,6 +112,11 @@ def rows_before_id(cursor: Cursor, order_id: int) -> int:
     return int(cursor.fetchone()[0])
 
 
+def forget_counts_if_empty(cursor: Cursor) -> None:
+    """TRUNCATE fires no DELETE triggers: after one, the block counts must be cleared too."""
+    cursor.execute("DELETE FROM order_buckets WHERE NOT EXISTS (SELECT 1 FROM orders)")
+
+
 def has_orders(cursor: Cursor) -> bool:
     cursor.execute(_ANY_ORDER)
     return cursor.fetchone() is not None
