@@ -127,6 +127,18 @@ def seed(count: int, seed: int, if_empty: bool) -> None:
 
 
 @main.command()
+def recount() -> None:
+    """Rebuild the per-block order counts (after loading rows while the triggers were missing)."""
+    from service.orders import repository
+    from service.orders.database import connect
+
+    with connect(_settings().database_url) as connection, connection.cursor() as cursor:
+        repository.recount_buckets(cursor)
+        total = repository.count_orders(cursor)
+    click.echo(f"block counts rebuilt: {total} orders")
+
+
+@main.command()
 def invalidate() -> None:
     """Follow the MySQL binlog and invalidate cached pages on every committed change."""
     from service.invalidation.runner import run_invalidator

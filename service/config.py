@@ -248,7 +248,7 @@ SETTINGS: tuple[Setting, ...] = (
         "near_cache_size",
         "4096",
         _positive_int,
-        "Pages each worker keeps in its near cache (least recently used are dropped).",
+        "Pages each worker keeps in its near cache (the oldest entries are dropped first).",
     ),
     Setting("page_size", "10", _positive_int, "Orders per page."),
     Setting(
@@ -291,7 +291,8 @@ SETTINGS: tuple[Setting, ...] = (
         "metrics_dir",
         "",
         str,
-        "Directory for prometheus-client multiprocess files (default: a fresh temp dir).",
+        "Directory for prometheus-client multiprocess files, emptied at start "
+        "(default: /tmp/orders-metrics).",
     ),
     Setting(
         "invalidator_metrics_port",

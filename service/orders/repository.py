@@ -117,6 +117,21 @@ def forget_counts_if_empty(cursor: Cursor) -> None:
     cursor.execute("DELETE FROM order_buckets WHERE NOT EXISTS (SELECT 1 FROM orders)")
 
 
+def recount_buckets(cursor: Cursor) -> None:
+    """Rebuild every block count from the table, with writers held off meanwhile (an admin's
+    repair after loading rows with triggers missing)."""
+    cursor.execute("LOCK TABLES orders READ, order_buckets WRITE")
+    try:
+        cursor.execute("DELETE FROM order_buckets")
+        cursor.execute(
+            "INSERT INTO order_buckets (bucket, row_count) "
+            "SELECT id DIV %s, COUNT(*) FROM orders GROUP BY id DIV %s",
+            (BUCKET_WIDTH, BUCKET_WIDTH),
+        )
+    finally:
+        cursor.execute("UNLOCK TABLES")
+
+
 def has_orders(cursor: Cursor) -> bool:
     cursor.execute(_ANY_ORDER)
     return cursor.fetchone() is not None

@@ -1,0 +1,45 @@
+"""The README, the CLI and the schema say the same thing as the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from service.cli import main
+from service.orders import repository, schema
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_readme_configuration_table_is_the_generated_one() -> None:
+    table = CliRunner().invoke(main, ["config", "--markdown"]).output.strip()
+    assert table in README
+
+
+def test_the_readme_names_every_command() -> None:
+    for command in main.commands:
+        assert f"orders-service {command}" in README
+
+
+def test_the_readme_starts_with_the_two_commands_then_the_curl() -> None:
+    run, test, curl = (
+        README.index(s) for s in ("make run", "make test", "curl -i localhost:5001/orders/99")
+    )
+    assert run < test < curl
+
+
+def test_the_triggers_count_blocks_of_the_width_the_queries_assume() -> None:
+    sql = " ".join(
+        statement for _, statements in schema.available_migrations() for statement in statements
+    )
+    widths = {int(w) for w in re.findall(r"DIV (\d+)", sql)}
+    assert widths == {repository.BUCKET_WIDTH}
+
+
+def test_migration_statements_split_cleanly() -> None:
+    for version, statements in schema.available_migrations():
+        assert statements, version
+        assert all(not s.endswith(";") for s in statements)
