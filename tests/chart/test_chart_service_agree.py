@@ -1,0 +1,220 @@
+"""The chart and the service agree: the rendered Deployment's command, env, port and probe paths,
+run locally exactly as written, give a working service.
+
+The chart is rendered for an external MySQL and Redis pointing at this machine's shared MariaDB
+(throwaway database, created and dropped here) and Redis (a unique key prefix, deleted after).
+The migrate Job's steps run first, with the Job's own command and env; then the API's container
+command starts, its startup, readiness and liveness probe paths must answer 200 on its container
+port, /orders/1 must be a page, and SIGTERM must end it well within the pod's grace period.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import redis
+import requests
+
+from tests.chart.chart_support import one, render
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+REDIS_URL = "redis://127.0.0.1:6379/0"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def throwaway() -> Iterator[dict[str, str]]:
+    """A database and a cache prefix nobody else uses; both removed afterwards."""
+    name = f"orders_chart_{uuid.uuid4().hex[:10]}"
+    server = pymysql.connect(**MYSQL)  # type: ignore[arg-type]
+    with server.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield {"database": name, "prefix": name}
+    finally:
+        with server.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        server.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+        if keys:
+            client.unlink(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def rendered(throwaway: dict[str, str]) -> list[dict[str, Any]]:
+    sets = {
+        "mysql.enabled": "false",
+        "externalDatabase.host": MYSQL["host"],
+        "externalDatabase.port": str(MYSQL["port"]),
+        "externalDatabase.database": throwaway["database"],
+        "externalDatabase.username": MYSQL["user"],
+        "redis.enabled": "false",
+        "externalRedis.host": "127.0.0.1",
+        "externalRedis.port": "6379",
+        "config.port": str(free_port()),
+        "config.cachePrefix": throwaway["prefix"],
+        "migrations.seedOrders": "200",
+    }
+    args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+    args += [
+        "--set-string",
+        "externalDatabase.password=",
+        "--set-string",
+        "externalRedis.password=",
+    ]
+    return render(args)
+
+
+def container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as Kubernetes would build it from the rendered objects."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        secret = one(docs, "Secret", ref["name"])
+        env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    return env
+
+
+def local_command(container: dict[str, Any]) -> list[str]:
+    """The container's command and args, with the image's orders-service replaced by the venv's."""
+    command = [*container["command"], *container.get("args", [])]
+    assert command[0] == "orders-service", "the chart must start the service through its CLI"
+    return [str(VENV_BIN / "orders-service"), *command[1:]]
+
+
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """Exactly the chart's settings: no ORDERS_*/OTEL_* leaks in from the test's environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))}
+    return {**base, **env}
+
+
+def wait_for(url: str, deadline: float) -> requests.Response:
+    """Probe like the kubelet: refused or timed-out attempts are retried until the budget ends."""
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except (requests.ConnectionError, requests.Timeout):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def readiness_turns_503(url: str, within: int) -> bool:
+    """While draining, readiness must answer 503 (a probe that times out also counts as failed)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 503:
+                return True
+        except requests.RequestException:
+            continue
+        time.sleep(0.1)
+    return False
+
+
+def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any]]) -> None:
+    job = one(rendered, "Job", "orders-migrate")["spec"]["template"]["spec"]
+    steps = job.get("initContainers", []) + job["containers"]
+    assert [c["name"] for c in steps] == ["migrate", "seed"]  # external MySQL: no wait step
+    for step in steps:
+        result = subprocess.run(
+            local_command(step),
+            env=process_env(container_env(rendered, step)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
+
+    pod = one(rendered, "Deployment", "orders")["spec"]["template"]["spec"]
+    api = pod["containers"][0]
+    env = container_env(rendered, api)
+    (port,) = [p["containerPort"] for p in api["ports"] if p["name"] == "http"]
+    assert env["ORDERS_PORT"] == str(port)
+    probes = {kind: api[f"{kind}Probe"]["httpGet"] for kind in ("startup", "readiness", "liveness")}
+    assert {probe["port"] for probe in probes.values()} == {"http"}
+
+    server = subprocess.Popen(
+        local_command(api),
+        env=process_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        startup_budget = (
+            api["startupProbe"]["periodSeconds"] * api["startupProbe"]["failureThreshold"]
+        )
+        started = time.monotonic()
+        first = wait_for(base + probes["startup"]["path"], started + startup_budget)
+        assert first.status_code == 200, first.text
+        for kind in ("readiness", "liveness"):
+            response = requests.get(base + probes[kind]["path"], timeout=2)
+            assert response.status_code == 200, f"{kind}: {response.text}"
+
+        page = requests.get(base + "/orders/1", timeout=5)
+        assert page.status_code == 200, page.text
+        assert page.headers["X-Cache"] in {"MISS", "HIT", "BYPASS", "STALE"}
+        assert page.json()
+        assert requests.get(base + "/metrics", timeout=5).status_code == 200
+
+        # SIGTERM arrives after the preStop sleep; the rest of the grace period must suffice.
+        pre_stop = pod["containers"][0]["lifecycle"]["preStop"]
+        slept = pre_stop["sleep"]["seconds"] if "sleep" in pre_stop else 0
+        budget = pod["terminationGracePeriodSeconds"] - slept
+        stopping = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)  # as the kubelet: the main process only
+        assert readiness_turns_503(
+            base + probes["readiness"]["path"], int(env["ORDERS_SHUTDOWN_DELAY"])
+        )
+        server.wait(timeout=budget)
+        assert time.monotonic() - stopping < budget
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        assert server.stderr is not None
+        server.stderr.close()
+
+
+def test_the_invalidator_command_exists(rendered: list[dict[str, Any]]) -> None:
+    """The shared MariaDB has no binlog, so the invalidator is not run; its command must exist."""
+    container = one(rendered, "Deployment", "orders-invalidator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    result = subprocess.run(
+        [*local_command(container), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert container_env(rendered, container)["ORDERS_INVALIDATOR_METRICS_PORT"] == str(
+        container["ports"][0]["containerPort"]
+    )
