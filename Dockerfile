@@ -1,39 +1,51 @@
 # syntax=docker/dockerfile:1
-# The orders service image: a virtualenv built in one stage, copied into a clean copy of the same
-# base, run as UID 10001 with a read-only root filesystem (only /tmp needs to be writable).
+# The orders service image: dependencies and service built in separate stages, copied into a clean
+# copy of the same base, run as UID 10001 with a read-only root filesystem (only /tmp is written).
 #
 #   make image                                   podman, on the debootstrap base this machine builds
 #   docker build -t orders-service .             anywhere the official Python image can be pulled
 #
 # BASE_IMAGE must provide `python3` with the venv module (the official image does; so does
-# localhost/pybase:bookworm from hack/podman-setup.sh). Both stages use it, so the venv's
+# localhost/pybase:bookworm from hack/podman-setup.sh). Every stage uses it, so the venv's
 # interpreter link resolves in the runtime stage.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS build
+# Stage 1, the dependency lists: pyproject.toml also carries the version, dev tools and linters'
+# settings, so only the lists taken from it decide whether stage 2 is rebuilt.
+FROM ${BASE_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+open("/src/build-requirements.txt", "w").write("\n".join(p["build-system"]["requires"]) + "\n"); \
+open("/src/requirements.txt", "w").write("\n".join(p["project"]["dependencies"]) + "\n")'
+
+# Stage 2, the dependencies. Two venvs: /opt/pip holds the installer and the build backend and is
+# never shipped; /opt/venv holds only the libraries the service imports. This layer is rebuilt only
+# when the lists change, never on an edit of the service. The cache mount keeps downloads between
+# builds without storing them in a layer. The .pth file puts /opt/app (stage 3) on the import path.
+FROM ${BASE_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+COPY --from=requirements /src/build-requirements.txt /src/requirements.txt /tmp/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /opt/pip \
+    && python3 -m venv --without-pip /opt/venv \
+    && /opt/pip/bin/pip install --requirement /tmp/build-requirements.txt \
+    && /opt/pip/bin/pip --python /opt/venv/bin/python3 install --requirement /tmp/requirements.txt \
+    && /opt/venv/bin/python3 -c 'import sysconfig; \
+open(sysconfig.get_path("purelib") + "/orders-service-app.pth", "w").write("/opt/app\n")'
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH
 
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change, not on
-# every edit of the service. The pip cache mount keeps wheels between builds without storing them
-# in a layer.
+# Stage 3, the service: a wheel built without the network, installed (without dependencies) into
+# /opt/app, a small layer of its own in the runtime image. The entry point must at least start.
+FROM deps AS build
 WORKDIR /src
-COPY pyproject.toml ./
-RUN --mount=type=cache,target=/root/.cache/pip \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip install --requirement /tmp/requirements.txt
-
-# Then the service itself, without touching the dependencies installed above. pip and setuptools
-# leave the venv (the runtime installs nothing), and the entry point must at least start.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY service/ ./service/
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps . \
-    && python3 -m pip uninstall --yes --quiet pip setuptools \
+RUN /opt/pip/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && /opt/pip/bin/pip --python /opt/venv/bin/python3 install --no-deps --target /opt/app \
+        /tmp/wheels/*.whl \
     && orders-service --help > /dev/null
 
 FROM ${BASE_IMAGE} AS runtime
@@ -44,10 +56,12 @@ RUN groupadd --gid 10001 orders \
     && useradd --uid 10001 --gid orders --no-create-home --no-log-init --home-dir /nonexistent \
         --shell /usr/sbin/nologin orders
 
-COPY --from=build /opt/venv /opt/venv
+# Dependencies first (changes rarely), then the service (changes on every release).
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /opt/app /opt/app
 # PYTHONDONTWRITEBYTECODE: the root filesystem is read-only at run time (bytecode was compiled at
 # install). PYTHONUNBUFFERED: log lines reach `kubectl logs` at once.
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
