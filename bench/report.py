@@ -123,6 +123,14 @@ def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) 
         f"{results['plan']['orders']:,} orders. Ratios compare systems measured in this one run.",
         "",
     ]
+    if "loadavg_1m_before_after" in m:
+        before, after = m["loadavg_1m_before_after"]
+        lines += [
+            f"The machine was shared: 1-minute load average {before:.1f} before and {after:.1f} "
+            f"after the run; bench processes ran at nice "
+            f"{m.get('nice', 0)}.",
+            "",
+        ]
     lines += _targets_section(results)
     lines += _hit_section(results.get("hit_throughput", {}))
     lines += _sweep_section(results.get("latency_sweep", {}))
@@ -163,13 +171,30 @@ def _hit_section(hit: dict[str, Any]) -> list[str]:
                         h["rps"],
                         _x(ratio(h["rps"], hit["floor"]["rps"])),
                         _x(ratio(h["rps"], hit.get("peer", {}).get("rps"))),
+                        h.get("cpu_us_per_request"),
+                        _x(
+                            ratio(
+                                h.get("cpu_us_per_request"), hit["floor"].get("cpu_us_per_request")
+                            )
+                        ),
                         h["p50_ms"],
                         h["p99_ms"],
                         h["errors"],
                     ]
                 )
         lines += _table(
-            ["system", "req/s", "x floor", "x peer", "p50 ms", "p99 ms", "errors"], rows
+            [
+                "system",
+                "req/s",
+                "x floor",
+                "x peer",
+                "server CPU us / req",
+                "CPU x floor",
+                "p50 ms",
+                "p99 ms",
+                "errors",
+            ],
+            rows,
         )
     return lines
 
@@ -221,6 +246,7 @@ def _cold_section(cold: dict[str, Any]) -> list[str]:
                         c["seconds_to_50pct_hits"],
                         c["seconds_to_95pct_hits"],
                         c["mysql_selects"],
+                        c.get("pages_cached"),
                         c["final_hit_rate"],
                         c["p99_ms"],
                         c["errors"],
@@ -233,6 +259,7 @@ def _cold_section(cold: dict[str, Any]) -> list[str]:
                 "s to 50% hits",
                 "s to 95% hits",
                 "MySQL SELECTs",
+                "pages cached",
                 "final hit rate",
                 "p99 ms",
                 "errors",
