@@ -71,11 +71,8 @@ EXPOSE 5001 9102
 ENTRYPOINT ["orders-service"]
 CMD ["serve"]
 
-# Last, so a new revision rebuilds only this metadata, not the layers above.
-ARG VERSION=0.1.0
-ARG REVISION=unknown
+# Static metadata. Version and revision are stamped by the build (`make image` passes --label):
+# podman/buildah 1.28 reuse a cached LABEL layer even when the build-args in it changed.
 LABEL org.opencontainers.image.title="orders-service" \
       org.opencontainers.image.description="Paginated orders API: MySQL behind a Redis cache-aside layer." \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.licenses="Apache-2.0"

@@ -37,8 +37,8 @@ $(CONTAINER_LINT_STAMP):
 image: container-tools ## Build $(IMAGE) with podman from $(BASE_IMAGE).
 	$(PODMAN) build --network=host \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
-	  --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	  --label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --label org.opencontainers.image.version=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
 	  $(PODMAN_BUILD_FLAGS) -t $(IMAGE) .
 	$(PODMAN) image ls $(IMAGE)
 
