@@ -34,7 +34,7 @@ $(CONTAINER_LINT_STAMP):
 	touch $@
 
 .PHONY: image
-image: container-tools ## Build $(IMAGE) with podman from $(BASE_IMAGE).
+image: container-tools ## Build the image (IMAGE, default localhost/orders-service:dev) with podman from BASE_IMAGE.
 	$(PODMAN) build --network=host \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	  --label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
