@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The first test starts MariaDB, three gunicorns and every phase (~1 min; more on a busy machine).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 SYSTEMS = ("floor", "peer", "service")
 
 
@@ -54,8 +56,6 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     return out, json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_bench_writes_json_markdown_and_plot(smoke: tuple[Path, dict[str, Any]]) -> None:
     out, _ = smoke
     markdown = (out / "results.md").read_text()
@@ -71,8 +71,6 @@ def test_bench_writes_json_markdown_and_plot(smoke: tuple[Path, dict[str, Any]])
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_every_system_is_measured_closed_and_open_loop(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
     assert set(results["hit_throughput"]) == set(SYSTEMS)
@@ -85,16 +83,12 @@ def test_every_system_is_measured_closed_and_open_loop(smoke: tuple[Path, dict[s
             assert 0 < point["p50_ms"] <= point["p99_ms"] <= point["p99.9_ms"]
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_the_service_answers_hits_after_warming(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
     assert results["service_x_cache_after_warm"] == "HIT"
     assert results["page_bytes"] > 100
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_cold_start_counts_hits_and_mysql_queries(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
     for name in ("peer", "service"):
@@ -105,8 +99,6 @@ def test_cold_start_counts_hits_and_mysql_queries(smoke: tuple[Path, dict[str, A
         assert cold["hit_timeline"], "hit rate over time feeds the plot"
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_memory_per_worker_and_per_cached_page(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
     for name in SYSTEMS:
@@ -117,8 +109,6 @@ def test_memory_per_worker_and_per_cached_page(smoke: tuple[Path, dict[str, Any]
     assert results["memory"]["peer"]["redis_bytes_per_page"] > 0
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def test_targets_are_reported_as_ratios(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
     names = [t["target"] for t in results["targets"]]
