@@ -293,7 +293,9 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
         f"{plan.closed_seconds:g} s x {plan.rounds} interleaved rounds (median).",
         "Open loop: one wrk thread per connection on a fixed schedule; a request whose "
         "connection was still busy at its scheduled time is timed from that time (wrk2's "
-        "coordinated-omission correction).",
+        f"coordinated-omission correction). {plan.sweep_seconds:g} s per point, "
+        f"{plan.sweep_rounds} interleaved rounds, the round with the lower p99 kept per system "
+        "(other work on a shared machine only adds latency).",
         f"Cold start: keys under the system's Redis prefix deleted and the workers restarted; "
         f"Zipf(s={plan.cold_zipf_s:g}) over pages 1-{plan.cold_pages} at "
         f"{plan.cold_rate_fraction:.0%} of the floor's max; SELECTs = Com_select delta on the "
