@@ -9,14 +9,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import islice
 from typing import NoReturn
 
 import click
 
 from service.config import SETTINGS, Settings, SettingsError
-
-SEED_BATCH = 5000
 
 
 def _settings() -> Settings:
@@ -103,25 +100,17 @@ def seed(count: int, seed: int, if_empty: bool) -> None:
     from service.orders.database import connect
 
     settings = _settings()
-    with connect(settings.database_url, autocommit=False) as connection:
-        with connection.cursor() as cursor:
-            if if_empty and repository.has_orders(cursor):
-                click.echo("orders already present; not seeding")
-                return
-            first_id = repository.max_order_id(cursor) + 1
-        rows = generator.generate(count, seed=seed, first_id=first_id)
-        started = time.monotonic()
-        show = sys.stderr.isatty()
-        with (
-            click.progressbar(
-                length=count, label="seeding orders", file=sys.stderr, hidden=not show
-            ) as bar,
-            connection.cursor() as cursor,
-        ):
-            while batch := list(islice(rows, SEED_BATCH)):
-                repository.insert_orders(cursor, batch)
-                connection.commit()
-                bar.update(len(batch))
+    with connect(settings.database_url) as connection, connection.cursor() as cursor:
+        if if_empty and repository.has_orders(cursor):
+            click.echo("orders already present; not seeding")
+            return
+        first_id = repository.max_order_id(cursor) + 1
+    rows = generator.generate(count, seed=seed, first_id=first_id)
+    started = time.monotonic()
+    with click.progressbar(
+        length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
+    ) as bar:
+        generator.load(lambda: connect(settings.database_url, autocommit=False), rows, bar.update)
     elapsed = time.monotonic() - started
     click.echo(f"seeded {count} orders in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
 
