@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
