@@ -171,9 +171,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "database_timeout",
-        "0.8",
+        "0.4",
         _positive_float,
-        "Connect, read and write timeout of every request-path MySQL call, in seconds.",
+        "Connect, read and write timeout of every request-path MySQL call, in seconds (a ping "
+        "plus a reconnect stay under one second).",
     ),
     Setting(
         "database_max_concurrency",
