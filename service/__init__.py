@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["orders.database"] = database
     app.extensions["orders.redis"] = redis_cache
     app.extensions["orders.pages"] = pages
+    app.extensions["orders.cache_control"] = orders.cache_control(
+        settings.http_max_age, settings.cache_max_stale
+    )
     if near is not None:
         listener = InvalidationListener(settings, near, redis_cache.keys.channel)
         listener.start()

@@ -72,7 +72,7 @@ class PageCache:
         self.near = near
         self._load_page = load_page
         self._load_total = load_total
-        self._page_size = page_size
+        self.page_size = page_size
         self._ttl_ms = ttl * 1000
         self._lock_wait = lock_wait
 
@@ -115,7 +115,7 @@ class PageCache:
             load=lambda: TotalsEntry(now_ms + self._ttl_ms, self._load_total()),
             fill=self.redis.fill_totals,
         )
-        pages = total_pages(totals.total_orders, self._page_size)
+        pages = total_pages(totals.total_orders, self.page_size)
         if number > pages:
             raise PageNotFound(number, pages)
 

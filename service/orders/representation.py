@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import orjson
 
-from service.orders.pagination import page_links
 from service.orders.repository import Order
 
 MEDIA_TYPE = "application/json"
@@ -44,16 +43,25 @@ def orders_json(orders: list[Order]) -> bytes:
 
 
 def page_body(page: int, page_size: int, total_orders: int, last: int, orders: bytes) -> bytes:
-    """The response body: the envelope formatted around the cached orders array."""
-    links = orjson.dumps(page_links(page, last))
-    return (
-        b'{"page":%d,"per_page":%d,"total_orders":%d,"total_pages":%d,"links":%s,"orders":%s}'
-        % (
-            page,
-            page_size,
-            total_orders,
-            last,
-            links,
-            orders,
-        )
+    """The response body: the envelope formatted around the cached orders array (the links are
+    ``page_links`` written out, so a hit builds no dict and runs no encoder)."""
+    prev_link = b'"/orders/%d"' % (page - 1) if page > 1 else b"null"
+    next_link = b'"/orders/%d"' % (page + 1) if page < last else b"null"
+    return _ENVELOPE % (
+        page,
+        page_size,
+        total_orders,
+        last,
+        page,
+        prev_link,
+        next_link,
+        last,
+        orders,
     )
+
+
+_ENVELOPE = (
+    b'{"page":%d,"per_page":%d,"total_orders":%d,"total_pages":%d,'
+    b'"links":{"self":"/orders/%d","first":"/orders/1","prev":%s,"next":%s,"last":"/orders/%d"},'
+    b'"orders":%s}'
+)

@@ -55,3 +55,20 @@ def test_links_have_no_prev_on_the_first_page_and_no_next_on_the_last() -> None:
     }
     assert page_links(3, 3)["next"] is None
     assert page_links(3, 3)["prev"] == "/orders/2"
+
+
+def test_the_page_envelope_is_the_json_of_its_parts() -> None:
+    import orjson
+
+    from service.orders.representation import page_body
+
+    for page, last in [(1, 1), (1, 3), (2, 3), (3, 3)]:
+        body = orjson.loads(page_body(page, 10, 25, last, b'[{"id":1}]'))
+        assert body == {
+            "page": page,
+            "per_page": 10,
+            "total_orders": 25,
+            "total_pages": last,
+            "links": page_links(page, last),
+            "orders": [{"id": 1}],
+        }
