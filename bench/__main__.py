@@ -343,25 +343,6 @@ def run_pagination(args: argparse.Namespace) -> dict[str, Any]:
         }
         try:
 
-            def sample(server: Gunicorn, page: int, n: int, clear: Any) -> dict[str, Any]:
-                times = []
-                for i in range(n + 3):  # three warm-ups: buffer pool, connection pool
-                    clear(page)
-                    t0 = time.perf_counter()
-                    status, headers, _ = phases.fetch(f"{server.base_url}/orders/{page}", 60)
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    if status != 200:
-                        raise BenchError(f"{server.name} /orders/{page} answered {status}")
-                    if i >= 3:
-                        times.append(elapsed)
-                times.sort()
-                return {
-                    "p50_ms": round(statistics.median(times), 3),
-                    "p90_ms": round(times[int(0.9 * (len(times) - 1))], 3),
-                    "min_ms": round(times[0], 3),
-                    "x_cache": headers.get("X-Cache"),
-                }
-
             def clear_service(page: int) -> None:
                 base = f"{ctx.service_prefix}:s{page_size}:"
                 client.delete(f"{base}page:{page}", f"{base}lease:{page}")
@@ -374,8 +355,7 @@ def run_pagination(args: argparse.Namespace) -> dict[str, Any]:
                 (service, clear_service, args.samples),
                 (peer, clear_peer, args.peer_samples),
             ):
-                first = sample(server, 1, n, clear)
-                last = sample(server, last_page, n, clear)
+                first, last = phases.miss_latency(server, (1, last_page), n, clear)
                 results[server.name] = {
                     "samples": n,
                     "first": first,
@@ -387,7 +367,7 @@ def run_pagination(args: argparse.Namespace) -> dict[str, Any]:
             floor = ctx.floor(body)
             floor.start(ready_path="/healthz")
             try:
-                results["floor"] = sample(floor, 1, args.samples, lambda page: None)
+                results["floor"] = phases.miss_latency(floor, (1,), args.samples, lambda _: None)[0]
             finally:
                 floor.stop()
         finally:

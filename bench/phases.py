@@ -19,7 +19,7 @@ import psutil
 import redis
 
 from bench.load import LoadResult, open_loop_connections, run_wrk
-from bench.servers import Gunicorn, MariaDB
+from bench.servers import BenchError, Gunicorn, MariaDB
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,39 @@ def cold_start(
             [round((b - first) / 10, 1), n, h] for b, (n, h) in sorted(result.bins.items())
         ],
     }
+
+
+def miss_latency(
+    server: Gunicorn, pages: Sequence[int], n: int, clear: Callable[[int], object]
+) -> list[dict[str, Any]]:
+    """Single requests, each after ``clear(page)``, the pages alternating so drift hits all
+    alike; three warm-up rounds first (buffer pool, connection pools)."""
+    times: dict[int, list[float]] = {page: [] for page in pages}
+    seen: dict[int, str | None] = {}
+    for i in range(n + 3):
+        for page in pages:
+            clear(page)
+            t0 = time.perf_counter()
+            status, headers, _ = fetch(f"{server.base_url}/orders/{page}", 60)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                raise BenchError(f"{server.name} /orders/{page} answered {status}")
+            seen[page] = headers.get("X-Cache")
+            if i >= 3:
+                times[page].append(elapsed)
+    out = []
+    for page in pages:
+        t = sorted(times[page])
+        out.append(
+            {
+                "page": page,
+                "p50_ms": round(statistics.median(t), 3),
+                "p90_ms": round(t[int(0.9 * (len(t) - 1))], 3),
+                "min_ms": round(t[0], 3),
+                "x_cache": seen[page],
+            }
+        )
+    return out
 
 
 def worker_memory(server: Gunicorn) -> dict[str, Any]:
