@@ -299,7 +299,7 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
         f"Cold start: keys under the system's Redis prefix deleted and the workers restarted; "
         f"Zipf(s={plan.cold_zipf_s:g}) over pages 1-{plan.cold_pages} at "
         f"{plan.cold_rate_fraction:.0%} of the floor's max; SELECTs = Com_select delta on the "
-        "bench's own MariaDB (includes connection-pool pings).",
+        "bench's own MariaDB (pool pre-pings are COM_PING, not counted).",
         "The peer sets Flask-Caching's `hit_cache` header (response_hit_indication) so its hit "
         "rate can be seen; nothing else is added to the documented pattern.",
     ]

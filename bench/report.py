@@ -200,103 +200,110 @@ def _hit_section(hit: dict[str, Any]) -> list[str]:
 
 
 def _sweep_section(sweep: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    if sweep:
-        lines += [
-            "## Latency at fixed offered rates (open loop, corrected for coordinated omission)",
-            "",
-        ]
-        rows = []
-        for i, point in enumerate(sweep.get("floor", [])):
-            row: list[Any] = [f"{point['fraction_of_floor_max']:.0%}", point["offered_rps"]]
-            for name in SYSTEMS:
-                if name in sweep:
-                    p = sweep[name][i]
-                    row.append(
-                        f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} / {p['p99.9_ms']:.2f}"
-                        + (f" ({p['errors']} err)" if p["errors"] else "")
-                    )
+    if not sweep:
+        return []
+    names = [n for n in SYSTEMS if n in sweep]
+    rows = []
+    for i, point in enumerate(sweep.get("floor", [])):
+        row: list[Any] = [f"{point['fraction_of_floor_max']:.0%}", point["offered_rps"]]
+        for name in names:
+            p = sweep[name][i]
             row.append(
-                _x(ratio(sweep["service"][i]["p99_ms"], point["p99_ms"]))
-                if "service" in sweep
-                else "n/a"
+                f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} / {p['p99.9_ms']:.2f}"
+                + (f" ({p['errors']} err)" if p["errors"] else "")
             )
-            rows.append(row)
-        lines += _table(
-            ["load (of floor max)", "offered req/s"]
-            + [f"{n} p50 / p99 / p99.9 ms" for n in SYSTEMS if n in sweep]
-            + ["service p99 / floor p99"],
-            rows,
-        )
-    return lines
+        service = sweep.get("service", [{}] * (i + 1))[i].get("p99_ms")
+        row.append(_x(ratio(service, point["p99_ms"])))
+        row.append(_x(ratio(service, sweep.get("peer", [{}] * (i + 1))[i].get("p99_ms"))))
+        rows.append(row)
+    header = ["load (of floor max)", "offered req/s"]
+    header += [f"{n} p50 / p99 / p99.9 ms" for n in names]
+    header += ["service p99 x floor", "service p99 x peer"]
+    return [
+        "## Latency at fixed offered rates (open loop, corrected for coordinated omission)",
+        "",
+        *_table(header, rows),
+    ]
 
 
 def _cold_section(cold: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    if cold:
-        lines += ["## Cold start (empty cache, Zipf page mix, fixed rate)", ""]
-        rows = []
-        for name in ("peer", "service"):
-            if name in cold:
-                c = cold[name]
-                rows.append(
-                    [
-                        LABELS[name],
-                        c["offered_rps"],
-                        c["seconds_to_50pct_hits"],
-                        c["seconds_to_95pct_hits"],
-                        c["mysql_selects"],
-                        c.get("pages_cached"),
-                        c["final_hit_rate"],
-                        c["p99_ms"],
-                        c["errors"],
-                    ]
-                )
-        lines += _table(
+    if not cold:
+        return []
+    rows = []
+    for name in ("peer", "service"):
+        if name in cold:
+            c = cold[name]
+            rows.append(
+                [
+                    LABELS[name],
+                    c["offered_rps"],
+                    c["seconds_to_50pct_hits"],
+                    c["seconds_to_95pct_hits"],
+                    c["mysql_selects"],
+                    c.get("pages_cached"),
+                    c.get("selects_per_cached_page"),
+                    c["final_hit_rate"],
+                    c["p99_ms"],
+                    c["errors"],
+                ]
+            )
+    if {"peer", "service"} <= cold.keys():
+        s, p = cold["service"], cold["peer"]
+        rows.append(
             [
-                "system",
-                "offered req/s",
-                "s to 50% hits",
-                "s to 95% hits",
-                "MySQL SELECTs",
-                "pages cached",
-                "final hit rate",
-                "p99 ms",
-                "errors",
-            ],
-            rows,
+                "service x peer",
+                "",
+                "",
+                _x(ratio(s["seconds_to_95pct_hits"], p["seconds_to_95pct_hits"])),
+                _x(ratio(s["mysql_selects"], p["mysql_selects"])),
+                "",
+                _x(ratio(s.get("selects_per_cached_page"), p.get("selects_per_cached_page"))),
+                "",
+                _x(ratio(s["p99_ms"], p["p99_ms"])),
+                "",
+            ]
         )
-    return lines
+    header = [
+        "system",
+        "offered req/s",
+        "s to 50% hits",
+        "s to 95% hits",
+        "MySQL SELECTs",
+        "pages cached",
+        "SELECTs / page",
+        "final hit rate",
+        "p99 ms",
+        "errors",
+    ]
+    return ["## Cold start (empty cache, Zipf page mix, fixed rate)", "", *_table(header, rows)]
 
 
 def _memory_section(mem: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    if mem:
-        lines += ["## Memory", ""]
-        rows = []
-        for name in SYSTEMS:
-            if name in mem:
-                w = mem[name]
-                rows.append(
-                    [
-                        LABELS[name],
-                        w["rss_mib_mean"],
-                        _x(ratio(w["rss_mib_mean"], mem["floor"]["rss_mib_mean"])),
-                        w["uss_mib_mean"],
-                        w.get("redis_bytes_per_page"),
-                    ]
-                )
-        lines += _table(
-            [
-                "system",
-                "RSS MiB / worker",
-                "RSS x floor",
-                "USS MiB / worker",
-                "Redis bytes / cached page",
-            ],
-            rows,
-        )
-    return lines
+    if not mem:
+        return []
+    rows = []
+    for name in SYSTEMS:
+        if name in mem:
+            w = mem[name]
+            rows.append(
+                [
+                    LABELS[name],
+                    w["rss_mib_mean"],
+                    _x(ratio(w["rss_mib_mean"], mem["floor"]["rss_mib_mean"])),
+                    _x(ratio(w["rss_mib_mean"], mem.get("peer", {}).get("rss_mib_mean"))),
+                    w["uss_mib_mean"],
+                    w.get("redis_bytes_per_page"),
+                ]
+            )
+    header = [
+        "system",
+        "RSS MiB / worker",
+        "RSS x floor",
+        "RSS x peer",
+        "USS MiB / worker",
+        "Redis bytes / cached page",
+    ]
+    return ["## Memory", "", *_table(header, rows)]
 
 
 def pagination_markdown(p: dict[str, Any]) -> list[str]:
