@@ -329,6 +329,12 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
 _REPORT_LOCK = threading.Lock()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_report() -> None:
+    """Each session's figures only: a section of an earlier run must not pass for this one's."""
+    REPORT_PATH.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def report(record_property: Callable[[str, object], None]) -> Callable[[str, dict[str, Any]], None]:
     """``report(section, figures)``: written to build/faults-report.json, to the junit report

@@ -155,17 +155,6 @@ def test_redis_killed_for_ten_seconds_under_load(
     write_becomes_visible(stack, 65, "after redis", timeout=10)
 
 
-class Slow503Error(AssertionError):
-    """A never-cached page took 1 s or more to get its 503 while MySQL was paused."""
-
-
-@pytest.mark.xfail(
-    raises=Slow503Error,
-    strict=True,
-    reason="service bug: with MySQL paused, an idle pooled connection costs a pre-ping read "
-    "timeout (0.8 s) and then SQLAlchemy's reconnect a connect timeout (0.8 s): ~1.7 s per 503 "
-    "until that worker's breaker opens (service/orders/database.py _ping_if_idle + QueuePool)",
-)
 def test_mysql_paused_for_ten_seconds_under_load(
     stack_factory: Callable[..., Stack], report: Callable[[str, dict[str, Any]], None]
 ) -> None:
@@ -221,15 +210,13 @@ def test_mysql_paused_for_ten_seconds_under_load(
         assert response.status_code == 503, (probe, response.text[:200])
         assert response.headers["Content-Type"].startswith("application/problem+json")
         assert int(response.headers["Retry-After"]) >= 1
+        # One checkout ping plus one reconnect, each ORDERS_DATABASE_TIMEOUT (0.4 s), fit.
+        assert probe.seconds < 1.0, probe
 
     # Recovery: misses are served from MySQL again, and invalidation resumes.
     wait_until(lambda: stack.get(240).status_code == 200, 15, "a never-cached page served again")
     write_becomes_visible(stack, 75, "after mysql", timeout=15)
     assert stack.web.running, "no restart of the web server"
-
-    slow = [p for p, _ in probes if p.seconds >= 1.0]
-    if slow:
-        raise Slow503Error(f"{len(slow)} of {len(probes)} 503s took >= 1 s: {slow[:3]}")
 
 
 def test_hung_redis_every_request_answered_from_mysql(
