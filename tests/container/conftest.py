@@ -55,9 +55,12 @@ def podman(
     """Run the project's podman (its own storage and configuration under .tools/podman)."""
     if not os.access(PODMAN, os.X_OK):
         pytest.fail(f"podman is not set up ({PODMAN} is missing): {SETUP_HINT}")
-    result = subprocess.run(
-        [str(PODMAN), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    try:
+        result = subprocess.run(
+            [str(PODMAN), *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"podman {' '.join(args)} took longer than {timeout} s: {expired.stderr!r}")
     if check and result.returncode != 0:
         command = " ".join(args)
         pytest.fail(f"podman {command} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -110,7 +113,7 @@ def image() -> BuiltImage:
         "--label=org.opencontainers.image.version=0.0.0-pytest",
         f"--tag={TEST_IMAGE}",
         str(ROOT),
-        timeout=280,
+        timeout=540,
         check=False,
     )
     if result.returncode != 0:

@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
-from tests.container.conftest import BASE_IMAGE, ROOT, BuiltImage, Running, podman
+from tests.container.conftest import (
+    BASE_IMAGE,
+    ROOT,
+    SHARED_REDIS,
+    BuiltImage,
+    Running,
+    podman,
+)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The first test also pays for the image build: a cold one downloads every dependency.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SECRET_WORDS = re.compile(r"pass(word)?|secret|token|credential|api[_-]?key", re.IGNORECASE)
 # user:password@ in any URL
@@ -117,6 +126,25 @@ def test_page_99_is_served_with_orders_981_to_990(server: Running) -> None:
     body = response.json()
     assert [order["id"] for order in body["orders"]] == list(range(981, 991))
     assert body["total_orders"] == 1000
+
+
+def test_ready_with_mysql_and_redis_reached_from_inside_the_container(server: Running) -> None:
+    response = requests.get(server.url("/readyz"), timeout=10)
+    assert response.status_code == 200, server.logs()
+    assert response.json()["status"] == "ok", response.text
+
+
+def test_second_read_of_a_page_is_a_cache_hit_under_the_runs_prefix(server: Running) -> None:
+    for _ in range(2):
+        response = requests.get(server.url("/orders/42"), timeout=10)
+        assert response.status_code == 200, server.logs()
+    assert response.headers["X-Cache"] == "HIT"
+    prefix = server.deployment.env["ORDERS_CACHE_PREFIX"]
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        assert next(client.scan_iter(match=f"{prefix}:*", count=1000), None) is not None
+    finally:
+        client.close()
 
 
 def test_metrics_are_served_and_aggregated_across_workers(server: Running) -> None:
