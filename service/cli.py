@@ -15,6 +15,8 @@ import click
 
 from service.config import SETTINGS, Settings, SettingsError
 
+ER_BAD_DB_ERROR = 1049  # MySQL: unknown database
+
 
 def _settings() -> Settings:
     try:
@@ -184,6 +186,8 @@ def _wait_for_database(settings: Settings, timeout: float = 60.0) -> None:
             connect(settings.database_url, timeout=2).close()
             return
         except pymysql.MySQLError as exc:
+            if exc.args and exc.args[0] == ER_BAD_DB_ERROR:
+                return  # the server answers; the database is created next
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"MySQL at {settings.database_url.redacted()} unreachable: {exc.args[-1]}"
@@ -200,7 +204,7 @@ def _create_database_if_missing(settings: Settings) -> None:
     try:
         connect(settings.database_url, timeout=5).close()
     except pymysql.err.OperationalError as exc:
-        if exc.args[0] != 1049:  # ER_BAD_DB_ERROR: unknown database
+        if exc.args[0] != ER_BAD_DB_ERROR:
             raise
         url = settings.database_url
         server = pymysql.connect(

@@ -24,6 +24,7 @@ from service.observability import metrics
 
 T = TypeVar("T")
 PING_AFTER_IDLE_SECONDS = 1.0
+PING_TIMEOUT_SECONDS = 0.1
 
 
 class DatabaseUnavailable(Exception):
@@ -59,13 +60,19 @@ def _note_idle_since(_connection: Any, record: Any) -> None:
 
 def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
     """Check a connection that sat idle (MySQL may have restarted or closed it meanwhile); the
-    pool replaces one that fails. Busy connections skip the round trip."""
+    pool replaces one that fails. Busy connections skip the round trip. The ping gets its own
+    short timeout, so a hung MySQL costs 0.1 s here plus one reconnect, not two full timeouts."""
     if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
         return
+    # PyMySQL has no per-call timeout; these are the attributes its socket reads and writes use.
+    saved = connection._read_timeout, connection._write_timeout
+    connection._read_timeout = connection._write_timeout = PING_TIMEOUT_SECONDS
     try:
         connection.ping(reconnect=False)
     except pymysql.MySQLError as exc:
         raise DisconnectionError(str(exc)) from exc
+    finally:
+        connection._read_timeout, connection._write_timeout = saved
 
 
 class Database:

@@ -14,12 +14,6 @@ from tests.support.fixtures import ThrowawayServers
 pytestmark = [pytest.mark.faults]
 
 
-@pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired,
-    strict=True,
-    reason="service bug: service/cli.py _wait_for_database retries every MySQLError, including "
-    "1049 Unknown database, for 60 s, so _create_database_if_missing is never reached",
-)
 def test_migrate_creates_a_missing_database(throwaway: ThrowawayServers) -> None:
     """A fresh MySQL (tests, a new chart install) lacks the database: migrate creates it at once
     rather than waiting 60 s and failing with "unreachable: Unknown database"."""
