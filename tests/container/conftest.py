@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,43 +180,54 @@ def _server_connection(database: str | None = None) -> pymysql.Connection[Any]:
 
 @pytest.fixture(scope="module")
 def deployment(image: BuiltImage) -> Iterator[Deployment]:
-    """A private database and Redis prefix, the service's env pointing at them, and clean-up of
-    every container started and of both namespaces afterwards."""
-    suffix = uuid.uuid4().hex[:10]
-    database = f"orders_ctest_{suffix}"
-    prefix = f"orders_ctest_{suffix}"
+    """A private database on the shared MariaDB and a private Redis prefix; both removed after,
+    with every container started for them."""
+    name = f"orders_ctest_{uuid.uuid4().hex[:10]}"
     with _server_connection() as connection, connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{database}`")
-    deployed = Deployment(
-        image=image.tag,
-        port=free_port(),
-        env={
-            "ORDERS_DATABASE_URL": f"{SHARED_MYSQL}/{database}",
-            "ORDERS_REDIS_URL": SHARED_REDIS,
-            "ORDERS_CACHE_PREFIX": prefix,
-            "ORDERS_WORKERS": "2",
-            "ORDERS_THREADS": "2",
-            "ORDERS_LOG_FORMAT": "json",
-        },
-    )
-    deployed.env["ORDERS_PORT"] = str(deployed.port)
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    port = free_port()
+    deployed = Deployment(image.tag, service_env(f"{SHARED_MYSQL}/{name}", name, port), port)
+    try:
+        with containers_for(deployed):
+            yield deployed
+    finally:
+        with _server_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@contextmanager
+def containers_for(deployed: Deployment) -> Iterator[Deployment]:
+    """Remove every container started for ``deployed`` and its Redis keys, whatever happens."""
     try:
         yield deployed
     finally:
         for name in deployed.names:
             podman("rm", "--force", "--time=0", name, check=False)
-        with _server_connection() as connection, connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        delete_namespace(prefix)
+        delete_namespace(deployed.env["ORDERS_CACHE_PREFIX"])
+
+
+def service_env(database_url: str, prefix: str, port: int) -> dict[str, str]:
+    """The settings the chart's ConfigMap gives, pointed at this machine's servers."""
+    return {
+        "ORDERS_DATABASE_URL": database_url,
+        "ORDERS_REDIS_URL": SHARED_REDIS,
+        "ORDERS_CACHE_PREFIX": prefix,
+        "ORDERS_PORT": str(port),
+        "ORDERS_WORKERS": "2",
+        "ORDERS_THREADS": "2",
+        "ORDERS_LOG_FORMAT": "json",
+    }
 
 
 @dataclass(frozen=True)
 class Running:
+    """A started container and the port its HTTP server answers on."""
+
     name: str
-    deployment: Deployment
+    port: int
 
     def url(self, path: str) -> str:
-        return self.deployment.url(path)
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def host_pid(self) -> int:
         return int(podman("inspect", "--format={{.State.Pid}}", self.name).stdout.strip())
@@ -223,6 +235,21 @@ class Running:
     def logs(self) -> str:
         result = podman("logs", self.name, check=False)
         return (result.stdout + result.stderr)[-6000:]
+
+    def wait_healthy(self, timeout: float = 60) -> Running:
+        """Until /healthz answers 200; fails at once, with the logs, if the container exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = podman("inspect", "--format={{.State.Status}}", self.name).stdout.strip()
+            if state not in {"running", "created", "configured"}:
+                pytest.fail(f"{self.name} stopped ({state}) before it was healthy:\n{self.logs()}")
+            try:
+                if requests.get(self.url("/healthz"), timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"{self.name}: no answer on /healthz within {timeout} s:\n{self.logs()}")
 
 
 @pytest.fixture(scope="module")
@@ -236,16 +263,4 @@ def seeded(deployment: Deployment) -> Deployment:
 @pytest.fixture(scope="module")
 def server(seeded: Deployment) -> Running:
     """`orders-service serve` (the image's default command), ready when /healthz answers."""
-    running = Running(seeded.start(), seeded)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = podman("inspect", "--format={{.State.Status}}", running.name).stdout.strip()
-        if state not in {"running", "created", "configured"}:
-            pytest.fail(f"the container stopped ({state}) before serving:\n{running.logs()}")
-        try:
-            if requests.get(running.url("/healthz"), timeout=2).status_code == 200:
-                return running
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"no answer on /healthz within 60 s:\n{running.logs()}")
+    return Running(seeded.start(), seeded.port).wait_healthy()

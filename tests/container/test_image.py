@@ -18,6 +18,7 @@ from tests.container.conftest import (
     ROOT,
     SHARED_REDIS,
     BuiltImage,
+    Deployment,
     Running,
     podman,
 )
@@ -134,12 +135,14 @@ def test_ready_with_mysql_and_redis_reached_from_inside_the_container(server: Ru
     assert response.json()["status"] == "ok", response.text
 
 
-def test_second_read_of_a_page_is_a_cache_hit_under_the_runs_prefix(server: Running) -> None:
+def test_second_read_of_a_page_is_a_cache_hit_under_the_runs_prefix(
+    server: Running, deployment: Deployment
+) -> None:
     for _ in range(2):
         response = requests.get(server.url("/orders/42"), timeout=10)
         assert response.status_code == 200, server.logs()
     assert response.headers["X-Cache"] == "HIT"
-    prefix = server.deployment.env["ORDERS_CACHE_PREFIX"]
+    prefix = deployment.env["ORDERS_CACHE_PREFIX"]
     client = redis.Redis.from_url(SHARED_REDIS)
     try:
         assert next(client.scan_iter(match=f"{prefix}:*", count=1000), None) is not None
