@@ -80,12 +80,28 @@ def use_json(log_format: str, stream: Any = None) -> bool:
     return not (callable(isatty) and isatty())
 
 
-_configured = False
+class _State:
+    """Process-wide logging state: whether configure() ran, and the request logger it made."""
+
+    configured = False
+    # Loggers are cached on first use, so the one the request hooks use is rebuilt by each
+    # configure() call (tests reconfigure; production configures once).
+    request: Any = None
+
+
+_state = _State()
 
 
 def is_configured() -> bool:
     """Whether ``configure`` ran in this process (or its parent before fork)."""
-    return _configured
+    return _state.configured
+
+
+def request_logger() -> FilteringBoundLogger:
+    """The logger of the canonical request line, bound to the current configuration."""
+    if _state.request is None:
+        _state.request = get_logger("service.request")
+    return cast(FilteringBoundLogger, _state.request)
 
 
 def configure(settings: LogSettings) -> None:
@@ -133,8 +149,8 @@ def configure(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    global _configured  # noqa: PLW0603 - one process-wide flag, set once at start-up
-    _configured = True
+    _state.configured = True
+    _state.request = get_logger("service.request")
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

@@ -191,9 +191,17 @@ def set_invalidation_lag(seconds: float) -> None:
     _InvalidationLag.get().set(seconds)
 
 
+# What the binlog follower reports (service.invalidation.runner): single pages, a shift of every
+# page from one on (insert/delete), and the totals.
+INVALIDATION_KINDS = ("page", "shift", "totals")
+
+
 def prepare_invalidator() -> None:
-    """Publish the invalidator's series before its first event (lag 0, counters absent)."""
+    """Publish the invalidator's series at 0 before its first event, so rate() sees the first."""
     _InvalidationLag.get()
+    for kind in INVALIDATION_KINDS:
+        if kind not in _invalidations:
+            _invalidations[kind] = INVALIDATIONS.labels(kind)
 
 
 def service_version() -> str:

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram,
 from prometheus_client.registry import CollectorRegistry
 
 from service.observability import metrics, multiproc, tracing
-from service.observability.logging import get_logger
+from service.observability.logging import request_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "unmatched"
@@ -29,7 +29,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 _http_children: dict[tuple[str, str, int], Histogram] = {}
 _cache_children: dict[tuple[str, str], Counter] = {}
-_log = get_logger("service.request")
 
 
 def _http_child(route: str, method: str, status: int) -> Histogram:
@@ -58,34 +57,39 @@ def _cache_child(route: str, outcome: str) -> Counter:
 
 
 def _before_request() -> None:
-    g.obs_started = perf_counter()
-    incoming = request.headers.get(REQUEST_ID_HEADER)
+    # Each proxy access (request, g) costs a context lookup: resolve them once per hook.
+    req = request._get_current_object()
+    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    ctx.obs_started = perf_counter()
+    incoming = req.headers.get(REQUEST_ID_HEADER)
     request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
-    g.request_id = request_id
+    ctx.request_id = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
 def _after_request(response: Response) -> Response:
-    started = g.get("obs_started")
+    req = request._get_current_object()
+    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    started = getattr(ctx, "obs_started", None)
     duration = perf_counter() - started if started is not None else 0.0
-    rule = request.url_rule
+    rule = req.url_rule
     route = rule.rule if rule is not None else UNMATCHED
-    method = request.method if request.method in metrics.KNOWN_METHODS else "other"
+    method = req.method if req.method in metrics.KNOWN_METHODS else "other"
     status = response.status_code
     _http_child(route, method, status).observe(duration)
 
-    outcome: str | None = g.get("cache_outcome")
+    outcome: str | None = getattr(ctx, "cache_outcome", None)
     if outcome is not None:
         _cache_child(route, outcome).inc()
-    request_id = g.get("request_id")
+    request_id = getattr(ctx, "request_id", None)
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
 
     fields = {
         "method": method,
         "route": route,
-        "path": request.path,
+        "path": req.path,
         "status": status,
         "duration_ms": round(duration * 1000.0, 3),
         "cache": outcome,
@@ -98,10 +102,11 @@ def _after_request(response: Response) -> Response:
             fields["span_id"] = format(context.span_id, "016x")
             if outcome is not None and span.is_recording():
                 span.set_attribute(tracing.CACHE_OUTCOME_ATTRIBUTE, outcome)
+    log = request_logger()
     if route in QUIET_ROUTES:
-        _log.debug("request", **fields)
+        log.debug("request", **fields)
     else:
-        _log.info("request", **fields)
+        log.info("request", **fields)
     return response
 
 

@@ -212,8 +212,11 @@ class Prometheus:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": interval, "evaluation_interval": interval,
-                       "scrape_timeout": interval},
+            "global": {
+                "scrape_interval": interval,
+                "evaluation_interval": interval,
+                "scrape_timeout": interval,
+            },
             "rule_files": [str(p) for p in rule_files or []],
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": targets, "labels": dict(labels)}]}
@@ -338,9 +341,7 @@ class OTLPReceiver:
         request.ParseFromString(body)
         received: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
-            resource = {
-                a.key: _attr_value(a.value) for a in resource_spans.resource.attributes
-            }
+            resource = {a.key: _attr_value(a.value) for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     received.append(

@@ -38,7 +38,11 @@ def run_worker(path: Path, n: int) -> int:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)}
     done = subprocess.run(
         [sys.executable, "-c", WORKER, str(n)],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return int(done.stdout.strip())
 
@@ -55,8 +59,13 @@ def totals(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def counters_and_histograms(
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float],
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {k: v for k, v in values.items() if not k[0].startswith(
-        ("orders_circuit_breaker_state", "orders_near_cache_entries", "orders_build_info"))}
+    return {
+        k: v
+        for k, v in values.items()
+        if not k[0].startswith(
+            ("orders_circuit_breaker_state", "orders_near_cache_entries", "orders_build_info")
+        )
+    }
 
 
 @pytest.fixture
@@ -75,7 +84,8 @@ def test_retiring_workers_keeps_every_counter_and_histogram_total(metrics_dir: P
     after = totals(metrics_dir)
     assert counters_and_histograms(after) == counters_and_histograms(before)
     assert sorted(p.name for p in metrics_dir.glob("*.db")) == [
-        "counter_archive.db", "histogram_archive.db",
+        "counter_archive.db",
+        "histogram_archive.db",
     ]
 
 

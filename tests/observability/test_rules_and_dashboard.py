@@ -96,7 +96,8 @@ def test_dashboard_is_templated_on_namespace_and_instance() -> None:
     variables = {v["name"]: v for v in harness.dashboard()["templating"]["list"]}
     assert {"datasource", "namespace", "instance"} <= set(variables)
     for _title, _ref, expr in harness.dashboard_targets():
-        assert 'namespace=~"$namespace"' in expr and 'instance=~"$instance"' in expr, expr
+        assert 'namespace=~"$namespace"' in expr, expr
+        assert 'instance=~"$instance"' in expr, expr
 
 
 @pytest.mark.parametrize(
@@ -127,9 +128,7 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_build_info",
     ]
     declared = {
-        m._name  # noqa: SLF001 - the client keeps the family name there
-        for m in vars(metrics).values()
-        if hasattr(m, "_name") and hasattr(m, "_type")
+        m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")
     }
     for name in names:
         assert f"`{name}`" in text, f"docs/observability.md does not describe {name}"

@@ -87,8 +87,9 @@ def drive_hit_rate_phase(stack: Stack) -> None:
         stack.driven[X_CACHE_OUTCOME[response.headers["X-Cache"]]] += 1
 
 
-def drive_errors_and_outages(stack: Stack, db: MariaDBServer, redis_server: RedisServer,
-                             database: str) -> None:
+def drive_errors_and_outages(
+    stack: Stack, db: MariaDBServer, redis_server: RedisServer, database: str
+) -> None:
     for path in ("/orders/9999", "/orders/0", "/nowhere"):  # 404, 400, unmatched route
         get(stack.base + path)
     rid = f"obs-{uuid.uuid4().hex[:8]}"
@@ -100,9 +101,12 @@ def drive_errors_and_outages(stack: Stack, db: MariaDBServer, redis_server: Redi
     with db.connect(database) as conn, conn.cursor() as cur:
         cur.execute("UPDATE orders SET status = 'cancelled' WHERE id = 15")
     harness.wait_for(
-        lambda: "orders_invalidations_total" in requests.get(
-            f"{stack.invalidator_base}/metrics", timeout=2).text,
-        30, "the invalidator to apply the change",
+        lambda: (
+            "orders_invalidations_total"
+            in requests.get(f"{stack.invalidator_base}/metrics", timeout=2).text
+        ),
+        30,
+        "the invalidator to apply the change",
     )
     get(f"{stack.base}/orders/2")
 
@@ -175,8 +179,15 @@ def stack() -> Iterator[Stack]:
             {"namespace": NAMESPACE},
             rule_files=[prom_dir / "rules.yaml"],
         )
-        stack = Stack(workdir, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{inv_port}",
-                      prometheus, receiver, service, invalidator)
+        stack = Stack(
+            workdir,
+            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{inv_port}",
+            prometheus,
+            receiver,
+            service,
+            invalidator,
+        )
         harness.wait_for(prometheus.targets_up, 30, "both targets up")
         stack.started = time.time()
 
@@ -212,12 +223,14 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 def test_prometheus_scrapes_the_api_and_the_invalidator(stack: Stack) -> None:
     up = stack.prometheus.query('up{job=~".*orders.*"}')
     assert {r["metric"]["job"]: r["value"][1] for r in up} == {
-        "orders": "1", "orders-invalidator": "1",
+        "orders": "1",
+        "orders-invalidator": "1",
     }
 
 
-@pytest.mark.parametrize(("title", "ref", "expr"), harness.dashboard_targets(),
-                         ids=lambda v: str(v)[:48])
+@pytest.mark.parametrize(
+    ("title", "ref", "expr"), harness.dashboard_targets(), ids=lambda v: str(v)[:48]
+)
 def test_every_dashboard_query_returns_data(stack: Stack, title: str, ref: str, expr: str) -> None:
     query = harness.render_grafana_expr(
         expr, stack.rate_interval(), {"namespace": NAMESPACE, "instance": ".*"}
@@ -237,6 +250,7 @@ def test_hit_rate_panel_matches_the_traffic_driven(stack: Stack) -> None:
     lookups = sum(v for k, v in stack.driven.items() if k != "bypass")
     expected = stack.driven["hit"] / lookups
     assert lookups == len(HIT_RATE_PAGES) * REQUESTS_PER_PAGE
+    print(f"hit rate: measured {measured:.4f}, driven {expected:.4f}, {dict(stack.driven)}")
     assert abs(measured - expected) < 0.03, (measured, expected, stack.driven)
 
 
@@ -261,11 +275,14 @@ def test_promtool_check_metrics_is_clean(stack: Stack, target: str) -> None:
     text, _elapsed = harness.scrape_metrics(f"{base}/metrics")
     done = subprocess.run(
         [str(harness.tool("promtool")), "check", "metrics"],
-        input=text, capture_output=True, text=True, timeout=60, check=False,
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
-        done.stdout + done.stderr
-    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
 
 
 def test_api_scrape_is_fast(stack: Stack) -> None:
@@ -275,14 +292,15 @@ def test_api_scrape_is_fast(stack: Stack) -> None:
 
 def server_spans(stack: Stack) -> list[harness.ReceivedSpan]:
     return [
-        s for s in stack.receiver.snapshot()
+        s
+        for s in stack.receiver.snapshot()
         if s.kind == 2 and s.attributes.get("http.route") == "/orders/<page>"  # SPAN_KIND_SERVER
     ]
 
 
-def descendants(spans: list[harness.ReceivedSpan], root: harness.ReceivedSpan) -> list[
-    harness.ReceivedSpan
-]:
+def descendants(
+    spans: list[harness.ReceivedSpan], root: harness.ReceivedSpan
+) -> list[harness.ReceivedSpan]:
     children: dict[str, list[harness.ReceivedSpan]] = {}
     for span in spans:
         if span.trace_id == root.trace_id:
@@ -304,7 +322,8 @@ def test_a_miss_is_traced_from_the_http_span_down_to_redis_and_mysql(stack: Stac
     misses = [s for s in server_spans(stack) if s.attributes.get("orders.cache.outcome") == "miss"]
     assert misses, "no server span carries orders.cache.outcome=miss"
     complete = [
-        m for m in misses
+        m
+        for m in misses
         if any(is_db(d, "redis") for d in descendants(spans, m))
         and any(is_db(d, "mysql") for d in descendants(spans, m))
     ]
@@ -316,7 +335,8 @@ def test_a_miss_is_traced_from_the_http_span_down_to_redis_and_mysql(stack: Stac
 def test_hits_carry_the_outcome_and_spans_come_from_both_workers(stack: Stack) -> None:
     spans = server_spans(stack)
     outcomes = Counter(s.attributes.get("orders.cache.outcome") for s in spans)
-    assert outcomes["hit"] > 0 and outcomes["miss"] > 0, outcomes
+    assert outcomes["hit"] > 0, outcomes
+    assert outcomes["miss"] > 0, outcomes
     workers = {s.resource.get("process.pid") for s in spans}
     assert len(workers) >= 2, workers
     assert {s.resource.get("service.name") for s in spans} == {"orders-test"}
@@ -332,11 +352,23 @@ def test_one_canonical_json_line_per_request_with_its_span_ids(stack: Stack) -> 
     pages = [line for line in lines if line["route"] == "/orders/<page>"]
     assert len(pages) >= len(HIT_RATE_PAGES) * REQUESTS_PER_PAGE
     for line in pages:
-        assert {"method", "route", "path", "status", "duration_ms", "cache", "request_id",
-                "trace_id", "span_id", "timestamp", "level"} <= set(line), line
+        assert {
+            "method",
+            "route",
+            "path",
+            "status",
+            "duration_ms",
+            "cache",
+            "request_id",
+            "trace_id",
+            "span_id",
+            "timestamp",
+            "level",
+        } <= set(line), line
         assert line["path"].startswith("/orders/")
     cache = Counter(line["cache"] for line in pages if line["status"] == 200)
-    assert cache["hit"] >= stack.driven["hit"] and cache["miss"] > 0, cache
+    assert cache["hit"] >= stack.driven["hit"], cache
+    assert cache["miss"] > 0, cache
 
     exported = {(s.trace_id, s.span_id) for s in server_spans(stack)}
     logged = {(line["trace_id"], line["span_id"]) for line in pages}
@@ -348,7 +380,8 @@ def test_one_canonical_json_line_per_request_with_its_span_ids(stack: Stack) -> 
 def test_request_id_is_echoed_and_bound_to_the_log_line(stack: Stack) -> None:
     (rid,) = [k for k, v in stack.request_ids.items() if v == 3]
     (line,) = [line for line in stack.log_lines() if line.get("request_id") == rid]
-    assert line["path"] == "/orders/3" and line["status"] == 200
+    assert line["path"] == "/orders/3"
+    assert line["status"] == 200
 
 
 def test_invalidator_exposes_its_own_metrics_and_health(stack: Stack) -> None:
@@ -380,12 +413,22 @@ def test_render_the_dashboard_picture_when_asked(stack: Stack) -> None:
                 for key, value in result["metric"].items():
                     legend = legend.replace("{{" + key + "}}", value)
                 series.append({"legend": legend, "values": result["values"]})
-        panels.append({"title": panel["title"], "unit": panel["fieldConfig"]["defaults"].get(
-            "unit", ""), "series": series})
+        panels.append(
+            {
+                "title": panel["title"],
+                "unit": panel["fieldConfig"]["defaults"].get("unit", ""),
+                "series": series,
+            }
+        )
     data = stack.workdir / "panels.json"
     data.write_text(json.dumps({"start": start, "panels": panels}))
     subprocess.run(
-        [str(harness.tool("obs-python")), str(Path(__file__).with_name("render_picture.py")),
-         str(data), out],
-        check=True, timeout=120,
+        [
+            str(harness.tool("obs-python")),
+            str(Path(__file__).with_name("render_picture.py")),
+            str(data),
+            out,
+        ],
+        check=True,
+        timeout=120,
     )
