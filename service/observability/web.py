@@ -58,8 +58,8 @@ def _cache_child(route: str, outcome: str) -> Counter:
 
 def _before_request() -> None:
     # Each proxy access (request, g) costs a context lookup: resolve them once per hook.
-    req = request._get_current_object()
-    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
     ctx.obs_started = perf_counter()
     incoming = req.headers.get(REQUEST_ID_HEADER)
     request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
@@ -69,8 +69,8 @@ def _before_request() -> None:
 
 
 def _after_request(response: Response) -> Response:
-    req = request._get_current_object()
-    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
     started = getattr(ctx, "obs_started", None)
     duration = perf_counter() - started if started is not None else 0.0
     rule = req.url_rule
