@@ -20,6 +20,7 @@ from tests.container.conftest import (
     Running,
     containers_for,
     free_port,
+    podman,
     service_env,
 )
 from tests.support.servers import Database
@@ -38,15 +39,23 @@ def binlog_deployment(image: BuiltImage, binlog_database: Database) -> Iterator[
         yield deployed
 
 
-def test_invalidator_container_serves_health_and_metrics_on_its_own_port(
+def test_invalidator_container_serves_health_and_metrics_and_stops_on_sigterm(
     binlog_deployment: Deployment,
 ) -> None:
+    """As PID 1 the process gets no default signal handling: it must handle SIGTERM itself."""
     metrics_port = free_port()
     binlog_deployment.env["ORDERS_INVALIDATOR_METRICS_PORT"] = str(metrics_port)
     invalidator = Running(binlog_deployment.start("invalidate"), metrics_port).wait_healthy()
     response = requests.get(invalidator.url("/metrics"), timeout=10)
     assert response.status_code == 200, invalidator.logs()
     assert "# TYPE " in response.text
+
+    start = time.monotonic()
+    podman("stop", "--time=30", invalidator.name, timeout=60)
+    elapsed = time.monotonic() - start
+    exit_code = int(podman("inspect", "--format={{.State.ExitCode}}", invalidator.name).stdout)
+    assert exit_code == 0, f"exit {exit_code} after {elapsed:.1f} s:\n{invalidator.logs()}"
+    assert elapsed < 15, "SIGTERM was not handled: podman had to kill the container"
 
 
 def test_an_update_committed_in_mysql_reaches_readers_through_the_invalidator_container(
