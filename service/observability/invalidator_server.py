@@ -16,9 +16,11 @@ from prometheus_client import (
 )
 
 from service.config import Settings
-from service.observability import metrics
+from service.observability import metrics, multiproc
+from service.observability.logging import get_logger
 
 StartResponse = Callable[..., Any]
+_log = get_logger("service.invalidation")
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -57,6 +59,12 @@ def start_invalidator_metrics_server(
     ``healthy`` lets the follower report a stalled stream as 503; by default the endpoint is
     healthy while the process runs. Call ``.shutdown()`` on the result to stop it.
     """
+    if multiproc.directory():
+        # Its files would land beside the API workers' and be reported twice, by both ports.
+        _log.warning(
+            "PROMETHEUS_MULTIPROC_DIR is set for the invalidator; unset it for this process",
+            metrics_dir=multiproc.directory(),
+        )
     disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics.publish_build_info("invalidator")
     metrics.prepare_invalidator()
