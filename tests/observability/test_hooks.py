@@ -166,3 +166,20 @@ def test_gunicorn_refuses_to_start_without_a_metrics_directory(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR is not set"):
         gunicorn_on_starting(Settings.from_env({}))
+
+
+def test_gunicorn_log_lines_share_the_service_format(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gunicorn.config import Config
+
+    from service.observability.gunicorn_logging import GunicornLogger
+
+    obs_logging.configure(LogSettings())
+    cfg = Config()
+    cfg.set("errorlog", "-")
+    logger = GunicornLogger(cfg)
+    logger.info("Booting worker with pid: %s", 4242)
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "Booting" in x]
+    assert line["event"] == "Booting worker with pid: 4242"
+    assert line["logger"] == "gunicorn.error"
