@@ -48,6 +48,10 @@ container-lint: $(CONTAINER_LINT_STAMP) ## hadolint and trivy config on the Dock
 	$(CONTAINER_TRIVY) config --quiet --skip-check-update --exit-code 1 \
 	  --ignorefile hack/container.trivyignore --cache-dir $(CONTAINER_TOOLS_DIR)/container/trivy-cache Dockerfile
 
+.PHONY: container-test
+container-test: install container-tools ## Build the image and run it as the chart does (tests/container).
+	$(BIN)/pytest tests/container
+
 .PHONY: podman-env
 podman-env: ## Print the exports that point podman at the project's configuration.
 	@TOOLS_DIR=$(CONTAINER_TOOLS_DIR) hack/podman-setup.sh env

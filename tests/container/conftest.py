@@ -31,7 +31,7 @@ PODMAN = ROOT / ".tools" / "podman" / "bin" / "podman"
 CONTAINER_VENV_BIN = ROOT / ".tools" / "container" / "venv" / "bin"
 BASE_IMAGE = os.environ.get("ORDERS_TEST_BASE_IMAGE", "localhost/pybase:bookworm")
 TEST_IMAGE = "localhost/orders-service:pytest"
-SETUP_HINT = "run `make container-tools` (hack/podman-setup.sh) first"
+SETUP_HINT = "run `make container-tools` first"
 # The machine's shared servers (same variables as tests/conftest.py). This module imports nothing
 # from the service or the root conftest: the image is tested as a black box.
 SHARED_MYSQL = os.environ.get("ORDERS_TEST_MYSQL", "mysql://root@127.0.0.1:3306")
