@@ -36,9 +36,12 @@ def main() -> None:
 
 def prepare_metrics_dir(settings: Settings) -> str:
     """A clean prometheus-client multiprocess directory, exported before anything imports it."""
-    path = settings.metrics_dir or os.path.join(tempfile.gettempdir(), "orders-metrics")
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+    if settings.metrics_dir:
+        path = settings.metrics_dir
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    else:  # a private directory: two servers on one machine must not share or wipe each other's
+        path = tempfile.mkdtemp(prefix="orders-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 

@@ -293,7 +293,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         str,
         "Directory for prometheus-client multiprocess files, emptied at start "
-        "(default: /tmp/orders-metrics).",
+        "(default: a new private directory under /tmp).",
     ),
     Setting(
         "invalidator_metrics_port",

@@ -26,6 +26,7 @@ max_requests = _settings.max_requests
 max_requests_jitter = max(0, _settings.max_requests // 10)
 accesslog = None  # the app logs one canonical line per request
 errorlog = "-"
+logger_class = "service.observability.gunicorn_logging.GunicornLogger"  # one log format on stdout
 loglevel = _settings.log_level
 proc_name = "orders-service"
 preload_app = False  # each worker builds its own pools and threads after fork
