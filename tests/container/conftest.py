@@ -244,10 +244,10 @@ class Running:
             if state not in {"running", "created", "configured"}:
                 pytest.fail(f"{self.name} stopped ({state}) before it was healthy:\n{self.logs()}")
             try:
-                if requests.get(self.url("/healthz"), timeout=2).status_code == 200:
+                if requests.get(self.url("/healthz"), timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or workers still booting behind a bound socket
             time.sleep(0.3)
         pytest.fail(f"{self.name}: no answer on /healthz within {timeout} s:\n{self.logs()}")
 
