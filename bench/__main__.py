@@ -540,9 +540,73 @@ def run_profile(args: argparse.Namespace) -> str:
     return text
 
 
+def run_ablation(args: argparse.Namespace) -> str:
+    """The service with one cost switched off at a time (by its own settings), interleaved with
+    the floor: what the request log line and the near cache are worth per hit."""
+    variants = {
+        "service as shipped": {},
+        "service, ORDERS_LOG_LEVEL=warning (no request log line)": {"ORDERS_LOG_LEVEL": "warning"},
+        "service, ORDERS_NEAR_CACHE=false (Redis GET per hit)": {"ORDERS_NEAR_CACHE": "false"},
+    }
+    plan = phases.Plan(closed_seconds=5, rounds=5)
+    with context(args, "orders_bench_100000") as ctx:
+        prepare_database(ctx, 100_000)
+        servers = [ctx.service(f"variant{i}", **env) for i, env in enumerate(variants.values())]
+        for server in servers:
+            server.start(ready_path="/healthz")
+        try:
+            body = ctx.scratch / "page-1.json"
+            body.write_bytes(phases.fetch(f"{servers[0].base_url}/orders/1")[2])
+            floor = ctx.floor(body)
+            floor.start(ready_path="/healthz")
+            try:
+                time.sleep(plan.settle_seconds)
+                systems = [floor, *servers]
+                for server in systems:
+                    phases.warm(server, plan.hot_pages)
+                measured = phases.closed_loop(systems, plan)
+            finally:
+                floor.stop()
+        finally:
+            for server in servers:
+                server.stop()
+    floor_m = measured["floor"]
+    rows = [["Flask floor", floor_m["rps"], "1.00x", floor_m["cpu_us_per_request"], "1.00x"]]
+    for label, server in zip(variants, servers, strict=True):
+        m = measured[server.name]
+        rows.append(
+            [
+                label,
+                m["rps"],
+                f"{m['rps'] / floor_m['rps']:.2f}x",
+                m["cpu_us_per_request"],
+                f"{m['cpu_us_per_request'] / floor_m['cpu_us_per_request']:.2f}x",
+            ]
+        )
+    lines = [
+        "# Ablation: what each part of the service's hit path costs",
+        "",
+        f"Measured {report.machine()['date']}; closed loop, {plan.rounds} interleaved rounds of "
+        f"{plan.closed_seconds:g} s (median), hot pages 1-{plan.hot_pages}; 1-minute load "
+        f"average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| system | req/s | x floor | server CPU us / req | CPU x floor |",
+        "|---|---|---|---|---|",
+        *[f"| {r[0]} | {r[1]:,.0f} | {r[2]} | {r[3]:,.0f} | {r[4]} |" for r in rows],
+        "",
+    ]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("command", choices=["bench", "smoke", "pagination", "soak", "profile"])
+    parser.add_argument(
+        "command", choices=["bench", "smoke", "pagination", "soak", "profile", "ablation"]
+    )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
     parser.add_argument(
         "--state",
@@ -605,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
             print(soak_markdown(results))
             if not all(results["verdict"].values()):
                 return 1
+        elif args.command == "ablation":
+            print(run_ablation(args))
         else:
             print(run_profile(args))
     except BenchError as exc:

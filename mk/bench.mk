@@ -53,6 +53,10 @@ soak: install bench-tools ## BENCH_SOAK_MINUTES at 70% of max with worker recycl
 bench-profile: install bench-tools ## py-spy on one service worker under hit load; writes bench/results/profile-hit.collapsed.
 	$(BENCH) profile --out $(BENCH_OUT) $(BENCH_ARGS)
 
+.PHONY: bench-ablation
+bench-ablation: install bench-tools ## The service with its request log line, then its near cache, switched off: cost of each per hit.
+	$(BENCH) ablation --out $(BENCH_OUT) $(BENCH_ARGS)
+
 .PHONY: bench-smoke
 bench-smoke: install bench-tools ## Every bench phase for a second or two, results in .run/bench/smoke (what `make test` runs).
 	$(BENCH) smoke --out $(RUN_DIR)/bench/smoke $(BENCH_ARGS)
