@@ -143,13 +143,20 @@ base() {
   local tarball="$STATE/pybase-$SUITE.tar"
   if [ ! -s "$tarball" ]; then
     need_root "debootstrap"
-    local rootfs="$STATE/rootfs-$SUITE" mirror start
+    local rootfs="$STATE/rootfs-$SUITE" mirror start attempt
     mirror=$(apt_mirror)
-    rm -rf "$rootfs" && mkdir -p "$rootfs"
-    log "base: debootstrap $SUITE minbase from $mirror (about a minute)"
     start=$(date +%s)
-    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
-      >"$STATE/debootstrap.log" 2>&1 || die "debootstrap failed; see $STATE/debootstrap.log"
+    # A second try from scratch: the mirror is reached through a proxy whose speed varies a lot.
+    for attempt in 1 2; do
+      rm -rf "$rootfs" && mkdir -p "$rootfs"
+      log "base: debootstrap $SUITE minbase from $mirror (about a minute; try $attempt)"
+      if debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
+        >"$STATE/debootstrap.log" 2>&1; then
+        break
+      fi
+      [ "$attempt" = 2 ] && die "debootstrap failed twice; see $STATE/debootstrap.log"
+      log "base: debootstrap failed ($(tail -n1 "$STATE/debootstrap.log")); retrying"
+    done
     # The host may sit behind a TLS-inspecting proxy whose CA only the host trusts: give the image
     # the same extra CAs so pip inside `podman build` reaches the index as the host does.
     if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
