@@ -34,7 +34,8 @@ from tests.support.servers import MariaDBServer, RedisServer
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
 SEEDED_ORDERS = 500  # 50 pages of 10
-HIT_RATE_PAGES = range(1, 31)  # pages 41-50 stay uncached for the MySQL outage
+HIT_RATE_PAGES = range(1, 31)  # 31-40 stay uncached for the Redis outage, 41-50 for MySQL's
+REDIS_OUTAGE_PAGES = range(31, 41)
 REQUESTS_PER_PAGE = 8
 NAMESPACE = "test"
 X_CACHE_OUTCOME = {"HIT": "hit", "MISS": "miss", "STALE": "stale", "BYPASS": "bypass"}
@@ -76,6 +77,12 @@ def wait_scraped(stack: Stack, scrapes: int = 3) -> None:
     harness.wait_for(lambda: stack.prometheus.scraped_since(since, scrapes), 30, "fresh scrapes")
 
 
+def pause_for_the_picture() -> None:
+    """With OBS_PICTURE set, leave time between phases so the drawn panels show each one."""
+    if os.environ.get("OBS_PICTURE"):
+        time.sleep(12)
+
+
 def drive_hit_rate_phase(stack: Stack) -> None:
     urls = [
         f"{stack.base}/orders/{page}" for _ in range(REQUESTS_PER_PAGE) for page in HIT_RATE_PAGES
@@ -110,16 +117,20 @@ def drive_errors_and_outages(
     )
     get(f"{stack.base}/orders/2")
 
-    # Redis stops answering: calls time out, the breaker opens, pages come from MySQL.
+    pause_for_the_picture()
+
+    # Redis stops answering: calls time out, the breaker opens, pages come from MySQL. Pages
+    # 31-40 were never read, so no worker's near cache can answer for Redis.
     redis_server.pause()
     try:
-        for page in (4, 5, 6, 7, 8, 9, 10, 11):
+        for page in REDIS_OUTAGE_PAGES:
             assert get(f"{stack.base}/orders/{page}").status_code == 200
     finally:
         redis_server.resume()
     time.sleep(1.5)  # the breaker's reset period (ORDERS_CACHE_BREAKER_RESET=1)
     for page in (4, 5, 6, 7):
         get(f"{stack.base}/orders/{page}")
+    pause_for_the_picture()
 
     # MySQL stops answering: uncached pages get 503 with Retry-After.
     db.pause()
@@ -131,6 +142,7 @@ def drive_errors_and_outages(
     time.sleep(1.5)
     for page in range(41, 46):
         get(f"{stack.base}/orders/{page}")
+    pause_for_the_picture()
 
 
 @pytest.fixture(scope="module")
@@ -191,13 +203,16 @@ def stack() -> Iterator[Stack]:
         harness.wait_for(prometheus.targets_up, 30, "both targets up")
         stack.started = time.time()
 
-        # Warm-up: every cache-outcome series exists (at 0) before the measured phase.
-        assert get(f"{stack.base}/orders/1").status_code == 200
+        # Warm-up: every cache-outcome series exists before the measured phase, and the hit and
+        # miss counters are both above 0 (rate() stops extrapolating a counter at zero, which
+        # would treat the two differently).
+        for _ in range(3):
+            assert get(f"{stack.base}/orders/1").status_code == 200
         wait_scraped(stack)
         window_start = time.time()
         drive_hit_rate_phase(stack)
+        wait_scraped(stack)  # every request of the phase is in the samples before this time
         stack.hit_rate_window = (window_start, time.time())
-        wait_scraped(stack)
 
         drive_errors_and_outages(stack, db, redis_server, database)
         wait_scraped(stack)
@@ -241,9 +256,10 @@ def test_every_dashboard_query_returns_data(stack: Stack, title: str, ref: str, 
 
 def test_hit_rate_panel_matches_the_traffic_driven(stack: Stack) -> None:
     (expr,) = [e for t, _r, e in harness.dashboard_targets() if t == "Cache hit rate"]
-    start, end = stack.hit_rate_window
-    at = end + 2.5  # after the scrapes that saw the last request
-    window = f"{math.ceil(at - start)}s"
+    start, at = stack.hit_rate_window
+    # Two seconds more than the phase: the window then holds a sample taken before its first
+    # request (the misses come first), and no other traffic happened since the warm-up.
+    window = f"{math.ceil(at - start) + 2}s"
     query = harness.render_grafana_expr(expr, window, {"namespace": NAMESPACE, "instance": ".*"})
     (sample,) = stack.prometheus.query(query, at=at)
     measured = float(sample["value"][1])
@@ -382,6 +398,18 @@ def test_request_id_is_echoed_and_bound_to_the_log_line(stack: Stack) -> None:
     (line,) = [line for line in stack.log_lines() if line.get("request_id") == rid]
     assert line["path"] == "/orders/3"
     assert line["status"] == 200
+
+
+def test_the_redis_outage_shows_as_errors_and_an_open_breaker(stack: Stack) -> None:
+    errors = stack.prometheus.query(
+        "sum(increase(orders_redis_errors_total[1h]))", at=stack.finished
+    )
+    assert float(errors[0]["value"][1]) >= 3
+    opened = stack.prometheus.query(
+        'max_over_time(orders_circuit_breaker_state{dependency="redis", state="open"}[1h])',
+        at=stack.finished,
+    )
+    assert max(float(r["value"][1]) for r in opened) >= 1
 
 
 def test_invalidator_exposes_its_own_metrics_and_health(stack: Stack) -> None:
