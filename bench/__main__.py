@@ -471,6 +471,12 @@ def soak_markdown(s: dict[str, Any]) -> str:
             f"{s['metrics_db_files_at_end']} files in the metrics dir at the end | "
             f"{yes[v['scrape_flat']]} |",
             "",
+            "Latency is not a soak criterion, but for the record: p99 per 30-s window (open loop, "
+            "corrected for coordinated omission) ranged "
+            f"{min(w['p99_ms'] for w in s['windows']):,.0f}-"
+            f"{max(w['p99_ms'] for w in s['windows']):,.0f} ms, median "
+            f"{statistics.median(w['p99_ms'] for w in s['windows']):,.0f} ms.",
+            "",
         ]
     )
 
