@@ -22,6 +22,7 @@ from typing import TypeVar
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.near import NearCache
 from service.cache.store import CacheUnavailable, RedisCache
+from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
 
 E = TypeVar("E", PageEntry, TotalsEntry)
@@ -98,7 +99,8 @@ class PageCache:
         redis_ok = True
         unavailable_outcome = MISS
         try:
-            entry, totals = self.redis.read(number)
+            with tracing.span("cache.lookup", page=number):
+                entry, totals = self.redis.read(number)
         except CacheUnavailable:
             entry = totals = None
             redis_ok = False

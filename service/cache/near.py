@@ -66,6 +66,7 @@ class NearCache:
                 if len(self._pages) >= self._max_pages and page not in self._pages:
                     self._pages.pop(next(iter(self._pages)))  # oldest inserted first
                 self._pages[page] = entry
+                metrics.set_near_cache_entries(len(self._pages))
 
     def apply(self, message: bytes) -> None:
         """Apply one invalidation message: ``p<n>`` a page, ``f<n>`` every page from n, ``t``."""
@@ -81,12 +82,14 @@ class NearCache:
                         del self._pages[page]
                 elif kind == b"t":
                     self._totals = None
+            metrics.set_near_cache_entries(len(self._pages))
 
     def clear(self) -> None:
         with self._lock:
             self.version += 1
             self._pages.clear()
             self._totals = None
+            metrics.set_near_cache_entries(0)
 
 
 class InvalidationListener:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from service.observability import tracing
 from service.orders import repository
 from service.orders.database import Database
 from service.orders.representation import orders_json
@@ -11,7 +12,8 @@ from service.orders.representation import orders_json
 
 def page_loader(database: Database, page_size: int) -> Callable[[int], bytes]:
     def load(page: int) -> bytes:
-        orders = database.run("page", lambda cur: repository.fetch_page(cur, page, page_size))
+        with tracing.span("db.page", page=page):
+            orders = database.run("page", lambda cur: repository.fetch_page(cur, page, page_size))
         return orders_json(orders)
 
     return load
@@ -19,6 +21,7 @@ def page_loader(database: Database, page_size: int) -> Callable[[int], bytes]:
 
 def total_loader(database: Database) -> Callable[[], int]:
     def load() -> int:
-        return database.run("total", repository.count_orders)
+        with tracing.span("db.total"):
+            return database.run("total", repository.count_orders)
 
     return load
