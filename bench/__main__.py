@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -205,6 +206,11 @@ def context(args: argparse.Namespace, database: str) -> Iterator[Context]:
         ctx.clear_service()
         ctx.clear_peer()
         yield ctx
+    except BaseException:
+        print(f"bench: server logs kept in {scratch}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)  # the service's request log alone is ~200 MB
     finally:
         with contextlib.suppress(Exception):
             ctx.clear_service()
