@@ -12,6 +12,7 @@ from typing import Any
 
 from service import lifecycle, observability
 from service.config import Settings
+from service.observability import logging as service_logging
 
 _settings = Settings.from_env()
 
@@ -40,6 +41,9 @@ def on_starting(server: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     observability.gunicorn_post_fork(_settings, worker)
+    # Request lines are written in batches: a write and flush per line cost more than the rest
+    # of the log call under threads (see LineBuffer).
+    service_logging.configure(_settings, buffered=True)
 
 
 def post_worker_init(worker: Any) -> None:
