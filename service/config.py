@@ -135,7 +135,7 @@ def _redis_url(raw: str) -> RedisURL:
 
 
 def _default_workers() -> int:
-    """Two per core, at least two: measured best for the I/O-light hit path (see README)."""
+    """Two per core, at least two: the usual gunicorn starting point (not swept here; README)."""
     return max(2, 2 * (os.cpu_count() or 1))
 
 
