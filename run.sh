@@ -35,8 +35,21 @@ wait_ready() {
   return 1
 }
 
+# Random passwords on first use, kept in .env (git-ignored), which Compose reads by itself.
+ensure_secrets() {
+  touch .env
+  chmod 600 .env
+  local name
+  for name in MYSQL_PASSWORD MYSQL_ROOT_PASSWORD REDIS_PASSWORD; do
+    if [[ -z "${!name:-}" ]] && ! grep -q "^${name}=" .env; then
+      echo "${name}=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >>.env
+    fi
+  done
+}
+
 case "${1:-up}" in
   up)
+    ensure_secrets
     compose up --detach --build
     wait_ready
     echo "orders is up: curl localhost:${ORDERS_HOST_PORT:-5001}/orders/99"

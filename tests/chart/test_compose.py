@@ -9,22 +9,48 @@ from typing import Any
 import pytest
 
 from service.config import SETTINGS
-from tests.chart.chart_support import ROOT, one, render, run, tool
+from tests.chart.chart_support import ROOT, helm_env, one, render, tool
+
+# compose.yaml has no password defaults (run.sh writes random ones into .env): supply stand-ins.
+PASSWORDS = dict.fromkeys(("MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "REDIS_PASSWORD"), "stand-in")
+
+
+def compose_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**helm_env(), **PASSWORDS},
+    )
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """The project as the Compose CLI resolves it (anchors merged, defaults filled in)."""
-    result = run(
-        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"]
-    )
+    result = compose_cli("config", "--format", "json")
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
 
 def test_compose_config_is_valid() -> None:
-    result = run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "-q"])
+    result = compose_cli("config", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_no_password_of_its_own() -> None:
+    without = subprocess.run(
+        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={k: v for k, v in helm_env().items() if k not in PASSWORDS},
+        cwd="/",
+    )
+    assert without.returncode != 0
+    assert "set by ./run.sh" in without.stderr
 
 
 def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
