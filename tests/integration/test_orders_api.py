@@ -166,3 +166,21 @@ def test_keys_live_under_the_namespace_so_runs_can_share_redis(
     keys = {key.decode() for key in shared_redis.scan_iter(match=f"{settings.cache_prefix}:*")}
     assert keys
     assert all(key.startswith(f"{settings.cache_prefix}:s10:") for key in keys)
+
+
+def test_fills_expire_spread_over_the_last_tenth_of_the_ttl(
+    client: FlaskClient, settings: Settings, shared_redis: redis.Redis
+) -> None:
+    """TTL jitter: a cold start's pages do not all expire in the same second, and none is kept
+    fresh longer than ORDERS_CACHE_TTL."""
+    started_ms = time.time() * 1000
+    for page in range(1, 41):
+        client.get(f"/orders/{page}")
+    keys = CacheKeys(settings.cache_prefix, settings.page_size)
+    fresh_for = [
+        int(shared_redis.get(keys.page(page)).split(b"|", 1)[0]) - started_ms
+        for page in range(1, 41)
+    ]
+    ttl_ms = settings.cache_ttl * 1000
+    assert all(0.9 * ttl_ms - 5000 <= f <= ttl_ms for f in fresh_for)
+    assert max(fresh_for) - min(fresh_for) > 0.01 * ttl_ms
