@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,13 +34,10 @@ def main() -> None:
 
 
 def prepare_metrics_dir(settings: Settings) -> str:
-    """A clean prometheus-client multiprocess directory, exported before anything imports it."""
-    if settings.metrics_dir:
-        path = settings.metrics_dir
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
-    else:  # a private directory: two servers on one machine must not share or wipe each other's
-        path = tempfile.mkdtemp(prefix="orders-metrics-")
+    """Name the prometheus-client multiprocess directory in the environment before anything
+    imports the client; the gunicorn master empties it (observability ``on_starting``)."""
+    # Unset: a private directory, so two servers on one machine never share or wipe each other's.
+    path = settings.metrics_dir or tempfile.mkdtemp(prefix="orders-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
@@ -202,6 +198,7 @@ def _create_database_if_missing(settings: Settings) -> None:
     """A fresh MySQL (tests, a new chart install) may lack the database; create it if allowed."""
     import pymysql
 
+    from service.orders import repository
     from service.orders.database import connect
 
     try:
@@ -209,15 +206,9 @@ def _create_database_if_missing(settings: Settings) -> None:
     except pymysql.err.OperationalError as exc:
         if exc.args[0] != ER_BAD_DB_ERROR:
             raise
-        url = settings.database_url
-        server = pymysql.connect(
-            host=url.host, port=url.port, user=url.user, password=url.password, connect_timeout=5
-        )
+        server = connect(settings.database_url, timeout=5, database=None)
         with server, server.cursor() as cursor:
-            cursor.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{url.database.replace('`', '``')}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
+            repository.create_database(cursor, settings.database_url.database)
 
 
 if __name__ == "__main__":

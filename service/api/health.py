@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app
 
 from service import lifecycle
 from service.cache.store import CacheUnavailable, RedisCache
+from service.orders import repository
 from service.orders.database import Database, DatabaseUnavailable
 
 bp = Blueprint("health", __name__)
@@ -34,7 +35,7 @@ def readyz() -> Response:
     redis_cache: RedisCache = current_app.extensions["orders.redis"]
     checks: dict[str, object] = {}
     try:
-        database.run("ping", lambda cursor: cursor.execute("SELECT 1"))
+        database.run("ping", repository.ping)
         checks["mysql"] = "ok"
     except DatabaseUnavailable as exc:
         checks["mysql"] = f"unavailable: {exc.reason}"

@@ -133,6 +133,20 @@ def recount_buckets(cursor: Cursor) -> None:
         cursor.execute("UNLOCK TABLES")
 
 
+def ping(cursor: Cursor) -> None:
+    """Readiness: the server answers a query on this connection."""
+    cursor.execute("SELECT 1")
+    cursor.fetchone()
+
+
+def create_database(cursor: Cursor, name: str) -> None:
+    """Create the service's database if missing (a fresh server, a new chart install)."""
+    quoted = name.replace("`", "``")
+    cursor.execute(
+        f"CREATE DATABASE IF NOT EXISTS `{quoted}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+
+
 def has_orders(cursor: Cursor) -> bool:
     cursor.execute(_ANY_ORDER)
     return cursor.fetchone() is not None
