@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -379,7 +379,7 @@ class Settings:
             )
         if self.redis_password:
             redis_url = RedisURL(redis_url.url, self.redis_password)
-        return _replace(self, database_url=database_url, redis_url=redis_url)
+        return replace(self, database_url=database_url, redis_url=redis_url)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a log-safe dict: URLs without passwords, passwords as ``***``."""
@@ -393,9 +393,3 @@ class Settings:
             else:
                 shown[setting.env] = value
         return shown
-
-
-def _replace(settings: Settings, **changes: Any) -> Settings:
-    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
-    values.update(changes)
-    return Settings(**values)

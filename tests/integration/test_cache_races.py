@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from flask import Flask
 
 from service import close_app, create_app
 from service.cache.aside import PageCache
-from service.config import Settings
+from service.config import RedisURL, Settings
 from service.orders.database import connect
 from tests.support.servers import free_port
 
@@ -80,8 +81,7 @@ def test_two_hundred_concurrent_requests_for_a_cold_page_cause_one_mysql_query(
     """Single flight: one request holds the lease and queries MySQL, the others wait for its
     fill. In-process, 40 threads share one GIL, so Redis gets a generous timeout here; the
     shipped 100 ms is exercised against real servers in tests/faults."""
-    patient = {**settings.__dict__, "cache_timeout": 2.0, "cache_lock_wait": 5.0}
-    app = create_app(Settings.from_env({}, **patient))
+    app = create_app(dataclasses.replace(settings, cache_timeout=2.0, cache_lock_wait=5.0))
     cache = page_cache(app)
     calls: list[int] = []
     real_load = cache._load_page
@@ -108,15 +108,8 @@ def test_two_hundred_concurrent_requests_for_a_cold_page_cause_one_mysql_query(
 def test_with_redis_unreachable_pages_come_from_mysql_and_readiness_is_degraded(
     settings: Settings,
 ) -> None:
-    unreachable = Settings.from_env(
-        {},
-        **{
-            **settings.__dict__,
-            "redis_url": Settings.from_env(
-                {"ORDERS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
-            ).redis_url,
-        },
-    )
+    nobody_listens = RedisURL(f"redis://127.0.0.1:{free_port()}/0", password="")
+    unreachable = dataclasses.replace(settings, redis_url=nobody_listens)
     app = create_app(unreachable)
     try:
         client = app.test_client()

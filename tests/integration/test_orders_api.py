@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import orjson
@@ -72,7 +73,7 @@ def test_the_last_page_is_served_and_the_one_after_is_404(client: FlaskClient) -
 
 
 def test_the_entry_expires_after_the_ttl(settings: Settings, shared_redis: redis.Redis) -> None:
-    app = create_app(Settings.from_env({}, **{**settings.__dict__, "cache_ttl": 1}))
+    app = create_app(dataclasses.replace(settings, cache_ttl=1))
     try:
         client = app.test_client()
         assert client.get("/orders/7").headers["X-Cache"] == "MISS"
