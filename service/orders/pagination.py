@@ -26,14 +26,3 @@ def parse_page(raw: str) -> int:
     if number < 1:
         raise InvalidPage("Pages are numbered from 1.")
     return number
-
-
-def page_links(page: int, last: int) -> dict[str, str | None]:
-    """Relative links a client follows; ``prev``/``next`` are null at the ends."""
-    return {
-        "self": f"/orders/{page}",
-        "first": "/orders/1",
-        "prev": f"/orders/{page - 1}" if page > 1 else None,
-        "next": f"/orders/{page + 1}" if page < last else None,
-        "last": f"/orders/{last}",
-    }

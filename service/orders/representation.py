@@ -43,8 +43,9 @@ def orders_json(orders: list[Order]) -> bytes:
 
 
 def page_body(page: int, page_size: int, total_orders: int, last: int, orders: bytes) -> bytes:
-    """The response body: the envelope formatted around the cached orders array (the links are
-    ``page_links`` written out, so a hit builds no dict and runs no encoder)."""
+    """The response body: the envelope formatted around the cached orders array. Links are
+    relative; ``prev``/``next`` are null at the ends. Formatted as bytes, so a hit builds no dict
+    and runs no encoder."""
     prev_link = b'"/orders/%d"' % (page - 1) if page > 1 else b"null"
     next_link = b'"/orders/%d"' % (page + 1) if page < last else b"null"
     return _ENVELOPE % (
