@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,10 +35,15 @@ def main() -> None:
 
 
 def prepare_metrics_dir(settings: Settings) -> str:
-    """Name the prometheus-client multiprocess directory in the environment before anything
-    imports the client; the gunicorn master empties it (observability ``on_starting``)."""
-    # Unset: a private directory, so two servers on one machine never share or wipe each other's.
-    path = settings.metrics_dir or tempfile.mkdtemp(prefix="orders-metrics-")
+    """A clean prometheus-client multiprocess directory, named in the environment before anything
+    imports the client. A given directory is emptied here, before gunicorn starts: files of an
+    earlier server's processes must be gone before this one's master creates its own."""
+    if settings.metrics_dir:
+        path = settings.metrics_dir
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    else:  # a private directory: two servers on one machine never share or wipe each other's
+        path = tempfile.mkdtemp(prefix="orders-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
