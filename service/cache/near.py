@@ -20,6 +20,7 @@ import time
 import redis
 
 from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.keys import Message
 from service.cache.store import redis_client
 from service.config import Settings
 from service.observability import metrics
@@ -68,20 +69,19 @@ class NearCache:
                 self._pages[page] = entry
                 metrics.set_near_cache_entries(len(self._pages))
 
-    def apply(self, message: bytes) -> None:
-        """Apply one invalidation message: ``p<n>`` a page, ``f<n>`` every page from n, ``t``."""
+    def apply(self, raw: bytes) -> None:
+        """Apply one invalidation message (format: ``keys.Message``)."""
+        message = Message.parse(raw)
         with self._lock:
             self.version += 1
-            for token in message.split():
-                kind, number = token[:1], token[1:]
-                if kind == b"p":
-                    self._pages.pop(int(number), None)
-                elif kind == b"f":
-                    first = int(number)
-                    for page in [p for p in self._pages if p >= first]:
-                        del self._pages[page]
-                elif kind == b"t":
-                    self._totals = None
+            for page in message.pages:
+                self._pages.pop(page, None)
+            if message.from_page is not None:
+                first = message.from_page
+                for page in [p for p in self._pages if p >= first]:
+                    del self._pages[page]
+            if message.totals:
+                self._totals = None
             metrics.set_near_cache_entries(len(self._pages))
 
     def clear(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import redis
@@ -18,7 +18,7 @@ from redis.retry import Retry
 from service.breaker import CircuitBreaker
 from service.cache import keys as scripts
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import CacheKeys
+from service.cache.keys import CacheKeys, Invalidation
 from service.config import RedisURL, Settings
 from service.observability import metrics
 
@@ -117,30 +117,9 @@ class RedisCache:
         )
         return bool(stored)
 
-    def invalidate(
-        self,
-        pages: Iterable[int] = (),
-        from_page: int | None = None,
-        totals: TotalsEntry | bool | None = False,
-        position: str | None = None,
-    ) -> None:
-        """Drop pages (and their leases), optionally every page from ``from_page`` on, and update
-        or drop the totals; record ``position`` in the same atomic step. ``totals``: False keeps
-        them, None drops them, an entry replaces them."""
-        if totals is False:
-            totals_arg = "-"
-        elif isinstance(totals, TotalsEntry):
-            totals_arg = totals.encode().decode()
-        else:
-            totals_arg = ""
-        args: list[Any] = [
-            self.keys.base,
-            "" if from_page is None else from_page,
-            totals_arg,
-            self.hard_ttl,
-            position or "",
-            *sorted(set(pages)),
-        ]
+    def invalidate(self, change: Invalidation) -> None:
+        """Apply one invalidation step atomically (the INVALIDATE script)."""
+        args = change.script_args(self.keys.base, self.hard_ttl)
         self._call("invalidate", lambda: self._invalidate(keys=[], args=args))
 
     def stored_position(self) -> str | None:
