@@ -70,6 +70,11 @@ typecheck: install ## mypy --strict on the package.
 test-unit: install ## Unit tests only (pure logic, no servers).
 	$(BIN)/pytest tests/unit
 
+.PHONY: docs
+docs: install ## Regenerate the generated docs: the README's configuration table and the chart's values table.
+	$(BIN)/python hack/docs.py
+	$(BIN)/python tests/chart/values_doc.py
+
 .PHONY: test
 test: install lint typecheck ## Everything CI runs: lint, types, and the whole test suite against real servers.
 	$(BIN)/pytest

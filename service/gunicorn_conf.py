@@ -10,11 +10,10 @@ import signal
 import threading
 from typing import Any
 
-from service import lifecycle, observability
-from service.config import Settings
+from service import config, lifecycle, observability
 from service.observability import logging as service_logging
 
-_settings = Settings.from_env()
+_settings = config.load()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
