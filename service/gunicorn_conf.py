@@ -10,10 +10,11 @@ import signal
 import threading
 from typing import Any
 
-from service import config, lifecycle, observability
+from service import lifecycle, observability
+from service.config import load as _load_settings
 from service.observability import logging as service_logging
 
-_settings = config.load()
+_settings = _load_settings()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
