@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from service.cache.entries import TotalsEntry
+from service.cache.entries import TotalsEntry, fresh_until
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
 from service.cache.store import CacheUnavailable
 from service.config import Settings
@@ -161,8 +161,8 @@ class Invalidator:
             plan = planner.plan(changes, self._rows_before, page_size)
             totals: TotalsChange = KEEP
             if plan.totals_changed:
-                fresh_until = int(time.time() * 1000) + self.settings.cache_ttl * 1000
-                totals = SetTotals(TotalsEntry(fresh_until, self._query(repository.count_orders)))
+                fresh = fresh_until(int(time.time() * 1000), self.settings.cache_ttl)
+                totals = SetTotals(TotalsEntry(fresh, self._query(repository.count_orders)))
         except pymysql.MySQLError as exc:
             # Cannot locate the rows: drop every page and the totals, which is always correct.
             log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
