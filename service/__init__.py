@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
-    from service import observability
+    from service import auth, observability
     from service.api import errors, health, openapi, orders
     from service.cache.aside import PageCache
     from service.cache.near import InvalidationListener, NearCache
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     observability.init_app(app, settings)
+    auth.init_app(app, settings)
     return app
 
 
