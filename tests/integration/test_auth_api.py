@@ -12,7 +12,9 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
+import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -318,3 +320,37 @@ def test_a_verified_token_is_not_verified_again(
         assert client.get(f"/orders/{page}", headers=headers).status_code == 200
     assert verifier.signature_checks == 1
     assert idp.fetches == 1
+
+
+@pytest.mark.parametrize("operation", ["/orders/{page}", "/healthz", "/openapi.json"])
+def test_with_auth_on_every_response_still_matches_the_document(
+    auth_app: Flask, operation: str
+) -> None:
+    """Generated requests carry no token: the 401s they get must be documented ones."""
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", auth_app)
+    seen: list[int] = []
+
+    @hypothesis.given(case=schema[operation]["GET"].as_strategy())
+    @hypothesis.settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    def check(case: schemathesis.Case) -> None:
+        seen.append(case.call_and_validate().status_code)
+
+    check()
+    assert seen
+    assert set(seen) == ({401} if operation == "/orders/{page}" else {200})
+
+
+def test_the_document_declares_the_bearer_scheme(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    page = document["paths"]["/orders/{page}"]["get"]
+    assert {"bearerAuth": ["orders:read"]} in page["security"]
+    assert {"401", "403"} <= set(page["responses"])
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert document["paths"][path]["get"]["security"] == []
