@@ -303,8 +303,9 @@ SETTINGS: tuple[Setting, ...] = (
         "auth_issuer",
         "",
         str.strip,
-        "Bearer tokens required when set: the exact `iss` of accepted JWTs (empty: no "
-        "authentication; then ORDERS_AUTH_AUDIENCE and ORDERS_AUTH_JWKS_URL are required).",
+        "Turns bearer-token authentication on: the exact `iss` of accepted JWTs; "
+        "ORDERS_AUTH_AUDIENCE and ORDERS_AUTH_JWKS_URL are then required (empty: no "
+        "authentication).",
     ),
     Setting("auth_audience", "", str.strip, "The `aud` a token must carry (this API's id)."),
     Setting(
