@@ -3,6 +3,8 @@ pointing at a JWKS served over HTTP, asked over real sockets; the token never re
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +80,34 @@ def test_gunicorn_serves_pages_only_to_token_holders(
     assert '"status": 401' in log or '"status":401' in log
     assert token not in log
     assert token.split(".")[2] not in log
+
+
+def test_the_charts_helm_test_expects_a_challenge_when_auth_is_on(
+    served: tuple[str, SigningKey, IdentityProvider, harness.Process],
+) -> None:
+    """The chart's `helm test` pod script, run as rendered against this server: with auth on it
+    passes on the 401 challenge; told auth is off, the same 401 fails it."""
+    from tests.chart.chart_support import one, render
+    from tests.chart.test_chart_auth import AUTH
+
+    base = served[0]
+    pod = one(render(AUTH), "Pod", "orders-test-page")
+    script, auth_flag, _url = pod["spec"]["containers"][0]["args"]
+    assert auth_flag == "true"
+    ok = subprocess.run(
+        [sys.executable, "-c", script, "true", f"{base}/orders/1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "401 Bearer" in ok.stdout
+    wrong = subprocess.run(
+        [sys.executable, "-c", script, "false", f"{base}/orders/1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode != 0
