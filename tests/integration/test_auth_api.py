@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import urllib.error
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import close_app, create_app
+from service.auth.jwks import JWKS_MAX_BYTES, http_fetch, parse_jwks
 from service.config import Settings
 from tests.support.tokens import (
     AUDIENCE,
@@ -354,3 +356,18 @@ def test_the_document_declares_the_bearer_scheme(client: FlaskClient) -> None:
     assert {"401", "403"} <= set(page["responses"])
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert document["paths"][path]["get"]["security"] == []
+
+
+def test_a_key_set_over_one_mebibyte_is_refused(rsa_key: SigningKey) -> None:
+    provider = IdentityProvider(rsa_key).start()
+    try:
+        fetch = http_fetch(provider.jwks_url, timeout=10)
+        assert parse_jwks(fetch())  # the real set is fine
+        provider.body = b'{"keys": [], "pad": "' + b"x" * JWKS_MAX_BYTES + b'"}'
+        with pytest.raises(ValueError, match="larger than"):
+            fetch()
+        provider.failing = True
+        with pytest.raises(urllib.error.HTTPError):
+            fetch()
+    finally:
+        provider.stop()

@@ -133,6 +133,7 @@ class IdentityProvider:
         self.keys: list[SigningKey] = list(keys)
         self.fetches = 0
         self.failing = False
+        self.body: bytes | None = None  # served instead of the key set when set
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -161,7 +162,7 @@ class IdentityProvider:
                 if failing or self.path != "/jwks.json":
                     self.send_error(500 if failing else 404)
                     return
-                body = json.dumps(provider.jwks()).encode()
+                body = provider.body or json.dumps(provider.jwks()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/jwk-set+json")
                 self.send_header("Content-Length", str(len(body)))
