@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from bench import hotspots, phases, report
+from bench import auth_cost, hotspots, phases, report
 from bench.load import open_loop_connections, run_wrk
 from bench.servers import VENV_BIN, BenchError, Gunicorn, MariaDB, redis_clear
 from service.config import Settings
@@ -554,16 +554,29 @@ def run_profile(args: argparse.Namespace) -> str:
 
 def run_ablation(args: argparse.Namespace) -> str:
     """The service with one cost switched off at a time (by its own settings), interleaved with
-    the floor: what the request log line and the near cache are worth per hit."""
+    the floor: what the request log line and the near cache are worth per hit, and what turning
+    bearer-token authentication on costs."""
     variants = {
         "service as shipped": {},
         "service, ORDERS_LOG_LEVEL=warning (no request log line)": {"ORDERS_LOG_LEVEL": "warning"},
         "service, ORDERS_NEAR_CACHE=false (Redis GET per hit)": {"ORDERS_NEAR_CACHE": "false"},
     }
+    # Auth on, every request with the same real RS256 token (verified once per worker, then
+    # from the verified-token cache); the key set comes over HTTP from a server in this process.
+    keys = auth_cost.Keys()
+    auth_label = "service, ORDERS_AUTH_ISSUER set (bearer token on every request)"
+    variants[auth_label] = {
+        "ORDERS_AUTH_ISSUER": auth_cost.ISSUER,
+        "ORDERS_AUTH_AUDIENCE": auth_cost.AUDIENCE,
+        "ORDERS_AUTH_JWKS_URL": keys.url,
+    }
     plan = phases.Plan(closed_seconds=5, rounds=5)
-    with context(args, "orders_bench_100000") as ctx:
+    with context(args, "orders_bench_100000") as ctx, contextlib.closing(keys):
         prepare_database(ctx, 100_000)
         servers = [ctx.service(f"variant{i}", **env) for i, env in enumerate(variants.values())]
+        servers[list(variants).index(auth_label)].headers = {
+            "Authorization": f"Bearer {keys.token('RS256')}"
+        }
         for server in servers:
             server.start(ready_path="/healthz")
         try:

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ def run_wrk(
     threads: int = 1,
     hit_header: str = "",
     timeout_s: int = 5,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Closed loop when ``rate`` is None, else open loop at ``rate`` requests per second.
 
@@ -151,6 +153,7 @@ def run_wrk(
             f"-c{c}",
             f"-d{max(1, round(seconds))}s",
             f"--timeout={timeout_s}s",
+            *[arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")],
             "-s",
             str(SCRIPT),
             url,

@@ -57,8 +57,11 @@ SMOKE = Plan(
 )
 
 
-def fetch(url: str, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+def fetch(
+    url: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback only
         return resp.status, dict(resp.headers.items()), resp.read()
 
 
@@ -66,7 +69,7 @@ def warm(server: Gunicorn, pages: int) -> None:
     """Request each hot page a few times, so every worker's near cache and Redis hold it."""
     for _ in range(3):
         for page in range(1, pages + 1):
-            fetch(f"{server.base_url}/orders/{page}")
+            fetch(f"{server.base_url}/orders/{page}", headers=server.headers)
 
 
 def cpu_seconds(server: Gunicorn) -> float:
@@ -99,6 +102,7 @@ def closed_loop(systems: Sequence[Gunicorn], plan: Plan) -> dict[str, Any]:
                 seconds=plan.closed_seconds,
                 pages=f"cycle:1:{plan.hot_pages}",
                 connections=plan.closed_connections,
+                headers=server.headers,
             )
             cpu = cpu_seconds(server) - cpu_before
             rounds[server.name].append((result, cpu * 1e6 / max(1, result.requests)))

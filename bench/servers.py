@@ -160,6 +160,8 @@ class Gunicorn:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Sent with every measured request (a bearer token when the system has auth on).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

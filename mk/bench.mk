@@ -12,6 +12,8 @@ BENCH_ORDERS ?= 10000000
 BENCH_SOAK_MINUTES ?= 10
 ## Extra arguments for every bench command, e.g. BENCH_ARGS='--workers 2 --threads 4'.
 BENCH_ARGS ?=
+## Extra arguments for `make bench-auth`, e.g. BENCH_ARGS_AUTH='--iterations 5000 --rounds 21'.
+BENCH_ARGS_AUTH ?=
 export BENCH_MYSQL_PORT ?= 3316
 
 WRK_DIR := $(TOOLS_DIR)/wrk
@@ -56,6 +58,10 @@ bench-profile: install bench-tools ## py-spy on one service worker under hit loa
 .PHONY: bench-ablation
 bench-ablation: install bench-tools ## The service with its request log line, then its near cache, switched off: cost of each per hit.
 	$(BENCH) ablation --out $(BENCH_OUT) $(BENCH_ARGS)
+
+.PHONY: bench-auth
+bench-auth: install ## Cost of the bearer-token check per request in us: first verification vs cached, auth off vs on.
+	$(BIN)/python -m bench.auth_cost --out $(BENCH_OUT) $(BENCH_ARGS_AUTH)
 
 .PHONY: bench-smoke
 bench-smoke: install bench-tools ## Every bench phase for a second or two, results in .run/bench/smoke (what `make test` runs).

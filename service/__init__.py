@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
-    from service import observability, services
+    from service import auth, observability, services
     from service.api import errors, health, openapi, orders
 
     settings = settings or config.load()
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     observability.init_app(app, settings, breakers=built.breakers)
+    auth.init_app(app, built.verifier)
     return app
 
 

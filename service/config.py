@@ -139,6 +139,46 @@ def _default_workers() -> int:
     return max(2, 2 * (os.cpu_count() or 1))
 
 
+# Authentication (service/auth): parsers of the ORDERS_AUTH_* block below.
+# Asymmetric JWS algorithms only: the keys come from a public JWKS, and an HMAC "key" there would
+# be a shared secret published to everyone (RFC 8725 3.1, 3.2). ``none`` is never a choice.
+AUTH_ALGORITHMS = (
+    *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    *("ES256", "ES384", "ES512", "EdDSA"),
+)
+
+
+def _auth_algorithms(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    unknown = [name for name in names if name not in AUTH_ALGORITHMS]
+    if not names or unknown:
+        raise ValueError(f"must be a comma-separated list of {', '.join(AUTH_ALGORITHMS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _optional_http_url(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL, e.g. https://idp.example.com/jwks.json")
+    return value
+
+
+def _scope(raw: str) -> str:
+    value = raw.strip()
+    if any(c.isspace() or c in '"\\' for c in value):
+        raise ValueError("must be one scope, without spaces or quotes (empty: any scope)")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: its name, default, parser and the help line the README shows."""
@@ -276,6 +316,59 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_int,
         "max-age of the Cache-Control header, in seconds (clients then revalidate with ETag).",
     ),
+    # Authentication (service/auth): on when ORDERS_AUTH_ISSUER is set.
+    Setting(
+        "auth_issuer",
+        "",
+        str.strip,
+        "Turns bearer-token authentication on: the exact `iss` of accepted JWTs; "
+        "ORDERS_AUTH_AUDIENCE and ORDERS_AUTH_JWKS_URL are then required (empty: no "
+        "authentication).",
+    ),
+    Setting("auth_audience", "", str.strip, "The `aud` a token must carry (this API's id)."),
+    Setting(
+        "auth_jwks_url",
+        "",
+        _optional_http_url,
+        "The identity provider's JSON Web Key Set (the `jwks_uri` of its discovery document).",
+    ),
+    Setting(
+        "auth_required_scope",
+        "orders:read",
+        _scope,
+        "Scope a token needs (in `scope` or `scp`) to read orders; empty: any valid token.",
+    ),
+    Setting(
+        "auth_leeway",
+        "30",
+        _non_negative_int,
+        "Seconds of clock skew allowed on `exp`, `nbf` and `iat`.",
+    ),
+    Setting(
+        "auth_algorithms",
+        ",".join(AUTH_ALGORITHMS),
+        _auth_algorithms,
+        "JWS algorithms accepted, comma-separated; asymmetric only (never none or HMAC).",
+    ),
+    Setting(
+        "auth_jwks_cache_time",
+        "300",
+        _positive_int,
+        "Seconds the fetched keys are used before they are fetched again (kept if that fails).",
+    ),
+    Setting(
+        "auth_jwks_refresh_interval",
+        "10",
+        _non_negative_float,
+        "Least seconds between two JWKS fetches (an unknown `kid` triggers one), so tokens with "
+        "made-up key ids cannot hammer the identity provider.",
+    ),
+    Setting(
+        "auth_jwks_timeout",
+        "2",
+        _positive_float,
+        "Timeout of one JWKS fetch, in seconds.",
+    ),
     Setting("host", "0.0.0.0", str, "Address the HTTP server binds."),  # noqa: S104
     Setting("port", "5001", _port, "Port the HTTP server listens on."),
     Setting("workers", "", _positive_int, "gunicorn worker processes (default: 2 per CPU)."),
@@ -352,6 +445,15 @@ class Settings:
     near_cache_size: int
     page_size: int
     http_max_age: int
+    auth_issuer: str
+    auth_audience: str
+    auth_jwks_url: str
+    auth_required_scope: str
+    auth_leeway: int
+    auth_algorithms: tuple[str, ...]
+    auth_jwks_cache_time: int
+    auth_jwks_refresh_interval: float
+    auth_jwks_timeout: float
     host: str
     port: int
     workers: int
@@ -364,6 +466,19 @@ class Settings:
     metrics_dir: str
     invalidator_metrics_port: int
     invalidator_server_id: int
+
+    def __post_init__(self) -> None:
+        if self.auth_enabled and not (self.auth_audience and self.auth_jwks_url):
+            raise SettingsError(
+                "ORDERS_AUTH_ISSUER is set, so ORDERS_AUTH_AUDIENCE and ORDERS_AUTH_JWKS_URL "
+                "must be set too: without an audience any token of that issuer would do, "
+                "without a key set none can be checked."
+            )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Bearer tokens are required on the API (ORDERS_AUTH_ISSUER is set)."""
+        return bool(self.auth_issuer)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from service.auth.jwks import JWKSCache
+from service.auth.tokens import TokenVerifier
 from service.breaker import CircuitBreaker
 from service.cache.aside import PageCache
 from service.cache.keys import CacheKeys
@@ -35,6 +37,7 @@ class Services:
     listener: InvalidationListener | None
     pages: PageCache
     cache_control: str
+    verifier: TokenVerifier | None  # None: authentication is off
 
     @property
     def breakers(self) -> tuple[CircuitBreaker, ...]:
@@ -84,6 +87,24 @@ def build_redis_cache(
     )
 
 
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """The bearer-token verifier and its key cache, from the ORDERS_AUTH_* settings."""
+    keys = JWKSCache(
+        settings.auth_jwks_url,
+        cache_time=settings.auth_jwks_cache_time,
+        refresh_interval=settings.auth_jwks_refresh_interval,
+        timeout=settings.auth_jwks_timeout,
+    )
+    return TokenVerifier(
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        keys=keys,
+        algorithms=settings.auth_algorithms,
+        required_scope=settings.auth_required_scope,
+        leeway=settings.auth_leeway,
+    )
+
+
 def build(settings: Settings) -> Services:
     """Everything an API process needs; nothing is started yet (see ``Services.start``)."""
     from service.api.orders import cache_control
@@ -112,7 +133,10 @@ def build(settings: Settings) -> Services:
         near=near,
         listener=listener,
         pages=pages,
-        cache_control=cache_control(settings.http_max_age, settings.cache_max_stale),
+        cache_control=cache_control(
+            settings.http_max_age, settings.cache_max_stale, auth_enabled=settings.auth_enabled
+        ),
+        verifier=build_verifier(settings) if settings.auth_enabled else None,
     )
 
 

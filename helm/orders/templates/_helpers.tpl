@@ -221,6 +221,25 @@ env:
         key: {{ include "orders.redis.secretPasswordKey" . }}
 {{- end }}
 
+{{/* The API's environment: the shared one plus ORDERS_AUTH_* when auth.issuer is set. */}}
+{{- define "orders.api.env" -}}
+{{ include "orders.env" . }}
+{{- with .Values.auth }}
+{{- if .issuer }}
+  - name: ORDERS_AUTH_ISSUER
+    value: {{ .issuer | quote }}
+  - name: ORDERS_AUTH_AUDIENCE
+    value: {{ .audience | quote }}
+  - name: ORDERS_AUTH_JWKS_URL
+    value: {{ .jwksUrl | quote }}
+  - name: ORDERS_AUTH_REQUIRED_SCOPE
+    value: {{ .requiredScope | quote }}
+  - name: ORDERS_AUTH_LEEWAY
+    value: {{ .leeway | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/*
 What the passwords are made of: the values given and the Secrets named. Hashing these rather than the
 rendered Secret keeps the checksum still for generated passwords (random on install, read back on

@@ -1,0 +1,374 @@
+"""Bearer tokens on the real app (MariaDB, Redis) with real signed JWTs and a JWKS over HTTP.
+
+Every refusal is an RFC 6750 challenge in problem+json; the probes, /metrics and the OpenAPI
+document stay open; pages become private to the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import urllib.error
+import uuid
+from collections.abc import Iterator
+
+import hypothesis
+import pytest
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service import close_app, create_app
+from service.auth.jwks import JWKS_MAX_BYTES, http_fetch, parse_jwks
+from service.config import Settings
+from service.services import services
+from tests.support.tokens import (
+    AUDIENCE,
+    ISSUER,
+    IdentityProvider,
+    SigningKey,
+    claims,
+    hmac_with_public_key,
+    unsigned_token,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> SigningKey:
+    return SigningKey.generate("RS256")
+
+
+@pytest.fixture
+def idp(rsa_key: SigningKey) -> Iterator[IdentityProvider]:
+    provider = IdentityProvider(rsa_key).start()
+    yield provider
+    provider.stop()
+
+
+def auth_settings(settings: Settings, jwks_url: str, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "auth_issuer": ISSUER,
+        "auth_audience": AUDIENCE,
+        "auth_jwks_url": jwks_url,
+        "auth_jwks_refresh_interval": 0.0,
+        **extra,
+    }
+    return dataclasses.replace(settings, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def auth_app(settings: Settings, idp: IdentityProvider) -> Iterator[Flask]:
+    application = create_app(auth_settings(settings, idp.jwks_url))
+    application.testing = True
+    yield application
+    close_app(application)
+
+
+@pytest.fixture
+def auth_client(auth_app: Flask) -> FlaskClient:
+    return auth_app.test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def challenge(response: object) -> dict[str, str]:
+    """The parameters of the response's ``WWW-Authenticate: Bearer`` challenge."""
+    header = response.headers["WWW-Authenticate"]  # type: ignore[attr-defined]
+    assert header.startswith('Bearer realm="orders"'), header
+    return dict(re.findall(r'(\w+)="([^"]*)"', header))
+
+
+def assert_refused(response: object, status: int, error: str | None) -> dict[str, str]:
+    assert response.status_code == status  # type: ignore[attr-defined]
+    assert response.mimetype == "application/problem+json"  # type: ignore[attr-defined]
+    document = response.get_json()  # type: ignore[attr-defined]
+    assert document["status"] == status
+    assert document["detail"]
+    params = challenge(response)
+    assert params.get("error") == error
+    if error is not None:
+        assert params["error_description"] == document["detail"]
+    return params
+
+
+def test_a_valid_token_reads_a_page(auth_client: FlaskClient, rsa_key: SigningKey) -> None:
+    response = auth_client.get("/orders/1", headers=bearer(rsa_key.sign(claims())))
+    assert response.status_code == 200
+    assert len(response.get_json()["orders"]) == 10
+
+
+def test_pages_are_private_and_vary_on_authorization(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    headers = bearer(rsa_key.sign(claims()))
+    first = auth_client.get("/orders/2", headers=headers)
+    assert first.headers["Cache-Control"].startswith("private, ")
+    assert "public" not in first.headers["Cache-Control"]
+    assert "Authorization" in first.vary
+    again = auth_client.get(
+        "/orders/2", headers={**headers, "If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304
+    assert again.headers["Cache-Control"].startswith("private, ")
+    assert "Authorization" in again.vary
+
+
+def test_without_auth_pages_do_not_vary_on_authorization(client: FlaskClient) -> None:
+    response = client.get("/orders/1")
+    assert response.status_code == 200
+    assert "Authorization" not in response.vary
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_no_token_is_a_bare_bearer_challenge(auth_client: FlaskClient) -> None:
+    response = auth_client.get("/orders/1")
+    assert_refused(response, 401, None)
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="orders"'
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status", "error"),
+    [
+        ("Basic dXNlcjpwYXNz", 401, None),
+        ("Bearer", 400, "invalid_request"),
+        ("Bearer ", 400, "invalid_request"),
+        ("Bearer two tokens", 400, "invalid_request"),
+        ('Bearer "quoted"', 400, "invalid_request"),
+        ("Bearer not-a-jwt", 401, "invalid_token"),
+        ("Bearer a.b.c", 401, "invalid_token"),
+        ("garbage", 401, None),
+    ],
+)
+def test_malformed_authorization_headers_are_refused(
+    auth_client: FlaskClient, authorization: str, status: int, error: str | None
+) -> None:
+    response = auth_client.get("/orders/1", headers={"Authorization": authorization})
+    assert_refused(response, status, error)
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "reason"),
+    [
+        (claims(lifetime=-120), "expired"),
+        (claims(nbf=int(time.time()) + 600), "not valid yet"),
+        (claims(issuer="https://evil.test/"), "another issuer"),
+        (claims(audience="someone-else"), "another audience"),
+        (claims(exp=None), "lacks the exp claim"),
+    ],
+    ids=["expired", "not-yet-valid", "wrong-issuer", "wrong-audience", "no-exp"],
+)
+def test_invalid_tokens_are_401_invalid_token(
+    auth_client: FlaskClient, rsa_key: SigningKey, token_claims: dict[str, object], reason: str
+) -> None:
+    response = auth_client.get("/orders/1", headers=bearer(rsa_key.sign(token_claims)))
+    params = assert_refused(response, 401, "invalid_token")
+    assert reason in params["error_description"]
+
+
+def test_a_token_within_the_leeway_is_accepted(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    response = auth_client.get("/orders/1", headers=bearer(rsa_key.sign(claims(lifetime=-5))))
+    assert response.status_code == 200
+
+
+def test_a_token_without_the_scope_is_403_insufficient_scope(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    token = rsa_key.sign(claims(scope="profile orders:write"))
+    params = assert_refused(
+        auth_client.get("/orders/1", headers=bearer(token)), 403, "insufficient_scope"
+    )
+    assert params["scope"] == "orders:read"
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [{"scope": "openid orders:read"}, {"scope": None, "scp": ["orders:read"]}],
+    ids=["scope-string", "scp-list"],
+)
+def test_the_scope_may_come_as_scope_or_scp(
+    auth_client: FlaskClient, rsa_key: SigningKey, grant: dict[str, object]
+) -> None:
+    token = rsa_key.sign(claims(**grant))  # type: ignore[arg-type]
+    assert auth_client.get("/orders/1", headers=bearer(token)).status_code == 200
+
+
+def test_alg_none_is_refused(auth_client: FlaskClient, rsa_key: SigningKey) -> None:
+    token = unsigned_token(claims(), rsa_key.kid)
+    assert_refused(auth_client.get("/orders/1", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_hs256_keyed_with_the_public_key_is_refused(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    token = hmac_with_public_key(rsa_key, claims())
+    assert_refused(auth_client.get("/orders/1", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_a_token_signed_by_another_key_with_a_known_kid_is_refused(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    impostor = SigningKey.generate("RS256", kid=rsa_key.kid)
+    params = assert_refused(
+        auth_client.get("/orders/1", headers=bearer(impostor.sign(claims()))), 401, "invalid_token"
+    )
+    assert "signature" in params["error_description"]
+
+
+def test_a_rotated_in_key_is_fetched_on_its_first_kid(
+    auth_client: FlaskClient, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    assert auth_client.get("/orders/1", headers=bearer(rsa_key.sign(claims()))).status_code == 200
+    fetched = idp.fetches
+    new_key = SigningKey.generate("ES256")
+    token = new_key.sign(claims())
+    assert_refused(auth_client.get("/orders/1", headers=bearer(token)), 401, "invalid_token")
+    idp.rotate_in(new_key)
+    assert auth_client.get("/orders/1", headers=bearer(token)).status_code == 200
+    assert idp.fetches == fetched + 2
+    # The old key is still in the set and still cached: no fetch for it.
+    assert auth_client.get("/orders/1", headers=bearer(rsa_key.sign(claims()))).status_code == 200
+    assert idp.fetches == fetched + 2
+
+
+def test_made_up_kids_cannot_hammer_the_identity_provider(
+    settings: Settings, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    app = create_app(auth_settings(settings, idp.jwks_url, auth_jwks_refresh_interval=600.0))
+    try:
+        client = app.test_client()
+        assert client.get("/orders/1", headers=bearer(rsa_key.sign(claims()))).status_code == 200
+        attacker = SigningKey.generate("RS256")
+        for _ in range(20):
+            forged = attacker.sign(claims(), kid=uuid.uuid4().hex)
+            assert_refused(client.get("/orders/1", headers=bearer(forged)), 401, "invalid_token")
+        assert idp.fetches == 1
+    finally:
+        close_app(app)
+
+
+def test_an_identity_provider_that_was_never_reachable_fails_closed_with_503(
+    settings: Settings, rsa_key: SigningKey
+) -> None:
+    down = IdentityProvider(rsa_key)  # never started: connection refused
+    app = create_app(auth_settings(settings, down.jwks_url))
+    try:
+        response = app.test_client().get("/orders/1", headers=bearer(rsa_key.sign(claims())))
+        assert response.status_code == 503
+        assert response.mimetype == "application/problem+json"
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "identity provider" in response.get_json()["detail"]
+    finally:
+        close_app(app)
+
+
+@pytest.mark.parametrize("outage", ["refused", "http-500"])
+def test_cached_keys_keep_working_while_the_jwks_endpoint_is_down(
+    settings: Settings, rsa_key: SigningKey, outage: str
+) -> None:
+    idp = IdentityProvider(rsa_key).start()
+    # A cache time of 1 s: the cached set is past it for the rest of the test, so every request
+    # tries a fetch, which fails; the cached key must still verify.
+    app = create_app(auth_settings(settings, idp.jwks_url, auth_jwks_cache_time=1))
+    try:
+        client = app.test_client()
+        assert client.get("/orders/1", headers=bearer(rsa_key.sign(claims()))).status_code == 200
+        if outage == "refused":
+            idp.stop()
+        else:
+            idp.failing = True
+        keys = services(app).verifier._keys  # type: ignore[union-attr]
+        keys._keys.fetched_at -= 10  # age the cached set past its cache time, without a sleep
+        fetches = keys.fetches
+        response = client.get("/orders/1", headers=bearer(rsa_key.sign(claims(sub="other"))))
+        assert response.status_code == 200
+        assert keys.fetches == fetches + 1  # it did try
+        unknown = SigningKey.generate("RS256").sign(claims())
+        refused = client.get("/orders/1", headers=bearer(unknown))
+        assert refused.status_code == 503
+        assert "Retry-After" in refused.headers
+    finally:
+        close_app(app)
+        idp.stop()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
+def test_probes_metrics_and_the_document_need_no_token(auth_client: FlaskClient, path: str) -> None:
+    response = auth_client.get(path)
+    assert response.status_code == 200
+    assert "WWW-Authenticate" not in response.headers
+    assert "Authorization" not in response.vary
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/orders/1")])
+def test_everything_else_is_refused_without_a_token(
+    auth_client: FlaskClient, method: str, path: str
+) -> None:
+    assert_refused(auth_client.open(path, method=method), 401, None)
+
+
+def test_a_verified_token_is_not_verified_again(
+    auth_app: Flask, rsa_key: SigningKey, idp: IdentityProvider
+) -> None:
+    client = auth_app.test_client()
+    verifier = services(auth_app).verifier
+    headers = bearer(rsa_key.sign(claims()))
+    for page in (1, 2, 3, 1):
+        assert client.get(f"/orders/{page}", headers=headers).status_code == 200
+    assert verifier.signature_checks == 1
+    assert idp.fetches == 1
+
+
+@pytest.mark.parametrize("operation", ["/orders/{page}", "/healthz", "/openapi.json"])
+def test_with_auth_on_every_response_still_matches_the_document(
+    auth_app: Flask, operation: str
+) -> None:
+    """Generated requests carry no token: the 401s they get must be documented ones."""
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", auth_app)
+    seen: list[int] = []
+
+    @hypothesis.given(case=schema[operation]["GET"].as_strategy())
+    @hypothesis.settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    def check(case: schemathesis.Case) -> None:
+        seen.append(case.call_and_validate().status_code)
+
+    check()
+    assert seen
+    assert set(seen) == ({401} if operation == "/orders/{page}" else {200})
+
+
+def test_the_document_declares_the_bearer_scheme(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    page = document["paths"]["/orders/{page}"]["get"]
+    assert {"bearerAuth": ["orders:read"]} in page["security"]
+    assert {"401", "403"} <= set(page["responses"])
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert document["paths"][path]["get"]["security"] == []
+
+
+def test_a_key_set_over_one_mebibyte_is_refused(rsa_key: SigningKey) -> None:
+    provider = IdentityProvider(rsa_key).start()
+    try:
+        fetch = http_fetch(provider.jwks_url, timeout=10)
+        assert parse_jwks(fetch())  # the real set is fine
+        provider.body = b'{"keys": [], "pad": "' + b"x" * JWKS_MAX_BYTES + b'"}'
+        with pytest.raises(ValueError, match="larger than"):
+            fetch()
+        provider.failing = True
+        with pytest.raises(urllib.error.HTTPError):
+            fetch()
+    finally:
+        provider.stop()
