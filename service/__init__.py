@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
     from service import observability
-    from service.api import errors, health, openapi, orders
+    from service.api import errors, health, openapi, orders, ports
     from service.cache.aside import PageCache
     from service.cache.near import InvalidationListener, NearCache
     from service.cache.store import RedisCache
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     observability.init_app(app, settings)
+    ports.init_app(app, settings.admin_port)  # after the request hooks: a 404 is still logged
     return app
 
 

@@ -7,6 +7,7 @@ invalid value is refused with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -213,6 +214,25 @@ def _redis_url(raw: str) -> RedisURL:
     return RedisURL(url=raw, password=unquote(parts.password or ""))
 
 
+def _optional_port(raw: str) -> int:
+    """A port, or empty for "not used" (0)."""
+    return _port(raw) if raw.strip() else 0
+
+
+def _proxy_addresses(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (CIDR), or ``*``; empty trusts no proxy."""
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for value in values:
+        if value != "*":
+            try:
+                ipaddress.ip_network(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address or network (e.g. 10.0.0.0/8), or *"
+                ) from None
+    return values
+
+
 def _default_workers() -> int:
     """Two per core, at least two: the usual gunicorn starting point (not swept here; README)."""
     return max(2, 2 * (os.cpu_count() or 1))
@@ -381,6 +401,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Port of the invalidator's own /metrics (and /healthz) endpoint.",
     ),
     Setting(
+        "admin_port",
+        "",
+        _optional_port,
+        "Port for /metrics, /healthz and /readyz only (they then answer 404 on ORDERS_PORT, and "
+        "/orders/* answers 404 here); empty: everything on ORDERS_PORT.",
+    ),
+    Setting(
+        "forwarded_allow_ips",
+        "",
+        _proxy_addresses,
+        "Proxies (IPs or CIDRs, comma-separated, or *) trusted to set X-Forwarded-Proto and "
+        "friends; empty: none, not even 127.0.0.1.",
+    ),
+    Setting(
+        "client_timeout",
+        "10",
+        _positive_float,
+        "Seconds a client has to send a whole request (headers and body) and to take the "
+        "response; slower clients are disconnected, so they cannot hold worker threads.",
+    ),
+    Setting(
         "invalidator_server_id",
         "4242",
         _positive_int,
@@ -421,6 +462,9 @@ class Settings:
     log_format: str
     metrics_dir: str
     invalidator_metrics_port: int
+    admin_port: int
+    forwarded_allow_ips: tuple[str, ...]
+    client_timeout: float
     invalidator_server_id: int
 
     @classmethod
@@ -443,6 +487,8 @@ class Settings:
                 raise SettingsError(f"{setting.env}={shown} is invalid: {exc}") from None
         if overrides:
             raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        if values["admin_port"] and values["admin_port"] == values["port"]:
+            raise SettingsError("ORDERS_ADMIN_PORT must differ from ORDERS_PORT (or be empty)")
         return cls(**values)._with_passwords()
 
     def _with_passwords(self) -> Settings:

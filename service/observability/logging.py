@@ -91,6 +91,23 @@ def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) ->
     return event_dict
 
 
+MAX_FOREIGN_FIELD = 2048
+
+
+def truncate_long_fields(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Cut string fields of library records (gunicorn logs a client's request path at debug) to
+    ``MAX_FOREIGN_FIELD`` characters and name the cut fields, so no line grows with a request.
+    The service's own lines are bounded where they are made (the request line cuts the path)."""
+    cut = []
+    for key, value in event_dict.items():
+        if isinstance(value, str) and len(value) > MAX_FOREIGN_FIELD:
+            event_dict[key] = value[:MAX_FOREIGN_FIELD]
+            cut.append(f"{key}:{len(value)}")
+    if cut:
+        event_dict["truncated"] = cut
+    return event_dict
+
+
 def _orjson_dumps(event_dict: MutableMapping[str, Any], **kwargs: Any) -> bytes:
     return orjson.dumps(event_dict, default=kwargs.get("default"))
 
@@ -232,7 +249,12 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
 
     # Libraries (and Flask's own error log) use the standard library: same format, same stream.
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared[:-1], structlog.stdlib.add_logger_name, redact_secrets],
+        foreign_pre_chain=[
+            *shared[:-1],
+            structlog.stdlib.add_logger_name,
+            redact_secrets,
+            truncate_long_fields,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *([_exception_dicts] if as_json else []),
