@@ -7,37 +7,32 @@
 #
 # BASE_IMAGE must provide `python3` with the venv module (the official image does; so does
 # localhost/pybase:bookworm from hack/podman-setup.sh). Every stage uses it, so the venv's
-# interpreter link resolves in the runtime stage.
+# interpreter link resolves in the runtime stage. Pin it by digest for a release build
+# (`--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...`, the digest from your registry).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# Stage 1, the dependency lists: pyproject.toml also carries the version, dev tools and linters'
-# settings, so only the lists taken from it decide whether stage 2 is rebuilt.
-FROM ${BASE_IMAGE} AS requirements
-WORKDIR /src
-COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
-open("/src/build-requirements.txt", "w").write("\n".join(p["build-system"]["requires"]) + "\n"); \
-open("/src/requirements.txt", "w").write("\n".join(p["project"]["dependencies"]) + "\n")'
-
-# Stage 2, the dependencies. Two venvs: /opt/pip holds the installer and the build backend and is
-# never shipped; /opt/venv holds only the libraries the service imports. This layer is rebuilt only
-# when the lists change, never on an edit of the service. The cache mount keeps downloads between
-# builds without storing them in a layer. The .pth file puts /opt/app (stage 3) on the import path.
+# Stage 1, the dependencies, only from the lock files (`make lock`): every file pinned and checked
+# against its hash, so a build resolves the same files anywhere. Two venvs: /opt/pip holds the
+# installer and the build backend and is never shipped; /opt/venv holds only the libraries the
+# service imports. This layer is rebuilt only when a lock changes, never on an edit of the service.
+# The cache mount keeps downloads between builds without storing them in a layer. The .pth file
+# puts /opt/app (stage 2) on the import path.
 FROM ${BASE_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \
     PYTHONDONTWRITEBYTECODE=1
-COPY --from=requirements /src/build-requirements.txt /src/requirements.txt /tmp/
+COPY requirements/build.txt requirements/runtime.txt /tmp/
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /opt/pip \
     && python3 -m venv --without-pip /opt/venv \
-    && /opt/pip/bin/pip install --requirement /tmp/build-requirements.txt \
-    && /opt/pip/bin/pip --python /opt/venv/bin/python3 install --requirement /tmp/requirements.txt \
+    && /opt/pip/bin/pip install --require-hashes --requirement /tmp/build.txt \
+    && /opt/pip/bin/pip --python /opt/venv/bin/python3 install --require-hashes \
+        --requirement /tmp/runtime.txt \
     && /opt/venv/bin/python3 -c 'import sysconfig; \
 open(sysconfig.get_path("purelib") + "/orders-service-app.pth", "w").write("/opt/app\n")'
 ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH
 
-# Stage 3, the service: a wheel built without the network, installed (without dependencies) into
+# Stage 2, the service: a wheel built without the network, installed (without dependencies) into
 # /opt/app, a small layer of its own in the runtime image. The entry point must at least start.
 FROM deps AS build
 WORKDIR /src

@@ -40,10 +40,12 @@ help: ## Show this help.
 .PHONY: install
 install: $(INSTALL_STAMP) ## Create the virtualenv and install the service with its dev tools.
 
-$(INSTALL_STAMP): pyproject.toml
+# Only locked, hash-checked files (requirements/, `make lock`), then the service itself without deps.
+$(INSTALL_STAMP): pyproject.toml requirements/build.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 .PHONY: db-up

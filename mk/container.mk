@@ -41,6 +41,7 @@ image: container-tools ## Build the image (IMAGE, default localhost/orders-servi
 	  --label org.opencontainers.image.version=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
 	  $(PODMAN_BUILD_FLAGS) -t $(IMAGE) .
 	$(PODMAN) image ls $(IMAGE)
+	PODMAN=$(PODMAN) TRIVY=$(abspath $(CONTAINER_TRIVY)) hack/sbom.sh $(IMAGE) $(SBOM)
 
 .PHONY: container-lint
 container-lint: $(CONTAINER_LINT_STAMP) ## hadolint and trivy config on the Dockerfile (exceptions carry their reasons).

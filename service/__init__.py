@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
     from service import auth, observability, services
-    from service.api import errors, health, openapi, orders
+    from service.api import errors, health, openapi, orders, ports
 
     settings = settings or config.load()
     app = Flask(__name__)
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     observability.init_app(app, settings, breakers=built.breakers)
+    ports.init_app(app, settings.admin_port)  # after the request hooks: a 404 is still logged
     auth.init_app(app, built.verifier)
     return app
 

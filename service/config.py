@@ -7,15 +7,42 @@ invalid value is refused with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 
 class SettingsError(ValueError):
     """A variable holds a value the service cannot run with; the message names the variable."""
+
+
+# Names whose values are secrets wherever they appear: URL query keys, log keys, variables
+# (``*_PASSWORD``). Matched as substrings of the lower-cased name, so ``ssl_keyfile_password``,
+# ``client_secret`` and ``ORDERS_REDIS_PASSWORD`` are all caught.
+_SECRET_NAME_PARTS = ("password", "passwd", "pwd", "secret", "token", "credential")
+_SECRET_NAMES = frozenset(("pass", "key", "auth", "authorization", "api_key", "apikey"))
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key, query parameter or variable named ``name`` holds a secret."""
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_NAME_PARTS) or lowered in _SECRET_NAMES
+
+
+def _redacted_query(query: str) -> str:
+    """The query string with the value of every secret-looking key replaced by ``***``."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode(
+        [(key, "***" if is_secret_name(key) and value else value) for key, value in pairs],
+        safe="*/",
+    )
+
+
+def _query_secrets(query: str) -> list[str]:
+    return [value for key, value in parse_qsl(query) if is_secret_name(key) and value]
 
 
 @dataclass(frozen=True)
@@ -27,13 +54,22 @@ class DatabaseURL:
     user: str
     password: str
     database: str
+    # PyMySQL's ``ssl`` argument (ca, cert, key, check_hostname) from ``?ssl_ca=...``; None: plain.
+    ssl: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"DatabaseURL({self.redacted()})"
 
     def redacted(self) -> str:
         auth = f"{quote(self.user)}:***" if self.password else quote(self.user)
-        return f"mysql://{auth}@{self.host}:{self.port}/{self.database}"
+        url = f"mysql://{auth}@{self.host}:{self.port}/{self.database}"
+        if self.ssl:
+            query = {
+                f"ssl_{name}": value for name, value in self.ssl.items() if name != "check_hostname"
+            }
+            query["ssl_verify_identity"] = str(self.ssl["check_hostname"]).lower()
+            url += "?" + urlencode(query, safe="/")
+        return url
 
 
 @dataclass(frozen=True)
@@ -47,12 +83,21 @@ class RedisURL:
         return f"RedisURL({self.redacted()})"
 
     def redacted(self) -> str:
+        """The URL without its password: userinfo and secret-looking query values (``?password=``
+        is read by redis-py's ``from_url`` too) become ``***``."""
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         if parts.password or self.password:
             netloc = f"{parts.username or ''}:***@{netloc}"
-        return parts._replace(netloc=netloc).geturl()
+        elif parts.username:
+            netloc = f"{parts.username}@{netloc}"
+        return parts._replace(netloc=netloc, query=_redacted_query(parts.query)).geturl()
+
+    def secrets(self) -> list[str]:
+        """Every password this URL carries (userinfo, query, the override), for log scrubbing."""
+        found = [self.password] if self.password else []
+        return found + _query_secrets(urlsplit(self.url).query)
 
 
 def _positive_int(raw: str) -> int:
@@ -109,6 +154,40 @@ def _prefix(raw: str) -> str:
     return value
 
 
+_DATABASE_TLS_FILES = ("ssl_ca", "ssl_cert", "ssl_key")
+DATABASE_QUERY_KEYS = (*_DATABASE_TLS_FILES, "ssl_verify_identity")
+
+
+def _database_tls(query: str) -> dict[str, Any] | None:
+    """PyMySQL's ``ssl`` argument from the URL's query. Unknown keys are refused rather than
+    dropped: a dropped ``ssl_ca`` would mean plain text where TLS was asked for."""
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        if key not in DATABASE_QUERY_KEYS:
+            shown = "***" if is_secret_name(key) else key
+            raise ValueError(
+                f"unknown query parameter {shown!r} (known: {', '.join(DATABASE_QUERY_KEYS)})"
+            )
+        if key in options:
+            raise ValueError(f"query parameter {key!r} is given twice")
+        options[key] = value
+    if not options:
+        return None
+    if "ssl_ca" not in options:
+        raise ValueError("TLS options need ssl_ca=<path of the CA certificate>")
+    if ("ssl_cert" in options) != ("ssl_key" in options):
+        raise ValueError("ssl_cert and ssl_key go together (a client certificate and its key)")
+    for key in _DATABASE_TLS_FILES:
+        if key in options and not os.path.isfile(options[key]):
+            raise ValueError(f"{key}={options[key]} is not a readable file")
+    verify = _bool(options.get("ssl_verify_identity", "true"))
+    ssl: dict[str, Any] = {
+        key.removeprefix("ssl_"): options[key] for key in _DATABASE_TLS_FILES if key in options
+    }
+    ssl["check_hostname"] = verify
+    return ssl
+
+
 def _database_url(raw: str) -> DatabaseURL:
     parts = urlsplit(raw)
     if parts.scheme not in {"mysql", "mysql+pymysql", "mariadb"}:
@@ -122,6 +201,7 @@ def _database_url(raw: str) -> DatabaseURL:
         user=unquote(parts.username or "root"),
         password=unquote(parts.password or ""),
         database=database,
+        ssl=_database_tls(parts.query),
     )
 
 
@@ -132,6 +212,25 @@ def _redis_url(raw: str) -> RedisURL:
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("must name a host: redis://host:6379/0")
     return RedisURL(url=raw, password=unquote(parts.password or ""))
+
+
+def _optional_port(raw: str) -> int:
+    """A port, or empty for "not used" (0)."""
+    return _port(raw) if raw.strip() else 0
+
+
+def _proxy_addresses(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (CIDR), or ``*``; empty trusts no proxy."""
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for value in values:
+        if value != "*":
+            try:
+                ipaddress.ip_network(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address or network (e.g. 10.0.0.0/8), or *"
+                ) from None
+    return values
 
 
 def _default_workers() -> int:
@@ -413,6 +512,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Port of the invalidator's own /metrics (and /healthz) endpoint.",
     ),
     Setting(
+        "admin_port",
+        "",
+        _optional_port,
+        "Port for /metrics, /healthz and /readyz only (they then answer 404 on ORDERS_PORT, and "
+        "/orders/* answers 404 here); empty: everything on ORDERS_PORT.",
+    ),
+    Setting(
+        "forwarded_allow_ips",
+        "",
+        _proxy_addresses,
+        "Proxies (IPs or CIDRs, comma-separated, or *) trusted to set X-Forwarded-Proto and "
+        "friends; empty: none, not even 127.0.0.1.",
+    ),
+    Setting(
+        "client_timeout",
+        "10",
+        _positive_float,
+        "Seconds a client has to send a whole request (headers and body) and to take the "
+        "response; slower clients are disconnected, so they cannot hold worker threads.",
+    ),
+    Setting(
         "invalidator_server_id",
         "4242",
         _positive_int,
@@ -465,6 +585,9 @@ class Settings:
     log_format: str
     metrics_dir: str
     invalidator_metrics_port: int
+    admin_port: int
+    forwarded_allow_ips: tuple[str, ...]
+    client_timeout: float
     invalidator_server_id: int
 
     def __post_init__(self) -> None:
@@ -500,22 +623,23 @@ class Settings:
                 raise SettingsError(f"{setting.env}={shown} is invalid: {exc}") from None
         if overrides:
             raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        if values["admin_port"] and values["admin_port"] == values["port"]:
+            raise SettingsError("ORDERS_ADMIN_PORT must differ from ORDERS_PORT (or be empty)")
         return cls(**values)._with_passwords()
 
     def _with_passwords(self) -> Settings:
         """Fold the separate password variables into the URLs they override."""
         database_url, redis_url = self.database_url, self.redis_url
         if self.database_password:
-            database_url = DatabaseURL(
-                database_url.host,
-                database_url.port,
-                database_url.user,
-                self.database_password,
-                database_url.database,
-            )
+            database_url = replace(database_url, password=self.database_password)
         if self.redis_password:
             redis_url = RedisURL(redis_url.url, self.redis_password)
         return replace(self, database_url=database_url, redis_url=redis_url)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every password the settings hold, so logging can scrub them from any line."""
+        found = [self.database_url.password, *self.redis_url.secrets()]
+        return tuple(sorted({value for value in found if value}, key=len, reverse=True))
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a log-safe dict: URLs without passwords, passwords as ``***``."""
@@ -524,7 +648,7 @@ class Settings:
             value = getattr(self, setting.field)
             if isinstance(value, DatabaseURL | RedisURL):
                 shown[setting.env] = value.redacted()
-            elif setting.secret:
+            elif setting.secret or is_secret_name(setting.env):
                 shown[setting.env] = "***" if value else ""
             else:
                 shown[setting.env] = value

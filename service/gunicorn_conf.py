@@ -16,10 +16,13 @@ from service.observability import logging as service_logging
 
 _settings = _load_settings()
 
-bind = f"{_settings.host}:{_settings.port}"
+bind = [f"{_settings.host}:{_settings.port}"]
+if _settings.admin_port:  # /metrics and the probes answer only there (service/api/ports.py)
+    bind.append(f"{_settings.host}:{_settings.admin_port}")
 workers = _settings.workers
 threads = _settings.threads
-worker_class = "gthread"
+# gthread with a per-request deadline for reading the request and sending the response.
+worker_class = "service.gunicorn_worker.DeadlineThreadWorker"
 graceful_timeout = _settings.graceful_timeout
 timeout = 30
 keepalive = 5
@@ -31,7 +34,14 @@ logger_class = "service.observability.gunicorn_logging.GunicornLogger"  # one lo
 loglevel = _settings.log_level
 proc_name = "orders-service"
 preload_app = False  # each worker builds its own pools and threads after fork
-forwarded_allow_ips = "*"
+# Only the proxies named in ORDERS_FORWARDED_ALLOW_IPS may set X-Forwarded-Proto and friends (none
+# by default: gunicorn's own default trusts 127.0.0.1, which is any sidecar in the pod).
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips)
+# No header may set the WSGI environment (SCRIPT_NAME, PATH_INFO, REMOTE_USER), not even from a
+# trusted proxy: the service is mounted at /, and a client-chosen SCRIPT_NAME re-routed requests
+# (GET /orders/metrics served /metrics) or crashed them (a 500 for a prefix that did not match).
+forwarder_headers = ""
+header_map = "drop"  # headers that would map ambiguously into the environment are dropped
 control_socket_disable = True  # gunicorn 25+: no control socket in a read-only container
 
 
@@ -40,6 +50,7 @@ def on_starting(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    worker.client_timeout = _settings.client_timeout
     observability.gunicorn_post_fork(_settings, worker)
     # Request lines are written in batches: a write and flush per line cost more than the rest
     # of the log call under threads (see LineBuffer).

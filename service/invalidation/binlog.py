@@ -216,8 +216,16 @@ class ServerInfo:
     settings: dict[str, str]
 
 
+def _tls(source: SourceAddress) -> dict[str, Any]:
+    """PyMySQL's ``ssl`` argument when the source asks for TLS (``DatabaseURL.ssl``), the same
+    for the control, position and stream connections as for the API's."""
+    ssl = getattr(source, "ssl", None)
+    return {"ssl": ssl} if ssl else {}
+
+
 def _connect(source: SourceAddress, timeout: float) -> pymysql.connections.Connection[Any]:
     return pymysql.connect(
+        **_tls(source),
         host=source.host,
         port=source.port,
         user=source.user,
@@ -586,7 +594,7 @@ class BinlogFollower:
             settings["password"] = settings.pop("passwd")
         if settings.get("database") != "information_schema":  # the stream, not the ctl link
             self._stream_connections += 1
-        return pymysql.connect(**settings)
+        return pymysql.connect(**settings, **_tls(self._source))
 
     @property
     def reconnects(self) -> int:

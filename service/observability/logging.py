@@ -4,7 +4,10 @@
 contextvars per request, so every line a view logs carries the request id. Loggers are cached on
 first use and filtered by level before any processing (structlog's performance advice); JSON goes
 through orjson straight to the stdout buffer. Secrets cannot slip through: URL settings are
-rendered with ``.redacted()`` and keys that name a secret are masked.
+rendered with ``.redacted()``, keys that name a secret are masked, tracebacks carry no frame locals
+(structlog's ``dict_tracebacks`` and rich's console tracebacks both include them by default, and a
+driver's ``connect(password=...)`` frame is one of them), and the passwords the settings hold are
+scrubbed from every rendered line as a last net.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import threading
 from collections import deque
 from collections.abc import MutableMapping
 from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 import orjson
 import structlog
 from structlog._config import BoundLoggerLazyProxy
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from service.config import DatabaseURL, RedisURL
+from service.config import DatabaseURL, RedisURL, is_secret_name
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -30,17 +35,9 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-_SECRET_KEYS = frozenset(
-    (
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "authorization",
-        "api_key",
-        "database_password",
-        "redis_password",
-    )
+# Exceptions as dicts, without the frames' local variables (which hold connect() arguments).
+_exception_dicts = structlog.processors.ExceptionRenderer(
+    ExceptionDictTransformer(show_locals=False)
 )
 
 
@@ -54,13 +51,60 @@ class LogSettings(Protocol):
     def log_format(self) -> str: ...
 
 
+class SecretScrubber:
+    """Replaces known secret values in a rendered line (raw, JSON-escaped and URL-quoted forms).
+
+    The last net under the key and URL redaction: whatever path a password takes into a line (an
+    exception message, a library's own log), it leaves as ``***``. Costs one substring search per
+    form and secret on each line; lines without a secret are returned as they came.
+    """
+
+    def __init__(self, secrets: Any = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if not secret:
+                continue
+            forms.update((secret, orjson.dumps(secret).decode()[1:-1], quote(secret, safe="")))
+        ordered = sorted(forms, key=len, reverse=True)
+        self._text = tuple(ordered)
+        self._bytes = tuple(form.encode() for form in ordered)
+
+    def __call__(self, _logger: WrappedLogger, _name: str, rendered: Any) -> Any:
+        if isinstance(rendered, bytes):
+            for raw in self._bytes:
+                if raw in rendered:
+                    rendered = rendered.replace(raw, b"***")
+        elif isinstance(rendered, str):
+            for text in self._text:
+                if text in rendered:
+                    rendered = rendered.replace(text, "***")
+        return rendered
+
+
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """Render URL settings without passwords and mask values under secret-looking keys."""
     for key, value in event_dict.items():
         if isinstance(value, DatabaseURL | RedisURL):
             event_dict[key] = value.redacted()
-        elif key in _SECRET_KEYS and value:
+        elif value and is_secret_name(key):
             event_dict[key] = "***"
+    return event_dict
+
+
+MAX_FOREIGN_FIELD = 2048
+
+
+def truncate_long_fields(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Cut string fields of library records (gunicorn logs a client's request path at debug) to
+    ``MAX_FOREIGN_FIELD`` characters and name the cut fields, so no line grows with a request.
+    The service's own lines are bounded where they are made (the request line cuts the path)."""
+    cut = []
+    for key, value in event_dict.items():
+        if isinstance(value, str) and len(value) > MAX_FOREIGN_FIELD:
+            event_dict[key] = value[:MAX_FOREIGN_FIELD]
+            cut.append(f"{key}:{len(value)}")
+    if cut:
+        event_dict["truncated"] = cut
     return event_dict
 
 
@@ -165,6 +209,8 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
     ``buffered``: JSON lines are written in batches by a flusher thread (gunicorn workers)."""
     level = _LEVELS.get(settings.log_level, logging.INFO)
     as_json = use_json(settings.log_format)
+    secret_values = getattr(settings, "secret_values", None)
+    scrub = SecretScrubber(secret_values() if callable(secret_values) else ())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -175,8 +221,9 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
     if as_json:
         processors: list[Processor] = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            _exception_dicts,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+            scrub,
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
         if buffered:
@@ -187,8 +234,10 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
 
         renderer = structlog.processors.JSONRenderer(serializer=_json_line_for_stdlib)
     else:
-        console = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
-        processors = [*shared, console]
+        console = structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+        processors = [*shared, console, scrub]
         factory = structlog.PrintLoggerFactory(sys.stdout)  # a person is reading: no delay
         renderer = console
     structlog.configure(
@@ -200,11 +249,17 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
 
     # Libraries (and Flask's own error log) use the standard library: same format, same stream.
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared[:-1], structlog.stdlib.add_logger_name, redact_secrets],
+        foreign_pre_chain=[
+            *shared[:-1],
+            structlog.stdlib.add_logger_name,
+            redact_secrets,
+            truncate_long_fields,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.dict_tracebacks] if as_json else []),
+            *([_exception_dicts] if as_json else []),
             renderer,
+            scrub,
         ],
     )
     handler = logging.StreamHandler(sys.stdout)

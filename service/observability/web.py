@@ -27,6 +27,9 @@ UNMATCHED = "unmatched"
 # Routes whose canonical line is logged at debug level: probes and scrapes would drown the rest.
 QUIET_ROUTES = frozenset(("/healthz", "/readyz", "/metrics"))
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# A client chooses the path (up to gunicorn's 4094-byte request line): the log line keeps the start
+# and says it was cut, so one request cannot write kilobytes of log.
+MAX_LOGGED_PATH = 256
 
 _http_children: dict[tuple[str, str, int], Histogram] = {}
 _cache_children: dict[tuple[str, str], Counter] = {}
@@ -101,14 +104,17 @@ def _after_request(response: Response) -> Response:
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
 
+    path = req.path
     fields = {
         "method": method,
         "route": route,
-        "path": req.path,
+        "path": path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
         "status": status,
         "duration_ms": round(duration * 1000.0, 3),
         "cache": outcome,
     }
+    if len(path) > MAX_LOGGED_PATH:
+        fields["path_truncated_from"] = len(path)
     if tracing.active():
         span = trace.get_current_span()
         context = span.get_span_context()

@@ -184,3 +184,59 @@ def test_gunicorn_log_lines_share_the_service_format(
     (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "Booting" in x]
     assert line["event"] == "Booting worker with pid: 4242"
     assert line["logger"] == "gunicorn.error"
+
+
+def _fail_with_a_password_in_a_frame(password: str) -> None:
+    connect_arguments = {"user": "orders", "password": password}
+    raise struct_error(f"unpack requires a buffer of 4 bytes ({len(connect_arguments)} args)")
+
+
+struct_error = __import__("struct").error
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_tracebacks_carry_no_frame_locals(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    """A driver's connect() frame holds the password: logged tracebacks show code, not values.
+    (No secret is registered for scrubbing here: the traceback itself must be clean.)"""
+    obs_logging.configure(LogSettings(log_format=log_format))
+    try:
+        _fail_with_a_password_in_a_frame("s3cret-" + "in-a-frame")  # source lines are shown
+    except struct_error:
+        obs_logging.get_logger("test").exception("structlog path")
+        logging.getLogger("flask.app").exception("stdlib path")
+    out = capsys.readouterr().out
+    assert "_fail_with_a_password_in_a_frame" in out
+    assert "structlog path" in out
+    assert "stdlib path" in out
+    assert "s3cret-in-a-frame" not in out
+
+
+@dataclass(frozen=True)
+class SecretLogSettings(LogSettings):
+    def secret_values(self) -> tuple[str, ...]:
+        return ('pa"ss/word',)
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_known_passwords_are_scrubbed_from_every_line(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    obs_logging.configure(SecretLogSettings(log_format=log_format))
+    obs_logging.get_logger("test").info('driver said pa"ss/word', detail="x pa%22ss%2Fword")
+    logging.getLogger("library").warning("library said %s", 'pa"ss/word')
+    out = capsys.readouterr().out
+    assert "driver said ***" in out
+    assert "library said ***" in out
+    assert "ss/word" not in out
+    assert "ss%2Fword" not in out
+
+
+@pytest.mark.parametrize("key", ["password", "redis_password", "client_secret", "api_token"])
+def test_secret_looking_keys_are_masked(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    obs_logging.configure(LogSettings())
+    obs_logging.get_logger("test").info("connecting", **{key: "visible-value"})
+    assert "visible-value" not in capsys.readouterr().out

@@ -78,3 +78,72 @@ def test_every_setting_has_help_and_a_field() -> None:
     names = {setting.field for setting in SETTINGS}
     assert names == set(Settings.__dataclass_fields__)
     assert all(setting.help.endswith(".") for setting in SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache:6379/0?password=hunter2",
+        "redis://cache:6379/0?db=1&password=hunter2&socket_timeout=1",
+        "rediss://user:hunter2@cache:6380/0?ssl_ca_certs=/etc/ca.pem",
+        "redis://cache:6379/0?ssl_password=hunter2",
+    ],
+)
+def test_redis_passwords_in_the_query_are_redacted(url: str) -> None:
+    settings = Settings.from_env({"ORDERS_REDIS_URL": url})
+    shown = repr(settings) + str(settings.redacted())
+    assert "hunter2" not in shown
+    assert "***" in shown
+    assert "hunter2" in settings.secret_values()
+
+
+def test_the_database_url_takes_tls_options() -> None:
+    url = Settings.from_env(
+        {"ORDERS_DATABASE_URL": f"mysql://app@db:3306/shop?ssl_ca={__file__}"}
+    ).database_url
+    assert url.ssl == {"ca": __file__, "check_hostname": True}
+    relaxed = Settings.from_env(
+        {
+            "ORDERS_DATABASE_URL": f"mysql://app@db/shop?ssl_ca={__file__}"
+            f"&ssl_cert={__file__}&ssl_key={__file__}&ssl_verify_identity=false"
+        }
+    ).database_url
+    assert relaxed.ssl == {
+        "ca": __file__,
+        "cert": __file__,
+        "key": __file__,
+        "check_hostname": False,
+    }
+    assert "ssl_verify_identity=false" in relaxed.redacted()
+    assert (
+        Settings.from_env({"ORDERS_DATABASE_URL": "mysql://app@db/shop"}).database_url.ssl is None
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ssl-ca=/etc/ca.pem",
+        "sslmode=require",
+        "charset=latin1",
+        "ssl_verify_identity=true",
+        "ssl_ca=/nonexistent/ca.pem",
+        "ssl_ca=SELF&ssl_cert=SELF",
+        "ssl_ca=SELF&ssl_verify_identity=maybe",
+        "password=topsecret",
+    ],
+)
+def test_unknown_or_incomplete_database_options_are_refused(query: str) -> None:
+    """A dropped ``ssl_ca`` would mean plain text where TLS was asked for: refuse, naming it."""
+    url = f"mysql://app@db/shop?{query.replace('SELF', __file__)}"
+    with pytest.raises(SettingsError, match="ORDERS_DATABASE_URL") as refused:
+        Settings.from_env({"ORDERS_DATABASE_URL": url})
+    assert "topsecret" not in str(refused.value)
+
+
+def test_password_variables_are_masked_by_name() -> None:
+    settings = Settings.from_env(
+        {"ORDERS_DATABASE_PASSWORD": "pw1", "ORDERS_REDIS_PASSWORD": "pw2"}
+    )
+    shown = settings.redacted()
+    assert shown["ORDERS_DATABASE_PASSWORD"] == shown["ORDERS_REDIS_PASSWORD"] == "***"

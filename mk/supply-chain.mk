@@ -1,0 +1,31 @@
+# Supply chain. Lock files: every runtime, dev and build dependency pinned with its hashes (pip-tools), so an install
+# resolves the same files on every machine and a tampered download is refused. `make install`, CI
+# (through `make test`) and the Dockerfile install only from them (pip --require-hashes).
+
+LOCK_TOOLS_DIR ?= .tools/lock
+PIP_TOOLS_VERSION ?= 7.6.2
+LOCK_VENV := $(LOCK_TOOLS_DIR)/venv-$(PIP_TOOLS_VERSION)
+PIP_COMPILE := $(LOCK_VENV)/bin/pip-compile
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+  --no-emit-find-links --resolver=backtracking
+## Extra pip-compile flags for `make lock`, e.g. LOCK_UPGRADE=--upgrade or "--upgrade-package redis".
+LOCK_UPGRADE ?=
+
+##@ Dependencies
+
+$(PIP_COMPILE):
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)
+
+.PHONY: lock
+lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade to move pins).
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/build.txt requirements/build.in
+
+## Where `make image` writes the image's SBOM (CycloneDX JSON, made offline by trivy).
+SBOM ?= build/sbom.cdx.json
+
+.PHONY: sbom
+sbom: container-tools ## Write the SBOM of IMAGE to SBOM (build/sbom.cdx.json); `make image` runs it.
+	PODMAN=$(PODMAN) TRIVY=$(abspath $(CONTAINER_TRIVY)) hack/sbom.sh $(IMAGE) $(SBOM)
