@@ -105,8 +105,8 @@ def test_a_grace_period_too_short_for_the_drain_is_refused(helm: str) -> None:
 def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
     docs = render()
     configmap = one(docs, "ConfigMap", "orders")["data"]
-    assert configmap["ORDERS_DATABASE_URL"] == "mysql://orders@orders-mysql:3306/orders"
-    assert configmap["ORDERS_REDIS_URL"] == "redis://orders-redis:6379/0"
+    assert configmap["ORDERS_DATABASE_URL"] == "mysql://orders@orders-mysql-primary:3306/orders"
+    assert configmap["ORDERS_REDIS_URL"] == "redis://orders-redis-primary:6379/0"
     assert not any("PASSWORD" in key for key in configmap)
     secret = one(docs, "Secret", "orders")
     assert set(secret["data"]) == {"mysql-password", "mysql-root-password", "redis-password"}
@@ -280,9 +280,12 @@ def test_network_policies_admit_only_the_api_invalidator_and_job() -> None:
 def test_image_tag_defaults_to_the_app_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     api = one(render(), "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
-    assert api["image"] == f"orders-service:{chart['appVersion']}"
+    assert api["image"] == f"ghcr.io/orders-service/orders-service:{chart['appVersion']}"
     tagged = one(render(("--set", "image.tag=abc")), "Deployment", "orders")
-    assert tagged["spec"]["template"]["spec"]["containers"][0]["image"] == "orders-service:abc"
+    assert (
+        tagged["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "ghcr.io/orders-service/orders-service:abc"
+    )
 
 
 def test_every_resource_carries_the_recommended_labels() -> None:

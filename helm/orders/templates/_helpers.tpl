@@ -50,9 +50,43 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+An image reference from registry, repository, tag and digest: a digest wins over the tag (the tag is
+then only a reminder for humans), an empty registry leaves the repository as given. Call with
+(dict "image" .Values.mysql.image "defaultTag" "8.4").
+*/}}
+{{- define "orders.imageRef" -}}
+{{- $repository := .image.repository }}
+{{- with .image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .defaultTag | toString) }}
+{{- end }}
+{{- end }}
+
 {{/* The orders-service image; the tag defaults to the chart's appVersion. */}}
 {{- define "orders.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- include "orders.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Labels of the MySQL and Redis pod templates: only what stays the same across app-only upgrades
+(selector labels, part-of, managed-by) plus the version of their own image. helm.sh/chart and the
+chart's appVersion are left out on purpose: a pod template that carries them changes on every chart
+bump, and the StatefulSet then restarts the database for nothing. Call with
+(dict "ctx" $ "component" "mysql" "image" .Values.mysql.image).
+*/}}
+{{- define "orders.stableLabels" -}}
+{{ include "orders.selectorLabels" . }}
+app.kubernetes.io/version: {{ .image.tag | toString | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: orders
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "orders.serviceAccountName" -}}
@@ -71,10 +105,23 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- printf "%s-redis" (include "orders.fullname" .) }}
 {{- end }}
 
+{{/*
+The ClusterIP Services the apps connect to. The headless Services (named like the StatefulSets, whose
+serviceName is immutable) publish DNS only once the pod is Ready, so a client that starts early gets
+"unknown host" (MySQL client error 2005) instead of a connection it can retry; a ClusterIP Service
+has a DNS record from the moment it exists.
+*/}}
+{{- define "orders.mysql.host" -}}
+{{- printf "%s-primary" (include "orders.mysql.fullname" .) }}
+{{- end }}
+{{- define "orders.redis.host" -}}
+{{- printf "%s-primary" (include "orders.redis.fullname" .) }}
+{{- end }}
+
 {{/* Where MySQL is: the in-release StatefulSet or externalDatabase. */}}
 {{- define "orders.database.host" -}}
 {{- if .Values.mysql.enabled }}
-{{- include "orders.mysql.fullname" . }}
+{{- include "orders.mysql.host" . }}
 {{- else }}
 {{- required "externalDatabase.host is required when mysql.enabled=false" .Values.externalDatabase.host }}
 {{- end }}
@@ -99,7 +146,7 @@ ORDERS_DATABASE_PASSWORD from a Secret.
 
 {{- define "orders.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s:6379/0" (include "orders.redis.fullname" .) }}
+{{- printf "redis://%s:6379/0" (include "orders.redis.host" .) }}
 {{- else }}
 {{- $host := required "externalRedis.host is required when redis.enabled=false" .Values.externalRedis.host }}
 {{- printf "%s://%s:%v/%v" (ternary "rediss" "redis" .Values.externalRedis.tls) $host .Values.externalRedis.port .Values.externalRedis.database }}
