@@ -183,6 +183,13 @@ SETTINGS: tuple[Setting, ...] = (
         "MySQL queries one worker process runs at once; more wait, then get 503.",
     ),
     Setting(
+        "database_wait_timeout",
+        "300",
+        _positive_float,
+        "Seconds `orders-service migrate` (and other start-up steps) retry, with backoff, a "
+        "MySQL that is not up yet before giving up.",
+    ),
+    Setting(
         "redis_url",
         "redis://127.0.0.1:6379/0",
         _redis_url,
@@ -318,6 +325,7 @@ class Settings:
     database_password: str = field(repr=False)
     database_timeout: float
     database_max_concurrency: int
+    database_wait_timeout: float
     redis_url: RedisURL
     redis_password: str = field(repr=False)
     cache_ttl: int

@@ -77,7 +77,7 @@ def test_dev_values_render_valid_manifests(
     check = run([tool("kubernetes-validate"), "-k", kube_version, "--strict", "--quiet", str(path)])
     assert check.returncode == 0, check.stdout + check.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    seed = one(docs, "Job", "orders-migrate")["spec"]["template"]["spec"]["containers"][0]["args"]
+    seed = one(docs, "Job", "orders-seed")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert int(seed[seed.index("--orders") + 1]) >= 990  # page 99 exists
     assert bool(find(docs, "ServiceMonitor")) == monitoring
 
