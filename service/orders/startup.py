@@ -5,7 +5,8 @@ Why a module of its own: in Kubernetes nothing orders start-up. The migrate init
 API and invalidator pods, a seed Job or compose's services start beside a MySQL that may still be
 initialising its data directory (minutes on a first MySQL 8.4 start), whose Service may have no
 DNS record yet, or whose users the entrypoint has not created yet. mysqladmin's own ``--wait``
-retries only "can't connect" (2002/2003) and gives up at once on an unknown host (2005); this loop
+retries only "can't connect" (2002/2003) and gives up at once on an unknown host (2005; PyMySQL
+reports that as 2003 with the resolver's error); this loop
 retries every answer that says "not yet" and stops at once on one that says "never" (a bad
 database URL, a client error). Each attempt is logged with the URL redacted: never a password.
 """
@@ -80,8 +81,7 @@ class Backoff:
 def _reason(exc: BaseException) -> tuple[int | None, str]:
     """Error number and message; never the exception's repr (a driver's args could hold secrets)."""
     if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int):
-        message = str(exc.args[-1]) if len(exc.args) > 1 else type(exc).__name__
-        return exc.args[0], message.split("(")[0].strip() or message
+        return exc.args[0], str(exc.args[-1]) if len(exc.args) > 1 else type(exc).__name__
     return None, type(exc).__name__
 
 

@@ -138,7 +138,10 @@ def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
             assert env["ORDERS_DATABASE_URL"] == (
                 f"mysql://orders_{db_role}@orders-mysql-primary:3306/orders"
             )
-            assert env["ORDERS_REDIS_URL"] == f"redis://orders_{cache_role}@orders-redis-primary:6379/0"
+            assert (
+                env["ORDERS_REDIS_URL"]
+                == f"redis://orders_{cache_role}@orders-redis-primary:6379/0"
+            )
             assert env["ORDERS_DATABASE_PASSWORD"] == {
                 "secretKeyRef": {"name": "orders", "key": f"mysql-{db_role}-password"}
             }

@@ -70,12 +70,13 @@ def test_a_malformed_digest_is_refused(helm: str) -> None:
 
 @pytest.mark.parametrize(("component", "port"), [("mysql", 3306), ("redis", 6379)])
 def test_apps_reach_the_databases_through_a_clusterip_service(component: str, port: int) -> None:
-    """Before: the apps used the headless Service, which has no DNS record until the pod is Ready."""
+    """Before: the apps used the headless Service: no DNS record until the pod is Ready."""
     docs = render()
     headless = one(docs, "Service", f"orders-{component}")
     assert headless["spec"]["clusterIP"] == "None"
-    assert one(docs, "StatefulSet", f"orders-{component}")["spec"]["serviceName"] == (
-        headless["metadata"]["name"]
+    assert (
+        one(docs, "StatefulSet", f"orders-{component}")["spec"]["serviceName"]
+        == (headless["metadata"]["name"])
     )
     primary = one(docs, "Service", f"orders-{component}-primary")
     assert primary["spec"].get("clusterIP") != "None"
@@ -86,7 +87,8 @@ def test_apps_reach_the_databases_through_a_clusterip_service(component: str, po
     everything = yaml.safe_dump_all(docs)
     url_host = f"orders-{component}-primary:{port}"
     assert url_host in everything
-    assert f"@orders-{component}:" not in everything and f"//orders-{component}:" not in everything
+    assert f"@orders-{component}:" not in everything
+    assert f"//orders-{component}:" not in everything
     assert f"orders-{component}:" not in "".join(str(v) for v in config.values())
 
 
