@@ -182,3 +182,43 @@ def test_no_statefulset_selector_changes_with_the_release_contents() -> None:
             "app.kubernetes.io/instance",
             "app.kubernetes.io/component",
         }
+
+
+# ---- passwords that stay put ----------------------------------------------------------------
+
+ALL_PASSWORDS = (
+    *(f"mysql.auth.{role}Password=pw-{role}" for role in ("root", "api", "invalidator", "migrate")),
+    *(f"redis.auth.{key}=pw-redis-{key}" for key in ("password", "apiPassword", "invalidatorPassword")),
+)
+
+
+def template(*args: str) -> Any:
+    return run([tool("helm"), "template", "orders", str(CHART), "--namespace", "orders", *args])
+
+
+def test_an_upgrade_that_cannot_read_the_passwords_back_fails_and_says_what_to_set() -> None:
+    """Before: lookup found nothing (helm template, Argo CD, --dry-run=client) and the chart
+    generated new random passwords on every render, so an upgrade locked the apps out."""
+    result = template("--is-upgrade")
+    assert result.returncode != 0
+    assert "PASSWORDS ERROR" in result.stderr
+    assert "mysql.auth.rootPassword" in result.stderr
+    assert "mysql.auth.existingSecret" in result.stderr
+
+
+def test_an_upgrade_with_the_passwords_given_or_an_existing_secret_renders() -> None:
+    sets = [arg for value in ALL_PASSWORDS for arg in ("--set-string", value)]
+    assert template("--is-upgrade", *sets).returncode == 0
+    existing = template(
+        "--is-upgrade",
+        "--set",
+        "mysql.auth.existingSecret=orders-db",
+        "--set",
+        "redis.auth.existingSecret=orders-cache",
+    )
+    assert existing.returncode == 0, existing.stderr
+
+
+def test_a_first_install_still_generates_passwords() -> None:
+    result = template()
+    assert result.returncode == 0, result.stderr

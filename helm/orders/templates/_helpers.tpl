@@ -195,7 +195,7 @@ Returns base64.
 {{- if and $existing (hasKey ($existing.data | default dict) .key) }}
 {{- index $existing.data .key }}
 {{- else if .ctx.Release.IsUpgrade }}
-{{- fail (printf "\nPASSWORDS ERROR: upgrading release %q, but Secret %q has no key %q that lookup could read (helm template, --dry-run=client and Argo CD cannot read Secrets). A new random password would lock the apps out of data initialised with the old one. Set %s to the current password (kubectl get secret %s -o jsonpath='{.data.%s}' | base64 -d), or keep the passwords in your own Secret and set %s." .ctx.Release.Name (include "orders.fullname" .ctx) .key .key .param (include "orders.fullname" .ctx) .key .existingParam) }}
+{{- fail (printf "\nPASSWORDS ERROR: upgrading release %q, but Secret %q has no key %q that lookup could read (helm template, --dry-run=client and Argo CD cannot read Secrets). A new random password would lock the apps out of data initialised with the old one. Set %s to the current password (kubectl get secret %s -o jsonpath='{.data.%s}' | base64 -d), or keep the passwords in your own Secret and set %s." .ctx.Release.Name (include "orders.fullname" .ctx) .key .param (include "orders.fullname" .ctx) .key .existingParam) }}
 {{- else }}
 {{- randAlphaNum 32 | b64enc }}
 {{- end }}
