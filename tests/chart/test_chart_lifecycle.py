@@ -188,7 +188,7 @@ def test_no_statefulset_selector_changes_with_the_release_contents() -> None:
 
 ALL_PASSWORDS = (
     *(f"mysql.auth.{role}Password=pw-{role}" for role in ("root", "api", "invalidator", "migrate")),
-    *(f"redis.auth.{key}=pw-redis-{key}" for key in ("password", "apiPassword", "invalidatorPassword")),
+    *(f"redis.auth.{k}=pw-redis-{k}" for k in ("password", "apiPassword", "invalidatorPassword")),
 )
 
 

@@ -65,6 +65,7 @@ def peer_matches(
 def rule_allows(
     rule: dict[str, Any],
     side: str,
+    *,
     port: int,
     protocol: str,
     namespace: dict[str, str],
@@ -106,7 +107,9 @@ class Network:
         if not selected:
             return True
         return any(
-            rule_allows(rule, side, port, protocol, namespace, labels)
+            rule_allows(
+                rule, side, port=port, protocol=protocol, namespace=namespace, labels=labels
+            )
             for p in selected
             for rule in p.get(key, [])
         )
