@@ -344,7 +344,10 @@ def test_every_resource_carries_the_recommended_labels() -> None:
 def test_helm_test_pod_fetches_page_one_through_the_service() -> None:
     pod = one(render(), "Pod", "orders-test-page")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert pod["spec"]["containers"][0]["args"][-1] == "http://orders.orders.svc:5001/orders/1"
+    assert pod["spec"]["containers"][0]["args"][1:] == [
+        "http://orders.orders.svc:5001/orders/1",
+        "false",
+    ]
 
 
 @pytest.mark.parametrize(

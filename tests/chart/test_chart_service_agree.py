@@ -192,6 +192,19 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
         assert page.json()
         assert requests.get(base + "/metrics", timeout=5).status_code == 200
 
+        # The `helm test` pod's own script, pointed at this server instead of the Service.
+        test_pod = one(rendered, "Pod", "orders-test-page")["spec"]["containers"][0]
+        script, _url, seeded = test_pod["args"]
+        assert seeded == "true"
+        check = subprocess.run(
+            [sys.executable, "-c", script, base + "/orders/1", seeded],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+
         # SIGTERM arrives after the preStop sleep; the rest of the grace period must suffice.
         pre_stop = pod["containers"][0]["lifecycle"]["preStop"]
         slept = pre_stop["sleep"]["seconds"] if "sleep" in pre_stop else 0
