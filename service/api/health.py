@@ -1,8 +1,12 @@
-"""Probes: ``/healthz`` says the process is alive; ``/readyz`` says it can serve pages.
+"""Probes: ``/healthz`` says the process is alive; ``/readyz`` says the pod can answer requests.
 
-Readiness needs MySQL only: the cache is optional, so a Redis outage reports ``degraded`` with
-200. After SIGTERM readiness turns 503 for ``ORDERS_SHUTDOWN_DELAY`` seconds so that load balancers
-stop sending traffic before the server stops accepting it.
+Readiness follows what the pod can still serve, not MySQL alone: the cache exists to serve stale
+pages through a MySQL outage, and a readiness that failed with MySQL would empty the Service's
+endpoints at exactly that moment and turn every cached page into a connection refused. So the pod
+is ready when Redis answers (cached pages, STALE ones included, plus fast 503s for the rest) or
+when MySQL answers with its schema in place (every page, uncached). It is unready only when neither
+holds, or while draining after SIGTERM (``ORDERS_SHUTDOWN_DELAY`` seconds, so load balancers stop
+sending traffic before the listener closes). The body always says what is degraded and why.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import orjson
 from flask import Blueprint, Response
 
 from service import lifecycle
-from service.cache.store import CacheUnavailable
+from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import repository
-from service.orders.database import DatabaseUnavailable
+from service.orders.database import Database, DatabaseUnavailable
 from service.services import services
 
 bp = Blueprint("health", __name__)
@@ -28,24 +32,45 @@ def healthz() -> Response:
     return _json({"status": "ok"})
 
 
+def _mysql_check(database: Database) -> str:
+    """``ok``, ``unavailable: ...`` or ``schema missing: ...``; never raises (a probe that 500s
+    tells the kubelet nothing)."""
+    try:
+        missing = database.run("ping", repository.missing_tables)
+    except DatabaseUnavailable as exc:
+        return f"unavailable: {exc.reason}"
+    except Exception as exc:  # noqa: BLE001 - any driver failure is "cannot answer", never a 500
+        return f"unavailable: {type(exc).__name__}"
+    if missing:
+        return f"schema missing: no table {', '.join(missing)}; run `orders-service migrate`"
+    return "ok"
+
+
+def _redis_check(redis_cache: RedisCache) -> str:
+    try:
+        redis_cache.ping()
+    except CacheUnavailable as exc:
+        return f"unavailable: {exc}"
+    except Exception as exc:  # noqa: BLE001 - same rule as MySQL
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
     if lifecycle.draining.is_set():
         return _json({"status": "draining"}, 503)
     found = services()
-    database, redis_cache = found.database, found.redis
-    checks: dict[str, object] = {}
-    try:
-        database.run("ping", repository.ping)
-        checks["mysql"] = "ok"
-    except DatabaseUnavailable as exc:
-        checks["mysql"] = f"unavailable: {exc.reason}"
-    try:
-        redis_cache.ping()
-        checks["redis"] = "ok"
-    except CacheUnavailable as exc:
-        checks["redis"] = f"unavailable: {exc}"
-    if checks["mysql"] != "ok":
-        return _json({"status": "unavailable", "checks": checks}, 503)
-    status = "ok" if checks["redis"] == "ok" else "degraded"
-    return _json({"status": status, "checks": checks})
+    checks = {"mysql": _mysql_check(found.database), "redis": _redis_check(found.redis)}
+    degraded: list[str] = []
+    if checks["mysql"].startswith("schema missing"):
+        degraded.append("mysql schema missing: pages not in the cache answer 503")
+    elif checks["mysql"] != "ok":
+        degraded.append("mysql down: cached pages are served (STALE), others answer 503")
+    if checks["redis"] != "ok":
+        degraded.append("redis down: every page is read from MySQL, uncached")
+    if checks["mysql"] != "ok" and checks["redis"] != "ok":
+        return _json({"status": "unavailable", "checks": checks, "degraded": degraded}, 503)
+    if degraded:
+        return _json({"status": "degraded", "checks": checks, "degraded": degraded})
+    return _json({"status": "ok", "checks": checks})

@@ -141,6 +141,21 @@ def ping(cursor: Cursor) -> None:
     cursor.fetchone()
 
 
+SCHEMA_TABLES = ("orders", "order_buckets")
+
+
+def missing_tables(cursor: Cursor) -> list[str]:
+    """Readiness: which of the tables the pages are read from the current database lacks (a
+    server that answers but was never migrated). information_schema, so no error path."""
+    cursor.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name IN (%s, %s)",
+        SCHEMA_TABLES,
+    )
+    present = {str(row[0]) for row in cursor.fetchall()}
+    return [name for name in SCHEMA_TABLES if name not in present]
+
+
 def create_database(cursor: Cursor, name: str) -> None:
     """Create the service's database if missing (a fresh server, a new chart install)."""
     quoted = name.replace("`", "``")

@@ -74,6 +74,30 @@ SCENARIOS = (
         },
     ),
     Scenario("no-networkpolicy", sets={"networkPolicy.enabled": "false"}),
+    Scenario(
+        "managed-tls-ingress",
+        sets={
+            "mysql.enabled": "false",
+            "externalDatabase.host": "db.example.internal",
+            "externalDatabase.password": "s3cret",
+            "redis.enabled": "false",
+            "externalRedis.host": "cache.example.internal",
+            "externalRedis.password": "s3cret",
+            "tls.mysql.enabled": "true",
+            "tls.mysql.caSecret": "db-ca",
+            "tls.redis.enabled": "true",
+            "tls.redis.caSecret": "cache-ca",
+            "ingress.enabled": "true",
+            "ingress.hosts[0].host": "orders.example.com",
+            "seed.enabled": "true",
+            "extraEnvVarsSecret": "orders-extra",
+            "networkPolicy.otlp.port": "4318",
+        },
+    ),
+    Scenario(
+        "openshift-ha",
+        sets={"openshift": "true", "invalidator.replicas": "2", "seed.enabled": "true"},
+    ),
     Scenario("single-replica", sets={"replicaCount": "1"}),
 )
 

@@ -72,10 +72,17 @@ def test_api_probes_use_healthz_for_liveness_and_readyz_for_readiness() -> None:
     api = one(render(), "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
     assert api["command"] == ["orders-service"]
     assert api["args"] == ["serve"]
-    assert api["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert api["ports"] == [{"name": "http", "containerPort": 5001, "protocol": "TCP"}]
+    # The probes use the admin port (ORDERS_ADMIN_PORT), which the API's Service does not expose.
+    assert api["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert api["ports"] == [
+        {"name": "http", "containerPort": 5001, "protocol": "TCP"},
+        {"name": "admin", "containerPort": 9102, "protocol": "TCP"},
+    ]
+    no_admin = one(render(("--set", "config.adminPort=0")), "Deployment", "orders")
+    probe = no_admin["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/readyz", "port": "http"}
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
@@ -105,20 +112,42 @@ def test_a_grace_period_too_short_for_the_drain_is_refused(helm: str) -> None:
 def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
     docs = render()
     configmap = one(docs, "ConfigMap", "orders")["data"]
-    assert configmap["ORDERS_DATABASE_URL"] == "mysql://orders@orders-mysql:3306/orders"
-    assert configmap["ORDERS_REDIS_URL"] == "redis://orders-redis:6379/0"
-    assert not any("PASSWORD" in key for key in configmap)
+    assert not any("PASSWORD" in key or "URL" in key for key in configmap)
     secret = one(docs, "Secret", "orders")
-    assert set(secret["data"]) == {"mysql-password", "mysql-root-password", "redis-password"}
+    assert set(secret["data"]) == {
+        "mysql-root-password",
+        "mysql-api-password",
+        "mysql-invalidator-password",
+        "mysql-migrate-password",
+        "redis-password",
+        "redis-api-password",
+        "redis-invalidator-password",
+    }
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    for name in ("orders", "orders-invalidator"):
-        env = env_of(one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
-        assert env["ORDERS_DATABASE_PASSWORD"] == {
-            "secretKeyRef": {"name": "orders", "key": "mysql-password"}
-        }
-        assert env["ORDERS_REDIS_PASSWORD"] == {
-            "secretKeyRef": {"name": "orders", "key": "redis-password"}
-        }
+    # One database and Redis user per role: the URL names the user, the Secret holds its password.
+    for name, role, redis_role in (
+        ("orders", "api", "api"),
+        ("orders-invalidator", "invalidator", "invalidator"),
+    ):
+        pod = one(docs, "Deployment", name)["spec"]["template"]["spec"]
+        for container, db_role, cache_role in (
+            (pod["containers"][0], role, redis_role),
+            (pod["initContainers"][0], "migrate", "api"),
+        ):
+            env = env_of(container)
+            assert env["ORDERS_DATABASE_URL"] == (
+                f"mysql://orders_{db_role}@orders-mysql-primary:3306/orders"
+            )
+            assert (
+                env["ORDERS_REDIS_URL"]
+                == f"redis://orders_{cache_role}@orders-redis-primary:6379/0"
+            )
+            assert env["ORDERS_DATABASE_PASSWORD"] == {
+                "secretKeyRef": {"name": "orders", "key": f"mysql-{db_role}-password"}
+            }
+            assert env["ORDERS_REDIS_PASSWORD"] == {
+                "secretKeyRef": {"name": "orders", "key": f"redis-{cache_role}-password"}
+            }
 
 
 def test_existing_secrets_replace_the_generated_one() -> None:
@@ -136,21 +165,28 @@ def test_existing_secrets_replace_the_generated_one() -> None:
 def test_external_mysql_and_redis_drop_the_statefulsets_and_their_policies() -> None:
     docs = render(EXTERNAL.args())
     assert find(docs, "StatefulSet") == []
-    assert find(docs, "NetworkPolicy") == []
-    configmap = one(docs, "ConfigMap", "orders")["data"]
-    assert configmap["ORDERS_DATABASE_URL"] == "mysql://orders@mysql.example.internal:3306/orders"
-    assert configmap["ORDERS_REDIS_URL"] == "redis://redis.example.internal:6379/0"
-    job = one(docs, "Job", "orders-migrate")["spec"]["template"]["spec"]
-    assert all(c["name"] != "wait-for-mysql" for c in job.get("initContainers", []))
+    assert {p["metadata"]["name"] for p in find(docs, "NetworkPolicy")} == {
+        "orders-default-deny",
+        "orders-api",
+        "orders-invalidator",
+        "orders-test",
+    }
+    api = one(docs, "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(api)
+    assert env["ORDERS_DATABASE_URL"] == "mysql://orders@mysql.example.internal:3306/orders"
+    assert env["ORDERS_REDIS_URL"] == "redis://redis.example.internal:6379/0"
+    assert env["ORDERS_DATABASE_PASSWORD"]["secretKeyRef"]["key"] == "mysql-password"
 
 
 def test_generated_passwords_are_random_and_given_ones_are_kept() -> None:
     # helm template cannot look the release's Secret up, so each rendering generates anew; against a
     # cluster, `lookup` returns the stored value and upgrades keep it.
     first = one(render(), "Secret", "orders")["data"]
-    given = one(render(("--set-string", "mysql.auth.password=fixed")), "Secret", "orders")["data"]
-    assert len(first["mysql-password"]) > 32
-    assert given["mysql-password"] == "Zml4ZWQ="  # base64 of "fixed"
+    given = one(render(("--set-string", "mysql.auth.apiPassword=fixed")), "Secret", "orders")[
+        "data"
+    ]
+    assert len(first["mysql-api-password"]) > 32
+    assert given["mysql-api-password"] == "Zml4ZWQ="  # base64 of "fixed"
 
 
 def test_config_and_secret_changes_roll_the_pods() -> None:
@@ -161,7 +197,7 @@ def test_config_and_secret_changes_roll_the_pods() -> None:
     base = annotations()
     assert base == annotations()  # stable: generated passwords do not change the checksum
     assert annotations("--set", "config.cacheTtl=60")["checksum/config"] != base["checksum/config"]
-    changed = annotations("--set-string", "mysql.auth.password=new")
+    changed = annotations("--set-string", "mysql.auth.apiPassword=new")
     assert changed["checksum/secret"] != base["checksum/secret"]
 
 
@@ -194,12 +230,14 @@ def test_invalidator_is_a_single_recreated_replica_with_its_metrics_port() -> No
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_migrate_job_runs_after_install_and_before_upgrade_then_seeds() -> None:
-    job = one(render(), "Job", "orders-migrate")
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+def test_seed_job_is_opt_in_migrates_first_and_reads_no_configmap() -> None:
+    """Seeding is a post-install/post-upgrade hook, off by default; it migrates in an init
+    container and carries its settings inline (a hook never reads an older ConfigMap)."""
+    assert find(render(), "Job") == []
+    job = one(render(("--set", "seed.enabled=true")), "Job", "orders-seed")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     spec = job["spec"]["template"]["spec"]
-    steps = [c["name"] for c in spec["initContainers"]] + [c["name"] for c in spec["containers"]]
-    assert steps == ["wait-for-mysql", "migrate", "seed"]
+    assert [c["name"] for c in spec["initContainers"]] == ["migrate"]
     assert spec["containers"][0]["args"] == [
         "seed",
         "--orders",
@@ -208,8 +246,9 @@ def test_migrate_job_runs_after_install_and_before_upgrade_then_seeds() -> None:
         "42",
         "--if-empty",
     ]
-    prod = one(render(("-f", str(CHART / "values-prod.yaml"))), "Job", "orders-migrate")
-    assert [c["args"] for c in prod["spec"]["template"]["spec"]["containers"]] == [["migrate"]]
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        assert not any("configMapRef" in source for source in container.get("envFrom", []))
+        assert env_of(container)["ORDERS_CACHE_PREFIX"] == "orders"
 
 
 def test_mysql_has_the_binlog_the_invalidator_needs_and_a_patient_startup_probe() -> None:
@@ -230,8 +269,9 @@ def test_mysql_has_the_binlog_the_invalidator_needs_and_a_patient_startup_probe(
     assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     headless = one(docs, "Service", "orders-mysql")
     assert headless["spec"]["clusterIP"] == "None"
-    initdb = one(docs, "ConfigMap", "orders-mysql-initdb")["data"]["10-orders-replication.sql"]
-    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'orders'@'%'" in initdb
+    initdb = one(docs, "ConfigMap", "orders-mysql-initdb")["data"]["10-orders-users.sh"]
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*" in initdb
+    assert '"$ORDERS_API_PASSWORD"' in initdb  # the passwords come from the env, not the ConfigMap
 
 
 def test_redis_evicts_only_keys_with_a_ttl_and_keeps_its_password_off_the_command_line() -> None:
@@ -243,25 +283,26 @@ def test_redis_evicts_only_keys_with_a_ttl_and_keeps_its_password_off_the_comman
         0
     ]
     assert container["image"] == "redis:7"
-    assert "requirepass" in container["command"][2]
-    assert "${REDIS_PASSWORD}" in container["command"][2]
+    assert "--aclfile /run/redis/users.acl" in container["command"][2]
+    assert '"$REDIS_PASSWORD"' in container["command"][2]
+    assert env_of(container)["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "redis-password"
     persistent = one(
         render(("--set", "redis.persistence.enabled=true")), "StatefulSet", "orders-redis"
     )
     assert persistent["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
 
 
-def test_network_policies_admit_only_the_api_invalidator_and_job() -> None:
-    docs = render()
+def test_database_policies_admit_only_the_api_invalidator_and_seed() -> None:
+    docs = render(("--set", "seed.enabled=true"))
     policies = {p["metadata"]["name"]: p["spec"] for p in find(docs, "NetworkPolicy")}
-    assert set(policies) == {"orders-mysql", "orders-redis"}
-    for name, spec in policies.items():
+    for name in ("orders-mysql", "orders-redis"):
+        spec = policies[name]
         component = name.removeprefix("orders-")
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
         (rule,) = spec["ingress"]
         (peer,) = rule["from"]
         allowed = set(peer["podSelector"]["matchExpressions"][0]["values"])
-        assert allowed == {"api", "invalidator", "migrations"}
+        assert allowed == {"api", "invalidator", "seed"}
     components = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/component"
@@ -272,7 +313,7 @@ def test_network_policies_admit_only_the_api_invalidator_and_job() -> None:
     assert components == {
         "orders": "api",
         "orders-invalidator": "invalidator",
-        "orders-migrate": "migrations",
+        "orders-seed": "seed",
     }
     assert find(render(("--set", "networkPolicy.enabled=false")), "NetworkPolicy") == []
 
@@ -280,9 +321,12 @@ def test_network_policies_admit_only_the_api_invalidator_and_job() -> None:
 def test_image_tag_defaults_to_the_app_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     api = one(render(), "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
-    assert api["image"] == f"orders-service:{chart['appVersion']}"
+    assert api["image"] == f"ghcr.io/orders-service/orders-service:{chart['appVersion']}"
     tagged = one(render(("--set", "image.tag=abc")), "Deployment", "orders")
-    assert tagged["spec"]["template"]["spec"]["containers"][0]["image"] == "orders-service:abc"
+    assert (
+        tagged["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "ghcr.io/orders-service/orders-service:abc"
+    )
 
 
 def test_every_resource_carries_the_recommended_labels() -> None:
@@ -300,7 +344,10 @@ def test_every_resource_carries_the_recommended_labels() -> None:
 def test_helm_test_pod_fetches_page_one_through_the_service() -> None:
     pod = one(render(), "Pod", "orders-test-page")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert pod["spec"]["containers"][0]["args"][-1] == "http://orders.orders.svc:5001/orders/1"
+    assert pod["spec"]["containers"][0]["args"][1:] == [
+        "http://orders.orders.svc:5001/orders/1",
+        "false",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -312,7 +359,8 @@ def test_helm_test_pod_fetches_page_one_through_the_service() -> None:
         ("mysql.enabled=false", "allOf"),
         ("extraEnv.ORDERS_DATABASE_PASSWORD=x", "extraEnv"),
         ("extraEnv.HOME=/", "does not match pattern"),
-        ("mysql.username=bob';DROP", "mysql/username"),
+        ("mysql.users.api=bob';DROP", "mysql/users/api"),
+        ("invalidator.replicas=3", "maximum"),
     ],
 )
 def test_schema_refuses_bad_values(helm: str, flag: str, message: str) -> None:

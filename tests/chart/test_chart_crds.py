@@ -72,14 +72,16 @@ def test_service_monitors_scrape_the_named_metrics_ports() -> None:
         for m in find(docs, "ServiceMonitor")
     }
     assert ports == {
-        "orders-api": ("http", "/metrics"),
+        "orders-api": ("admin", "/metrics"),
         "orders-invalidator": ("metrics", "/metrics"),
     }
     service_ports = {
         s["metadata"]["name"]: {p["name"] for p in s["spec"]["ports"]}
         for s in find(docs, "Service")
     }
-    assert "http" in service_ports["orders"]
+    # /metrics is on the admin port: a headless metrics Service, never the API's own Service.
+    assert service_ports["orders"] == {"http"}
+    assert "admin" in service_ports["orders-metrics"]
     assert "metrics" in service_ports["orders-invalidator"]
 
 

@@ -50,16 +50,60 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The orders-service image; the tag defaults to the chart's appVersion. */}}
-{{- define "orders.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{/*
+An image reference from registry, repository, tag and digest: a digest wins over the tag (the tag is
+then only a reminder for humans), an empty registry leaves the repository as given. Call with
+(dict "image" .Values.mysql.image "defaultTag" "8.4").
+*/}}
+{{- define "orders.imageRef" -}}
+{{- $repository := .image.repository }}
+{{- with .image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .defaultTag | toString) }}
+{{- end }}
 {{- end }}
 
+{{/* The orders-service image; the tag defaults to the chart's appVersion. */}}
+{{- define "orders.image" -}}
+{{- include "orders.imageRef" (dict "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Labels of the MySQL and Redis pod templates: only what stays the same across app-only upgrades
+(selector labels, part-of, managed-by) plus the version of their own image. helm.sh/chart and the
+chart's appVersion are left out on purpose: a pod template that carries them changes on every chart
+bump, and the StatefulSet then restarts the database for nothing. Call with
+(dict "ctx" $ "component" "mysql" "image" .Values.mysql.image).
+*/}}
+{{- define "orders.stableLabels" -}}
+{{ include "orders.selectorLabels" . }}
+app.kubernetes.io/version: {{ .image.tag | toString | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: orders
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+One ServiceAccount per component (api, invalidator, seed, mysql, redis), so a cloud workload identity
+or an audit log can tell them apart; none of them mounts its token. Call with
+(dict "ctx" $ "component" "api"). With serviceAccount.create=false every pod uses serviceAccount.name
+(or `default`).
+*/}}
 {{- define "orders.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "orders.fullname" .) .Values.serviceAccount.name }}
+{{- if .ctx.Values.serviceAccount.create }}
+{{- if eq .component "api" }}
+{{- default (include "orders.fullname" .ctx) .ctx.Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- printf "%s-%s" (default (include "orders.fullname" .ctx) .ctx.Values.serviceAccount.name) .component }}
+{{- end }}
+{{- else }}
+{{- default "default" .ctx.Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
@@ -71,10 +115,23 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- printf "%s-redis" (include "orders.fullname" .) }}
 {{- end }}
 
+{{/*
+The ClusterIP Services the apps connect to. The headless Services (named like the StatefulSets, whose
+serviceName is immutable) publish DNS only once the pod is Ready, so a client that starts early gets
+"unknown host" (MySQL client error 2005) instead of a connection it can retry; a ClusterIP Service
+has a DNS record from the moment it exists.
+*/}}
+{{- define "orders.mysql.host" -}}
+{{- printf "%s-primary" (include "orders.mysql.fullname" .) }}
+{{- end }}
+{{- define "orders.redis.host" -}}
+{{- printf "%s-primary" (include "orders.redis.fullname" .) }}
+{{- end }}
+
 {{/* Where MySQL is: the in-release StatefulSet or externalDatabase. */}}
 {{- define "orders.database.host" -}}
 {{- if .Values.mysql.enabled }}
-{{- include "orders.mysql.fullname" . }}
+{{- include "orders.mysql.host" . }}
 {{- else }}
 {{- required "externalDatabase.host is required when mysql.enabled=false" .Values.externalDatabase.host }}
 {{- end }}
@@ -90,23 +147,6 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 
 {{/*
-ORDERS_DATABASE_URL without a password: the password reaches the pods only as
-ORDERS_DATABASE_PASSWORD from a Secret.
-*/}}
-{{- define "orders.database.url" -}}
-{{- printf "mysql://%s@%s:%v/%s" (include "orders.database.user" . | urlquery) (include "orders.database.host" .) (include "orders.database.port" .) (include "orders.database.name" .) }}
-{{- end }}
-
-{{- define "orders.redis.url" -}}
-{{- if .Values.redis.enabled }}
-{{- printf "redis://%s:6379/0" (include "orders.redis.fullname" .) }}
-{{- else }}
-{{- $host := required "externalRedis.host is required when redis.enabled=false" .Values.externalRedis.host }}
-{{- printf "%s://%s:%v/%v" (ternary "rediss" "redis" .Values.externalRedis.tls) $host .Values.externalRedis.port .Values.externalRedis.database }}
-{{- end }}
-{{- end }}
-
-{{/*
 Secret and key holding each password. A user-supplied existingSecret wins; otherwise the chart's own
 Secret (named like the release) holds it.
 */}}
@@ -115,25 +155,18 @@ Secret (named like the release) holds it.
 {{- default (include "orders.fullname" .) $existing }}
 {{- end }}
 {{- define "orders.database.secretPasswordKey" -}}
-{{- if and .Values.mysql.enabled .Values.mysql.auth.existingSecret }}
-{{- .Values.mysql.auth.existingSecretPasswordKey }}
-{{- else if and (not .Values.mysql.enabled) .Values.externalDatabase.existingSecret }}
+{{- if and (not .Values.mysql.enabled) .Values.externalDatabase.existingSecret }}
 {{- .Values.externalDatabase.existingSecretPasswordKey }}
 {{- else }}
 {{- "mysql-password" }}
 {{- end }}
-{{- end }}
-{{- define "orders.database.secretRootPasswordKey" -}}
-{{- ternary .Values.mysql.auth.existingSecretRootPasswordKey "mysql-root-password" (ne .Values.mysql.auth.existingSecret "") }}
 {{- end }}
 {{- define "orders.redis.secretName" -}}
 {{- $existing := ternary .Values.redis.auth.existingSecret .Values.externalRedis.existingSecret .Values.redis.enabled }}
 {{- default (include "orders.fullname" .) $existing }}
 {{- end }}
 {{- define "orders.redis.secretPasswordKey" -}}
-{{- if and .Values.redis.enabled .Values.redis.auth.existingSecret }}
-{{- .Values.redis.auth.existingSecretPasswordKey }}
-{{- else if and (not .Values.redis.enabled) .Values.externalRedis.existingSecret }}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.existingSecret }}
 {{- .Values.externalRedis.existingSecretPasswordKey }}
 {{- else }}
 {{- "redis-password" }}
@@ -147,8 +180,12 @@ Secret (named like the release) holds it.
 
 {{/*
 A password that must survive `helm upgrade`: the value given, else the one already in the release's
-Secret (lookup; empty under `helm template`), else a new random one. Call with
-(dict "ctx" $ "key" "mysql-password" "value" .Values.mysql.auth.password). Returns base64.
+Secret (lookup), else, on a first install, a new random one. On an upgrade where lookup finds
+nothing (helm template --is-upgrade, --dry-run=client, Argo CD, which never runs lookup, or a
+deleted Secret) a new random password would lock the apps out of a database initialised with the
+old one: fail and say what to set instead (the bitnami guard). Call with
+(dict "ctx" $ "key" "mysql-api-password" "value" .Values.mysql.auth.apiPassword "param" "mysql.auth.apiPassword").
+Returns base64.
 */}}
 {{- define "orders.secret.stablePassword" -}}
 {{- if .value }}
@@ -157,35 +194,47 @@ Secret (lookup; empty under `helm template`), else a new random one. Call with
 {{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace (include "orders.fullname" .ctx) }}
 {{- if and $existing (hasKey ($existing.data | default dict) .key) }}
 {{- index $existing.data .key }}
+{{- else if .ctx.Release.IsUpgrade }}
+{{- fail (printf "\nPASSWORDS ERROR: upgrading release %q, but Secret %q has no key %q that lookup could read (helm template, --dry-run=client and Argo CD cannot read Secrets). A new random password would lock the apps out of data initialised with the old one. Set %s to the current password (kubectl get secret %s -o jsonpath='{.data.%s}' | base64 -d), or keep the passwords in your own Secret and set %s." .ctx.Release.Name (include "orders.fullname" .ctx) .key .param (include "orders.fullname" .ctx) .key .existingParam) }}
 {{- else }}
 {{- randAlphaNum 32 | b64enc }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* Pod-level security context shared by every pod of the chart (Pod Security Standard "restricted"). */}}
+{{/*
+Pod-level security context. The orders pods (uid 10001) take podSecurityContext from the values;
+MySQL and Redis (uid 999, the user their official images own files with) a fixed restricted one.
+openshift=true drops runAsUser/runAsGroup/fsGroup everywhere: OpenShift's restricted-v2 SCC assigns
+its own UID range and refuses pods that name another. Call with (dict "ctx" $ "uid" 10001).
+*/}}
 {{- define "orders.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: {{ .uid }}
-runAsGroup: {{ .uid }}
-fsGroup: {{ .uid }}
-seccompProfile:
-  type: RuntimeDefault
+{{- $sc := dict }}
+{{- if eq (int .uid) 10001 }}
+{{- $sc = deepCopy .ctx.Values.podSecurityContext }}
+{{- else }}
+{{- $sc = dict "runAsNonRoot" true "runAsUser" .uid "runAsGroup" .uid "fsGroup" .uid "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- end }}
+{{- if .ctx.Values.openshift }}
+{{- $_ := unset $sc "runAsUser" }}
+{{- $_ = unset $sc "runAsGroup" }}
+{{- $_ = unset $sc "fsGroup" }}
+{{- end }}
+{{- toYaml $sc }}
 {{- end }}
 
-{{/* Container-level security context shared by every container of the chart. */}}
+{{/* Container-level security context; same rules as the pod-level one. */}}
 {{- define "orders.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-runAsUser: {{ .uid }}
-runAsGroup: {{ .uid }}
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- $sc := deepCopy .ctx.Values.containerSecurityContext }}
+{{- if ne (int .uid) 10001 }}
+{{- $_ := set $sc "runAsUser" .uid }}
+{{- $_ = set $sc "runAsGroup" .uid }}
+{{- end }}
+{{- if .ctx.Values.openshift }}
+{{- $_ := unset $sc "runAsUser" }}
+{{- $_ = unset $sc "runAsGroup" }}
+{{- end }}
+{{- toYaml $sc }}
 {{- end }}
 
 {{/*
@@ -203,28 +252,211 @@ graceful timeout must all fit, with 10 seconds to spare. An explicit value that 
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by the API, the invalidator and the Job: the ConfigMap plus the passwords. */}}
+{{/*
+Database user and password key of one role. The in-release MySQL has a user per role (least
+privilege): api = SELECT; invalidator = replication plus SELECT and the heartbeat table; migrate =
+DDL and DML on the database (the migrate init containers and the seed Job). An external MySQL uses
+externalDatabase.username for every role unless externalDatabase.users names one per role.
+*/}}
+{{- define "orders.database.roleUser" -}}
+{{- if .ctx.Values.mysql.enabled }}
+{{- index .ctx.Values.mysql.users .role }}
+{{- else }}
+{{- default .ctx.Values.externalDatabase.username (index (.ctx.Values.externalDatabase.users | default dict) .role) }}
+{{- end }}
+{{- end }}
+{{- define "orders.database.rolePasswordKey" -}}
+{{- if .ctx.Values.mysql.enabled }}
+{{- printf "mysql-%s-password" .role }}
+{{- else }}
+{{- include "orders.database.secretPasswordKey" .ctx }}
+{{- end }}
+{{- end }}
+{{- define "orders.redis.roleUser" -}}
+{{- if .ctx.Values.redis.enabled }}
+{{- index .ctx.Values.redis.users (ternary "invalidator" "api" (eq .role "invalidator")) }}
+{{- else }}
+{{- .ctx.Values.externalRedis.username }}
+{{- end }}
+{{- end }}
+{{- define "orders.redis.rolePasswordKey" -}}
+{{- if .ctx.Values.redis.enabled }}
+{{- printf "redis-%s-password" (ternary "invalidator" "api" (eq .role "invalidator")) }}
+{{- else }}
+{{- include "orders.redis.secretPasswordKey" .ctx }}
+{{- end }}
+{{- end }}
+
+{{/* Where the TLS CA bundles are mounted in the orders containers. */}}
+{{- define "orders.tls.mysqlCA" -}}/etc/orders/tls/mysql/ca.crt{{- end }}
+{{- define "orders.tls.redisCA" -}}/etc/orders/tls/redis/ca.crt{{- end }}
+
+{{/*
+ORDERS_DATABASE_URL of one role, without a password (that comes from the Secret). With tls.mysql
+the URL asks PyMySQL to verify the server's certificate and host name against the mounted CA.
+*/}}
+{{- define "orders.database.roleUrl" -}}
+{{- $url := printf "mysql://%s@%s:%v/%s" (include "orders.database.roleUser" . | urlquery) (include "orders.database.host" .ctx) (include "orders.database.port" .ctx) (include "orders.database.name" .ctx) }}
+{{- if .ctx.Values.tls.mysql.enabled }}
+{{- $url = printf "%s?ssl_ca=%s&ssl_verify_identity=true" $url (include "orders.tls.mysqlCA" .ctx) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* ORDERS_REDIS_URL of one role (username in the URL, password from the Secret). */}}
+{{- define "orders.redis.roleUrl" -}}
+{{- $user := include "orders.redis.roleUser" . }}
+{{- $auth := ternary (printf "%s@" ($user | urlquery)) "" (ne $user "") }}
+{{- $tls := or .ctx.Values.tls.redis.enabled (and (not .ctx.Values.redis.enabled) .ctx.Values.externalRedis.tls) }}
+{{- $hostPart := "" }}
+{{- if .ctx.Values.redis.enabled }}
+{{- $hostPart = printf "%s:6379/0" (include "orders.redis.host" .ctx) }}
+{{- else }}
+{{- $host := required "externalRedis.host is required when redis.enabled=false" .ctx.Values.externalRedis.host }}
+{{- $hostPart = printf "%s:%v/%v" $host .ctx.Values.externalRedis.port .ctx.Values.externalRedis.database }}
+{{- end }}
+{{- $url := printf "%s://%s%s" (ternary "rediss" "redis" $tls) $auth $hostPart }}
+{{- if .ctx.Values.tls.redis.enabled }}
+{{- $url = printf "%s?ssl_ca_certs=%s" $url (include "orders.tls.redisCA" .ctx) }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/*
+Non-secret settings as ORDERS_* variables: the ConfigMap's data, and the seed Job's inline env.
+*/}}
+{{- define "orders.configData" -}}
+ORDERS_PORT: {{ .Values.config.port | quote }}
+{{- if .Values.config.adminPort }}
+ORDERS_ADMIN_PORT: {{ .Values.config.adminPort | quote }}
+{{- end }}
+ORDERS_WORKERS: {{ .Values.config.workers | quote }}
+ORDERS_THREADS: {{ .Values.config.threads | quote }}
+ORDERS_GRACEFUL_TIMEOUT: {{ .Values.config.gracefulTimeout | quote }}
+ORDERS_SHUTDOWN_DELAY: {{ .Values.config.shutdownDelay | quote }}
+ORDERS_CACHE_TTL: {{ .Values.config.cacheTtl | quote }}
+ORDERS_CACHE_PREFIX: {{ .Values.config.cachePrefix | quote }}
+ORDERS_PAGE_SIZE: {{ .Values.config.pageSize | quote }}
+ORDERS_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+ORDERS_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+ORDERS_DATABASE_WAIT_TIMEOUT: {{ .Values.migrations.waitTimeout | quote }}
+ORDERS_INVALIDATOR_METRICS_PORT: {{ .Values.config.invalidatorMetricsPort | quote }}
+ORDERS_INVALIDATOR_SERVER_ID: {{ .Values.config.invalidatorServerId | quote }}
+ORDERS_INVALIDATOR_STALL_AFTER: {{ .Values.invalidator.stallAfterSeconds | quote }}
+{{- range $name, $value := .Values.extraEnv }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of one orders container: the role's database and Redis URLs and passwords, the
+ConfigMap (or, with inline=true, the same settings rendered in place: a hook that may run before
+this release's ConfigMap exists must not read an older one), then extraEnvVarsSecret and
+extraEnvVars. Call with (dict "ctx" $ "role" "api|invalidator|migrate" "inline" false).
+*/}}
 {{- define "orders.env" -}}
+{{- $ctx := .ctx }}
 envFrom:
+  {{- if not .inline }}
   - configMapRef:
-      name: {{ include "orders.fullname" . }}
+      name: {{ include "orders.fullname" $ctx }}
+  {{- end }}
+  {{- with $ctx.Values.extraEnvVarsSecret }}
+  - secretRef:
+      name: {{ . }}
+  {{- end }}
+  {{- if and .inline (not $ctx.Values.extraEnvVarsSecret) }} []{{ end }}
 env:
+  {{- if .inline }}
+  {{- range $name, $value := (include "orders.configData" $ctx | fromYaml) }}
+  - name: {{ $name }}
+    value: {{ $value | toString | quote }}
+  {{- end }}
+  {{- end }}
+  - name: ORDERS_DATABASE_URL
+    value: {{ include "orders.database.roleUrl" . | quote }}
   - name: ORDERS_DATABASE_PASSWORD
     valueFrom:
       secretKeyRef:
-        name: {{ include "orders.database.secretName" . }}
-        key: {{ include "orders.database.secretPasswordKey" . }}
+        name: {{ include "orders.database.secretName" $ctx }}
+        key: {{ include "orders.database.rolePasswordKey" . }}
+  - name: ORDERS_REDIS_URL
+    value: {{ include "orders.redis.roleUrl" . | quote }}
   - name: ORDERS_REDIS_PASSWORD
     valueFrom:
       secretKeyRef:
-        name: {{ include "orders.redis.secretName" . }}
-        key: {{ include "orders.redis.secretPasswordKey" . }}
+        name: {{ include "orders.redis.secretName" $ctx }}
+        key: {{ include "orders.redis.rolePasswordKey" . }}
+  {{- with $ctx.Values.extraEnvVars }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* Volumes every orders pod adds: the TLS CA bundles and extraVolumes. */}}
+{{- define "orders.extraVolumes" -}}
+{{- if .Values.tls.mysql.enabled }}
+- name: mysql-ca
+  secret:
+    secretName: {{ required "tls.mysql.caSecret is required when tls.mysql.enabled" .Values.tls.mysql.caSecret }}
+    items:
+      - key: {{ .Values.tls.mysql.caKey }}
+        path: ca.crt
+{{- end }}
+{{- if .Values.tls.redis.enabled }}
+- name: redis-ca
+  secret:
+    secretName: {{ required "tls.redis.caSecret is required when tls.redis.enabled" .Values.tls.redis.caSecret }}
+    items:
+      - key: {{ .Values.tls.redis.caKey }}
+        path: ca.crt
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- define "orders.extraVolumeMounts" -}}
+{{- if .Values.tls.mysql.enabled }}
+- name: mysql-ca
+  mountPath: {{ dir (include "orders.tls.mysqlCA" .) }}
+  readOnly: true
+{{- end }}
+{{- if .Values.tls.redis.enabled }}
+- name: redis-ca
+  mountPath: {{ dir (include "orders.tls.redisCA" .) }}
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The schema migration step: `orders-service migrate` waits for MySQL with backoff (up to
+migrations.waitTimeout), then applies what is missing under the migration lock, so the API and
+invalidator pods of a rollout can all run it at once. Call with (dict "ctx" $ "inline" false).
+*/}}
+{{- define "orders.migrateContainer" -}}
+- name: migrate
+  image: {{ include "orders.image" .ctx }}
+  imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+  command: ["orders-service"]
+  args: ["migrate"]
+  {{- include "orders.env" (dict "ctx" .ctx "role" "migrate" "inline" .inline) | nindent 2 }}
+  resources:
+    {{- toYaml .ctx.Values.migrations.resources | nindent 4 }}
+  securityContext:
+    {{- include "orders.containerSecurityContext" (dict "ctx" .ctx "uid" 10001) | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- include "orders.extraVolumeMounts" .ctx | nindent 4 }}
 {{- end }}
 
 {{/* The API's environment: the shared one plus ORDERS_AUTH_* when auth.issuer is set. */}}
 {{- define "orders.api.env" -}}
+{{- /* The API's env: the shared one (dict "ctx" "role" "inline", see orders.env) plus ORDERS_AUTH_*. */}}
 {{ include "orders.env" . }}
-{{- with .Values.auth }}
+{{- with .ctx.Values.auth }}
 {{- if .issuer }}
   - name: ORDERS_AUTH_ISSUER
     value: {{ .issuer | quote }}
@@ -253,4 +485,61 @@ upgrade) while a changed password or Secret name still rolls the pods.
 {{- define "orders.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 checksum/secret: {{ include "orders.secretInputs" . | sha256sum }}
+{{- end }}
+
+{{- /* Egress rules shared by the orders components: DNS, MySQL, Redis, the OTLP collector. */}}
+{{- define "orders.networkPolicy.appEgress" -}}
+{{- $ctx := .ctx }}
+- to:
+    {{- toYaml $ctx.Values.networkPolicy.dnsTo | nindent 4 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- if $ctx.Values.mysql.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "orders.selectorLabels" (dict "ctx" $ctx "component" "mysql") | nindent 10 }}
+  ports:
+    - port: 3306
+      protocol: TCP
+{{- else }}
+- {{- with $ctx.Values.networkPolicy.externalTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - port: {{ $ctx.Values.externalDatabase.port }}
+      protocol: TCP
+{{- end }}
+{{- if .redis }}
+{{- if $ctx.Values.redis.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "orders.selectorLabels" (dict "ctx" $ctx "component" "redis") | nindent 10 }}
+  ports:
+    - port: 6379
+      protocol: TCP
+{{- else }}
+- {{- with $ctx.Values.networkPolicy.externalTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - port: {{ $ctx.Values.externalRedis.port }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- if and .otlp $ctx.Values.networkPolicy.otlp.port }}
+- {{- with $ctx.Values.networkPolicy.otlp.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - port: {{ $ctx.Values.networkPolicy.otlp.port }}
+      protocol: TCP
+{{- end }}
 {{- end }}

@@ -1,0 +1,234 @@
+"""Issue 12, a closed network: every pod of the release is under a default-deny policy for ingress
+and egress, and each flow a component needs is allowed, nothing else.
+
+The policies are evaluated here as the API server's NetworkPolicy semantics define them (a flow is
+allowed when any policy selecting the pod allows it; a pod selected by a policy of a type is
+isolated for that type), for pod labels and ports taken from the same rendering.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chart.chart_support import find, render
+
+MONITORING_NS = {"kubernetes.io/metadata.name": "monitoring"}
+KUBE_SYSTEM = {"kubernetes.io/metadata.name": "kube-system"}
+DNS_POD = {"k8s-app": "kube-dns"}
+NAMESPACE = {"kubernetes.io/metadata.name": "orders"}
+ELSEWHERE = {"kubernetes.io/metadata.name": "somewhere-else"}
+
+
+def pod_labels(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """component -> the labels of its pods, from every pod template of the rendering."""
+    labels = {}
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            template = doc["spec"]["template"]["metadata"]["labels"]
+        elif doc["kind"] == "Pod":
+            template = doc["metadata"]["labels"]
+        else:
+            continue
+        labels[template["app.kubernetes.io/component"]] = template
+    return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        if expression["operator"] == "In" and value not in expression["values"]:
+            return False
+        if expression["operator"] == "NotIn" and value in expression["values"]:
+            return False
+    return True
+
+
+def peer_matches(
+    peer: dict[str, Any], namespace: dict[str, str], labels: dict[str, str] | None, ip: bool
+) -> bool:
+    if "ipBlock" in peer:
+        return ip
+    if labels is None:  # outside the cluster: only ipBlock peers match
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], namespace):
+            return False
+    elif namespace != NAMESPACE:
+        return False  # a bare podSelector means the policy's own namespace
+    return "podSelector" not in peer or selects(peer["podSelector"], labels)
+
+
+def rule_allows(
+    rule: dict[str, Any],
+    side: str,
+    *,
+    port: int,
+    protocol: str,
+    namespace: dict[str, str],
+    labels: dict[str, str] | None,
+) -> bool:
+    ports = rule.get("ports")
+    if ports is not None and not any(
+        p.get("port") == port and p.get("protocol", "TCP") == protocol for p in ports
+    ):
+        return False
+    peers = rule.get(side)
+    if peers is None:
+        return True  # no peers: everyone
+    return any(peer_matches(p, namespace, labels, ip=True) for p in peers)
+
+
+class Network:
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.policies = [d["spec"] for d in find(docs, "NetworkPolicy")]
+        self.pods = pod_labels(docs)
+
+    def isolated(self, component: str, kind: str) -> bool:
+        return any(
+            kind in p["policyTypes"] and selects(p["podSelector"], self.pods[component])
+            for p in self.policies
+        )
+
+    def allowed(
+        self, component: str, kind: str, port: int, protocol: str, peer: tuple[Any, Any]
+    ) -> bool:
+        namespace, labels = peer
+        side = "from" if kind == "Ingress" else "to"
+        key = "ingress" if kind == "Ingress" else "egress"
+        selected = [
+            p
+            for p in self.policies
+            if kind in p["policyTypes"] and selects(p["podSelector"], self.pods[component])
+        ]
+        if not selected:
+            return True
+        return any(
+            rule_allows(
+                rule, side, port=port, protocol=protocol, namespace=namespace, labels=labels
+            )
+            for p in selected
+            for rule in p.get(key, [])
+        )
+
+    def pod(self, component: str) -> tuple[dict[str, str], dict[str, str]]:
+        return NAMESPACE, self.pods[component]
+
+
+@pytest.fixture(scope="module")
+def net() -> Network:
+    return Network(render(("--set", "seed.enabled=true")))
+
+
+def test_every_pod_is_under_a_default_deny_for_ingress_and_egress(net: Network) -> None:
+    """Before: only MySQL and Redis had a policy, ingress only; nothing limited egress."""
+    assert set(net.pods) == {"api", "invalidator", "seed", "mysql", "redis", "test"}
+    deny_all = [p for p in net.policies if "ingress" not in p and "egress" not in p]
+    assert len(deny_all) == 1
+    assert sorted(deny_all[0]["policyTypes"]) == ["Egress", "Ingress"]
+    for component, labels in net.pods.items():
+        assert selects(deny_all[0]["podSelector"], labels), component
+        assert net.isolated(component, "Ingress")
+        assert net.isolated(component, "Egress")
+
+
+@pytest.mark.parametrize("client", ["api", "invalidator", "seed"])
+def test_apps_reach_dns_mysql_and_redis_and_nothing_else(net: Network, client: str) -> None:
+    dns = (KUBE_SYSTEM, DNS_POD)
+    assert net.allowed(client, "Egress", 53, "UDP", dns)
+    assert net.allowed(client, "Egress", 53, "TCP", dns)
+    assert net.allowed(client, "Egress", 3306, "TCP", net.pod("mysql"))
+    assert net.allowed("mysql", "Ingress", 3306, "TCP", net.pod(client))
+    if client != "seed":
+        assert net.allowed(client, "Egress", 6379, "TCP", net.pod("redis"))
+        assert net.allowed("redis", "Ingress", 6379, "TCP", net.pod(client))
+    # Nothing else: not the internet, not the API, not a DNS server elsewhere.
+    assert not net.allowed(client, "Egress", 443, "TCP", (ELSEWHERE, None))
+    assert not net.allowed(client, "Egress", 53, "UDP", (ELSEWHERE, {"app": "dns"}))
+    assert not net.allowed(client, "Egress", 5001, "TCP", net.pod("api"))
+
+
+def test_databases_answer_only_the_apps_and_open_nothing(net: Network) -> None:
+    for database, port in (("mysql", 3306), ("redis", 6379)):
+        assert not net.allowed(database, "Ingress", port, "TCP", net.pod("test"))
+        assert not net.allowed(database, "Ingress", port, "TCP", (NAMESPACE, {"app": "other"}))
+        assert not net.allowed(database, "Egress", 53, "UDP", (KUBE_SYSTEM, DNS_POD))
+        assert not net.allowed(database, "Egress", 443, "TCP", (ELSEWHERE, None))
+
+
+def test_the_api_port_is_open_to_anyone_by_default_and_metrics_only_to_monitoring(
+    net: Network,
+) -> None:
+    anyone = (ELSEWHERE, {"app": "browser"})
+    assert net.allowed("api", "Ingress", 5001, "TCP", anyone)
+    assert net.allowed("api", "Ingress", 5001, "TCP", (None, None))  # outside the cluster
+    prometheus = (MONITORING_NS, {"app.kubernetes.io/name": "prometheus"})
+    assert net.allowed("api", "Ingress", 9102, "TCP", prometheus)
+    assert not net.allowed("api", "Ingress", 9102, "TCP", anyone)
+    assert net.allowed("invalidator", "Ingress", 9102, "TCP", prometheus)
+    assert not net.allowed("invalidator", "Ingress", 9102, "TCP", anyone)
+    assert not net.allowed("invalidator", "Ingress", 5001, "TCP", anyone)
+    assert not net.allowed("seed", "Ingress", 5001, "TCP", anyone)
+    # The helm test pod reaches the API and nothing else.
+    assert net.allowed("test", "Egress", 5001, "TCP", net.pod("api"))
+    assert not net.allowed("test", "Egress", 3306, "TCP", net.pod("mysql"))
+
+
+def test_api_ingress_can_be_limited_to_a_namespace() -> None:
+    restricted = Network(
+        render(
+            (
+                "--set",
+                "networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team=edge",
+            )
+        )
+    )
+    assert restricted.allowed("api", "Ingress", 5001, "TCP", ({"team": "edge"}, {"a": "b"}))
+    assert not restricted.allowed("api", "Ingress", 5001, "TCP", (ELSEWHERE, {"a": "b"}))
+    assert restricted.allowed("api", "Ingress", 5001, "TCP", restricted.pod("test"))
+
+
+def test_the_otlp_collector_is_reachable_only_when_configured() -> None:
+    collector = ({"kubernetes.io/metadata.name": "observability"}, {"app": "otel-collector"})
+    assert not Network(render()).allowed("api", "Egress", 4318, "TCP", collector)
+    with_otlp = Network(
+        render(
+            (
+                "--set",
+                "networkPolicy.otlp.port=4318",
+                "--set",
+                "networkPolicy.otlp.to[0].namespaceSelector.matchLabels"
+                ".kubernetes\\.io/metadata\\.name=observability",
+            )
+        )
+    )
+    assert with_otlp.allowed("api", "Egress", 4318, "TCP", collector)
+    assert with_otlp.allowed("invalidator", "Egress", 4318, "TCP", collector)
+    assert not with_otlp.allowed("api", "Egress", 4317, "TCP", collector)
+
+
+def test_external_databases_get_egress_on_their_ports() -> None:
+    external = Network(
+        render(
+            (
+                "--set",
+                "mysql.enabled=false",
+                "--set",
+                "externalDatabase.host=db.example",
+                "--set",
+                "externalDatabase.port=3307",
+                "--set",
+                "redis.enabled=false",
+                "--set",
+                "externalRedis.host=cache.example",
+                "--set",
+                "networkPolicy.externalTo[0].ipBlock.cidr=10.0.0.0/8",
+            )
+        )
+    )
+    assert external.allowed("api", "Egress", 3307, "TCP", (None, None))
+    assert external.allowed("api", "Egress", 6379, "TCP", (None, None))
+    assert not external.allowed("api", "Egress", 3306, "TCP", (None, None))
