@@ -7,6 +7,7 @@ Connections use autocommit, so a pooled connection never keeps reading an old sn
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -140,3 +141,29 @@ class Database:
 
     def close(self) -> None:
         self._pool.dispose()
+
+
+class Connection:
+    """One MySQL connection for a background process (the invalidator), opened on first use and
+    reopened after a failure: ``run(fn)`` runs ``fn(cursor)``; MySQL errors propagate."""
+
+    def __init__(self, url: DatabaseURL, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._connection: Any = None
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        if self._connection is None:
+            self._connection = connect(self._url, timeout=self._timeout)
+        try:
+            with self._connection.cursor() as cursor:
+                return work(cursor)
+        except pymysql.MySQLError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(pymysql.MySQLError):  # a broken one may fail to close
+                connection.close()
