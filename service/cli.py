@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,12 +35,14 @@ def main() -> None:
 
 def prepare_metrics_dir(settings: Settings) -> str:
     """A clean prometheus-client multiprocess directory, named in the environment before anything
-    imports the client. A given directory is emptied here, before gunicorn starts: files of an
-    earlier server's processes must be gone before this one's master creates its own."""
+    imports the client. This is the one place it is emptied: before gunicorn starts, because the
+    files of an earlier server's processes must be gone before this one's master writes its own
+    (emptying it later, in the master, would delete the master's own gauge files)."""
     if settings.metrics_dir:
+        from service.observability import multiproc
+
         path = settings.metrics_dir
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
+        multiproc.prepare(path)
     else:  # a private directory: two servers on one machine never share or wipe each other's
         path = tempfile.mkdtemp(prefix="orders-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
@@ -130,9 +131,10 @@ def recount() -> None:
     """Rebuild the per-block order counts (after loading rows while the triggers were missing),
     then invalidate every cached page and the totals, which were computed from the old counts."""
     from service.cache.keys import DROP, Invalidation
-    from service.cache.store import CacheUnavailable, RedisCache
+    from service.cache.store import CacheUnavailable
     from service.orders import repository
     from service.orders.database import connect
+    from service.services import build_redis_cache
 
     settings = _settings()
     with connect(settings.database_url) as connection, connection.cursor() as cursor:
@@ -140,7 +142,7 @@ def recount() -> None:
         total = repository.count_orders(cursor)
     click.echo(f"block counts rebuilt: {total} orders")
     try:
-        RedisCache(settings).invalidate(Invalidation(from_page=1, totals=DROP))
+        build_redis_cache(settings).invalidate(Invalidation(from_page=1, totals=DROP))
     except CacheUnavailable as exc:
         raise click.ClickException(
             f"counts rebuilt, but the cache could not be cleared ({exc}); run recount again"

@@ -22,13 +22,14 @@ from typing import TypeVar
 
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.near import NearCache
+from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, RedisCache
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
 
 E = TypeVar("E", PageEntry, TotalsEntry)
 
-HIT, MISS, STALE, BYPASS, ERROR = "hit", "miss", "stale", "bypass", "error"
+HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
 _POLL_SECONDS = 0.005
 TTL_JITTER = 0.1
 
@@ -44,12 +45,12 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CachedPage:
-    """A page ready to render, and where it came from (``hit``, ``miss``, ``stale``, ...)."""
+    """A page ready to render, and where it came from."""
 
     number: int
     entry: PageEntry
     total_orders: int
-    outcome: str
+    outcome: CacheOutcome
 
 
 def total_pages(total_orders: int, page_size: int) -> int:
@@ -106,7 +107,9 @@ class PageCache:
         except CacheUnavailable:
             entry = totals = None
             redis_ok = False
-            unavailable_outcome = BYPASS if self.redis.breaker.state != "closed" else ERROR
+            unavailable_outcome = (
+                CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
+            )
         if redis_ok and self.near is not None and near_version >= 0:
             self.near.store(number, _fresh(entry, now_ms), _fresh(totals, now_ms), near_version)
 
@@ -155,7 +158,7 @@ class PageCache:
         reread: Callable[[], E | None],
         load: Callable[[], E],
         fill: Callable[[str, E], bool],
-    ) -> tuple[E, str]:
+    ) -> tuple[E, CacheOutcome]:
         """A fresh entry from the cache, or one loaded under the lease (single flight)."""
         if cached is not None and cached.fresh_until_ms > now_ms:
             return cached, HIT

@@ -36,7 +36,7 @@ import pymysql
 
 from service.cache.entries import TotalsEntry
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
-from service.cache.store import CacheUnavailable, RedisCache, redis_client
+from service.cache.store import CacheUnavailable, RedisCache
 from service.config import DatabaseURL, Settings
 from service.invalidation import planner
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
@@ -463,9 +463,10 @@ def _write_heartbeat(cursor: repository.Cursor, *, invalidator: int, seq: int) -
 
 def build_invalidator(settings: Settings) -> Invalidator:
     """The invalidator's parts from the settings (its composition root)."""
+    from service.services import build_redis_cache
+
     # Off the request path: a longer Redis timeout and a quick breaker retry suit it better.
-    client = redis_client(settings.redis_url, max(settings.cache_timeout, 2.0))
-    cache = RedisCache(settings, client, breaker_reset=0.2)
+    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2)
     options = InvalidatorOptions(
         page_size=settings.page_size,
         server_id=settings.invalidator_server_id,

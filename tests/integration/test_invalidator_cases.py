@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,6 @@ from prometheus_client import REGISTRY
 from service import close_app, create_app
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import CacheKeys, Invalidation
-from service.cache.store import RedisCache
 from service.cli import main
 from service.config import Settings
 from service.invalidation.runner import Invalidator, build_invalidator
@@ -32,9 +31,11 @@ from service.invalidation.server import check_server
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
+from service.services import build_redis_cache
 from tests.conftest import SHARED_REDIS
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import Database, MariaDBServer, RedisServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,15 +121,6 @@ def api(settings: Settings) -> Iterator[FlaskClient]:
         yield app.test_client()
     finally:
         close_app(app)
-
-
-def wait_for(condition: Callable[[], Any], seconds: float = 15.0) -> float:
-    """Seconds until ``condition`` held (a generous bound, never a bare sleep)."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, "condition not met in time"
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def warm(client: FlaskClient, pages: range) -> None:
@@ -409,7 +401,7 @@ def test_a_stale_fill_between_commit_and_visibility_is_invalidated_again(
     store); the second invalidation, one recheck delay later, must remove it."""
     settings = settings_for(db, cache_prefix, ORDERS_INVALIDATOR_RECHECK_DELAY="1.5")
     keys = CacheKeys(settings.cache_prefix, settings.page_size)
-    cache = RedisCache(settings)
+    cache = build_redis_cache(settings)
     pubsub = shared_redis.pubsub()  # type: ignore[no-untyped-call]
     pubsub.subscribe(keys.channel)
     try:
@@ -499,7 +491,7 @@ def test_a_step_with_an_old_fencing_token_changes_nothing(
     settings: Settings, shared_redis: redis.Redis
 ) -> None:
     keys = CacheKeys(settings.cache_prefix, settings.page_size)
-    cache = RedisCache(settings)
+    cache = build_redis_cache(settings)
     shared_redis.set(keys.invalidator_fence, 8)
     shared_redis.set(keys.page(3), b"entry")
     assert not cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=7))
