@@ -149,6 +149,7 @@ class Invalidator:
     # ---- the process -----------------------------------------------------------------------
     def run(self) -> None:
         """Wait for MySQL, refuse what cannot be followed, then lead or stand by until stopped."""
+        metrics.set_invalidator_gauge("leader", 0)
         info = self._first_contact(lambda: check_server(self.source))
         if not info.logs_rows:
             log.warning(
