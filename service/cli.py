@@ -81,7 +81,10 @@ def migrate() -> None:
     _wait_for_database(settings)
     _create_database_if_missing(settings)
     with connect(settings.database_url) as connection:
-        applied = schema.migrate(connection)
+        try:
+            applied = schema.migrate(connection)
+        except schema.CascadingForeignKeys as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 
@@ -127,14 +130,26 @@ def seed(count: int, seed: int, if_empty: bool) -> None:
 
 @main.command()
 def recount() -> None:
-    """Rebuild the per-block order counts (after loading rows while the triggers were missing)."""
+    """Rebuild the per-block order counts (after loading rows while the triggers were missing),
+    then invalidate every cached page and the totals, which were computed from the old counts."""
+    from service.cache.keys import DROP, Invalidation
+    from service.cache.store import CacheUnavailable
     from service.orders import repository
     from service.orders.database import connect
+    from service.services import build_redis_cache
 
-    with connect(_settings().database_url) as connection, connection.cursor() as cursor:
+    settings = _settings()
+    with connect(settings.database_url) as connection, connection.cursor() as cursor:
         repository.recount_buckets(cursor)
         total = repository.count_orders(cursor)
     click.echo(f"block counts rebuilt: {total} orders")
+    try:
+        build_redis_cache(settings).invalidate(Invalidation(from_page=1, totals=DROP))
+    except CacheUnavailable as exc:
+        raise click.ClickException(
+            f"counts rebuilt, but the cache could not be cleared ({exc}); run recount again"
+        ) from None
+    click.echo("cached pages and totals invalidated")
 
 
 @main.command()

@@ -121,6 +121,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 1 <= value <= 65535:
@@ -268,13 +275,6 @@ def _scope(raw: str) -> str:
     value = raw.strip()
     if any(c.isspace() or c in '"\\' for c in value):
         raise ValueError("must be one scope, without spaces or quotes (empty: any scope)")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value < float("inf"):
-        raise ValueError("must be a number of seconds, 0 or more")
     return value
 
 
@@ -545,6 +545,40 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Replica server id the invalidator uses on the binlog stream; unique per MySQL.",
     ),
+    Setting(
+        "invalidator_stall_after",
+        "10",
+        _positive_float,
+        "Seconds without progress on the binlog stream (no event, no heartbeat) after which "
+        "the invalidator's /healthz answers 503.",
+    ),
+    Setting(
+        "invalidator_heartbeat",
+        "0.5",
+        _positive_float,
+        "Seconds between the invalidator's heartbeat writes to MySQL; each proves, once it comes "
+        "back through the binlog, that every earlier commit is applied (the checkpoint).",
+    ),
+    Setting(
+        "invalidator_recheck_delay",
+        "0.1",
+        _non_negative_float,
+        "Seconds after an invalidation that the same pages are invalidated again: a binlog "
+        "reader can see a commit a moment before other sessions can read it (0: off).",
+    ),
+    Setting(
+        "invalidator_chunk_rows",
+        "5000",
+        _positive_int,
+        "Rows of a large transaction applied per step while it is still being read.",
+    ),
+    Setting(
+        "invalidator_lease_ttl",
+        "3",
+        _positive_float,
+        "Seconds the active invalidator's lease lasts without renewal; a standby takes over "
+        "after it lapses.",
+    ),
 )
 
 
@@ -597,6 +631,11 @@ class Settings:
     forwarded_allow_ips: tuple[str, ...]
     client_timeout: float
     invalidator_server_id: int
+    invalidator_stall_after: float
+    invalidator_heartbeat: float
+    invalidator_recheck_delay: float
+    invalidator_chunk_rows: int
+    invalidator_lease_ttl: float
 
     def __post_init__(self) -> None:
         if self.auth_enabled and not (self.auth_audience and self.auth_jwks_url):

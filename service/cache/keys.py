@@ -9,13 +9,17 @@ collide:
   lease:totals the fill lease of ``totals``
   index        sorted set of page numbers that have (or had) an entry or a lease: a shift
                invalidation finds the pages after a point without scanning the key space
-  binlog       the invalidator's binlog position, stored atomically with its invalidations
+  binlog       the invalidator's binlog position (and server identity), stored atomically
+               with its invalidations
+  config       HASH of the settings API and invalidator must share (``ttl``, ``page_size``)
+  invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
+  invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
-Control keys (index, binlog, checkpoint) carry no TTL, so Redis' ``volatile-lru`` never evicts
-them; entries and leases carry TTLs and may be evicted safely.
+Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL, so Redis'
+``volatile-lru`` never evicts them; entries and leases carry TTLs and may be evicted safely.
 """
 
 from __future__ import annotations
@@ -51,13 +55,19 @@ return 0
 #   ARGV[5] binlog position ('' = keep),
 #   ARGV[6] checkpoint age in ms ('' = none): everything committed before (Redis now - age) is
 #           applied once this step is; kept under ``checkpoint`` in Redis' clock, never moved back,
-#   ARGV[7..] single pages.
+#   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
+#           holds this token, so an invalidator that lost its lease (paused, partitioned) can
+#           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
+#   ARGV[8..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
 local prefix = ARGV[1]
+if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
+  return -1
+end
 local index = prefix .. 'index'
 local message = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -97,6 +107,31 @@ return #message
 """
 
 
+# The invalidators' lease (one active, the others standing by). ACQUIRE takes a free lease and
+# hands out the next fencing token (INCR, so a newer leader always holds a larger one):
+#   KEYS[1] lease, KEYS[2] fence; ARGV[1] owner id, ARGV[2] lease TTL ms. Returns the token or 0.
+# RENEW extends the lease only for its owner (ARGV[1] = 'owner:token'); RELEASE drops it likewise.
+ACQUIRE_LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+  return token
+end
+return 0
+"""
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class Keep:
     """Leave the cached totals as they are."""
 
@@ -132,6 +167,7 @@ class Invalidation:
     totals: TotalsChange = KEEP
     position: str | None = None
     checkpoint_age_ms: int | None = None
+    fence: int | None = None
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
         """ARGV for INVALIDATE, in the layout its comment documents."""
@@ -149,6 +185,7 @@ class Invalidation:
             totals_ttl,
             self.position or "",
             "" if self.checkpoint_age_ms is None else max(0, self.checkpoint_age_ms),
+            "" if self.fence is None else self.fence,
             *sorted(self.pages),
         ]
 
@@ -233,6 +270,21 @@ class CacheKeys:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}checkpoint"
+
+    @property
+    def config(self) -> str:
+        """HASH the API publishes its shared settings in (``ttl``, ``page_size``)."""
+        return f"{self.base}config"
+
+    @property
+    def invalidator_lease(self) -> str:
+        """The active invalidator's lease: its fencing token, with a TTL it keeps renewing."""
+        return f"{self.base}invalidator:lease"
+
+    @property
+    def invalidator_fence(self) -> str:
+        """The last fencing token handed out (INCR): newer leaders hold larger tokens."""
+        return f"{self.base}invalidator:fence"
 
     @property
     def channel(self) -> str:

@@ -72,6 +72,11 @@ class RedisCache:
         self.breaker.success()
         return result
 
+    def client_call(self, command: str, operation: Callable[[], T]) -> T:
+        """One call of a script another module owns (the invalidator's lease), through the
+        breaker and the metrics like every other call."""
+        return self._call(command, operation)
+
     def read(self, page: int) -> tuple[PageEntry | None, TotalsEntry | None]:
         """The page's entry and the totals, in one round trip."""
         raw_page, raw_totals = self._call(
@@ -114,10 +119,11 @@ class RedisCache:
         )
         return bool(stored)
 
-    def invalidate(self, change: Invalidation) -> None:
-        """Apply one invalidation step atomically (the INVALIDATE script)."""
+    def invalidate(self, change: Invalidation) -> bool:
+        """Apply one invalidation step atomically (the INVALIDATE script); False when its
+        fencing token is no longer the current one (nothing was applied)."""
         args = change.script_args(self.keys.base, self.hard_ttl)
-        self._call("invalidate", lambda: self._invalidate(keys=[], args=args))
+        return int(self._call("invalidate", lambda: self._invalidate(keys=[], args=args))) >= 0
 
     def stored_position(self) -> str | None:
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))
@@ -126,3 +132,8 @@ class RedisCache:
     def ping(self) -> None:
         """Readiness: one PING, through the breaker like every other call."""
         self._call("ping", self.client.ping)
+
+    def shared_setting(self, name: str) -> str | None:
+        """A field of the ``config`` HASH the API publishes (``ttl``, ``page_size``)."""
+        raw = self._call("hget", lambda: self.client.hget(self.keys.config, name))
+        return cast(bytes, raw).decode() if raw else None

@@ -9,15 +9,25 @@ orders have a smaller id (its rank):
 - DELETE likewise shifts the page it left and all after it.
 - Totals (total_orders, total_pages, the last link) change on every INSERT and DELETE; they are
   cached apart from the pages, so a stream of new orders leaves full pages cached.
-- Schema changes and TRUNCATE invalidate everything.
+- Schema changes and TRUNCATE invalidate everything; TRUNCATE and table swaps also mean the
+  block counts must be rebuilt (TRUNCATE fires no triggers, a swapped-in table has none).
+
+``order_changes`` turns the follower's row changes into the ids the planner works on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from service.invalidation.changes import RowChange
 from service.orders.pagination import page_of_rank
+
+ORDERS_TABLE = "orders"
+# Statements after which the block counts no longer follow the rows: TRUNCATE fires no DELETE
+# triggers, and a table dropped, created or renamed into place comes without (or with other) ones.
+_RECOUNT_AFTER = re.compile(r"^\s*(TRUNCATE|DROP|CREATE|RENAME)\b", re.IGNORECASE)
 
 # Past this many updated rows in one transaction, invalidate the span between the first and last
 # page instead of locating each row (bulk UPDATEs would otherwise cost one rank query per row).
@@ -34,9 +44,50 @@ class OrderChanges:
     updated: frozenset[int] = frozenset()
     deleted: frozenset[int] = frozenset()
     reset: bool = False
+    recount: bool = False  # the block counts must be rebuilt before anything is located
 
     def __bool__(self) -> bool:
         return bool(self.inserted or self.updated or self.deleted or self.reset)
+
+
+def order_changes(
+    changes: Iterable[RowChange], schema: str, table: str = ORDERS_TABLE
+) -> OrderChanges:
+    """The ids one transaction (or one chunk of it) touched in ``schema.table`` (an id change is
+    a move); any reset, or a key that is not one integer, makes it a reset."""
+    inserted: set[int] = set()
+    updated: set[int] = set()
+    deleted: set[int] = set()
+    reset = recount = False
+    for change in changes:
+        if not change.concerns(schema, table):
+            continue
+        if change.kind == "reset":
+            reset = True
+            recount = recount or bool(
+                change.statement and _RECOUNT_AFTER.match(_strip_comments(change.statement))
+            )
+            continue
+        before, after = change.before_id, change.after_id
+        if change.kind == "insert" and after is not None:
+            inserted.add(after)
+        elif change.kind == "delete" and before is not None:
+            deleted.add(before)
+        elif change.kind == "update" and before is not None and after is not None:
+            if before == after:
+                updated.add(after)
+            else:
+                deleted.add(before)
+                inserted.add(after)
+        else:
+            reset = True  # a key we cannot read: be safe
+    if reset:
+        return OrderChanges(reset=True, recount=recount)
+    return OrderChanges(frozenset(inserted), frozenset(updated), frozenset(deleted))
+
+
+def _strip_comments(statement: str) -> str:
+    return re.sub(r"/\*.*?\*/", " ", statement, flags=re.DOTALL)
 
 
 @dataclass

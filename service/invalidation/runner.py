@@ -1,90 +1,129 @@
 """``orders-service invalidate``: the binlog in, cache invalidations out, position saved after.
 
-Each committed transaction on the orders table becomes one atomic Redis step (the INVALIDATE
-script) that drops the pages it made wrong, replaces the totals, publishes the change to the
-workers' near caches and records the binlog position just after the transaction. Redis failing
-means retrying the same step; the position never moves past an invalidation that did not happen,
-so a restart (even after SIGKILL) resumes at the first transaction not yet applied. Replays are
+Each committed transaction on the orders table becomes an atomic Redis step (the INVALIDATE
+script) that drops the pages it made wrong, replaces the totals and publishes the change to the
+workers' near caches. A binlog reader can see a commit a moment before other sessions can read
+it, so a fill in that moment could store the old row: the same pages are invalidated once more
+``recheck_delay`` later, and only that second step records the binlog position (and the
+checkpoint), so a restart (even after SIGKILL) replays both. Redis failing means retrying the
+same step; the position never moves past an invalidation that did not happen. Replays are
 harmless: invalidating twice is the same as once.
+
+Progress is proven end to end (pt-heartbeat's idea): every ``heartbeat_seconds`` the invalidator
+writes a row of the ``heartbeat`` table and notes the local monotonic time it sent it. When the
+row comes back through the binlog and everything before it has been applied, the step carries
+``checkpoint_age_ms = now - sent``; the script turns that age into a time in Redis' own clock
+(``checkpoint``): every change committed to MySQL before it is applied. Only differences of
+one clock are ever taken, so no two hosts' clocks are compared.
+
+One invalidator is active at a time: it holds a lease in Redis whose fencing token every step
+carries, and the script refuses a step whose token is no longer the newest (``leadership``).
 """
 
 from __future__ import annotations
 
+import collections
+import functools
+import secrets
 import signal
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import pymysql
 
 from service.cache.entries import TotalsEntry, fresh_until
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
-from service.cache.store import CacheUnavailable
-from service.config import Settings
+from service.cache.store import CacheUnavailable, RedisCache
+from service.config import DatabaseURL, Settings
 from service.invalidation import planner
-from service.invalidation.binlog import (
-    BinlogFollower,
-    BinlogPosition,
-    ChangeBatch,
+from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
+from service.invalidation.follower import BinlogFollower
+from service.invalidation.leadership import Lease
+from service.invalidation.server import (
     PositionUnavailable,
-    RowChange,
+    check_server,
     current_position,
+    foreign_history,
 )
 from service.observability import metrics
 from service.observability.logging import get_logger
-from service.orders import repository
-from service.orders.database import connect
+from service.orders import repository, schema
+from service.orders.database import Connection
 
-ORDERS_TABLE = "orders"
+T = TypeVar("T")
+HEARTBEAT_TABLE = "heartbeat"
 RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 0.5  # Redis back: pending invalidations land within half a second
-IDLE_POSITION_SAVE_SECONDS = 5.0
+STREAM_HEARTBEAT_SECONDS = 0.1  # the server's idle heartbeat: how late a due recheck can be
+UNKNOWN_TTL_FRESHNESS = 5  # totals' freshness while the API has not published its TTL
+CONFIG_REFRESH_SECONDS = 5.0
 
 log = get_logger("service.invalidation")
 
 
-def order_changes(changes: list[RowChange], schema: str) -> planner.OrderChanges:
-    """The ids one transaction touched in ``schema.orders`` (an id change is a move)."""
-    inserted: set[int] = set()
-    updated: set[int] = set()
-    deleted: set[int] = set()
-    for change in changes:
-        if not change.concerns(schema, ORDERS_TABLE):
-            continue
-        if change.kind == "reset":
-            return planner.OrderChanges(reset=True)
-        before, after = change.before_id, change.after_id
-        if change.kind == "insert" and after is not None:
-            inserted.add(after)
-        elif change.kind == "delete" and before is not None:
-            deleted.add(before)
-        elif change.kind == "update" and before is not None and after is not None:
-            if before == after:
-                updated.add(after)
-            else:
-                deleted.add(before)
-                inserted.add(after)
-        else:
-            return planner.OrderChanges(reset=True)  # a key we cannot read: be safe
-    return planner.OrderChanges(frozenset(inserted), frozenset(updated), frozenset(deleted))
+class Fenced(Exception):
+    """A newer invalidator holds the lease: this one must stop applying and stand by."""
+
+
+@dataclass(frozen=True)
+class InvalidatorOptions:
+    """What the invalidator needs besides its connections (the ORDERS_INVALIDATOR_* settings)."""
+
+    page_size: int
+    server_id: int
+    cache_ttl: int
+    heartbeat_seconds: float = 0.5
+    recheck_delay: float = 0.1
+    stall_after: float = 10.0
+    chunk_rows: int = 5_000
+    lease_ttl: float = 3.0
+    first_contact_timeout: float = 60.0
+
+
+@dataclass
+class _Pending:
+    """A recheck to apply at ``due``: the pages again, and the progress it records."""
+
+    due: float
+    plan: planner.Plan | None
+    position: BinlogPosition | None
+    heartbeat_sent: float | None = None
 
 
 class Invalidator:
     """Follows the binlog and applies invalidations until ``stop()``."""
 
-    def __init__(self, settings: Settings) -> None:
-        from service.services import build_redis_cache
-
-        self.settings = settings
-        # Off the request path, so a longer timeout and a quick breaker retry suit it better.
-        self.cache = build_redis_cache(
-            settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2
-        )
+    def __init__(
+        self,
+        source: DatabaseURL,
+        cache: RedisCache,
+        database: Connection,
+        heartbeat_database: Connection,
+        options: InvalidatorOptions,
+    ) -> None:
+        self.source = source
+        self.cache = cache
+        self.options = options
+        self._db = database
+        self._heartbeat_db = heartbeat_database
         self._stop = threading.Event()
         self._follower: BinlogFollower | None = None
-        self._connection: Any = None
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._sent: dict[int, float] = {}  # heartbeat seq -> monotonic time it was sent
+        self._sent_lock = threading.Lock()
+        self._seq = secrets.randbits(62)  # unique per process: old rows never match ours
+        self._checkpoint_sent: float | None = None
+        self._started = time.monotonic()
+        self._progress_at = time.monotonic()
+        self._ttl_cache: tuple[float, int] | None = None
+        self.lease = Lease(cache, options.lease_ttl)
+        self.active = threading.Event()
         self.applied = 0
 
+    # ---- control --------------------------------------------------------------------------
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -94,111 +133,282 @@ class Invalidator:
         if self._follower is not None:
             self._follower.stop()
 
+    def healthy(self) -> bool:
+        """False once nothing moved (no binlog event, no heartbeat, no standby tick) for
+        ``stall_after`` seconds: the kubelet should restart a stalled invalidator."""
+        return time.monotonic() - self._progress_at < self.options.stall_after
+
+    def checkpoint_age(self) -> float:
+        """Seconds since the newest moment before which every commit is known applied."""
+        since = self._checkpoint_sent if self._checkpoint_sent is not None else self._started
+        return max(0.0, time.monotonic() - since)
+
+    def _progress(self) -> None:
+        self._progress_at = time.monotonic()
+
+    # ---- the process -----------------------------------------------------------------------
     def run(self) -> None:
-        url = self.settings.database_url
+        """Wait for MySQL, refuse what cannot be followed, then lead or stand by until stopped."""
+        metrics.set_invalidator_gauge("leader", 0)
+        info = self._first_contact(lambda: check_server(self.source))
+        if not info.logs_rows:
+            log.warning(
+                "binlog_format is not ROW: writes logged as statements reset the whole cache",
+                binlog_format=info.settings.get("binlog_format"),
+            )
+        metrics.set_invalidator_gauge("binlog_row_format", 1 if info.logs_rows else 0)
+        self._db.run(schema.refuse_cascading_foreign_keys)
+        heartbeats = threading.Thread(target=self._beat, name="invalidator-heartbeat", daemon=True)
+        heartbeats.start()
+        while not self._stop.is_set():
+            if not self._wait_for_lease():
+                return
+            try:
+                self._lead()
+            except Fenced:
+                log.warning("another invalidator took over; standing by")
+            finally:
+                self.active.clear()
+                metrics.set_invalidator_gauge("leader", 0)
+                self.lease.release()
+        self.lease.release()
+
+    def _first_contact(self, probe: Callable[[], T]) -> T:
+        """MySQL may start after us (compose, Kubernetes): retry with capped backoff until
+        ``first_contact_timeout``, then give up with the last error."""
+        deadline = time.monotonic() + self.options.first_contact_timeout
+        delay = 0.2
+        while True:
+            try:
+                return probe()
+            except pymysql.MySQLError as exc:
+                if time.monotonic() + delay > deadline or self._stop.is_set():
+                    raise
+                log.warning("MySQL not reachable yet; retrying", error=str(exc), retry_in=delay)
+                self._progress()  # waiting on purpose is not a stall
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _wait_for_lease(self) -> bool:
+        """Stand by until this process holds the lease (True) or is stopped (False)."""
+        while not self._stop.is_set():
+            self._progress()
+            try:
+                if self.lease.acquire():
+                    log.info("holding the invalidator lease", fence=self.lease.token)
+                    self.active.set()
+                    metrics.set_invalidator_gauge("leader", 1)
+                    return True
+            except CacheUnavailable as exc:
+                log.warning("redis unavailable while standing by", error=str(exc))
+            self._stop.wait(min(0.25, self.options.lease_ttl / 4))
+        return False
+
+    def _lead(self) -> None:
         position = self._start_position()
-        log.info("following binlog", database=url.redacted(), position=str(position))
+        log.info("following binlog", database=self.source.redacted(), position=str(position))
         while not self._stop.is_set():
             self._follower = BinlogFollower(
-                url,
-                server_id=self.settings.invalidator_server_id,
+                self.source,
+                server_id=self.options.server_id,
                 start=position,
-                schemas=[url.database],
+                schemas=[self.source.database],
+                tables={planner.ORDERS_TABLE: None, HEARTBEAT_TABLE: ("invalidator", "seq")},
+                heartbeat_seconds=STREAM_HEARTBEAT_SECONDS,
+                chunk_rows=self.options.chunk_rows,
             )
             try:
                 position = self._follow(self._follower, position)
             except PositionUnavailable as exc:
                 # The server purged binlogs we had not read: start over from now, clearing all.
                 log.warning("stored binlog position is gone; starting over", error=str(exc))
-                position = self._start_fresh()
+                position = self._start_fresh("the stored position is no longer on the server")
             finally:
                 self._follower.close()
 
     def _follow(self, follower: BinlogFollower, position: BinlogPosition) -> BinlogPosition:
-        saved_at = time.monotonic()
-        saved = position
+        unreadable = 0
         for batch in follower:
             if self._stop.is_set():
                 break
-            changes = order_changes(batch.changes, self.settings.database_url.database)
-            if changes:
-                self._apply(changes, batch)
-                saved, saved_at = batch.position, time.monotonic()
-            elif (
-                batch.position != saved and time.monotonic() - saved_at > IDLE_POSITION_SAVE_SECONDS
-            ):
-                self._retry(
-                    lambda p=batch.position: self.cache.invalidate(Invalidation(position=str(p)))
-                )
-                saved, saved_at = batch.position, time.monotonic()
-            position = batch.position
-            metrics.set_invalidation_lag(follower.lag_seconds())
+            if not self.lease.held():
+                raise Fenced("the lease lapsed")
+            self._progress()
+            while follower.unreadable_events > unreadable:
+                unreadable += 1
+                metrics.count_invalidator_event("unreadable_event")
+            self._handle(batch)
+            self._drain(time.monotonic())
+            if not batch.partial:
+                position = batch.position
+        self._drain(float("inf"))
         return position
 
+    # ---- positions ---------------------------------------------------------------------------
     def _start_position(self) -> BinlogPosition:
-        """Where we left off; or now, after dropping everything, since what happened while
-        nobody followed the binlog is unknown."""
+        """Where we left off, if it is this server's history; otherwise now, after dropping
+        everything, since what happened while nobody followed the binlog is unknown."""
         stored = self._retry(self.cache.stored_position)
-        if stored:
-            return BinlogPosition.parse(stored)
-        return self._start_fresh()
-
-    def _start_fresh(self) -> BinlogPosition:
-        position = current_position(self.settings.database_url)
-        self._retry(
-            lambda: self.cache.invalidate(
-                Invalidation(from_page=1, totals=DROP, position=str(position))
-            )
-        )
-        log.info("no stored binlog position: cache cleared, starting now", position=str(position))
+        if not stored:
+            return self._start_fresh("no stored binlog position")
+        try:
+            position = BinlogPosition.parse(stored)
+        except ValueError:
+            return self._start_fresh(f"unreadable stored position {stored!r}")
+        reason = foreign_history(self.source, position)
+        if reason is not None:
+            return self._start_fresh(f"stored position {position} not resumable: {reason}")
         return position
 
-    def _apply(self, changes: planner.OrderChanges, batch: ChangeBatch) -> None:
-        page_size = self.settings.page_size
-        try:
-            if changes.reset:
-                self._query(repository.forget_counts_if_empty)
-            plan = planner.plan(changes, self._rows_before, page_size)
-            totals: TotalsChange = KEEP
-            if plan.totals_changed:
-                fresh = fresh_until(int(time.time() * 1000), self.settings.cache_ttl)
-                totals = SetTotals(TotalsEntry(fresh, self._query(repository.count_orders)))
-        except pymysql.MySQLError as exc:
-            # Cannot locate the rows: drop every page and the totals, which is always correct.
-            log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
-            plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
-        self._retry(
-            lambda: self.cache.invalidate(
+    def _start_fresh(self, reason: str) -> BinlogPosition:
+        position = current_position(self.source)
+        self._step(Invalidation(from_page=1, totals=DROP, position=position.stored()))
+        metrics.count_invalidator_event("fresh_start")
+        log.warning("cache cleared, following from now", reason=reason, position=str(position))
+        return position
+
+    # ---- applying ----------------------------------------------------------------------------
+    def _handle(self, batch: ChangeBatch) -> None:
+        changes = planner.order_changes(batch.changes, self.source.database)
+        sent = None if batch.partial else self._heartbeat_in(batch.changes)
+        position = None if batch.partial else batch.position
+        now = time.monotonic()
+        if changes:
+            plan, totals = self._plan(changes)
+            delay = self.options.recheck_delay
+            self._step(
                 Invalidation(
                     pages=frozenset(plan.pages),
                     from_page=plan.from_page,
                     totals=totals,
-                    position=str(batch.position),
+                    position=position.stored() if position is not None and not delay else None,
+                    checkpoint_age_ms=self._age_ms(sent) if not delay else None,
                 )
             )
+            self._count(plan)
+            if not delay:
+                self._checkpointed(sent)
+            else:
+                self._pending.append(_Pending(now + delay, plan, position, sent))
+        elif position is not None and (sent is not None or not batch.idle):
+            due = self._pending[-1].due if self._pending else now
+            self._pending.append(_Pending(due, None, position, sent))
+        self.applied += 1 if changes else 0
+
+    def _drain(self, now: float) -> None:
+        """Apply every recheck that is due, merged into one step."""
+        if not self._pending or self._pending[0].due > now:
+            return
+        pages: set[int] = set()
+        from_page: int | None = None
+        totals_changed = False
+        position: BinlogPosition | None = None
+        sent: float | None = None
+        while self._pending and self._pending[0].due <= now:
+            item = self._pending.popleft()
+            if item.plan is not None:
+                pages |= item.plan.pages
+                if item.plan.from_page is not None:
+                    from_page = min(from_page or item.plan.from_page, item.plan.from_page)
+                totals_changed = totals_changed or item.plan.totals_changed
+            position = item.position or position
+            sent = item.heartbeat_sent if item.heartbeat_sent is not None else sent
+        if from_page is not None:
+            pages = {page for page in pages if page < from_page}
+        totals: TotalsChange = KEEP
+        if totals_changed:
+            totals = self._fresh_totals()
+        self._step(
+            Invalidation(
+                pages=frozenset(pages),
+                from_page=from_page,
+                totals=totals,
+                position=position.stored() if position is not None else None,
+                checkpoint_age_ms=self._age_ms(sent),
+            )
         )
-        self.applied += 1
+        self._checkpointed(sent)
+
+    def _checkpointed(self, sent: float | None) -> None:
+        if sent is not None:
+            self._checkpoint_sent = max(self._checkpoint_sent or sent, sent)
+
+    def _plan(self, changes: planner.OrderChanges) -> tuple[planner.Plan, TotalsChange]:
+        try:
+            if changes.reset:
+                metrics.count_invalidator_event("reset")
+                self._after_reset(changes)
+            plan = planner.plan(changes, self._rows_before, self.options.page_size)
+            totals = self._fresh_totals() if plan.totals_changed else KEEP
+        except pymysql.MySQLError as exc:
+            # Cannot locate the rows: drop every page and the totals, which is always correct.
+            log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
+            plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
+        return plan, totals
+
+    def _after_reset(self, changes: planner.OrderChanges) -> None:
+        """After DDL on orders: foreign keys that cascade are refused (the process stops), lost
+        triggers are restored, and counts that no longer follow the rows are rebuilt."""
+        self._db.run(schema.refuse_cascading_foreign_keys)
+        repaired = self._db.run(schema.repair)
+        if repaired:
+            log.warning("schema objects were missing and are restored", repaired=repaired)
+        elif changes.recount:
+            self._db.run(repository.recount_buckets)
+
+    def _fresh_totals(self) -> TotalsChange:
+        try:
+            count = self._db.run(repository.count_orders)
+        except pymysql.MySQLError as exc:
+            log.warning("cannot count orders; dropping the cached totals", error=str(exc))
+            return DROP
+        return SetTotals(
+            TotalsEntry(fresh_until(int(time.time() * 1000), self._totals_ttl()), count)
+        )
+
+    def _totals_ttl(self) -> int:
+        """The API's TTL as it published it (``config`` in Redis); until it has, a freshness so
+        short that a TTL mismatch between the two cannot keep totals fresh for long."""
+        now = time.monotonic()
+        if self._ttl_cache is not None and now - self._ttl_cache[0] < CONFIG_REFRESH_SECONDS:
+            return self._ttl_cache[1]
+        try:
+            published = self.cache.shared_setting("ttl")
+        except CacheUnavailable:
+            published = None
+        ttl = min(self.options.cache_ttl, UNKNOWN_TTL_FRESHNESS)
+        if published is not None and published.isdigit() and int(published) > 0:
+            ttl = int(published)
+        self._ttl_cache = (now, ttl)
+        return ttl
+
+    def _rows_before(self, order_id: int) -> int:
+        return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
+
+    def _step(self, change: Invalidation) -> None:
+        fenced = Invalidation(
+            pages=change.pages,
+            from_page=change.from_page,
+            totals=change.totals,
+            position=change.position,
+            checkpoint_age_ms=change.checkpoint_age_ms,
+            fence=self.lease.token,
+        )
+        if not self._retry(lambda: self.cache.invalidate(fenced)):
+            metrics.count_invalidator_event("fenced_step")
+            raise Fenced(f"fencing token {self.lease.token} is no longer the newest")
+
+    def _count(self, plan: planner.Plan) -> None:
         metrics.count_invalidations("page", len(plan.pages))
         if plan.from_page is not None:
             metrics.count_invalidations("shift")
         if plan.totals_changed:
             metrics.count_invalidations("totals")
 
-    def _rows_before(self, order_id: int) -> int:
-        return int(self._query(lambda cursor: repository.rows_before_id(cursor, order_id)))
+    def _age_ms(self, sent: float | None) -> int | None:
+        return None if sent is None else int((time.monotonic() - sent) * 1000) + 1
 
-    def _query(self, work: Any) -> Any:
-        if self._connection is None:
-            self._connection = connect(self.settings.database_url, timeout=5)
-        try:
-            with self._connection.cursor() as cursor:
-                return work(cursor)
-        except pymysql.MySQLError:
-            self._connection.close()
-            self._connection = None
-            raise
-
-    def _retry(self, call: Any) -> Any:
+    def _retry(self, call: Callable[[], T]) -> T:
         """Redis calls are repeated until they succeed (or we are stopped): nothing is skipped."""
         delay = RETRY_SECONDS
         while True:
@@ -211,6 +421,73 @@ class Invalidator:
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
+    # ---- heartbeats ---------------------------------------------------------------------------
+    def _beat(self) -> None:
+        """Write a heartbeat row while active; remember when each was sent."""
+        failing = False
+        while not self._stop.wait(self.options.heartbeat_seconds):
+            if not self.active.is_set():
+                continue
+            self._seq += 1
+            seq = self._seq
+            sent = time.monotonic()
+            with self._sent_lock:
+                self._sent[seq] = sent
+                for old in [s for s, at in self._sent.items() if sent - at > 60]:
+                    del self._sent[old]
+            try:
+                self._heartbeat_db.run(
+                    functools.partial(_write_heartbeat, invalidator=self.options.server_id, seq=seq)
+                )
+                failing = False
+            except pymysql.MySQLError as exc:
+                metrics.count_invalidator_event("heartbeat_error")
+                if not failing:
+                    log.warning("heartbeat write failed", error=str(exc))
+                failing = True
+
+    def _heartbeat_in(self, changes: list[RowChange]) -> float | None:
+        """When the newest of our heartbeats in ``changes`` was sent (None: none of ours)."""
+        newest: float | None = None
+        for change in changes:
+            if change.table != HEARTBEAT_TABLE or change.after is None or len(change.after) != 2:
+                continue
+            seq = change.after[1]
+            with self._sent_lock:
+                sent = self._sent.get(seq) if isinstance(seq, int) else None
+            if sent is not None and (newest is None or sent > newest):
+                newest = sent
+        return newest
+
+
+def _write_heartbeat(cursor: repository.Cursor, *, invalidator: int, seq: int) -> None:
+    repository.write_heartbeat(cursor, invalidator, seq)
+
+
+def build_invalidator(settings: Settings) -> Invalidator:
+    """The invalidator's parts from the settings (its composition root)."""
+    from service.services import build_redis_cache
+
+    # Off the request path: a longer Redis timeout and a quick breaker retry suit it better.
+    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2)
+    options = InvalidatorOptions(
+        page_size=settings.page_size,
+        server_id=settings.invalidator_server_id,
+        cache_ttl=settings.cache_ttl,
+        heartbeat_seconds=settings.invalidator_heartbeat,
+        recheck_delay=settings.invalidator_recheck_delay,
+        stall_after=settings.invalidator_stall_after,
+        chunk_rows=settings.invalidator_chunk_rows,
+        lease_ttl=settings.invalidator_lease_ttl,
+    )
+    return Invalidator(
+        settings.database_url,
+        cache,
+        Connection(settings.database_url, timeout=5),
+        Connection(settings.database_url, timeout=2),
+        options,
+    )
+
 
 def run_invalidator(settings: Settings) -> None:
     """The process: metrics endpoint, signal handling, then follow until SIGTERM/SIGINT."""
@@ -218,8 +495,9 @@ def run_invalidator(settings: Settings) -> None:
     from service.observability import logging as service_logging
 
     service_logging.configure(settings)
-    observability.start_invalidator_metrics_server(settings)
-    invalidator = Invalidator(settings)
+    invalidator = build_invalidator(settings)
+    observability.start_invalidator_metrics_server(settings, invalidator.healthy)
+    metrics.track_invalidation_lag(invalidator.checkpoint_age)
 
     def stop(_signum: int, _frame: object) -> None:
         invalidator.stop()
@@ -228,6 +506,9 @@ def run_invalidator(settings: Settings) -> None:
     signal.signal(signal.SIGINT, stop)
     try:
         invalidator.run()
+    except schema.CascadingForeignKeys as exc:
+        log.error("refusing to run", error=str(exc))
+        raise SystemExit(2) from None
     except CacheUnavailable:
         if not invalidator.stopping:
             raise

@@ -10,6 +10,7 @@ workers, each writing its own file (see ``multiproc``).
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from enum import StrEnum
 from importlib import metadata
 
@@ -201,6 +202,66 @@ def set_invalidation_lag(seconds: float) -> None:
     _InvalidationLag.get().set(seconds)
 
 
+def track_invalidation_lag(age: Callable[[], float]) -> None:
+    """Compute the lag at scrape time from ``age()`` (the invalidator's checkpoint age), so it
+    keeps growing while the process is stuck (Redis paused, MySQL gone) instead of freezing."""
+    _InvalidationLag.get().set_function(age)
+
+
+# The invalidator's own health signals (invalidator process only; registered on first use, like
+# the lag gauge, so API workers never export them).
+_INVALIDATOR_EVENTS = {
+    "unreadable_event": "binlog events or rows the invalidator could not read (each a reset)",
+    "reset": "transactions that invalidated every page (DDL, TRUNCATE, unreadable data)",
+    "fresh_start": "starts that cleared the cache: no usable stored position",
+    "fenced_step": "invalidation steps refused because a newer invalidator holds the lease",
+    "heartbeat_error": "heartbeat writes to MySQL that failed",
+}
+_invalidator_events: dict[str, Counter] = {}
+_invalidator_gauges: dict[str, Gauge] = {}
+_INVALIDATOR_GAUGES = {
+    "leader": "1 while this invalidator holds the lease and applies invalidations.",
+    "binlog_row_format": "1 when the server logs rows (binlog_format=ROW), 0 otherwise.",
+}
+
+
+def _invalidator_event(kind: str) -> Counter:
+    if kind not in _INVALIDATOR_EVENTS:
+        raise ValueError(f"unknown invalidator event {kind!r}")
+    child = _invalidator_events.get(kind)
+    if child is None:
+        if not _invalidator_events:
+            _InvalidatorEvents.counter = Counter(
+                "orders_invalidator_events",
+                "Notable invalidator events, by kind: "
+                + "; ".join(f"{k}: {v}" for k, v in _INVALIDATOR_EVENTS.items()),
+                ("kind",),
+            )
+        assert _InvalidatorEvents.counter is not None
+        child = _invalidator_events[kind] = _InvalidatorEvents.counter.labels(kind)
+    return child
+
+
+class _InvalidatorEvents:
+    counter: Counter | None = None
+
+
+def count_invalidator_event(kind: str) -> None:
+    """Count one ``orders_invalidator_events_total{kind}`` (kinds: ``_INVALIDATOR_EVENTS``)."""
+    _invalidator_event(kind).inc()
+
+
+def set_invalidator_gauge(name: str, value: float) -> None:
+    """``orders_invalidator_leader`` and ``orders_invalidator_binlog_row_format`` (see
+    ``_INVALIDATOR_GAUGES``)."""
+    gauge = _invalidator_gauges.get(name)
+    if gauge is None:
+        gauge = _invalidator_gauges[name] = Gauge(
+            f"orders_invalidator_{name}", _INVALIDATOR_GAUGES[name]
+        )
+    gauge.set(value)
+
+
 # What the binlog follower reports (service.invalidation.runner): single pages, a shift of every
 # page from one on (insert/delete), and the totals.
 INVALIDATION_KINDS = ("page", "shift", "totals")
@@ -209,6 +270,8 @@ INVALIDATION_KINDS = ("page", "shift", "totals")
 def prepare_invalidator() -> None:
     """Publish the invalidator's series at 0 before its first event, so rate() sees the first."""
     _InvalidationLag.get()
+    for event_kind in _INVALIDATOR_EVENTS:
+        _invalidator_event(event_kind)
     for kind in INVALIDATION_KINDS:
         if kind not in _invalidations:
             _invalidations[kind] = INVALIDATIONS.labels(kind)

@@ -7,6 +7,7 @@ Connections use autocommit, so a pooled connection never keeps reading an old sn
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -162,3 +163,29 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, pymysql.MySQLError) and exc.args:
         return str(exc.args[-1])
     return f"{type(exc).__name__}: {exc}"
+
+
+class Connection:
+    """One MySQL connection for a background process (the invalidator), opened on first use and
+    reopened after a failure: ``run(fn)`` runs ``fn(cursor)``; MySQL errors propagate."""
+
+    def __init__(self, url: DatabaseURL, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._connection: Any = None
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        if self._connection is None:
+            self._connection = connect(self._url, timeout=self._timeout)
+        try:
+            with self._connection.cursor() as cursor:
+                return work(cursor)
+        except pymysql.MySQLError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(pymysql.MySQLError):  # a broken one may fail to close
+                connection.close()

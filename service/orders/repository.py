@@ -135,13 +135,65 @@ def recount_buckets(cursor: Cursor) -> None:
         cursor.execute("UNLOCK TABLES")
 
 
+def write_heartbeat(cursor: Cursor, invalidator: int, seq: int) -> None:
+    """The invalidator's heartbeat: a row change that travels through the binlog like any write,
+    so seeing it come back proves every commit before it was read (pt-heartbeat's idea)."""
+    cursor.execute(
+        "INSERT INTO heartbeat (invalidator, seq) VALUES (%s, %s) "
+        "ON DUPLICATE KEY UPDATE seq = VALUES(seq)",
+        (invalidator, seq),
+    )
+
+
+# Foreign keys on ``orders`` whose action changes orders rows when the parent changes: InnoDB
+# applies them inside the storage engine, so they reach neither the row binlog nor the triggers.
+_CASCADING_FOREIGN_KEYS = """
+SELECT CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE
+FROM information_schema.REFERENTIAL_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'
+  AND (DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
+       OR UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT'))
+ORDER BY CONSTRAINT_NAME
+"""
+
+
+def cascading_foreign_keys(cursor: Cursor) -> list[str]:
+    """Foreign keys that let another table's writes change orders rows unseen, described."""
+    cursor.execute(_CASCADING_FOREIGN_KEYS)
+    return [
+        f"{name} (references {parent}, ON DELETE {on_delete}, ON UPDATE {on_update})"
+        for name, parent, on_delete, on_update in cursor.fetchall()
+    ]
+
+
+SCHEMA_TABLES = ("orders", "order_buckets", "heartbeat")
+COUNTING_TRIGGERS = ("orders_count_insert", "orders_count_delete", "orders_count_move")
+
+
+def missing_schema_objects(cursor: Cursor) -> list[str]:
+    """The service's tables and counting triggers (on ``orders`` itself) that do not exist now:
+    a table swap (RENAME) or DROP + CREATE leaves the triggers behind on the old table."""
+    cursor.execute(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+    )
+    tables = {str(row[0]) for row in cursor.fetchall()}
+    cursor.execute(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'orders'"
+    )
+    triggers = {str(row[0]) for row in cursor.fetchall()}
+    return [f"table {t}" for t in SCHEMA_TABLES if t not in tables] + [
+        f"trigger {t}" for t in COUNTING_TRIGGERS if t not in triggers
+    ]
+
+
 def ping(cursor: Cursor) -> None:
     """Readiness: the server answers a query on this connection."""
     cursor.execute("SELECT 1")
     cursor.fetchone()
 
 
-SCHEMA_TABLES = ("orders", "order_buckets")
+PAGE_TABLES = ("orders", "order_buckets")  # what a page is read from (heartbeat is not needed)
 
 
 def missing_tables(cursor: Cursor) -> list[str]:
@@ -150,10 +202,10 @@ def missing_tables(cursor: Cursor) -> list[str]:
     cursor.execute(
         "SELECT table_name FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name IN (%s, %s)",
-        SCHEMA_TABLES,
+        PAGE_TABLES,
     )
     present = {str(row[0]) for row in cursor.fetchall()}
-    return [name for name in SCHEMA_TABLES if name not in present]
+    return [name for name in PAGE_TABLES if name not in present]
 
 
 def create_database(cursor: Cursor, name: str) -> None:

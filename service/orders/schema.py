@@ -1,7 +1,15 @@
 """Versioned migrations: the SQL files in ``migrations/``, applied in name order, each once.
 
 Safe to run twice and from two replicas at once: a MySQL named lock serialises runners, and the
-``schema_migrations`` table records what is applied.
+``schema_migrations`` table records what is applied. A version number is not proof that its
+objects still exist: a table swap (``RENAME TABLE orders TO orders_old, orders_new TO orders``)
+or DROP + CREATE leaves the counting triggers behind, so after the versions ``migrate`` checks
+what exists and, if a table or trigger is missing, re-runs every (re-runnable) migration and
+rebuilds the block counts.
+
+Foreign keys on ``orders`` with a cascading action are refused (``CascadingForeignKeys``):
+InnoDB applies cascades inside the engine, so the changed orders rows reach neither the row
+binlog nor the triggers, and neither the cache nor the block counts could follow them.
 """
 
 from __future__ import annotations
@@ -33,8 +41,29 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in _STATEMENT_END.split("\n".join(lines)) if s.strip()]
 
 
+class CascadingForeignKeys(RuntimeError):
+    """``orders`` has foreign keys whose cascades would change rows unseen; the message names
+    them and what to do."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(
+            "orders has foreign keys with cascading actions, which change orders rows without "
+            "binlog row events or triggers (the cache and the block counts would drift): "
+            + "; ".join(keys)
+            + ". Drop them or make them ON DELETE/UPDATE RESTRICT, and delete child orders "
+            "explicitly."
+        )
+        self.keys = keys
+
+
+def refuse_cascading_foreign_keys(cursor: repository.Cursor) -> None:
+    keys = repository.cascading_foreign_keys(cursor)
+    if keys:
+        raise CascadingForeignKeys(keys)
+
+
 def migrate(connection: pymysql.Connection) -> list[str]:
-    """Apply what is missing; returns the versions applied by this call."""
+    """Apply what is missing; returns the versions applied (and repairs made) by this call."""
     applied_now = []
     with connection.cursor() as cursor:
         if not repository.acquire_migration_lock(cursor, LOCK_TIMEOUT_SECONDS):
@@ -45,6 +74,31 @@ def migrate(connection: pymysql.Connection) -> list[str]:
                 if version not in done:
                     repository.apply_migration(cursor, version, statements)
                     applied_now.append(version)
+            if missing := _restore_missing(cursor):
+                applied_now.append(f"repaired ({', '.join(missing)} restored, counts rebuilt)")
+            refuse_cascading_foreign_keys(cursor)
         finally:
             repository.release_migration_lock(cursor)
     return applied_now
+
+
+def _restore_missing(cursor: repository.Cursor) -> list[str]:
+    """Re-run every migration (each is re-runnable) and rebuild the counts if a table or a
+    counting trigger is missing; returns what was missing."""
+    missing = repository.missing_schema_objects(cursor)
+    if missing:
+        for version, statements in available_migrations():
+            repository.apply_migration(cursor, version, statements)
+        repository.recount_buckets(cursor)
+    return missing
+
+
+def repair(cursor: repository.Cursor) -> list[str]:
+    """What the invalidator runs after DDL on orders (a table swap, DROP + CREATE): restore
+    what is missing under the migration lock; returns what was missing."""
+    if not repository.acquire_migration_lock(cursor, LOCK_TIMEOUT_SECONDS):
+        raise TimeoutError("another migration run held the lock for 60 s")
+    try:
+        return _restore_missing(cursor)
+    finally:
+        repository.release_migration_lock(cursor)

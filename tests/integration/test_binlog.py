@@ -15,18 +15,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.invalidation.binlog import (
-    BinlogFollower,
-    BinlogPosition,
-    ChangeBatch,
+from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
+from service.invalidation.follower import BinlogFollower
+from service.invalidation.server import (
     PositionUnavailable,
-    RowChange,
     ServerInfo,
     ServerNotSuitable,
     _status_statement,
     current_position,
-    statement_changes,
 )
+from service.invalidation.statements import statement_changes
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import Database, MariaDBServer
 from tests.support.waiting import wait_for
@@ -324,23 +322,32 @@ def test_changes_to_other_tables_come_in_the_same_batch_for_the_caller_to_filter
 
 
 @pytest.mark.integration
-def test_tables_without_a_primary_key_and_huge_transactions_become_resets(
-    orders_db: Database,
-) -> None:
+def test_tables_without_a_primary_key_become_resets(orders_db: Database) -> None:
     orders_db.execute("CREATE TABLE audit (line VARCHAR(20))")
     start = now(orders_db)
     orders_db.execute("INSERT INTO audit VALUES ('x'), ('y')")
-    orders_db.execute(
-        "INSERT INTO orders (customer, total_cents) SELECT 'bulk', seq FROM seq_1_to_60"
-    )
-    batches = read_until(
-        follower_for(orders_db, start=start, max_changes_per_batch=50), now(orders_db)
-    )
+    batches = read_until(follower_for(orders_db, start=start), now(orders_db))
 
     assert [[(c.kind, c.table, c.before, c.after) for c in b.changes] for b in batches] == [
         [("reset", "audit", None, None)],
-        [("reset", "orders", None, None)],
     ]
+
+
+@pytest.mark.integration
+def test_a_large_transaction_comes_in_chunks_whose_position_is_the_one_before_it(
+    orders_db: Database,
+) -> None:
+    start = now(orders_db)
+    orders_db.execute(
+        "INSERT INTO orders (customer, total_cents) SELECT 'bulk', seq FROM seq_1_to_60"
+    )
+    batches = read_until(follower_for(orders_db, start=start, chunk_rows=25), now(orders_db))
+
+    assert [(b.partial, len(b.changes)) for b in batches] == [(True, 25), (True, 25), (False, 10)]
+    assert [b.position for b in batches[:2]] == [start, start]  # no progress before the commit
+    assert batches[-1].position > start
+    ids = [c.after_id for b in batches for c in b.changes]
+    assert ids == list(range(1, 61))
 
 
 @pytest.mark.integration

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from service import close_app, create_app
 from service.config import Settings
-from service.invalidation.runner import Invalidator
+from service.invalidation.runner import Invalidator, build_invalidator
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
@@ -48,7 +48,7 @@ def binlog_settings(binlog_database: Database, cache_prefix: str) -> Settings:
 
 @pytest.fixture
 def invalidator(binlog_settings: Settings) -> Iterator[Invalidator]:
-    running = Invalidator(binlog_settings)
+    running = build_invalidator(binlog_settings)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

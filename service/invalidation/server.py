@@ -1,0 +1,212 @@
+"""Probing the server the follower reads: version, binlog settings, identity, where the log ends.
+
+What the server must provide (checked by `check_server`, refused with `ServerNotSuitable`):
+  log_bin=ON, binlog_format=ROW, binlog_row_image=FULL, binlog_row_metadata=FULL (without it
+  MariaDB/MySQL send no column names or primary key, and rows come as UNKNOWN_COL0...), and a
+  server_id different from the follower's. MySQL 8.0.14+ / MariaDB 10.5+.
+Privileges of the user: REPLICATION SLAVE and REPLICATION CLIENT on *.*.
+
+These are replication-protocol statements (SHOW MASTER STATUS, server variables), not the
+service's data: they stay beside the follower rather than in service/orders/repository.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+import pymysql
+
+from service.invalidation.changes import BinlogPosition
+
+_REQUIRED_SETTINGS: Final = {
+    "log_bin": "ON",
+    "binlog_row_image": "FULL",
+    "binlog_row_metadata": "FULL",
+}
+
+
+class BinlogError(RuntimeError):
+    """Base of the errors this module raises on purpose."""
+
+
+class ServerNotSuitable(BinlogError):
+    """The server lacks a setting the follower needs; the message names it and the fix."""
+
+
+class PositionUnavailable(BinlogError):
+    """The server no longer has (or never had) the requested binlog file/position.
+
+    The caller cannot know what it missed: invalidate everything, then follow from
+    `current_position()`.
+    """
+
+
+class SourceAddress(Protocol):
+    """Where the server is and who to log in as (the service's `DatabaseURL` fits)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    flavor: Literal["mysql", "mariadb"]
+    version: tuple[int, int, int]
+    version_text: str
+    server_id: int
+    settings: dict[str, str]
+    server_uuid: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Which server wrote this binlog: MySQL's server_uuid, or MariaDB's server_id (MariaDB
+        has no server_uuid; its GTIDs, checked separately, tell histories apart)."""
+        if self.flavor == "mysql" and self.server_uuid:
+            return f"mysql:{self.server_uuid}"
+        return f"{self.flavor}:{self.server_id}"
+
+    @property
+    def logs_rows(self) -> bool:
+        """binlog_format=ROW: with STATEMENT or MIXED, DML may arrive as text, which the
+        follower can only treat as a reset of the schema (correct, but it empties the cache)."""
+        return self.settings.get("binlog_format", "").upper() == "ROW"
+
+
+def tls_options(source: SourceAddress) -> dict[str, Any]:
+    """PyMySQL's ``ssl`` argument when the source asks for TLS (``DatabaseURL.ssl``): the control,
+    position and stream connections verify the server as the API's connections do."""
+    ssl = getattr(source, "ssl", None)
+    return {"ssl": ssl} if ssl else {}
+
+
+def _connect(source: SourceAddress, timeout: float) -> pymysql.connections.Connection[Any]:
+    return pymysql.connect(
+        **tls_options(source),
+        host=source.host,
+        port=source.port,
+        user=source.user,
+        password=source.password,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        autocommit=True,
+        charset="utf8mb4",
+    )
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
+    if match is None:
+        raise BinlogError(f"cannot read the server version from {text!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return (major, minor, patch)
+
+
+def server_info(source: SourceAddress, *, timeout: float = 5.0) -> ServerInfo:
+    """Which server this is and its binlog-related settings."""
+    with _connect(source, timeout) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION(), @@server_id")
+        row = cur.fetchone()
+        assert row is not None
+        version_text, server_id = str(row[0]), int(row[1])
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+            "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', "
+            "'binlog_checksum', 'gtid_mode')"
+        )
+        settings = {str(name).lower(): str(value) for name, value in cur.fetchall()}
+        flavor: Literal["mysql", "mariadb"] = (
+            "mariadb" if "mariadb" in version_text.lower() else "mysql"
+        )
+        server_uuid = ""
+        if flavor == "mysql":
+            cur.execute("SELECT @@server_uuid")
+            server_uuid = str(cur.fetchone()[0])
+    return ServerInfo(
+        flavor, _parse_version(version_text), version_text, server_id, settings, server_uuid
+    )
+
+
+def check_server(source: SourceAddress, *, timeout: float = 5.0) -> ServerInfo:
+    """Refuse, with a message naming the setting, a server the follower cannot read correctly."""
+    info = server_info(source, timeout=timeout)
+    wrong = [
+        f"{name}={info.settings.get(name, '(absent: server too old)')} (needs {wanted})"
+        for name, wanted in _REQUIRED_SETTINGS.items()
+        if info.settings.get(name, "").upper() != wanted
+    ]
+    if wrong:
+        raise ServerNotSuitable(
+            f"{info.version_text} cannot feed the invalidator: " + ", ".join(wrong) + ". "
+            "Start it with --log-bin --binlog-format=ROW --binlog-row-image=FULL "
+            "--binlog-row-metadata=FULL and a unique --server-id."
+        )
+    return info
+
+
+def _status_statement(info: ServerInfo) -> str:
+    """`SHOW MASTER STATUS` was renamed in MySQL 8.2 and removed in 8.4; MariaDB keeps it."""
+    if info.flavor == "mysql" and info.version >= (8, 2, 0):
+        return "SHOW BINARY LOG STATUS"
+    return "SHOW MASTER STATUS"
+
+
+def current_position(source: SourceAddress, *, timeout: float = 5.0) -> BinlogPosition:
+    """The server's binlog end right now, with the server's identity and (MariaDB) the GTID
+    state there: where to start when no usable position was stored."""
+    info = server_info(source, timeout=timeout)
+    with _connect(source, timeout) as conn, conn.cursor() as cur:
+        cur.execute(_status_statement(info))
+        row = cur.fetchone()
+        if row is None:
+            raise ServerNotSuitable(f"{info.version_text}: the binary log is off (log_bin=OFF)")
+        position = BinlogPosition(str(row[0]), int(row[1]))
+        gtid = _gtid_at(cur, info, position) or ""
+    return position.with_identity(info.identity, gtid)
+
+
+def _gtid_at(cur: Any, info: ServerInfo, position: BinlogPosition) -> str | None:
+    """MariaDB's GTID state at file:offset (None when the server cannot place it there)."""
+    if info.flavor != "mariadb":
+        return ""
+    cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (position.log_file, position.log_pos))
+    found = cur.fetchone()
+    return None if found is None or found[0] is None else str(found[0])
+
+
+def foreign_history(  # noqa: PLR0911 - one answer per way a history can differ
+    source: SourceAddress, position: BinlogPosition, *, timeout: float = 5.0
+) -> str | None:
+    """Why ``position`` cannot be resumed on this server, or None when it can: another
+    server's identity, none recorded (a position stored by an older version), or a GTID state
+    at that file:offset that differs from the one recorded with it (RESET MASTER, a restored
+    backup, a replaced server with the same id)."""
+    info = server_info(source, timeout=timeout)
+    if not position.server:
+        return "the stored position records no server identity"
+    if position.server != info.identity:
+        return f"it was taken on {position.server}, this server is {info.identity}"
+    if info.flavor != "mariadb":
+        return None  # MySQL: server_uuid is the identity (RESET MASTER is not told apart)
+    with _connect(source, timeout) as conn, conn.cursor() as cur:
+        try:
+            here = _gtid_at(cur, info, position)
+        except pymysql.MySQLError as exc:
+            return f"the server cannot place {position}: {exc.args[-1]}"
+    if here is None:
+        return f"the server cannot place {position} in its binlog"
+    if _gtid_domains(here) != _gtid_domains(position.gtid):
+        return f"GTID state at {position} is {here!r} here, {position.gtid!r} when stored"
+    return None
+
+
+def _gtid_domains(state: str) -> dict[str, str]:
+    return dict(part.strip().split("-", 1) for part in state.split(",") if part.strip())
