@@ -17,8 +17,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from service import observability
     from service.api import errors, health, openapi, orders
     from service.cache.aside import PageCache
+    from service.cache.freshness import Freshness
     from service.cache.near import InvalidationListener, NearCache
-    from service.cache.store import RedisCache
+    from service.cache.store import RedisCache, config_fields
     from service.orders import loaders
     from service.orders.database import Database
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     database = Database(settings)
     redis_cache = RedisCache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
+    freshness = Freshness(settings.cache_max_lag)
     pages = PageCache(
         redis_cache,
         near,
@@ -37,18 +39,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         page_size=settings.page_size,
         ttl=settings.cache_ttl,
         lock_wait=settings.cache_lock_wait,
+        freshness=freshness,
     )
     app.extensions["orders.settings"] = settings
     app.extensions["orders.database"] = database
     app.extensions["orders.redis"] = redis_cache
     app.extensions["orders.pages"] = pages
+    app.extensions["orders.freshness"] = freshness
     app.extensions["orders.cache_control"] = orders.cache_control(
         settings.http_max_age, settings.cache_max_stale
     )
-    if near is not None:
-        listener = InvalidationListener(settings, near, redis_cache.keys.channel)
-        listener.start()
-        app.extensions["orders.listener"] = listener
+    listener = InvalidationListener(
+        settings, near, redis_cache.keys, freshness, config_fields(settings)
+    )
+    listener.start()
+    app.extensions["orders.listener"] = listener
 
     errors.init_app(app)
     app.register_blueprint(orders.bp)

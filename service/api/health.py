@@ -11,6 +11,7 @@ import orjson
 from flask import Blueprint, Response, current_app
 
 from service import lifecycle
+from service.cache.freshness import Freshness
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import repository
 from service.orders.database import Database, DatabaseUnavailable
@@ -47,4 +48,16 @@ def readyz() -> Response:
     if checks["mysql"] != "ok":
         return _json({"status": "unavailable", "checks": checks}, 503)
     status = "ok" if checks["redis"] == "ok" else "degraded"
-    return _json({"status": status, "checks": checks})
+    return _json({"status": status, "checks": checks, "invalidation": _invalidation()})
+
+
+def _invalidation() -> dict[str, object]:
+    """Whether an invalidator keeps this worker's cache current: never a reason to be unready
+    (past ``ORDERS_CACHE_MAX_LAG`` entries are refilled instead), but worth saying."""
+    freshness: Freshness = current_app.extensions["orders.freshness"]
+    age = freshness.checkpoint_age()
+    max_lag = freshness.max_lag_ms / 1000
+    if age is None:
+        return {"status": "absent", "max_lag_seconds": max_lag}
+    status = "ok" if age <= max_lag else "behind"
+    return {"status": status, "checkpoint_age_seconds": round(age, 3), "max_lag_seconds": max_lag}

@@ -24,6 +24,8 @@ def get_page(page: str) -> Response:
         "X-Cache": _X_CACHE[cached.outcome],
         "Cache-Control": current_app.extensions["orders.cache_control"],
     }
+    if cached.outcome == "stale":
+        headers["X-Cache-Lag"] = f"{cached.lag:.1f}"
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and _matches(if_none_match, cached.entry.etag, cached.total_orders):
         return Response(status=304, headers=headers)

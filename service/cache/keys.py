@@ -11,11 +11,13 @@ collide:
                invalidation finds the pages after a point without scanning the key space
   binlog       the invalidator's binlog position, stored atomically with its invalidations
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
+  config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
+               ``prefix``), so an invalidator can follow the API's, and mismatches show
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
-Control keys (index, binlog, checkpoint) carry no TTL, so Redis' ``volatile-lru`` never evicts
-them; entries and leases carry TTLs and may be evicted safely.
+Control keys (index, binlog, checkpoint, config) carry no TTL, so Redis' ``volatile-lru`` never
+evicts them; entries and leases carry TTLs and may be evicted safely.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ LEASE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   return 1
+end
+return 0
+"""
+
+# LEASE that also answers Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
+# the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
+# checkpoint, with no offset estimate involved.
+LEASE_AT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 return 0
 """
@@ -233,6 +247,10 @@ class CacheKeys:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}checkpoint"
+
+    @property
+    def config(self) -> str:
+        return f"{self.base}config"
 
     @property
     def channel(self) -> str:

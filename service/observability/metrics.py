@@ -215,3 +215,42 @@ def service_version() -> str:
 def publish_build_info(component: str) -> None:
     """Set ``orders_build_info`` for this process (component: api or invalidator)."""
     BUILD_INFO.labels(service_version(), platform.python_version(), component).set(1)
+
+
+class _Checkpoint:
+    """The API's view of the invalidator's checkpoint, registered on first use (by the API's
+    listener thread), so the invalidator's own /metrics does not carry a meaningless copy.
+
+    ``livemax`` for the age: the series answers "is any live worker without recent proof that
+    invalidation is progressing?", and the worst worker is the one that refills (or serves stale)
+    most; ``min`` would let one healthy worker hide another whose feed is broken. ``livemin`` for
+    "seen" for the same reason: 0 if any live worker has never seen a checkpoint. Both drop a dead
+    worker's value (``live``), so a recycled worker's last reading does not linger.
+    """
+
+    age: Gauge | None = None
+    seen: Gauge | None = None
+
+    @classmethod
+    def get(cls) -> tuple[Gauge, Gauge]:
+        if cls.age is None or cls.seen is None:
+            cls.age = Gauge(
+                "orders_cache_checkpoint_age_seconds",
+                "Seconds since the newest invalidation checkpoint this worker has seen (Redis "
+                "clock; worst live worker). With none seen yet: seconds since it started looking.",
+                multiprocess_mode="livemax",
+            )
+            cls.seen = Gauge(
+                "orders_cache_checkpoint_seen",
+                "1 if every live worker has seen an invalidation checkpoint under its namespace "
+                "(an invalidator follows its page size and prefix), else 0.",
+                multiprocess_mode="livemin",
+            )
+        return cls.age, cls.seen
+
+
+def set_checkpoint_age(age: float | None, waited: float) -> None:
+    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds)."""
+    age_gauge, seen_gauge = _Checkpoint.get()
+    age_gauge.set(waited if age is None else age)
+    seen_gauge.set(0 if age is None else 1)
