@@ -157,7 +157,7 @@ class InvalidationListener:
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._keys.channel)
-            client.hset(self._keys.config, items=[x for pair in self._config.items() for x in pair])
+            self._publish_config(client)
             last_ping = last_clock = 0.0
             last_heard = time.monotonic()
             while not self._stop.is_set():
@@ -189,6 +189,14 @@ class InvalidationListener:
         finally:
             pubsub.close()
             client.close()
+
+    def _publish_config(self, client: redis.Redis) -> None:
+        """The API's settings under ``keys.config``; best effort (a Redis paused for writes, as
+        in a failover, must not stop the listener: this is retried on the next connection)."""
+        try:
+            client.hset(self._keys.config, items=[x for pair in self._config.items() for x in pair])
+        except redis.RedisError as exc:
+            log.info("could not publish the cache settings", error=str(exc))
 
     def _poll(self, client: redis.Redis) -> None:
         """``TIME`` and the checkpoint in one round trip: the clock offset and its error."""
