@@ -158,6 +158,29 @@ class RedisCache:
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))
         return cast(bytes, raw).decode() if raw else None
 
+    def read_at(self, page: int) -> tuple[Lookup, int]:
+        """``read`` and Redis' ``TIME`` (ms) in one MULTI: the lookup and the moment it held."""
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(self.keys.page(page), self.keys.totals, self.keys.checkpoint)
+            pipe.time()
+            return pipe.execute()
+
+        (raw_page, raw_totals, raw_checkpoint), (seconds, micros) = self._call("multi", both)
+        lookup = Lookup(
+            PageEntry.decode(raw_page) if raw_page else None,
+            TotalsEntry.decode(raw_totals) if raw_totals else None,
+            int(raw_checkpoint) if raw_checkpoint else None,
+        )
+        return lookup, int(seconds) * 1000 + int(micros) // 1000
+
+    def sample_pages(self, count: int) -> list[int]:
+        """Up to ``count`` distinct page numbers at random from the index (pages that have, or
+        recently had, an entry): what the consistency inspector looks at."""
+        raw = self._call("zrandmember", lambda: self.client.zrandmember(self.keys.index, count))
+        return [int(member) for member in cast(list[bytes], raw or [])]
+
     def checkpoint(self) -> int | None:
         """The invalidator's checkpoint (Redis-clock ms), or None if no invalidator ever wrote
         one under this namespace."""

@@ -254,3 +254,57 @@ def set_checkpoint_age(age: float | None, waited: float) -> None:
     age_gauge, seen_gauge = _Checkpoint.get()
     age_gauge.set(waited if age is None else age)
     seen_gauge.set(0 if age is None else 1)
+
+
+INSPECTOR_KINDS = ("page", "totals")
+
+
+class _Inspector:
+    """The consistency inspector's counters (``orders-service inspect``), registered on first
+    use so that the API and the invalidator do not export them at 0."""
+
+    counters: tuple[Counter, Counter, Counter] | None = None
+
+    @classmethod
+    def get(cls) -> tuple[Counter, Counter, Counter]:
+        if cls.counters is None:
+            cls.counters = (
+                Counter(
+                    "orders_inspector_checks",
+                    "Cached entries the inspector compared with MySQL (only entries the API "
+                    "would serve as hits), by kind (page, totals).",
+                    ("kind",),
+                ),
+                Counter(
+                    "orders_inspector_mismatches",
+                    "First sightings of a cached entry differing from MySQL (a write in flight, "
+                    "or an inconsistency: rechecked after ORDERS_CACHE_MAX_LAG), by kind.",
+                    ("kind",),
+                ),
+                Counter(
+                    "orders_inspector_inconsistencies",
+                    "Confirmed inconsistencies: an entry still servable as a hit and still "
+                    "different from MySQL ORDERS_CACHE_MAX_LAG after it was first seen, by kind.",
+                    ("kind",),
+                ),
+            )
+            for counter in cls.counters:
+                for kind in INSPECTOR_KINDS:
+                    counter.labels(kind)
+        return cls.counters
+
+
+def prepare_inspector() -> None:
+    """Publish the inspector's counters at 0 before its first check."""
+    _Inspector.get()
+
+
+def count_inspection(kind: str, *, mismatch: bool = False, confirmed: bool = False) -> None:
+    """Count one inspector comparison (or, with a flag, a mismatch or a confirmed one)."""
+    checks, mismatches, inconsistencies = _Inspector.get()
+    if confirmed:
+        inconsistencies.labels(kind).inc()
+    elif mismatch:
+        mismatches.labels(kind).inc()
+    else:
+        checks.labels(kind).inc()
