@@ -107,10 +107,7 @@ class PageCache:
                 and entry.fresh_until_ms > now_ms
                 and totals.fresh_until_ms > now_ms
             ):
-                redis_now = self.freshness.clock.now_ms()
-                if self.freshness.near_current(
-                    entry.read_ms, redis_now
-                ) and self.freshness.near_current(totals.read_ms, redis_now):
+                if self.freshness.near_hit(entry.read_ms, totals.read_ms):
                     return CachedPage(number, entry, totals.total_orders, HIT)
         return self._get_from_redis(number, now_ms, version)
 

@@ -54,6 +54,9 @@ class RedisClock:
         self._wall = wall
         self._sample: Sample | None = None
         self._taken_at = 0.0
+        # now_ms() = monotonic * slope + intercept: the sample, its error and the drift
+        # allowance folded into two numbers, replaced together (one tuple store).
+        self._fit: tuple[float, float] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -69,6 +72,11 @@ class RedisClock:
             if self._sample is None or sample.error_ms <= self._current_error(received_at):
                 self._sample = sample
                 self._taken_at = received_at
+                drift = 1000.0 * self.DRIFT
+                self._fit = (
+                    1000.0 + drift,
+                    sample.offset_ms + sample.error_ms - received_at * drift,
+                )
 
     def _current_error(self, at: float) -> float:
         assert self._sample is not None
@@ -76,12 +84,10 @@ class RedisClock:
 
     def now_ms(self) -> float:
         """The latest Redis time it can be now (estimate plus error): errs towards "older"."""
-        sample = self._sample
-        if sample is None:
+        fit = self._fit
+        if fit is None:
             return self._wall() * 1000.0
-        now = self._monotonic()
-        drift_ms = (now - self._taken_at) * 1000.0 * self.DRIFT
-        return now * 1000.0 + sample.offset_ms + sample.error_ms + drift_ms
+        return self._monotonic() * fit[0] + fit[1]
 
     def measure(self, time_command: Callable[[], tuple[int, int]]) -> None:
         """Call Redis ``TIME`` (seconds, microseconds) and record the sample."""
@@ -128,6 +134,15 @@ class Freshness:
     def current(self, read_ms: int, now_ms: float) -> bool:
         """True if data from Redis read at ``read_ms`` is within the bound at ``now_ms``."""
         return now_ms - max(read_ms, self.checkpoint_ms) <= self.max_lag_ms
+
+    def near_hit(self, page_read_ms: int, totals_read_ms: int) -> bool:
+        """``near_current`` of a page and the totals at once, now: the near-cache hit path's
+        one check (both are within the bound iff the older of the two is)."""
+        vouched = page_read_ms if page_read_ms < totals_read_ms else totals_read_ms
+        checkpoint = self.channel_checkpoint_ms
+        if checkpoint > vouched:
+            vouched = checkpoint
+        return self.clock.now_ms() - vouched <= self.max_lag_ms
 
     def near_current(self, read_ms: int, now_ms: float) -> bool:
         """The same for a near-cache entry: vouched for by the channel's checkpoint only."""
