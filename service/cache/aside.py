@@ -106,9 +106,9 @@ class PageCache:
                 and totals is not None
                 and entry.fresh_until_ms > now_ms
                 and totals.fresh_until_ms > now_ms
+                and self.freshness.near_hit(entry.read_ms, totals.read_ms)
             ):
-                if self.freshness.near_hit(entry.read_ms, totals.read_ms):
-                    return CachedPage(number, entry, totals.total_orders, HIT)
+                return CachedPage(number, entry, totals.total_orders, HIT)
         return self._get_from_redis(number, now_ms, version)
 
     def _read(self, number: int) -> Lookup:
