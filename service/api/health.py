@@ -8,13 +8,13 @@ stop sending traffic before the server stops accepting it.
 from __future__ import annotations
 
 import orjson
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from service import lifecycle
-from service.cache.freshness import Freshness
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.store import CacheUnavailable
 from service.orders import repository
-from service.orders.database import Database, DatabaseUnavailable
+from service.orders.database import DatabaseUnavailable
+from service.services import services
 
 bp = Blueprint("health", __name__)
 
@@ -32,8 +32,8 @@ def healthz() -> Response:
 def readyz() -> Response:
     if lifecycle.draining.is_set():
         return _json({"status": "draining"}, 503)
-    database: Database = current_app.extensions["orders.database"]
-    redis_cache: RedisCache = current_app.extensions["orders.redis"]
+    found = services()
+    database, redis_cache = found.database, found.redis
     checks: dict[str, object] = {}
     try:
         database.run("ping", repository.ping)
@@ -54,7 +54,7 @@ def readyz() -> Response:
 def _invalidation() -> dict[str, object]:
     """Whether an invalidator keeps this worker's cache current: never a reason to be unready
     (past ``ORDERS_CACHE_MAX_LAG`` entries are refilled instead), but worth saying."""
-    freshness: Freshness = current_app.extensions["orders.freshness"]
+    freshness = services().freshness
     age = freshness.checkpoint_age()
     max_lag = freshness.max_lag_ms / 1000
     if age is None:

@@ -19,25 +19,25 @@ rather than serve it: it is refilled under the lease, or served marked stale if 
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.freshness import Freshness
 from service.cache.near import NearCache
+from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, Lease, Lookup, RedisCache
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
+from service.orders.pagination import total_pages
 
 E = TypeVar("E", PageEntry, TotalsEntry)
 
-HIT, MISS, STALE, BYPASS, ERROR = "hit", "miss", "stale", "bypass", "error"
+HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
 _POLL_SECONDS = 0.005
-TTL_JITTER = 0.1
 
 
 class PageNotFound(Exception):
@@ -51,19 +51,14 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CachedPage:
-    """A page ready to render, and where it came from (``hit``, ``miss``, ``stale``, ...).
-    ``lag`` (seconds) is how far behind MySQL a stale answer may be; 0 for the others."""
+    """A page ready to render, and where it came from. ``lag`` (seconds) is how far behind MySQL
+    a stale answer may be; 0 for the others."""
 
     number: int
     entry: PageEntry
     total_orders: int
-    outcome: str
+    outcome: CacheOutcome
     lag: float = 0.0
-
-
-def total_pages(total_orders: int, page_size: int) -> int:
-    """Pages needed for ``total_orders``; page 1 always exists, even with no orders."""
-    return max(1, -(-total_orders // page_size))
 
 
 class PageCache:
@@ -89,7 +84,7 @@ class PageCache:
         self._load_page = load_page
         self._load_total = load_total
         self.page_size = page_size
-        self._ttl_ms = ttl * 1000
+        self._ttl = ttl
         self._lock_wait = lock_wait
 
     def get(self, number: int) -> CachedPage:
@@ -125,7 +120,9 @@ class PageCache:
         except CacheUnavailable:
             lookup = Lookup(None, None, None)
             redis_ok = False
-            unavailable_outcome = BYPASS if self.redis.breaker.state != "closed" else ERROR
+            unavailable_outcome = (
+                CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
+            )
         redis_now = self.freshness.clock.now_ms()
         if redis_ok and self.near is not None and near_version >= 0:
             self.near.store(
@@ -173,9 +170,7 @@ class PageCache:
         return CachedPage(number, entry, totals.total_orders, outcome)
 
     def _fresh_until(self, now_ms: int) -> int:
-        """Fresh for 90-100 % of the TTL, at random: pages filled together (a cold start) then
-        expire spread over six minutes of an hour instead of all in the same second."""
-        return now_ms + int(self._ttl_ms * (1.0 - TTL_JITTER * random.random()))  # noqa: S311
+        return fresh_until(now_ms, self._ttl)
 
     def _usable(self, entry: E | None, now_ms: int, redis_now: float) -> E | None:
         """The entry if it may be served as a hit: fresh by its TTL and within the lag bound."""
@@ -194,7 +189,7 @@ class PageCache:
         reread: Callable[[], E | None],
         load: Callable[[int], E],
         fill: Callable[[str, E], bool],
-    ) -> tuple[E, str]:
+    ) -> tuple[E, CacheOutcome]:
         """A fresh entry within the lag bound, or one loaded under the lease (single flight)."""
         lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:

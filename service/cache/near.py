@@ -34,7 +34,7 @@ from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness
 from service.cache.keys import CacheKeys, Message
 from service.cache.store import redis_client
-from service.config import Settings
+from service.config import RedisURL
 from service.observability import metrics
 
 PING_EVERY = 0.1
@@ -117,13 +117,13 @@ class InvalidationListener:
 
     def __init__(
         self,
-        settings: Settings,
+        redis_url: RedisURL,
         near: NearCache | None,
         keys: CacheKeys,
         freshness: Freshness,
         config: Mapping[str, str | int | float],
     ) -> None:
-        self._settings = settings
+        self._redis_url = redis_url
         self._near = near
         self._keys = keys
         self._freshness = freshness
@@ -145,15 +145,15 @@ class InvalidationListener:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except (redis.RedisError, OSError, ValueError):
-                metrics.count_near_cache("disconnect")
+            except Exception:  # noqa: BLE001 - whatever broke the feed, the thread must live on
+                metrics.count_near_cache_reset("disconnect")
             if self._near is not None:
                 self._near.lost_redis()
             self._report()
             self._stop.wait(0.2)
 
     def _listen(self) -> None:
-        client = redis_client(self._settings.redis_url, timeout=RECONNECT_AFTER)
+        client = redis_client(self._redis_url, timeout=RECONNECT_AFTER)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._keys.channel)

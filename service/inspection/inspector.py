@@ -145,7 +145,7 @@ def run_inspector(settings: Settings) -> None:
 
     from service.observability import logging as service_logging
     from service.orders import loaders
-    from service.orders.database import Database
+    from service.services import build_database, build_redis_cache
 
     service_logging.configure(settings)
     disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -153,9 +153,9 @@ def run_inspector(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    database = Database(settings)
+    database = build_database(settings)
     inspector = Inspector(
-        RedisCache(settings),
+        build_redis_cache(settings),
         load_page=loaders.page_loader(database, settings.page_size),
         load_total=loaders.total_loader(database),
         pages=settings.inspector_pages,

@@ -17,6 +17,7 @@ from service import close_app, create_app
 from service.cache.entries import PageEntry
 from service.cache.keys import CacheKeys
 from service.config import Settings
+from service.services import services
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.consistency import assert_consistent
 
@@ -47,7 +48,7 @@ def lag_app(own_database_url: str, cache_prefix: str) -> Iterator[Flask]:
 
 
 def keys_of(app: Flask) -> CacheKeys:
-    settings: Settings = app.extensions["orders.settings"]
+    settings: Settings = services(app).settings
     return CacheKeys(settings.cache_prefix, settings.page_size)
 
 
@@ -78,7 +79,7 @@ def test_a_fill_is_stamped_with_redis_time_taken_before_the_query(
 def test_the_api_publishes_the_settings_the_invalidator_must_share(
     lag_app: Flask, shared_redis: redis.Redis
 ) -> None:
-    settings: Settings = lag_app.extensions["orders.settings"]
+    settings: Settings = services(lag_app).settings
     key = keys_of(lag_app).config
     published = wait_for_value(lambda: shared_redis.hgetall(key).get(b"page_size"), b"10")
     assert published == b"10"
@@ -117,7 +118,7 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
         client.get(f"/orders/{page}")
     assert client.get("/orders/2").headers["X-Cache"] == "HIT"
     first = client.get("/orders/2").get_json()["orders"][0]["id"]
-    database = lag_app.extensions["orders.database"]
+    database = services(lag_app).database
     database.run(
         "test",
         lambda cur: cur.execute(
@@ -136,7 +137,7 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
         response = client.get(f"/orders/{number}")
         return response.status_code, response.get_json() if response.status_code == 200 else None
 
-    settings: Settings = lag_app.extensions["orders.settings"]
+    settings: Settings = services(lag_app).settings
     url = settings.database_url
 
     def connect() -> Any:

@@ -25,11 +25,11 @@ from prometheus_client import REGISTRY
 from service import close_app, create_app
 from service.cache.entries import PageEntry
 from service.cache.keys import CacheKeys
-from service.cache.store import RedisCache
 from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.orders.database import Database
+from service.services import build_database, build_redis_cache
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.servers import free_port
 
@@ -90,9 +90,9 @@ def counted(name: str, kind: str) -> float:
 
 
 def make_inspector(settings: Settings) -> tuple[Inspector, Database]:
-    database = Database(settings)
+    database = build_database(settings)
     inspector = Inspector(
-        RedisCache(settings),
+        build_redis_cache(settings),
         load_page=loaders.page_loader(database, settings.page_size),
         load_total=loaders.total_loader(database),
         pages=settings.inspector_pages,

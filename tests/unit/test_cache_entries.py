@@ -71,3 +71,11 @@ def test_a_page_entry_carries_its_read_time_and_the_old_layout_still_decodes() -
 def test_totals_carry_a_read_time_only_when_they_have_one() -> None:
     assert TotalsEntry(5, 7).encode() == b"5|7"  # the invalidator's layout is unchanged
     assert TotalsEntry.decode(TotalsEntry(5, 7, 99).encode()) == TotalsEntry(5, 7, 99)
+
+
+def test_every_entry_writer_gets_the_same_jittered_freshness() -> None:
+    from service.cache.entries import TTL_JITTER, fresh_until
+
+    values = {fresh_until(1_000_000, 3600) - 1_000_000 for _ in range(200)}
+    assert all(3600_000 * (1 - TTL_JITTER) <= v <= 3600_000 for v in values)
+    assert len(values) > 100  # spread, not one instant

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from service.cache.aside import BYPASS, ERROR, HIT, MISS, STALE, PageCache, PageNotFound
+from service.cache.aside import PageCache, PageNotFound
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness, RedisClock
 from service.cache.near import NearCache
+from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, Lease, Lookup
 from service.orders.database import DatabaseUnavailable
 
+HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
+BYPASS, ERROR = CacheOutcome.BYPASS, CacheOutcome.ERROR
 PAGE_SIZE = 10
 TTL = 60
 MAX_LAG = 2.0
@@ -46,6 +49,10 @@ class Clocks:
 @dataclass
 class Breaker:
     state: str = "closed"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == "closed"
 
 
 @dataclass
