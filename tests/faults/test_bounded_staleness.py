@@ -22,8 +22,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults.conftest import PAGE_SIZE, Stack, wait_until
+from tests.faults.conftest import PAGE_SIZE, Stack
 from tests.support.consistency import assert_consistent, http_fetch
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -177,7 +178,7 @@ def check_every_page(stack: Stack) -> float:
 
 def warm(stack: Stack) -> None:
     for page in PAGES:
-        wait_until(
+        wait_for(
             lambda p=page: stack.get(p).headers.get("X-Cache") == "HIT", 20, f"page {page} hit"
         )
 
@@ -240,7 +241,7 @@ def test_redis_paused_for_writes_does_not_hide_a_write_behind_hits(
                 for _ in range(4)
             )
 
-        visible_after = wait_until(shown, 8, "the write to show while Redis is paused")
+        visible_after = wait_for(shown, 8, "the write to show while Redis is paused")
         still_paused = time.monotonic() - paused_at < 8
     finally:
         stack.redis.execute_command("CLIENT", "UNPAUSE")

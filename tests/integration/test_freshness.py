@@ -20,6 +20,7 @@ from service.config import Settings
 from service.services import services
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.consistency import assert_consistent
+from tests.support.waiting import wait_for
 
 MAX_LAG = 0.5
 
@@ -57,15 +58,6 @@ def redis_ms(client: redis.Redis) -> int:
     return int(seconds * 1000 + micros // 1000)
 
 
-def wait_for_value(read: Any, want: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = read()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(0.05)
-        value = read()
-    return value
-
-
 def test_a_fill_is_stamped_with_redis_time_taken_before_the_query(
     lag_app: Flask, shared_redis: redis.Redis
 ) -> None:
@@ -81,8 +73,7 @@ def test_the_api_publishes_the_settings_the_invalidator_must_share(
 ) -> None:
     settings: Settings = services(lag_app).settings
     key = keys_of(lag_app).config
-    published = wait_for_value(lambda: shared_redis.hgetall(key).get(b"page_size"), b"10")
-    assert published == b"10"
+    wait_for(lambda: shared_redis.hgetall(key).get(b"page_size") == b"10", 15, "the config")
     config = {k.decode(): v.decode() for k, v in shared_redis.hgetall(key).items()}
     assert config == {
         "prefix": settings.cache_prefix,
@@ -105,9 +96,9 @@ def test_readyz_says_absent_then_ok_then_behind_and_stays_200(
 
     assert invalidation() == "absent"
     shared_redis.set(keys_of(lag_app).checkpoint, redis_ms(shared_redis))
-    assert wait_for_value(invalidation, "ok", timeout=5) == "ok"  # the listener's poll saw it
+    wait_for(lambda: invalidation() == "ok", 15, "readyz to say ok")  # the listener's poll
     # Nothing moves it any more (the invalidator stopped): behind once MAX_LAG has passed.
-    assert wait_for_value(invalidation, "behind", timeout=10) == "behind"
+    wait_for(lambda: invalidation() == "behind", 15, "readyz to say behind")
 
 
 def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agrees(
@@ -130,7 +121,7 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
     def shown() -> str:
         return str(client.get("/orders/2").get_json()["orders"][0]["customer"]["name"])
 
-    assert wait_for_value(shown, "no invalidator", timeout=10) == "no invalidator"
+    wait_for(lambda: shown() == "no invalidator", 10, "the write to show")
     assert time.monotonic() - committed < 10  # the TTL is an hour: only the bound refilled it
 
     def fetch(number: int) -> tuple[int, dict[str, Any] | None]:

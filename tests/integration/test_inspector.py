@@ -32,6 +32,7 @@ from service.orders.database import Database
 from service.services import build_database, build_redis_cache
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 MAX_LAG = 0.5
 ORDERS = 50  # 5 pages: every round samples all of them
@@ -102,13 +103,14 @@ def make_inspector(settings: Settings) -> tuple[Inspector, Database]:
 
 
 def wait_past_the_bound(inspector: Inspector) -> None:
-    """Until every suspect is due (Redis' clock), then one more round judges them."""
-    while inspector.suspects:
-        due = max(s.due_ms for s in inspector.suspects.values())
+    """Until every suspect is due (Redis' clock); the next round then judges them."""
+    due = max(s.due_ms for s in inspector.suspects.values())
+
+    def past() -> bool:
         seconds, micros = inspector.cache.client.time()
-        if seconds * 1000 + micros // 1000 > due:
-            return
-        time.sleep(0.05)
+        return seconds * 1000 + micros // 1000 > due
+
+    wait_for(past, 15, "the suspects to be due")
 
 
 def test_a_wrong_page_planted_in_redis_is_a_confirmed_inconsistency(
@@ -186,18 +188,13 @@ def test_orders_service_inspect_serves_its_metrics_and_stops_on_sigterm(
         [str(cli), "inspect"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 60
-        text = ""
-        while time.monotonic() < deadline:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except requests.RequestException:
-                text = ""
-            if 'orders_inspector_checks_total{kind="totals"}' in text:
-                break
-            assert process.poll() is None, process.communicate()[0]
-            time.sleep(0.2)
-        assert "orders_inspector_inconsistencies_total" in text
+
+        def serving() -> bool:
+            assert process.poll() is None, "orders-service inspect exited"
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            return 'orders_inspector_inconsistencies_total{kind="page"}' in text
+
+        wait_for(serving, 60, "the inspector's /metrics")
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0]
