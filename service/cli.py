@@ -160,6 +160,14 @@ def invalidate() -> None:
     run_invalidator(_settings())
 
 
+@main.command()
+def inspect() -> None:
+    """Compare cached pages and totals with MySQL continuously; count confirmed inconsistencies."""
+    from service.inspection.inspector import run_inspector
+
+    run_inspector(_settings())
+
+
 @main.command("run-all")
 def run_all() -> None:
     """Development: the web server and the invalidator together, stopped together (make run)."""

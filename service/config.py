@@ -415,6 +415,33 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "Pages each worker keeps in its near cache (the oldest entries are dropped first).",
     ),
+    Setting(
+        "cache_max_lag",
+        "2",
+        _positive_float,
+        "Seconds a cached page may be behind MySQL and still be served as a hit. Past it (the "
+        "invalidator dead, paused or behind) the page is refilled, or served marked STALE if "
+        "MySQL fails.",
+    ),
+    Setting(
+        "inspector_interval",
+        "1",
+        _positive_float,
+        "Seconds between two samples of the consistency inspector (orders-service inspect).",
+    ),
+    Setting(
+        "inspector_pages",
+        "5",
+        _positive_int,
+        "Cached pages the inspector compares with MySQL per sample: its MySQL cost is at most "
+        "this many page reads plus one count per ORDERS_INSPECTOR_INTERVAL.",
+    ),
+    Setting(
+        "inspector_metrics_port",
+        "9103",
+        _port,
+        "Port of the inspector's own /metrics endpoint.",
+    ),
     Setting("page_size", "10", _positive_int, "Orders per page."),
     Setting(
         "http_max_age",
@@ -605,6 +632,10 @@ class Settings:
     cache_lock_wait: float
     near_cache: bool
     near_cache_size: int
+    cache_max_lag: float
+    inspector_interval: float
+    inspector_pages: int
+    inspector_metrics_port: int
     page_size: int
     http_max_age: int
     auth_issuer: str

@@ -15,6 +15,7 @@ from service.auth.jwks import JWKSCache
 from service.auth.tokens import TokenVerifier
 from service.breaker import CircuitBreaker
 from service.cache.aside import PageCache
+from service.cache.freshness import Freshness
 from service.cache.keys import CacheKeys
 from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import RedisCache, redis_client
@@ -36,6 +37,7 @@ class Services:
     near: NearCache | None
     listener: InvalidationListener | None
     pages: PageCache
+    freshness: Freshness
     cache_control: str
     verifier: TokenVerifier | None  # None: authentication is off
 
@@ -112,10 +114,10 @@ def build(settings: Settings) -> Services:
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
-    listener = (
-        InvalidationListener(settings.redis_url, near, redis_cache.keys.channel)
-        if near is not None
-        else None
+    freshness = Freshness(settings.cache_max_lag)
+    # Always started, near cache or not: it measures Redis' clock and hears the checkpoint.
+    listener = InvalidationListener(
+        settings.redis_url, near, redis_cache.keys, freshness, config_fields(settings)
     )
     pages = PageCache(
         redis_cache,
@@ -125,6 +127,7 @@ def build(settings: Settings) -> Services:
         page_size=settings.page_size,
         ttl=settings.cache_ttl,
         lock_wait=settings.cache_lock_wait,
+        freshness=freshness,
     )
     return Services(
         settings=settings,
@@ -133,11 +136,23 @@ def build(settings: Settings) -> Services:
         near=near,
         listener=listener,
         pages=pages,
+        freshness=freshness,
         cache_control=cache_control(
             settings.http_max_age, settings.cache_max_stale, auth_enabled=settings.auth_enabled
         ),
         verifier=build_verifier(settings) if settings.auth_enabled else None,
     )
+
+
+def config_fields(settings: Settings) -> dict[str, str | int | float]:
+    """What the API publishes under ``keys.config``: every setting the invalidator must share."""
+    return {
+        "prefix": settings.cache_prefix,
+        "page_size": settings.page_size,
+        "ttl": settings.cache_ttl,
+        "max_stale": settings.cache_max_stale,
+        "max_lag": settings.cache_max_lag,
+    }
 
 
 def install(app: Flask, built: Services) -> None:

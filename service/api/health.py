@@ -69,8 +69,27 @@ def readyz() -> Response:
         degraded.append("mysql down: cached pages are served (STALE), others answer 503")
     if checks["redis"] != "ok":
         degraded.append("redis down: every page is read from MySQL, uncached")
-    if checks["mysql"] != "ok" and checks["redis"] != "ok":
-        return _json({"status": "unavailable", "checks": checks, "degraded": degraded}, 503)
+    invalidation = _invalidation()
+    if invalidation["status"] != "ok":
+        degraded.append(
+            f"invalidation {invalidation['status']}: pages older than "
+            f"{invalidation['max_lag_seconds']} s are read again from MySQL"
+        )
+    document: dict[str, object] = {"checks": checks, "invalidation": invalidation}
     if degraded:
-        return _json({"status": "degraded", "checks": checks, "degraded": degraded})
-    return _json({"status": "ok", "checks": checks})
+        document["degraded"] = degraded
+    if checks["mysql"] != "ok" and checks["redis"] != "ok":
+        return _json({"status": "unavailable", **document}, 503)
+    return _json({"status": "degraded" if degraded else "ok", **document})
+
+
+def _invalidation() -> dict[str, object]:
+    """Whether an invalidator keeps this worker's cache current: never a reason to be unready
+    (past ``ORDERS_CACHE_MAX_LAG`` entries are refilled instead), but worth saying."""
+    freshness = services().freshness
+    age = freshness.checkpoint_age()
+    max_lag = freshness.max_lag_ms / 1000
+    if age is None:
+        return {"status": "absent", "max_lag_seconds": max_lag}
+    status = "ok" if age <= max_lag else "behind"
+    return {"status": status, "checkpoint_age_seconds": round(age, 3), "max_lag_seconds": max_lag}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from service.cache.aside import CachedPage
-from service.cache.outcomes import X_CACHE
+from service.cache.outcomes import X_CACHE, CacheOutcome
 from service.observability.web import note_cache_outcome
 from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
@@ -26,6 +26,8 @@ def get_page(page: str) -> Response:
         "X-Cache": X_CACHE[cached.outcome],
         "Cache-Control": found.cache_control,
     }
+    if cached.outcome is CacheOutcome.STALE:
+        headers["X-Cache-Lag"] = f"{cached.lag:.1f}"
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and _matches(if_none_match, cached.entry.etag, cached.total_orders):
         return Response(status=304, headers=headers)

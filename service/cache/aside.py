@@ -3,12 +3,18 @@
 The order of a read, and what each failure turns into:
 
 1. The worker's near cache, if its invalidation feed is live: a hit costs no network call.
-2. Redis: the page entry and the totals in one MGET. Redis down or slow counts as a miss.
+2. Redis: the page entry, the totals and the invalidator's checkpoint in one MGET. Redis down or
+   slow counts as a miss.
 3. What is missing or past its freshness is loaded from MySQL by the one request holding the
    lease (single flight). Others wait up to ``ORDERS_CACHE_LOCK_WAIT`` for it, or serve the
    previous copy marked stale. The fill is stored only if the lease survived (no stale set).
 4. MySQL failing: a copy within ``ORDERS_CACHE_MAX_STALE`` of its freshness is served marked
    stale; otherwise ``DatabaseUnavailable`` (a 503 with Retry-After).
+
+Every hit also passes the lag bound (``service.cache.freshness``): an entry whose data may be more
+than ``ORDERS_CACHE_MAX_LAG`` behind MySQL (the invalidator dead, paused or behind) is treated
+like one past its freshness, except that requests finding the lease taken wait for the filler
+rather than serve it: it is refilled under the lease, or served marked stale if MySQL fails.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from service.cache.entries import PageEntry, TotalsEntry, fresh_until
+from service.cache.freshness import Freshness
 from service.cache.near import NearCache
 from service.cache.outcomes import CacheOutcome
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.store import CacheUnavailable, Lease, Lookup, RedisCache
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
 from service.orders.pagination import total_pages
@@ -44,12 +51,14 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CachedPage:
-    """A page ready to render, and where it came from."""
+    """A page ready to render, and where it came from. ``lag`` (seconds) is how far behind MySQL
+    a stale answer may be; 0 for the others."""
 
     number: int
     entry: PageEntry
     total_orders: int
     outcome: CacheOutcome
+    lag: float = 0.0
 
 
 class PageCache:
@@ -65,9 +74,13 @@ class PageCache:
         page_size: int,
         ttl: int,
         lock_wait: float,
+        freshness: Freshness,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis_cache
         self.near = near
+        self.freshness = freshness
+        self._wall = wall
         self._load_page = load_page
         self._load_total = load_total
         self.page_size = page_size
@@ -77,7 +90,7 @@ class PageCache:
     def get(self, number: int) -> CachedPage:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
         ``DatabaseUnavailable``."""
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._wall() * 1000)
         near = self.near
         version = -1
         if near is not None and near.live():
@@ -88,32 +101,47 @@ class PageCache:
                 and totals is not None
                 and entry.fresh_until_ms > now_ms
                 and totals.fresh_until_ms > now_ms
+                and self.freshness.near_hit(entry.read_ms, totals.read_ms)
             ):
                 return CachedPage(number, entry, totals.total_orders, HIT)
         return self._get_from_redis(number, now_ms, version)
+
+    def _read(self, number: int) -> Lookup:
+        lookup = self.redis.read(number)
+        self.freshness.saw_checkpoint(lookup.checkpoint_ms)
+        return lookup
 
     def _get_from_redis(self, number: int, now_ms: int, near_version: int) -> CachedPage:
         redis_ok = True
         unavailable_outcome = MISS
         try:
             with tracing.span("cache.lookup", page=number):
-                entry, totals = self.redis.read(number)
+                lookup = self._read(number)
         except CacheUnavailable:
-            entry = totals = None
+            lookup = Lookup(None, None, None)
             redis_ok = False
             unavailable_outcome = (
                 CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
             )
+        redis_now = self.freshness.clock.now_ms()
         if redis_ok and self.near is not None and near_version >= 0:
-            self.near.store(number, _fresh(entry, now_ms), _fresh(totals, now_ms), near_version)
+            self.near.store(
+                number,
+                self._usable(lookup.page, now_ms, redis_now),
+                self._usable(lookup.totals, now_ms, redis_now),
+                near_version,
+            )
 
         totals, totals_outcome = self._resolve(
-            totals,
+            lookup.totals,
             now_ms,
+            redis_now,
             redis_ok,
             lease=self.redis.lease_totals,
-            reread=lambda: self.redis.read(number)[1],
-            load=lambda: TotalsEntry(self._fresh_until(now_ms), self._load_total()),
+            reread=lambda: self._read(number).totals,
+            load=lambda read_ms: TotalsEntry(
+                self._fresh_until(now_ms), self._load_total(), read_ms
+            ),
             fill=self.redis.fill_totals,
         )
         pages = total_pages(totals.total_orders, self.page_size)
@@ -121,60 +149,76 @@ class PageCache:
             raise PageNotFound(number, pages)
 
         entry, page_outcome = self._resolve(
-            entry,
+            lookup.page,
             now_ms,
+            redis_now,
             redis_ok,
             lease=lambda: self.redis.lease_page(number),
-            reread=lambda: self.redis.read(number)[0],
-            load=lambda: PageEntry.build(self._load_page(number), self._fresh_until(now_ms)),
+            reread=lambda: self._read(number).page,
+            load=lambda read_ms: PageEntry.build(
+                self._load_page(number), self._fresh_until(now_ms), read_ms
+            ),
             fill=lambda token, e: self.redis.fill_page(number, token, e),
         )
         if STALE in (page_outcome, totals_outcome):
-            outcome = STALE
-        elif not redis_ok:
-            outcome = unavailable_outcome
-        else:
-            outcome = page_outcome
+            lag_ms = max(
+                self.freshness.lag_ms(entry.read_ms, redis_now) if page_outcome == STALE else 0,
+                self.freshness.lag_ms(totals.read_ms, redis_now) if totals_outcome == STALE else 0,
+            )
+            return CachedPage(number, entry, totals.total_orders, STALE, max(0.0, lag_ms / 1000))
+        outcome = unavailable_outcome if not redis_ok else page_outcome
         return CachedPage(number, entry, totals.total_orders, outcome)
 
     def _fresh_until(self, now_ms: int) -> int:
         return fresh_until(now_ms, self._ttl)
 
+    def _usable(self, entry: E | None, now_ms: int, redis_now: float) -> E | None:
+        """The entry if it may be served as a hit: fresh by its TTL and within the lag bound."""
+        if entry is None or entry.fresh_until_ms <= now_ms:
+            return None
+        return entry if self.freshness.current(entry.read_ms, redis_now) else None
+
     def _resolve(
         self,
         cached: E | None,
         now_ms: int,
+        redis_now: float,
         redis_ok: bool,
         *,
-        lease: Callable[[], str | None],
+        lease: Callable[[], Lease | None],
         reread: Callable[[], E | None],
-        load: Callable[[], E],
+        load: Callable[[int], E],
         fill: Callable[[str, E], bool],
     ) -> tuple[E, CacheOutcome]:
-        """A fresh entry from the cache, or one loaded under the lease (single flight)."""
+        """A fresh entry within the lag bound, or one loaded under the lease (single flight)."""
+        lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:
-            return cached, HIT
-        token = None
+            if self.freshness.current(cached.read_ms, redis_now):
+                return cached, HIT
+            lagging = True  # fresh by its TTL, but possibly more than MAX_LAG behind MySQL
+        taken: Lease | None = None
         if redis_ok:
             try:
-                token = lease()
-                if token is None:
-                    if cached is not None:
+                taken = lease()
+                if taken is None:
+                    if cached is not None and not lagging:
                         return cached, STALE  # someone is refreshing it; serve the last copy
                     waited = self._wait_for_filler(reread, now_ms)
                     if waited is not None:
                         return waited, HIT
+                    if cached is not None:
+                        return cached, STALE  # the filler is slow: the copy, marked stale
             except CacheUnavailable:
-                token = None
+                taken = None
         try:
-            loaded = load()
+            loaded = load(taken.at_ms if taken is not None else 0)
         except DatabaseUnavailable:
             if cached is not None:
                 return cached, STALE
             raise
-        if token is not None:
+        if taken is not None:
             with suppress(CacheUnavailable):  # the page is served either way
-                fill(token, loaded)
+                fill(taken.token, loaded)
         return loaded, MISS
 
     def _wait_for_filler(self, reread: Callable[[], E | None], now_ms: int) -> E | None:
@@ -182,10 +226,8 @@ class PageCache:
         while time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
             entry = reread()
-            if entry is not None and entry.fresh_until_ms > now_ms:
-                return entry
+            if entry is not None:
+                usable = self._usable(entry, now_ms, self.freshness.clock.now_ms())
+                if usable is not None:
+                    return usable
         return None
-
-
-def _fresh(entry: E | None, now_ms: int) -> E | None:
-    return entry if entry is not None and entry.fresh_until_ms > now_ms else None

@@ -1,7 +1,11 @@
 """What a cache entry holds and how it is laid out in bytes.
 
-A page entry is ``fresh_until_ms|etag|`` followed by the page's orders as a finished JSON array,
-so a hit splits off two small fields and never decodes or re-encodes JSON. Totals are kept apart
+A page entry is ``fresh_until_ms|etag|read_ms|`` followed by the page's orders as a finished JSON
+array, so a hit splits off three small fields and never decodes or re-encodes JSON. ``read_ms`` is
+when the data was read from MySQL, in Redis' clock (``service.cache.freshness``); entries written
+before it existed (``fresh_until_ms|etag|[...``) decode with ``read_ms`` 0, "known current only up
+to the checkpoint". Totals are ``fresh_until_ms|total`` or ``fresh_until_ms|total|read_ms``: the
+invalidator's counts carry no read time (its checkpoint covers them). Totals are kept apart
 from the pages: a new order changes the totals on every page, but full pages stay cached.
 """
 
@@ -28,19 +32,28 @@ class PageEntry:
     fresh_until_ms: int
     etag: str
     orders_json: bytes
+    read_ms: int = 0
 
     def encode(self) -> bytes:
-        return b"%d|%s|%s" % (self.fresh_until_ms, self.etag.encode(), self.orders_json)
+        return b"%d|%s|%d|%s" % (
+            self.fresh_until_ms,
+            self.etag.encode(),
+            self.read_ms,
+            self.orders_json,
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> PageEntry:
-        fresh_until, etag, orders_json = raw.split(b"|", 2)
-        return cls(int(fresh_until), etag.decode(), orders_json)
+        fresh_until, etag, rest = raw.split(b"|", 2)
+        if rest[:1] == b"[":  # the layout without a read time (the orders are a JSON array)
+            return cls(int(fresh_until), etag.decode(), rest)
+        read_ms, orders_json = rest.split(b"|", 1)
+        return cls(int(fresh_until), etag.decode(), orders_json, int(read_ms))
 
     @classmethod
-    def build(cls, orders_json: bytes, fresh_until_ms: int) -> PageEntry:
+    def build(cls, orders_json: bytes, fresh_until_ms: int, read_ms: int = 0) -> PageEntry:
         digest = hashlib.blake2b(orders_json, digest_size=8).hexdigest()
-        return cls(fresh_until_ms, digest, orders_json)
+        return cls(fresh_until_ms, digest, orders_json, read_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +62,15 @@ class TotalsEntry:
 
     fresh_until_ms: int
     total_orders: int
+    read_ms: int = 0
 
     def encode(self) -> bytes:
+        if self.read_ms:
+            return b"%d|%d|%d" % (self.fresh_until_ms, self.total_orders, self.read_ms)
         return b"%d|%d" % (self.fresh_until_ms, self.total_orders)
 
     @classmethod
     def decode(cls, raw: bytes) -> TotalsEntry:
-        fresh_until, total = raw.split(b"|", 1)
-        return cls(int(fresh_until), int(total))
+        fields = raw.split(b"|", 2)
+        read_ms = int(fields[2]) if len(fields) == 3 else 0
+        return cls(int(fields[0]), int(fields[1]), read_ms)

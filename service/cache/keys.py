@@ -11,10 +11,11 @@ collide:
                invalidation finds the pages after a point without scanning the key space
   binlog       the invalidator's binlog position (and server identity), stored atomically
                with its invalidations
-  config       HASH of the settings API and invalidator must share (``ttl``, ``page_size``)
   invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
   invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
+  config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
+               ``prefix``), so an invalidator can follow the API's, and mismatches show
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
@@ -33,6 +34,18 @@ LEASE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   return 1
+end
+return 0
+"""
+
+# LEASE that also answers Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
+# the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
+# checkpoint, with no offset estimate involved.
+LEASE_AT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 return 0
 """
@@ -273,7 +286,7 @@ class CacheKeys:
 
     @property
     def config(self) -> str:
-        """HASH the API publishes its shared settings in (``ttl``, ``page_size``)."""
+        """HASH the API publishes its shared settings in (``ttl``, ``page_size``, ``max_lag``)."""
         return f"{self.base}config"
 
     @property

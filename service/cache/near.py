@@ -10,15 +10,29 @@ reconnection it is emptied, because messages sent meanwhile were lost.
 Stale-set safety: ``version`` moves on every message and reset. A caller notes it before reading
 Redis and stores only if it has not moved, so an entry read before an invalidation arrived is never
 kept after it.
+
+The listener also keeps the lag bound informed (``service.cache.freshness``), with or without a
+near cache: it hands on the checkpoint tokens heard on the channel (after applying the message
+they came with), and every ``CLOCK_EVERY`` seconds sends ``TIME`` and ``GET checkpoint`` in one
+round trip on a second connection (a subscribed RESP2 connection may only PING), which measures
+Redis' clock offset and catches a checkpoint that moved without a message. It publishes the API's
+settings (``keys.config``) on every connection and reports a namespace that no invalidator
+follows, and the checkpoint's age as a metric.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
+from typing import cast
+
+import redis
+import structlog
 
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import Message
+from service.cache.freshness import Freshness
+from service.cache.keys import CacheKeys, Message
 from service.cache.store import redis_client
 from service.config import RedisURL
 from service.observability import metrics
@@ -26,13 +40,20 @@ from service.observability import metrics
 PING_EVERY = 0.1
 LIVE_WINDOW = 0.5
 RECONNECT_AFTER = 1.0
+CLOCK_EVERY = 0.5
+# A namespace with no checkpoint this long after the listener first connected has no invalidator
+# following it (another ORDERS_PAGE_SIZE or ORDERS_CACHE_PREFIX, or none running): say so.
+UNFOLLOWED_AFTER = 10.0
+
+log = structlog.get_logger(__name__)
 
 
 class NearCache:
     """Entries of recently served pages and the totals, in this process only."""
 
-    def __init__(self, max_pages: int) -> None:
+    def __init__(self, max_pages: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_pages = max_pages
+        self._clock = clock
         self._pages: dict[int, PageEntry] = {}
         self._totals: TotalsEntry | None = None
         self._lock = threading.Lock()
@@ -40,10 +61,10 @@ class NearCache:
         self._live_until = 0.0
 
     def live(self) -> bool:
-        return time.monotonic() < self._live_until
+        return self._clock() < self._live_until
 
     def heard_from_redis(self) -> None:
-        self._live_until = time.monotonic() + LIVE_WINDOW
+        self._live_until = self._clock() + LIVE_WINDOW
 
     def lost_redis(self) -> None:
         self._live_until = 0.0
@@ -67,8 +88,8 @@ class NearCache:
                 self._pages[page] = entry
                 metrics.set_near_cache_entries(len(self._pages))
 
-    def apply(self, raw: bytes) -> None:
-        """Apply one invalidation message (format: ``keys.Message``)."""
+    def apply(self, raw: bytes) -> Message:
+        """Apply one invalidation message (format: ``keys.Message``); returns it parsed."""
         message = Message.parse(raw)
         with self._lock:
             self.version += 1
@@ -81,6 +102,7 @@ class NearCache:
             if message.totals:
                 self._totals = None
             metrics.set_near_cache_entries(len(self._pages))
+        return message
 
     def clear(self) -> None:
         with self._lock:
@@ -91,16 +113,28 @@ class NearCache:
 
 
 class InvalidationListener:
-    """A daemon thread feeding ``NearCache`` from the invalidation channel."""
+    """A daemon thread feeding ``NearCache`` (if any) and ``Freshness`` from Redis."""
 
-    def __init__(self, redis_url: RedisURL, near: NearCache, channel: str) -> None:
+    def __init__(
+        self,
+        redis_url: RedisURL,
+        near: NearCache | None,
+        keys: CacheKeys,
+        freshness: Freshness,
+        config: Mapping[str, str | int | float],
+    ) -> None:
         self._redis_url = redis_url
         self._near = near
-        self._channel = channel
+        self._keys = keys
+        self._freshness = freshness
+        self._config = dict(config)
         self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._warned = False
         self._thread = threading.Thread(target=self._run, name="near-cache-listener", daemon=True)
 
     def start(self) -> None:
+        metrics.set_checkpoint_age(None, 0.0)
         self._thread.start()
 
     def stop(self) -> None:
@@ -113,18 +147,25 @@ class InvalidationListener:
                 self._listen()
             except Exception:  # noqa: BLE001 - whatever broke the feed, the thread must live on
                 metrics.count_near_cache_reset("disconnect")
-            self._near.lost_redis()
+            if self._near is not None:
+                self._near.lost_redis()
+            self._report()
             self._stop.wait(0.2)
 
     def _listen(self) -> None:
         client = redis_client(self._redis_url, timeout=RECONNECT_AFTER)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
-            pubsub.subscribe(self._channel)
-            last_ping = 0.0
+            pubsub.subscribe(self._keys.channel)
+            self._publish_config(client)
+            last_ping = last_clock = 0.0
             last_heard = time.monotonic()
             while not self._stop.is_set():
                 now = time.monotonic()
+                if now - last_clock >= CLOCK_EVERY:
+                    self._poll(client)
+                    last_clock = now
+                    self._report()
                 if now - last_ping >= PING_EVERY:
                     pubsub.ping()
                     last_ping = now
@@ -135,11 +176,50 @@ class InvalidationListener:
                     continue
                 last_heard = time.monotonic()
                 kind = message["type"]
-                if kind == "subscribe":
+                if kind == "subscribe" and self._near is not None:
                     self._near.clear()  # whatever was sent before we (re)subscribed is lost
                 elif kind == "message":
-                    self._near.apply(message["data"])
-                self._near.heard_from_redis()
+                    if self._near is not None:
+                        parsed = self._near.apply(message["data"])
+                    else:
+                        parsed = Message.parse(message["data"])
+                    self._freshness.saw_checkpoint(parsed.checkpoint_ms, from_channel=True)
+                if self._near is not None:
+                    self._near.heard_from_redis()
         finally:
             pubsub.close()
             client.close()
+
+    def _publish_config(self, client: redis.Redis) -> None:
+        """The API's settings under ``keys.config``; best effort (a Redis paused for writes, as
+        in a failover, must not stop the listener: this is retried on the next connection)."""
+        try:
+            client.hset(self._keys.config, items=[x for pair in self._config.items() for x in pair])
+        except redis.RedisError as exc:
+            log.info("could not publish the cache settings", error=str(exc))
+
+    def _poll(self, client: redis.Redis) -> None:
+        """``TIME`` and the checkpoint in one round trip: the clock offset and its error."""
+        pipe = client.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys.checkpoint)
+        sent = time.monotonic()
+        (seconds, micros), raw = pipe.execute()
+        received = time.monotonic()
+        self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
+        if raw:
+            self._freshness.saw_checkpoint(int(cast(bytes, raw)))
+
+    def _report(self) -> None:
+        """Publish the checkpoint's age; warn once if no invalidator follows this namespace."""
+        age = self._freshness.checkpoint_age()
+        waited = time.monotonic() - self._started
+        metrics.set_checkpoint_age(age, waited)
+        if age is None and waited > UNFOLLOWED_AFTER and not self._warned:
+            self._warned = True
+            log.warning(
+                "no invalidator follows this cache namespace: entries are refilled after "
+                "ORDERS_CACHE_MAX_LAG instead of being invalidated",
+                namespace=self._keys.base,
+                max_lag=self._freshness.max_lag_ms / 1000,
+            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis
@@ -24,6 +25,23 @@ from service.observability import metrics
 
 T = TypeVar("T")
 LEASE_MS = 3000  # longer than any fill (MySQL timeouts are below one second)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A fill lease we hold: its token, and Redis' clock (ms) when it was taken."""
+
+    token: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One MGET: the page entry, the totals and the invalidator's checkpoint (None: absent)."""
+
+    page: PageEntry | None
+    totals: TotalsEntry | None
+    checkpoint_ms: int | None
 
 
 class CacheUnavailable(Exception):
@@ -54,7 +72,7 @@ class RedisCache:
         self.client = client
         self.breaker = breaker
         self.hard_ttl = hard_ttl  # seconds an entry lives: fresh for the TTL, then stale
-        self._lease = self.client.register_script(scripts.LEASE)
+        self._lease = self.client.register_script(scripts.LEASE_AT)
         self._fill = self.client.register_script(scripts.FILL)
         self._invalidate = self.client.register_script(scripts.INVALIDATE)
 
@@ -77,31 +95,34 @@ class RedisCache:
         breaker and the metrics like every other call."""
         return self._call(command, operation)
 
-    def read(self, page: int) -> tuple[PageEntry | None, TotalsEntry | None]:
-        """The page's entry and the totals, in one round trip."""
-        raw_page, raw_totals = self._call(
-            "mget", lambda: self.client.mget(self.keys.page(page), self.keys.totals)
+    def read(self, page: int) -> Lookup:
+        """The page's entry, the totals and the checkpoint, in one round trip (one MGET, so the
+        three are one atomic view: an entry present is current as of the checkpoint read)."""
+        raw_page, raw_totals, raw_checkpoint = self._call(
+            "mget",
+            lambda: self.client.mget(self.keys.page(page), self.keys.totals, self.keys.checkpoint),
         )
-        return (
+        return Lookup(
             PageEntry.decode(cast(bytes, raw_page)) if raw_page else None,
             TotalsEntry.decode(cast(bytes, raw_totals)) if raw_totals else None,
+            int(raw_checkpoint) if raw_checkpoint else None,
         )
 
-    def lease_page(self, page: int) -> str | None:
+    def lease_page(self, page: int) -> Lease | None:
         return self._take_lease(self.keys.lease(page), str(page))
 
-    def lease_totals(self) -> str | None:
+    def lease_totals(self) -> Lease | None:
         return self._take_lease(self.keys.totals_lease, "")
 
-    def _take_lease(self, lease_key: str, index_member: str) -> str | None:
+    def _take_lease(self, lease_key: str, index_member: str) -> Lease | None:
         token = secrets.token_hex(8)
-        taken = self._call(
+        taken_at = self._call(
             "lease",
             lambda: self._lease(
                 keys=[lease_key, self.keys.index], args=[token, LEASE_MS, index_member]
             ),
         )
-        return token if taken else None
+        return Lease(token, int(taken_at)) if taken_at else None
 
     def fill_page(self, page: int, token: str, entry: PageEntry) -> bool:
         """Store the page if our lease is still live (no invalidation since we took it)."""
@@ -128,6 +149,39 @@ class RedisCache:
     def stored_position(self) -> str | None:
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))
         return cast(bytes, raw).decode() if raw else None
+
+    def read_at(self, page: int) -> tuple[Lookup, int]:
+        """``read`` and Redis' ``TIME`` (ms) in one MULTI: the lookup and the moment it held."""
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(self.keys.page(page), self.keys.totals, self.keys.checkpoint)
+            pipe.time()
+            return pipe.execute()
+
+        (raw_page, raw_totals, raw_checkpoint), (seconds, micros) = self._call("multi", both)
+        lookup = Lookup(
+            PageEntry.decode(raw_page) if raw_page else None,
+            TotalsEntry.decode(raw_totals) if raw_totals else None,
+            int(raw_checkpoint) if raw_checkpoint else None,
+        )
+        return lookup, int(seconds) * 1000 + int(micros) // 1000
+
+    def sample_pages(self, count: int) -> list[int]:
+        """Up to ``count`` distinct page numbers at random from the index (pages that have, or
+        recently had, an entry): what the consistency inspector looks at."""
+        raw = self._call("zrandmember", lambda: self.client.zrandmember(self.keys.index, count))
+        return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def checkpoint(self) -> int | None:
+        """The invalidator's checkpoint (Redis-clock ms), or None if no invalidator ever wrote
+        one under this namespace."""
+        raw = self._call("get", lambda: self.client.get(self.keys.checkpoint))
+        return int(cast(bytes, raw)) if raw else None
+
+    def time(self) -> tuple[int, int]:
+        """Redis ``TIME``: (seconds, microseconds)."""
+        return self._call("time", self.client.time)
 
     def ping(self) -> None:
         """Readiness: one PING, through the breaker like every other call."""

@@ -288,3 +288,96 @@ def service_version() -> str:
 def publish_build_info(component: str) -> None:
     """Set ``orders_build_info`` for this process (component: api or invalidator)."""
     BUILD_INFO.labels(service_version(), platform.python_version(), component).set(1)
+
+
+class _Checkpoint:
+    """The API's view of the invalidator's checkpoint, registered on first use (by the API's
+    listener thread), so the invalidator's own /metrics does not carry a meaningless copy.
+
+    ``livemax`` for the age: the series answers "is any live worker without recent proof that
+    invalidation is progressing?", and the worst worker is the one that refills (or serves stale)
+    most; ``min`` would let one healthy worker hide another whose feed is broken. ``livemin`` for
+    "seen" for the same reason: 0 if any live worker has never seen a checkpoint. Both drop a dead
+    worker's value (``live``), so a recycled worker's last reading does not linger.
+    """
+
+    age: Gauge | None = None
+    seen: Gauge | None = None
+
+    @classmethod
+    def get(cls) -> tuple[Gauge, Gauge]:
+        if cls.age is None or cls.seen is None:
+            cls.age = Gauge(
+                "orders_cache_checkpoint_age_seconds",
+                "Seconds since the newest invalidation checkpoint this worker has seen (Redis "
+                "clock; worst live worker). With none seen yet: seconds since it started looking.",
+                multiprocess_mode="livemax",
+            )
+            cls.seen = Gauge(
+                "orders_cache_checkpoint_seen",
+                "1 if every live worker has seen an invalidation checkpoint under its namespace "
+                "(an invalidator follows its page size and prefix), else 0.",
+                multiprocess_mode="livemin",
+            )
+        return cls.age, cls.seen
+
+
+def set_checkpoint_age(age: float | None, waited: float) -> None:
+    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds)."""
+    age_gauge, seen_gauge = _Checkpoint.get()
+    age_gauge.set(waited if age is None else age)
+    seen_gauge.set(0 if age is None else 1)
+
+
+INSPECTOR_KINDS = ("page", "totals")
+
+
+class _Inspector:
+    """The consistency inspector's counters (``orders-service inspect``), registered on first
+    use so that the API and the invalidator do not export them at 0."""
+
+    counters: tuple[Counter, Counter, Counter] | None = None
+
+    @classmethod
+    def get(cls) -> tuple[Counter, Counter, Counter]:
+        if cls.counters is None:
+            cls.counters = (
+                Counter(
+                    "orders_inspector_checks",
+                    "Cached entries the inspector compared with MySQL (only entries the API "
+                    "would serve as hits), by kind (page, totals).",
+                    ("kind",),
+                ),
+                Counter(
+                    "orders_inspector_mismatches",
+                    "First sightings of a cached entry differing from MySQL (a write in flight, "
+                    "or an inconsistency: rechecked after ORDERS_CACHE_MAX_LAG), by kind.",
+                    ("kind",),
+                ),
+                Counter(
+                    "orders_inspector_inconsistencies",
+                    "Confirmed inconsistencies: an entry still servable as a hit and still "
+                    "different from MySQL ORDERS_CACHE_MAX_LAG after it was first seen, by kind.",
+                    ("kind",),
+                ),
+            )
+            for counter in cls.counters:
+                for kind in INSPECTOR_KINDS:
+                    counter.labels(kind)
+        return cls.counters
+
+
+def prepare_inspector() -> None:
+    """Publish the inspector's counters at 0 before its first check."""
+    _Inspector.get()
+
+
+def count_inspection(kind: str, *, mismatch: bool = False, confirmed: bool = False) -> None:
+    """Count one inspector comparison (or, with a flag, a mismatch or a confirmed one)."""
+    checks, mismatches, inconsistencies = _Inspector.get()
+    if confirmed:
+        inconsistencies.labels(kind).inc()
+    elif mismatch:
+        mismatches.labels(kind).inc()
+    else:
+        checks.labels(kind).inc()

@@ -146,7 +146,11 @@ def test_healthz_needs_nothing_and_readyz_checks_mysql_and_redis(client: FlaskCl
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ok", "checks": {"mysql": "ok", "redis": "ok"}}
+    body = ready.get_json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"mysql": "ok", "redis": "ok"}
+    # No invalidator follows this test's namespace: said in the body, and still ready.
+    assert body["invalidation"] == {"status": "absent", "max_lag_seconds": 2.0}
 
 
 def test_openapi_describes_every_route(client: FlaskClient, app: Flask) -> None:

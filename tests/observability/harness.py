@@ -181,6 +181,20 @@ def start_invalidator(env: Mapping[str, str], log_path: Path, timeout: float = 6
     return process
 
 
+def start_inspector(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Process:
+    """`orders-service inspect`, returned once its /metrics answers."""
+    process = Process([str(ORDERS_SERVICE), "inspect"], env, log_path)
+    url = f"http://127.0.0.1:{env['ORDERS_INSPECTOR_METRICS_PORT']}/metrics"
+    try:
+        wait_for(lambda: not process.alive() or http_ok(url), timeout, "the inspector")
+        if not process.alive():
+            raise RuntimeError(f"orders-service inspect exited:\n{process.log_text()[-3000:]}")
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
 # ---------------------------------------------------------------------------------------------
 # Prometheus
 # ---------------------------------------------------------------------------------------------

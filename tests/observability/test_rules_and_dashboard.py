@@ -23,6 +23,9 @@ REQUIRED_PANELS = {
     "Circuit breakers",
     "Request rate per pod",
     "Hit rate per pod",
+    "Invalidation checkpoint age",
+    "Consistency (nines)",
+    "Inspector checks and inconsistencies",
 }
 REQUIRED_ALERTS = {
     "OrdersCacheHitRateLow",
@@ -33,6 +36,9 @@ REQUIRED_ALERTS = {
     "OrdersRedisUnavailable",
     "OrdersMySQLUnavailable",
     "OrdersTargetDown",
+    "OrdersCacheCheckpointStale",
+    "OrdersCacheNotFollowed",
+    "OrdersCacheInconsistent",
 }
 
 
@@ -126,6 +132,11 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_invalidations_total",
         "orders_invalidation_lag_seconds",
         "orders_build_info",
+        "orders_cache_checkpoint_age_seconds",
+        "orders_cache_checkpoint_seen",
+        "orders_inspector_checks_total",
+        "orders_inspector_mismatches_total",
+        "orders_inspector_inconsistencies_total",
     ]
     declared = {
         m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")

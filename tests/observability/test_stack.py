@@ -55,6 +55,7 @@ class Stack:
     driven: Counter[str] = field(default_factory=Counter)
     request_ids: dict[str, int] = field(default_factory=dict)
     finished: float = 0.0
+    inspector_base: str = ""
 
     def rate_interval(self) -> str:
         return f"{math.ceil(time.time() - self.started) + 5}s"
@@ -157,7 +158,7 @@ def stack() -> Iterator[Stack]:
     prometheus: harness.Prometheus | None = None
     try:
         database = db.create_database().name
-        port, inv_port = harness.free_port(), harness.free_port()
+        port, inv_port, insp_port = harness.free_port(), harness.free_port(), harness.free_port()
         env = harness.service_env(
             database_url=db.database_url(database),
             redis_url=redis_server.url,
@@ -166,6 +167,9 @@ def stack() -> Iterator[Stack]:
             metrics_dir=workdir / "metrics",
             extra={
                 "ORDERS_INVALIDATOR_METRICS_PORT": str(inv_port),
+                "ORDERS_INSPECTOR_METRICS_PORT": str(insp_port),
+                "ORDERS_INSPECTOR_INTERVAL": "0.2",
+                "ORDERS_INSPECTOR_PAGES": "20",
                 "ORDERS_CACHE_BREAKER_RESET": "1",
                 "OTEL_SERVICE_NAME": "orders-test",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -179,6 +183,7 @@ def stack() -> Iterator[Stack]:
         processes.append(invalidator)
         service = harness.start_service(env, workdir / "service.log")
         processes.append(service)
+        processes.append(harness.start_inspector(env, workdir / "inspector.log"))
 
         # The rule file as shipped, with every group evaluated each second instead of every 30.
         rules = yaml.safe_load(harness.RULES.read_text())
@@ -187,7 +192,11 @@ def stack() -> Iterator[Stack]:
         (prom_dir / "rules.yaml").write_text(yaml.safe_dump(rules))
         prometheus = harness.Prometheus(
             prom_dir,
-            {"orders": [f"127.0.0.1:{port}"], "orders-invalidator": [f"127.0.0.1:{inv_port}"]},
+            {
+                "orders": [f"127.0.0.1:{port}"],
+                "orders-invalidator": [f"127.0.0.1:{inv_port}"],
+                "orders-inspector": [f"127.0.0.1:{insp_port}"],
+            },
             {"namespace": NAMESPACE},
             rule_files=[prom_dir / "rules.yaml"],
         )
@@ -200,7 +209,8 @@ def stack() -> Iterator[Stack]:
             service,
             invalidator,
         )
-        harness.wait_for(prometheus.targets_up, 30, "both targets up")
+        stack.inspector_base = f"http://127.0.0.1:{insp_port}"
+        harness.wait_for(prometheus.targets_up, 30, "every target up")
         stack.started = time.time()
 
         # Warm-up: every cache-outcome series exists before the measured phase, and the hit and
@@ -240,6 +250,7 @@ def test_prometheus_scrapes_the_api_and_the_invalidator(stack: Stack) -> None:
     assert {r["metric"]["job"]: r["value"][1] for r in up} == {
         "orders": "1",
         "orders-invalidator": "1",
+        "orders-inspector": "1",
     }
 
 
@@ -285,9 +296,13 @@ def test_prometheus_evaluates_every_rule_without_error(stack: Stack) -> None:
         assert rule["health"] == "ok", rule
 
 
-@pytest.mark.parametrize("target", ["api", "invalidator"])
+@pytest.mark.parametrize("target", ["api", "invalidator", "inspector"])
 def test_promtool_check_metrics_is_clean(stack: Stack, target: str) -> None:
-    base = stack.base if target == "api" else stack.invalidator_base
+    base = {
+        "api": stack.base,
+        "invalidator": stack.invalidator_base,
+        "inspector": stack.inspector_base,
+    }[target]
     text, _elapsed = harness.scrape_metrics(f"{base}/metrics")
     done = subprocess.run(
         [str(harness.tool("promtool")), "check", "metrics"],
@@ -418,6 +433,23 @@ def test_invalidator_exposes_its_own_metrics_and_health(stack: Stack) -> None:
     assert any(k.startswith("orders_invalidations_total") and v > 0 for k, v in samples.items())
     assert "orders_invalidation_lag_seconds" in samples
     assert not any(k.startswith("http_request_duration_seconds") for k in samples)
+
+
+def test_the_inspector_checked_the_cache_and_confirmed_no_inconsistency(stack: Stack) -> None:
+    """Over the whole run (hits, a committed change, Redis and MySQL outages) the inspector
+    compared cached entries with MySQL and found none served past the staleness bound."""
+    checks = stack.prometheus.query("sum(orders_inspector_checks_total)", at=stack.finished)
+    confirmed = stack.prometheus.query(
+        "sum(orders_inspector_inconsistencies_total)", at=stack.finished
+    )
+    assert float(checks[0]["value"][1]) > 0, checks
+    assert float(confirmed[0]["value"][1]) == 0, confirmed
+
+
+def test_the_api_reports_the_checkpoint_it_has_seen(stack: Stack) -> None:
+    samples = harness.parse_samples(harness.scrape_metrics(f"{stack.base}/metrics")[0])
+    assert "orders_cache_checkpoint_age_seconds" in samples
+    assert "orders_cache_checkpoint_seen" in samples
 
 
 @pytest.mark.docs

@@ -61,6 +61,18 @@ def test_nothing_is_stored_while_the_invalidation_feed_is_silent() -> None:
     assert near.get(1) == (None, None)
 
 
+def test_a_page_entry_carries_its_read_time_and_the_old_layout_still_decodes() -> None:
+    entry = PageEntry.build(b'[{"note":"x|1|y"}]', fresh_until_ms=9, read_ms=1234)
+    assert PageEntry.decode(entry.encode()) == entry
+    old = b'9|abcd|[{"note":"x|1|y"}]'  # written before read times existed
+    assert PageEntry.decode(old) == PageEntry(9, "abcd", b'[{"note":"x|1|y"}]', 0)
+
+
+def test_totals_carry_a_read_time_only_when_they_have_one() -> None:
+    assert TotalsEntry(5, 7).encode() == b"5|7"  # the invalidator's layout is unchanged
+    assert TotalsEntry.decode(TotalsEntry(5, 7, 99).encode()) == TotalsEntry(5, 7, 99)
+
+
 def test_every_entry_writer_gets_the_same_jittered_freshness() -> None:
     from service.cache.entries import TTL_JITTER, fresh_until
 

@@ -1,0 +1,1 @@
+"""The consistency inspector: proof, measured continuously, that the cache does not lie."""
