@@ -160,6 +160,9 @@ class Gunicorn:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # where gunicorn runs: ``python -m gunicorn`` puts the cwd first on sys.path, so a revision
+    # checked out elsewhere (bench-compare) must run from its own checkout
+    cwd: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
     @property
     def base_url(self) -> str:
@@ -174,7 +177,7 @@ class Gunicorn:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=self.cwd,
             )
 
         def ready() -> bool:
