@@ -402,7 +402,8 @@ def run_profile(args: argparse.Namespace) -> str:
     """
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    texts = []
+    texts: list[str] = []
+    measured: dict[str, tuple[Path, float]] = {}
     with context(args, "orders_bench_100000") as ctx:
         prepare_database(ctx, 100_000)
         service = ctx.service()
@@ -419,11 +420,20 @@ def run_profile(args: argparse.Namespace) -> str:
                     raw = out / f"profile-hit-{server.name}.collapsed"
                     rps, cpu_us = _profile_one(server, raw, args.seconds)
                     texts.append(hotspots.markdown(raw, server.name, rps, cpu_us))
+                    measured[server.name] = (raw, cpu_us)
             finally:
                 floor.stop()
         finally:
             service.stop()
-    text = "\n".join(texts)
+    head = [
+        "# Where a cache hit's CPU goes",
+        "",
+        f"Measured {report.machine()['date']}; 1-minute load average {os.getloadavg()[0]:.1f} at "
+        "the end. `make bench-profile`.",
+        "",
+        *hotspots.difference(measured["floor"], measured["service"]),
+    ]
+    text = "\n".join([*head, *texts])
     (out / "profile-hit.md").write_text(text)
     return text
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench import compare, invalidation, report, sweep, targets
+from bench import compare, hotspots, invalidation, report, sweep, targets
 from bench.__main__ import _sizes, hot_set_orders
 from bench.context import GunicornShape
 from bench.load import open_loop_connections, parse, percentiles
@@ -302,3 +302,24 @@ def test_the_report_shows_every_target_with_its_verdict() -> None:
     for row in rows:
         assert f"| {row['target']} | {row['shown']} | {targets.verdict(row['met'])} |" in text
     assert "| hit throughput >= 1.0x floor | 1.00x | met |" in text
+
+
+def test_the_profile_difference_is_per_layer_service_minus_floor(tmp_path: Path) -> None:
+    floor = tmp_path / "floor.collapsed"
+    floor.write_text(
+        "run (gunicorn/workers/gthread.py:1);handle (gunicorn/http/parser.py:2) 60\n"
+        "run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:3) 40\n"
+    )
+    service = tmp_path / "service.collapsed"
+    service.write_text(
+        "run (gunicorn/workers/gthread.py:1);handle (gunicorn/http/parser.py:2) 40\n"
+        "run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:3) 30\n"
+        "run (gunicorn/workers/gthread.py:1);log (service/observability/web.py:9) 30\n"
+    )
+    text = "\n".join(hotspots.difference((floor, 100.0), (service, 200.0)))
+    assert "service 200 us, floor 100 us (+100 us)" in text
+    # observability: 30% of 200 us, none in the floor; listed first as the largest difference
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "~us" not in line]
+    assert rows[0] == "| observability: logging, metrics, tracing hooks | 0 | 60 | +60 |"
+    assert "| gunicorn: parse, Date header, write, thread pool | 60 | 80 | +20 |" in rows
+    assert "| Flask/Werkzeug: routing, contexts, Response | 40 | 60 | +20 |" in rows
