@@ -35,6 +35,22 @@ def _git(*args: str) -> str:
     return proc.stdout.strip()
 
 
+def _frozen_dependencies() -> str:
+    """``pip freeze`` of this checkout's venv, without the project itself."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    keep = [
+        line
+        for line in proc.stdout.splitlines()
+        if line and not line.startswith(("-e", "orders-service", "orders_service"))
+    ]
+    return "\n".join(keep) + "\n"
+
+
 def default_rev_a() -> str:
     """origin/main when there is a remote, else main."""
     with contextlib.suppress(BenchError):
@@ -68,11 +84,14 @@ def installed(rev: str) -> Iterator[tuple[Path, Path, str]]:
             print(f"installing {rev} ({sha[:10]}) into {venv} ...", flush=True)
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            # not editable: the venv stays valid after the worktree is removed
-            subprocess.run(
-                [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(tree)],
-                check=True,
-            )
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            subprocess.run([*pip, "--upgrade", "pip"], check=True)
+            # the working tree's dependency versions as constraints: the comparison is about
+            # the code, so both revisions run on the same libraries where they can; not
+            # editable, so the venv stays valid after the worktree is removed
+            constraints = ROOT / f"constraints-{sha[:12]}.txt"
+            constraints.write_text(_frozen_dependencies())
+            subprocess.run([*pip, "-c", str(constraints), str(tree)], check=True)
             stamp.touch()
         yield venv / "bin", tree, f"{rev} ({sha[:10]})"
     finally:
