@@ -10,7 +10,6 @@ harmless: invalidating twice is the same as once.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 import time
@@ -18,9 +17,9 @@ from typing import Any
 
 import pymysql
 
-from service.cache.entries import TotalsEntry
+from service.cache.entries import TotalsEntry, fresh_until
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.store import CacheUnavailable
 from service.config import Settings
 from service.invalidation import planner
 from service.invalidation.binlog import (
@@ -74,12 +73,13 @@ class Invalidator:
     """Follows the binlog and applies invalidations until ``stop()``."""
 
     def __init__(self, settings: Settings) -> None:
-        # Off the request path, so a longer timeout and a quick breaker retry suit it better.
-        own = dataclasses.replace(
-            settings, cache_timeout=max(settings.cache_timeout, 2.0), cache_breaker_reset=0.2
-        )
+        from service.services import build_redis_cache
+
         self.settings = settings
-        self.cache = RedisCache(own)
+        # Off the request path, so a longer timeout and a quick breaker retry suit it better.
+        self.cache = build_redis_cache(
+            settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2
+        )
         self._stop = threading.Event()
         self._follower: BinlogFollower | None = None
         self._connection: Any = None
@@ -161,8 +161,8 @@ class Invalidator:
             plan = planner.plan(changes, self._rows_before, page_size)
             totals: TotalsChange = KEEP
             if plan.totals_changed:
-                fresh_until = int(time.time() * 1000) + self.settings.cache_ttl * 1000
-                totals = SetTotals(TotalsEntry(fresh_until, self._query(repository.count_orders)))
+                fresh = fresh_until(int(time.time() * 1000), self.settings.cache_ttl)
+                totals = SetTotals(TotalsEntry(fresh, self._query(repository.count_orders)))
         except pymysql.MySQLError as exc:
             # Cannot locate the rows: drop every page and the totals, which is always correct.
             log.warning("cannot rank changed rows; invalidating everything", error=str(exc))

@@ -10,6 +10,7 @@ from service.cache.entries import TotalsEntry
 from service.cache.keys import DROP, CacheKeys, Invalidation, Message, SetTotals
 from service.cache.store import RedisCache
 from service.config import Settings
+from service.services import build_redis_cache
 
 
 def _published(cache: RedisCache, change: Invalidation) -> bytes:
@@ -30,7 +31,7 @@ def _published(cache: RedisCache, change: Invalidation) -> bytes:
 
 
 def test_what_lua_publishes_is_what_python_encodes(settings: Settings) -> None:
-    cache = RedisCache(settings)
+    cache = build_redis_cache(settings)
     change = Invalidation(pages=frozenset({4, 2}), from_page=7, totals=SetTotals(TotalsEntry(1, 2)))
     raw = _published(cache, change)
     assert raw == Message(pages=frozenset({2, 4}), from_page=7, totals=True).encode()
@@ -39,7 +40,7 @@ def test_what_lua_publishes_is_what_python_encodes(settings: Settings) -> None:
 def test_the_checkpoint_is_stored_in_redis_clock_and_never_moves_back(
     settings: Settings, shared_redis: redis.Redis
 ) -> None:
-    cache = RedisCache(settings)
+    cache = build_redis_cache(settings)
     seconds, micros = shared_redis.time()
     redis_now_ms = seconds * 1000 + micros // 1000
     message = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=1500, totals=DROP)))

@@ -16,13 +16,14 @@ from service.cache.aside import PageCache
 from service.cache.keys import Invalidation
 from service.config import RedisURL, Settings
 from service.orders.database import connect
+from service.services import services
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def page_cache(app: Flask) -> PageCache:
-    cache: PageCache = app.extensions["orders.pages"]
+    cache: PageCache = services(app).pages
     return cache
 
 
