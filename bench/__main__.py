@@ -8,295 +8,171 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from bench import auth_cost, hotspots, phases, report
+from bench import (
+    auth_cost,
+    compare,
+    curves,
+    hotspots,
+    invalidation,
+    phases,
+    report,
+    sweep,
+    targets,
+)
+from bench.context import (
+    REPO,
+    STATE,
+    Context,
+    context,
+    database_name,
+    prepare_database,
+)
 from bench.load import open_loop_connections, run_wrk
-from bench.servers import VENV_BIN, BenchError, Gunicorn, MariaDB, redis_clear
-from service.config import Settings
+from bench.servers import VENV_BIN, BenchError, Gunicorn
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-STATE = REPO / ".run" / "bench"
+PHASES = ("redis_hits", "hot_set", "table_sizes", "invalidation")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def hot_set_orders(plan: phases.Plan, page_size: int = 10) -> int:
+    """The smallest table the bench seeds anyway that holds the largest hot set."""
+    needed = max(plan.hot_sets, default=0) * page_size
+    sizes = sorted({plan.orders, *plan.table_sizes})
+    return next((n for n in sizes if n >= needed), needed)
 
 
-def service_defaults() -> tuple[int, int]:
-    """Workers and threads as the service would pick them (ORDERS_WORKERS/THREADS override)."""
-    settings = Settings.from_env()
-    return settings.workers, settings.threads
-
-
-@dataclass
-class Context:
-    """Everything one run shares: the database, Redis, prefixes, gunicorn shape, a scratch dir."""
-
-    mysql: MariaDB
-    database: str
-    redis_url: str
-    prefix: str
-    workers: int
-    threads: int
-    scratch: Path
-    page_size: int = 10
-
-    @property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
-
-    @property
-    def service_prefix(self) -> str:
-        return f"{self.prefix}-svc"
-
-    @property
-    def service_pages(self) -> str:
-        """SCAN pattern of the service's cached pages (service/cache/keys.py)."""
-        return f"{self.service_prefix}:s{self.page_size}:page:*"
-
-    @property
-    def peer_prefix(self) -> str:
-        return f"{self.prefix}-peer:"
-
-    def service_env(self, **extra: str) -> dict[str, str]:
-        return {
-            "ORDERS_DATABASE_URL": self.mysql.url(self.database),
-            "ORDERS_REDIS_URL": self.redis_url,
-            "ORDERS_CACHE_PREFIX": self.service_prefix,
-            "ORDERS_WORKERS": str(self.workers),
-            "ORDERS_THREADS": str(self.threads),
-            "ORDERS_HOST": "127.0.0.1",
-            "ORDERS_PAGE_SIZE": str(self.page_size),
-            **extra,
-        }
-
-    def gunicorn_argv(self, app: str, port: int) -> list[str]:
-        """The service's gunicorn settings (service/gunicorn_conf.py) that shape the hit path."""
-        return [
-            str(VENV_BIN / "gunicorn"),
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            "--keep-alive",
-            "5",
-            "--timeout",
-            "30",
-            "--bind",
-            f"127.0.0.1:{port}",
-            app,
-        ]
-
-    def service(self, name: str = "service", **extra: str) -> Gunicorn:
-        port = free_port()
-        metrics = Path(tempfile.mkdtemp(prefix="metrics-", dir=self.scratch))
-        env = self.service_env(ORDERS_PORT=str(port), ORDERS_METRICS_DIR=str(metrics), **extra)
-        return Gunicorn(
-            name,
-            port,
-            [str(VENV_BIN / "orders-service"), "serve"],
-            env,
-            self.scratch / f"{name}.log",
-            extra={"workers": str(self.workers), "metrics_dir": str(metrics)},
-        )
-
-    def floor(self, body: Path) -> Gunicorn:
-        port = free_port()
-        return Gunicorn(
-            "floor",
-            port,
-            self.gunicorn_argv("bench.floor_app:app", port),
-            {"BENCH_FLOOR_BODY": str(body)},
-            self.scratch / "floor.log",
-            extra={"workers": str(self.workers)},
-        )
-
-    def peer(self) -> Gunicorn:
-        port = free_port()
-        return Gunicorn(
-            "peer",
-            port,
-            self.gunicorn_argv("bench.peer_app:app", port),
-            {
-                "BENCH_PEER_DATABASE_URL": self.mysql.url(self.database, "mysql+pymysql"),
-                "BENCH_PEER_REDIS_URL": self.redis_url,
-                "BENCH_PEER_PREFIX": self.peer_prefix,
-            },
-            self.scratch / "peer.log",
-            extra={"workers": str(self.workers)},
-        )
-
-    def clear_service(self) -> int:
-        return redis_clear(self.redis, f"{self.service_prefix}:")
-
-    def clear_peer(self) -> int:
-        return redis_clear(self.redis, self.peer_prefix)
-
-
-def orders_service(*args: str, env: dict[str, str]) -> None:
-    cmd = [str(VENV_BIN / "orders-service"), *args]
-    proc = subprocess.run(
-        cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-800:]}")
-
-
-def prepare_database(ctx: Context, orders: int) -> None:
-    """Create, migrate and seed (once: the seed survives in the bench's own data directory)."""
-    ctx.mysql.execute(
-        f"CREATE DATABASE IF NOT EXISTS `{ctx.database}` "
-        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    )
-    env = ctx.service_env()
-    orders_service("migrate", env=env)
-    t0 = time.monotonic()
-    orders_service("seed", "--orders", str(orders), "--if-empty", env=env)
-    seeded = time.monotonic() - t0
-    count = int(
-        str(ctx.mysql.execute("SELECT COUNT(*) FROM orders", ctx.database)[0][0])
-        if orders <= 1_000_000
-        else str(
-            ctx.mysql.execute(
-                "SELECT COALESCE(SUM(row_count), 0) FROM order_buckets", ctx.database
-            )[0][0]
-        )
-    )
-    if count != orders:
-        raise BenchError(
-            f"database {ctx.database} holds {count} orders, expected {orders}: "
-            f"drop it (on 127.0.0.1:{ctx.mysql.port}) and run again"
-        )
-    if seeded > 5:
-        print(f"seeded {orders:,} orders into {ctx.database} in {seeded:.0f} s", flush=True)
-
-
-@contextlib.contextmanager
-def context(args: argparse.Namespace, database: str) -> Iterator[Context]:
-    workers, threads = service_defaults()
-    workers = args.workers or workers
-    threads = args.threads or threads
-    state = Path(args.state)
-    mysql = MariaDB(state / "mysql" / "data", args.mysql_port, buffer_pool=args.buffer_pool)
-    mysql.start()
-    state.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=state))
-    ctx = Context(mysql, database, args.redis_url, f"bench{os.getpid()}", workers, threads, scratch)
+def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
+    print("cost curve: hit throughput vs hot-set size ...", flush=True)
+    hot = ctx.service("hotset", database=database_name(hot_set_orders(plan)))
+    hot.start(ready_path="/healthz")
     try:
-        ctx.clear_service()
-        ctx.clear_peer()
-        yield ctx
-    except BaseException:
-        print(f"bench: server logs kept in {scratch}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(scratch, ignore_errors=True)  # the service's request log alone is ~200 MB
+        return curves.hot_set_curve(ctx, hot, floor, plan)
     finally:
-        with contextlib.suppress(Exception):
-            ctx.clear_service()
-            ctx.clear_peer()
-        if not args.keep_mysql:
-            mysql.stop()
+        hot.stop()
+        ctx.clear_service("hotset")
+
+
+def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
+    """The phases that start their own servers: miss latency vs table size, invalidation."""
+    out: dict[str, Any] = {}
+    if "table_sizes" not in skip:
+        print("cost curve: miss latency vs table size ...", flush=True)
+        out["table_sizes"] = curves.table_size_curve(ctx, plan)
+    if "invalidation" not in skip:
+        print("invalidation: commit to visible ...", flush=True)
+        out["invalidation"] = invalidation.run(ctx, plan)
+    return out
 
 
 def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
     started = time.monotonic()
     load_before = os.getloadavg()
-    with context(args, f"orders_bench_{plan.orders}") as ctx:
+    skip = set(args.skip)
+    with context(args, database_name(plan.orders)) as ctx:
         prepare_database(ctx, plan.orders)
+        if "table_sizes" not in skip:
+            for orders in plan.table_sizes:
+                prepare_database(ctx, orders)
+        if "hot_set" not in skip:
+            prepare_database(ctx, hot_set_orders(plan, ctx.page_size))
         service = ctx.service()
         peer = ctx.peer()
-        service.start(ready_path="/healthz")
-        peer.start(ready_path="/healthz")
+        redis_hits = (
+            None
+            if "redis_hits" in skip
+            else ctx.service("service_redis", ORDERS_NEAR_CACHE="false")
+        )
+        services = [s for s in (service, peer, redis_hits) if s is not None]
+        floor: Gunicorn | None = None
         try:
+            for s in services:
+                s.start(ready_path="/healthz")
             _, _, body = phases.fetch(f"{service.base_url}/orders/1")
             body_file = ctx.scratch / "page-1.json"
             body_file.write_bytes(body)
             floor = ctx.floor(body_file)
             floor.start(ready_path="/healthz")
             systems = [floor, peer, service]
-            try:
-                time.sleep(plan.settle_seconds)
-                for s in systems:
-                    phases.warm(s, plan.hot_pages)
-                _, headers, _ = phases.fetch(f"{service.base_url}/orders/1")
-                results: dict[str, Any] = {
-                    "machine": report.machine(),
-                    "plan": asdict(plan),
-                    "gunicorn": {
-                        "worker_class": "gthread",
-                        "workers": ctx.workers,
-                        "threads": ctx.threads,
-                    },
-                    "page_bytes": len(body),
-                    "service_x_cache_after_warm": headers.get("X-Cache"),
-                    "load_tool": "wrk 4.1 (Debian) + bench/wrk_load.lua",
-                }
-                print("hit throughput (closed loop) ...", flush=True)
-                results["hit_throughput"] = phases.closed_loop(systems, plan)
-                floor_rps = results["hit_throughput"]["floor"]["rps"]
-                print("latency at fixed rates (open loop) ...", flush=True)
-                results["latency_sweep"] = phases.latency_sweep(systems, floor_rps, plan)
-                memory = {s.name: phases.worker_memory(s) for s in systems}
-                memory["service"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
-                    ctx.redis, ctx.service_pages
-                )["bytes_mean"]
-                memory["peer"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
-                    ctx.redis, f"{ctx.peer_prefix}*"
-                )["bytes_mean"]
-                results["memory"] = memory
-                print("cold start ...", flush=True)
-                rate = floor_rps * plan.cold_rate_fraction
-                results["cold_start"] = {
-                    "peer": phases.cold_start(
-                        peer,
-                        clear=ctx.clear_peer,
-                        cached=lambda: phases.count_keys(ctx.redis, f"{ctx.peer_prefix}view*"),
-                        mysql=ctx.mysql,
-                        rate=rate,
-                        hit_header="hit_cache",
-                        plan=plan,
-                    ),
-                    "service": phases.cold_start(
-                        service,
-                        clear=ctx.clear_service,
-                        cached=lambda: phases.count_keys(ctx.redis, ctx.service_pages),
-                        mysql=ctx.mysql,
-                        rate=rate,
-                        hit_header="X-Cache",
-                        plan=plan,
-                    ),
-                }
-            finally:
-                floor.stop()
-        finally:
+            closed = [*systems, *([redis_hits] if redis_hits else [])]
+            time.sleep(plan.settle_seconds)
+            for s in closed:
+                phases.warm(s, plan.hot_pages)
+            _, headers, _ = phases.fetch(f"{service.base_url}/orders/1")
+            results: dict[str, Any] = {
+                "machine": report.machine(),
+                "plan": asdict(plan),
+                "gunicorn": {
+                    "worker_class": ctx.shape.worker_class,
+                    "workers": ctx.workers,
+                    "threads": ctx.threads,
+                    "keepalive": ctx.shape.keepalive,
+                },
+                "page_bytes": len(body),
+                "service_x_cache_after_warm": headers.get("X-Cache"),
+                "load_tool": "wrk 4.1 (Debian) + bench/wrk_load.lua",
+            }
+            print("hit throughput (closed loop) ...", flush=True)
+            results["hit_throughput"] = phases.closed_loop(closed, plan)
+            if redis_hits is not None:
+                redis_hits.stop()  # only the closed loop needs it
+            floor_rps = results["hit_throughput"]["floor"]["rps"]
+            print("latency at fixed rates (open loop) ...", flush=True)
+            results["latency_sweep"] = phases.latency_sweep(systems, floor_rps, plan)
+            memory = {s.name: phases.worker_memory(s) for s in systems}
+            memory["service"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
+                ctx.redis, ctx.service_pages
+            )["bytes_mean"]
+            memory["peer"]["redis_bytes_per_page"] = phases.redis_bytes_per_page(
+                ctx.redis, f"{ctx.peer_prefix}*"
+            )["bytes_mean"]
+            results["memory"] = memory
+            print("cold start ...", flush=True)
+            rate = floor_rps * plan.cold_rate_fraction
+            results["cold_start"] = {
+                "peer": phases.cold_start(
+                    peer,
+                    clear=ctx.clear_peer,
+                    cached=lambda: phases.count_keys(ctx.redis, f"{ctx.peer_prefix}view*"),
+                    mysql=ctx.mysql,
+                    rate=rate,
+                    hit_header="hit_cache",
+                    plan=plan,
+                ),
+                "service": phases.cold_start(
+                    service,
+                    clear=ctx.clear_service,
+                    cached=lambda: phases.count_keys(ctx.redis, ctx.service_pages),
+                    mysql=ctx.mysql,
+                    rate=rate,
+                    hit_header="X-Cache",
+                    plan=plan,
+                ),
+            }
             service.stop()
             peer.stop()
+            if "hot_set" not in skip:
+                results["hot_set"] = _hot_set(ctx, floor, plan)
+        finally:
+            for running in [*services, *([floor] if floor else [])]:
+                running.stop()
+        results.update(_after_side_by_side(ctx, plan, skip))
     results["notes"] = [
         f"Hot set: pages 1-{plan.hot_pages}, round robin, warmed before measuring; the floor "
         "answers every page with the bytes of the service's page 1.",
         f"Closed loop: wrk, 1 thread, {plan.closed_connections} connections, "
-        f"{plan.closed_seconds:g} s x {plan.rounds} interleaved rounds (median).",
+        f"{plan.closed_seconds:g} s x {plan.rounds} interleaved rounds (median). Redis hits: "
+        "the service with ORDERS_NEAR_CACHE=false, in the same interleaved rounds.",
         "Open loop: one wrk thread per connection on a fixed schedule; a request whose "
         "connection was still busy at its scheduled time is timed from that time (wrk2's "
         f"coordinated-omission correction). {plan.sweep_seconds:g} s per point, "
@@ -308,21 +184,31 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
         "bench's own MariaDB (pool pre-pings are COM_PING, not counted).",
         "The peer sets Flask-Caching's `hit_cache` header (response_hit_indication) so its hit "
         "rate can be seen; nothing else is added to the documented pattern.",
+        f"Cost curves: hot sets {', '.join(f'{n:,}' for n in plan.hot_sets)} pages "
+        f"({plan.hot_set_seconds:g} s per point); table sizes "
+        f"{', '.join(f'{n:,}' for n in plan.table_sizes)} orders (BENCH_HOT_SETS and "
+        "BENCH_TABLE_SIZES choose others; the first run at a size seeds it once).",
     ]
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["loadavg_1m_before_after"] = [load_before[0], os.getloadavg()[0]]
+    results["machine"]["loadavg_before"] = list(load_before)
+    results["machine"]["loadavg_after"] = list(os.getloadavg())
     results["machine"]["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     return results
 
 
-def finish(results: dict[str, Any], out: Path, stem: str = "results") -> None:
+def finish(
+    results: dict[str, Any], out: Path, baseline: dict[str, Any] | None, stem: str = "results"
+) -> None:
     pagination = None
     pagination_file = out / "pagination.json"
     if pagination_file.exists():
         pagination = json.loads(pagination_file.read_text())
-    results["targets"] = report.targets(results, pagination)
+    results["baseline"] = (baseline or {}).get("machine", {}).get("date")
+    results["targets"] = targets.targets(results, pagination, baseline)
     report.write(out, stem, results, report.markdown(results, pagination))
     report.plot(results, out / f"{stem}.png")
+    report.plot_curves(results, out)
     print((out / f"{stem}.md").read_text())
 
 
@@ -526,7 +412,8 @@ def run_profile(args: argparse.Namespace) -> str:
     """
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    texts = []
+    texts: list[str] = []
+    measured: dict[str, tuple[Path, float]] = {}
     with context(args, "orders_bench_100000") as ctx:
         prepare_database(ctx, 100_000)
         service = ctx.service()
@@ -543,11 +430,20 @@ def run_profile(args: argparse.Namespace) -> str:
                     raw = out / f"profile-hit-{server.name}.collapsed"
                     rps, cpu_us = _profile_one(server, raw, args.seconds)
                     texts.append(hotspots.markdown(raw, server.name, rps, cpu_us))
+                    measured[server.name] = (raw, cpu_us)
             finally:
                 floor.stop()
         finally:
             service.stop()
-    text = "\n".join(texts)
+    head = [
+        "# Where a cache hit's CPU goes",
+        "",
+        f"Measured {report.machine()['date']}; 1-minute load average {os.getloadavg()[0]:.1f} at "
+        "the end. `make bench-profile`.",
+        "",
+        *hotspots.difference(measured["floor"], measured["service"]),
+    ]
+    text = "\n".join([*head, *texts])
     (out / "profile-hit.md").write_text(text)
     return text
 
@@ -627,10 +523,32 @@ def run_ablation(args: argparse.Namespace) -> str:
     return text
 
 
+def _sizes(text: str) -> list[int]:
+    """``1000,10k,1M`` -> [1000, 10000, 1000000]."""
+    out = []
+    for raw in text.split(","):
+        part = raw.strip().lower().replace("_", "")
+        if not part:
+            continue
+        scale = {"k": 1_000, "m": 1_000_000}.get(part[-1], 1)
+        out.append(int(float(part[:-1] if scale > 1 else part) * scale))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "command", choices=["bench", "smoke", "pagination", "soak", "profile", "ablation"]
+        "command",
+        choices=[
+            "bench",
+            "smoke",
+            "pagination",
+            "soak",
+            "profile",
+            "ablation",
+            "compare",
+            "sweep",
+        ],
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
     parser.add_argument(
@@ -650,6 +568,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=0, help="default: the service's default")
     parser.add_argument("--threads", type=int, default=0, help="default: the service's default")
+    parser.add_argument("--keepalive", type=int, default=5, help="gunicorn keep-alive, seconds")
+    parser.add_argument(
+        "--worker-class", default="gthread", choices=["gthread", "sync"], help="gunicorn worker"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=targets.BASELINE,
+        help="previous results for the no-worse-than-before targets: REV:PATH or a file",
+    )
+    parser.add_argument(
+        "--hot-sets",
+        type=_sizes,
+        default=None,
+        help="hot-set sizes in pages, comma separated (default 1000,10000,100000)",
+    )
+    parser.add_argument(
+        "--table-sizes",
+        type=_sizes,
+        default=None,
+        help="miss-latency curve table sizes (default 100000,1000000; 10M seeds for ~10 min once)",
+    )
+    parser.add_argument(
+        "--skip",
+        type=lambda text: [p for p in text.split(",") if p],
+        default=[],
+        help=f"phases of `bench` to leave out, comma separated: {', '.join(PHASES)}",
+    )
+    parser.add_argument(
+        "--rev-a", default="", help="compare: revision A (default origin/main or main)"
+    )
+    parser.add_argument(
+        "--rev-b", default="HEAD", help="compare: revision B (HEAD: the working tree)"
+    )
+    parser.add_argument(
+        "--compare-seconds", type=float, default=6, help="compare/sweep: s per round"
+    )
+    parser.add_argument("--compare-rounds", type=int, default=5, help="compare: interleaved rounds")
+    parser.add_argument("--sweep-rounds", type=int, default=2, help="sweep: rounds per setting")
+    parser.add_argument(
+        "--grid", default=sweep.DEFAULT_GRID, help="sweep: field=v1,v2;... varied one at a time"
+    )
     parser.add_argument("--orders", type=int, default=10_000_000, help="pagination table size")
     parser.add_argument("--samples", type=int, default=200, help="pagination samples per page")
     parser.add_argument(
@@ -674,7 +633,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("bench", "smoke"):
             plan = phases.SMOKE if args.command == "smoke" else phases.Plan()
-            finish(run_bench(args, plan), out)
+            if args.hot_sets is not None:
+                plan = dataclasses.replace(plan, hot_sets=tuple(args.hot_sets))
+            if args.table_sizes is not None:
+                plan = dataclasses.replace(plan, table_sizes=tuple(args.table_sizes))
+            baseline = targets.load_baseline(args.baseline, REPO)
+            finish(run_bench(args, plan), out, baseline)
+        elif args.command == "compare":
+            print(compare.run(args))
+        elif args.command == "sweep":
+            print(sweep.run(args))
         elif args.command == "pagination":
             results = run_pagination(args)
             text = "\n".join(

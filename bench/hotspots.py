@@ -106,3 +106,37 @@ def markdown(
     lines += ["", "| frame | inclusive | self |", "|---|---|---|"]
     lines += [f"| `{frame}` | {inc:.1%} | {own:.1%} |" for frame, inc, own in rows]
     return "\n".join(lines) + "\n"
+
+
+def difference(floor: tuple[Path, float], service: tuple[Path, float]) -> list[str]:
+    """Per layer, the service's estimated us per hit minus the floor's: what there is to remove.
+
+    Each layer's share of GIL samples times the process's measured CPU per request; a rough
+    split (GIL-released syscalls are not sampled), but both systems are split the same way.
+    """
+    (floor_raw, floor_cpu), (service_raw, service_cpu) = floor, service
+    f = {name: share * floor_cpu for name, share in layers(floor_raw)}
+    s = {name: share * service_cpu for name, share in layers(service_raw)}
+    names = sorted(set(f) | set(s), key=lambda n: -(s.get(n, 0) - f.get(n, 0)))
+    lines = [
+        f"Server CPU per hit: service {service_cpu:,.0f} us, floor {floor_cpu:,.0f} us "
+        f"({service_cpu - floor_cpu:+,.0f} us).",
+        "",
+        "| layer | floor ~us / hit | service ~us / hit | service - floor |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {n} | {f.get(n, 0):,.0f} | {s.get(n, 0):,.0f} | {s.get(n, 0) - f.get(n, 0):+,.0f} |"
+        for n in names
+    ]
+    service_total, service_rows = summarise(service_raw, 12)
+    lines += [
+        "",
+        f"Top service frames by self time ({service_total:,} samples; inclusive in brackets):",
+        "",
+    ]
+    lines += [
+        f"{i}. `{frame}`: {own:.1%} self ({inc:.1%})"
+        for i, (frame, inc, own) in enumerate(service_rows, 1)
+    ]
+    return [*lines, ""]

@@ -39,6 +39,20 @@ class Plan:
     cold_rate_fraction: float = 0.3
     cold_seconds: float = 20
     settle_seconds: float = 2
+    # cost curves (bench/curves.py); hot sets above 100k pages need a 10x larger table, seeded once
+    hot_sets: tuple[int, ...] = (1000, 10_000, 100_000)
+    hot_set_seconds: float = 5
+    fill_timeout: float = 900
+    table_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    table_samples: int = 40
+    table_peer_samples: int = 2
+    # invalidation (bench/invalidation.py), on a throwaway MariaDB with the binlog on
+    invalidation_orders: int = 200_000
+    transaction_sizes: tuple[int, ...] = (1000, 10_000, 60_000)
+    write_rates: tuple[int, ...] = (10_000, 25_000, 50_000)
+    write_seconds: float = 5
+    rows_per_transaction: int = 1000
+    visible_timeout: float = 60
 
 
 SMOKE = Plan(
@@ -54,6 +68,18 @@ SMOKE = Plan(
     cold_rate_fraction=0.1,
     cold_seconds=2,
     settle_seconds=1,
+    hot_sets=(50, 200),
+    hot_set_seconds=1,
+    fill_timeout=60,
+    table_sizes=(2000,),
+    table_samples=3,
+    table_peer_samples=1,
+    invalidation_orders=3000,
+    transaction_sizes=(100, 1000),
+    write_rates=(2000,),
+    write_seconds=1,
+    rows_per_transaction=100,
+    visible_timeout=30,
 )
 
 

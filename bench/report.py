@@ -13,11 +13,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-SYSTEMS = ("floor", "peer", "service")
+from bench.targets import verdict
+
+SYSTEMS = ("floor", "peer", "service", "service_redis")
 LABELS = {
     "floor": "Flask floor (fixed bytes)",
     "peer": "Flask-Caching peer (RedisCache)",
     "service": "orders-service (as shipped)",
+    "service_redis": "orders-service, ORDERS_NEAR_CACHE=false (every hit from Redis)",
 }
 
 
@@ -65,52 +68,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def targets(results: dict[str, Any], pagination: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it is met."""
-    out: list[dict[str, Any]] = []
-    hit = results.get("hit_throughput", {})
-    if {"floor", "peer", "service"} <= hit.keys():
-        vs_floor = ratio(hit["service"]["rps"], hit["floor"]["rps"])
-        vs_peer = ratio(hit["service"]["rps"], hit["peer"]["rps"])
-        out.append(
-            {
-                "target": "hit throughput >= 0.85x floor",
-                "measured": vs_floor,
-                "met": vs_floor is not None and vs_floor >= 0.85,
-            }
-        )
-        out.append(
-            {
-                "target": "hit throughput >= 1.5x peer",
-                "measured": vs_peer,
-                "met": vs_peer is not None and vs_peer >= 1.5,
-            }
-        )
-    sweep = results.get("latency_sweep", {})
-    if "floor" in sweep and "service" in sweep:
-        at = [i for i, p in enumerate(sweep["floor"]) if p["fraction_of_floor_max"] == 0.8]
-        if at:
-            i = at[0]
-            r = ratio(sweep["service"][i]["p99_ms"], sweep["floor"][i]["p99_ms"])
-            out.append(
-                {
-                    "target": "hit p99 at 80% of floor max <= 2x floor p99",
-                    "measured": r,
-                    "met": r is not None and r <= 2,
-                }
-            )
-    if pagination and pagination.get("service"):
-        r = pagination["service"].get("last_over_first")
-        out.append(
-            {
-                "target": "deep-page miss <= 2x page-1 miss",
-                "measured": r,
-                "met": r is not None and r <= 2,
-            }
-        )
-    return out
-
-
 def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) -> str:
     m = results["machine"]
     g = results["gunicorn"]
@@ -119,7 +76,8 @@ def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) 
         "",
         f"Measured {m['date']} on {m['cpus']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, "
         f"Python {m['python']}; load generator wrk on the same machine. gunicorn "
-        f"{g['worker_class']}, {g['workers']} workers x {g['threads']} threads for every system; "
+        f"{g['worker_class']}, {g['workers']} workers x {g['threads']} threads, keep-alive "
+        f"{g.get('keepalive', 5)} s for every system; "
         f"{results['plan']['orders']:,} orders. Ratios compare systems measured in this one run.",
         "",
     ]
@@ -136,7 +94,10 @@ def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) 
     lines += _sweep_section(results.get("latency_sweep", {}))
     lines += _cold_section(results.get("cold_start", {}))
     lines += _memory_section(results.get("memory", {}))
-    if pagination:
+    lines += _hot_set_section(results.get("hot_set"))
+    lines += _table_size_section(results.get("table_sizes"))
+    lines += _invalidation_section(results.get("invalidation"))
+    if pagination and not results.get("table_sizes"):
         lines += pagination_markdown(pagination)
     if results.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
@@ -148,11 +109,8 @@ def _targets_section(results: dict[str, Any]) -> list[str]:
     if results.get("targets"):
         lines += ["## Targets", ""]
         lines += _table(
-            ["target", "measured", "met"],
-            [
-                [t["target"], _x(t["measured"]), "yes" if t["met"] else "**no**"]
-                for t in results["targets"]
-            ],
+            ["target", "measured", "verdict"],
+            [[t["target"], t["shown"], verdict(t["met"])] for t in results["targets"]],
         )
     return lines
 
@@ -402,3 +360,257 @@ def write(out_dir: Path, stem: str, results: dict[str, Any], text: str) -> None:
     document = json.dumps(_no_nan(results), indent=2, allow_nan=False)
     (out_dir / f"{stem}.json").write_text(document + "\n")
     (out_dir / f"{stem}.md").write_text(text + "\n")
+
+
+def _hot_set_section(hot: dict[str, Any] | None) -> list[str]:
+    if not hot or not hot.get("points"):
+        return []
+    rows = [
+        [
+            f"{p['hot_set']:,}",
+            p["access"],
+            p["rps"],
+            _x(p["x_floor"]),
+            p["hit_rate"],
+            p["redis_calls_per_request"],
+            p["cpu_us_per_request"],
+            p["p99_ms"],
+            p["errors"],
+        ]
+        for p in hot["points"]
+    ]
+    header = [
+        "hot set (pages)",
+        "access",
+        "service req/s",
+        "x floor",
+        "X-Cache hit rate",
+        "Redis calls / req",
+        "server CPU us / req",
+        "p99 ms",
+        "errors",
+    ]
+    return [
+        f"## Hit throughput vs hot-set size (near cache at its default, {hot['near_cache_size']:,} "
+        "pages per worker)",
+        "",
+        "Every page of the hot set is in Redis first (filled through the API); a request is a "
+        "near-cache hit or a Redis hit. Redis calls per request come from the service's own "
+        "`orders_redis_call_duration_seconds` counts. The floor is measured with the same page "
+        "mix just before each point.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _table_size_section(points: list[dict[str, Any]] | None) -> list[str]:
+    if not points:
+        return []
+    rows = []
+    for p in points:
+        s, peer = p.get("service", {}), p.get("peer")
+        rows.append(
+            [
+                f"{p['orders']:,}",
+                f"{p['last_page']:,}",
+                s.get("first", {}).get("p50_ms"),
+                s.get("last", {}).get("p50_ms"),
+                _x(s.get("last_over_first")),
+                peer["first"]["p50_ms"] if peer else None,
+                peer["last"]["p50_ms"] if peer else None,
+                _x(peer["last_over_first"]) if peer else "n/a",
+            ]
+        )
+    header = [
+        "orders in table",
+        "last page",
+        "service page 1 p50 ms",
+        "service last page p50 ms",
+        "last / first",
+        "peer page 1 p50 ms",
+        "peer last page p50 ms",
+        "peer last / first",
+    ]
+    return [
+        "## Miss latency vs table size (HTTP, page's cache entry deleted before each request)",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _invalidation_section(inv: dict[str, Any] | None) -> list[str]:
+    if not inv:
+        return []
+
+    def s(value: Any) -> str:
+        return "not visible" if value is None else f"{value:.3f}"
+
+    size_rows = [
+        [
+            p["rows"],
+            p["pages"],
+            p["update_commit_s"],
+            s(p["first_page_visible_s"]),
+            s(p["last_page_visible_s"]),
+            p["rows_per_s"],
+        ]
+        for p in inv["transaction_sizes"]
+    ]
+    rate_rows = [
+        [
+            p["offered_rows_per_s"],
+            p["achieved_rows_per_s"],
+            p["canaries"],
+            p["canaries_not_visible"],
+            s(p["lag_p50_s"]),
+            s(p["lag_max_s"]),
+            s(p["drain_s"]),
+        ]
+        for p in inv["write_rates"]
+    ]
+    return [
+        "## Invalidation: commit to visible through the API",
+        "",
+        f"A throwaway MariaDB with the binlog on ({inv['orders']:,} orders), the service (near "
+        "cache on) and `orders-service invalidate`; a change counts as visible when a GET "
+        "through the service returns it.",
+        "",
+        *_table(
+            [
+                "rows in one transaction",
+                "pages touched",
+                "UPDATE + COMMIT s",
+                "first page visible s",
+                "last page visible s",
+                "rows/s (rows / last visible)",
+            ],
+            size_rows,
+        ),
+        f"Sustained writes: transactions of {inv['rows_per_transaction']:,} rows on a fixed "
+        "schedule, a one-row canary on page 1 every 0.2 s; lag = canary commit to visible.",
+        "",
+        *_table(
+            [
+                "offered rows/s",
+                "written rows/s",
+                "canaries",
+                "not visible in time",
+                "lag p50 s",
+                "lag max s",
+                "drain after writes stop s",
+            ],
+            rate_rows,
+        ),
+    ]
+
+
+def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per cost curve that this run measured; returns the files written."""
+    written: list[Path] = []
+    hot = results.get("hot_set")
+    if hot and hot.get("points"):
+        fig = Figure(figsize=(12, 4.5))
+        left, right = fig.subplots(1, 2)
+        for access, style in (("uniform", "o-"), ("zipf", "s--")):
+            pts = [p for p in hot["points"] if p["access"] == access]
+            xs = [p["hot_set"] for p in pts]
+            left.plot(
+                xs, [p["rps"] for p in pts], style, color="tab:blue", label=f"service, {access}"
+            )
+            left.plot(
+                xs,
+                [p["floor_rps"] for p in pts],
+                style,
+                color="tab:gray",
+                alpha=0.6,
+                label=f"floor, {access}",
+            )
+            right.plot(
+                xs,
+                [p["hit_rate"] for p in pts],
+                style,
+                color="tab:green",
+                label=f"X-Cache hit rate, {access}",
+            )
+            right.plot(
+                xs,
+                [1 - (p["redis_calls_per_request"] or 0) for p in pts],
+                style,
+                color="tab:purple",
+                label=f"1 - Redis calls/req (near-cache share), {access}",
+            )
+        for ax in (left, right):
+            ax.set_xscale("log")
+            ax.set_xlabel("hot-set size (pages, log scale)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+            ax.axvline(hot["near_cache_size"], color="black", linestyle=":", linewidth=1)
+        left.set_ylabel("req/s (closed loop)")
+        left.set_title("Hit throughput vs hot-set size")
+        right.set_ylabel("fraction of requests")
+        right.set_ylim(0, 1.05)
+        right.set_title(f"Hit rate vs hot-set size (near cache {hot['near_cache_size']:,}/worker)")
+        fig.tight_layout()
+        written.append(out / "curve-hot-set.png")
+        fig.savefig(written[-1], dpi=110)
+    inv = results.get("invalidation")
+    if inv:
+        fig = Figure(figsize=(12, 4.5))
+        left, right = fig.subplots(1, 2)
+        rates = inv["write_rates"]
+        xs = [p["achieved_rows_per_s"] for p in rates]
+        left.plot(xs, [p["lag_p50_s"] for p in rates], "o-", label="canary lag p50")
+        left.plot(xs, [p["lag_max_s"] for p in rates], "s--", label="canary lag max")
+        left.axhline(1.0, color="black", linestyle=":", linewidth=1)
+        left.set_xlabel("rows written per second")
+        left.set_ylabel("seconds from commit to visible")
+        left.set_title("Invalidation lag vs write rate")
+        sizes = inv["transaction_sizes"]
+        xs = [p["rows"] for p in sizes]
+        right.plot(xs, [p["first_page_visible_s"] for p in sizes], "o-", label="first page")
+        right.plot(xs, [p["last_page_visible_s"] for p in sizes], "s--", label="last page")
+        right.axhline(1.0, color="black", linestyle=":", linewidth=1)
+        right.set_xscale("log")
+        right.set_xlabel("rows changed in one transaction (log scale)")
+        right.set_ylabel("seconds from commit to visible")
+        right.set_title("Invalidation lag vs transaction size")
+        for ax in (left, right):
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out / "curve-invalidation.png")
+        fig.savefig(written[-1], dpi=110)
+    table = results.get("table_sizes")
+    if table:
+        fig = Figure(figsize=(6.5, 4.5))
+        ax = fig.subplots()
+        for name, color in (("service", "tab:blue"), ("peer", "tab:orange")):
+            pts = [p for p in table if p.get(name)]
+            if not pts:
+                continue
+            xs = [p["orders"] for p in pts]
+            ax.plot(
+                xs,
+                [p[name]["first"]["p50_ms"] for p in pts],
+                "o-",
+                color=color,
+                label=f"{name}, page 1",
+            )
+            ax.plot(
+                xs,
+                [p[name]["last"]["p50_ms"] for p in pts],
+                "s--",
+                color=color,
+                label=f"{name}, last page",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("orders in the table (log scale)")
+        ax.set_ylabel("miss latency p50 (ms, log scale)")
+        ax.set_title("Miss latency vs table size")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out / "curve-table-size.png")
+        fig.savefig(written[-1], dpi=110)
+    return written

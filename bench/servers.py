@@ -162,6 +162,9 @@ class Gunicorn:
     extra: dict[str, str] = field(default_factory=dict)
     # Sent with every measured request (a bearer token when the system has auth on).
     headers: dict[str, str] = field(default_factory=dict)
+    # where gunicorn runs: ``python -m gunicorn`` puts the cwd first on sys.path, so a revision
+    # checked out elsewhere (bench-compare) must run from its own checkout
+    cwd: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent)
 
     @property
     def base_url(self) -> str:
@@ -176,7 +179,7 @@ class Gunicorn:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=self.cwd,
             )
 
         def ready() -> bool:

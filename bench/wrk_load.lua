@@ -5,7 +5,8 @@
 --               measured from each request's *intended* send time (wrk2's correction for
 --               coordinated omission; run with one connection per thread, -t N -c N)
 -- BENCH_RATE    open mode: requests per second per thread
--- BENCH_PAGES   "cycle:FIRST:LAST" (round robin) or "zipf:N:S:SEED" (page k with weight 1/k^S)
+-- BENCH_PAGES   "cycle:FIRST:LAST" (round robin), "uniform:N:SEED" (pages 1-N, equally likely)
+--               or "zipf:N:S:SEED" (page k of 1-N with weight 1/k^S)
 -- BENCH_OUT     JSON file written at the end: totals, latency histogram (open mode), and
 --               responses and cache hits per 100 ms bin of CLOCK_MONOTONIC (bin_all, bin_hit)
 -- BENCH_HIT_HEADER  response header whose presence/value marks a cache hit (empty: not tracked)
@@ -65,6 +66,12 @@ local function page_picker(spec, thread_id)
       i = (i + 1) % n
       return first + i
     end
+  elseif kind == "uniform" then
+    local n = tonumber(a)
+    math.randomseed(tonumber(b) * 1000 + thread_id)
+    return function()
+      return math.random(1, n)
+    end
   elseif kind == "zipf" then
     local n, s = tonumber(a), tonumber(b)
     math.randomseed((tonumber(c) or 1) * 1000 + thread_id)
@@ -83,7 +90,7 @@ local function page_picker(spec, thread_id)
       return lo
     end
   end
-  error("BENCH_PAGES must be cycle:FIRST:LAST or zipf:N:S:SEED, got " .. spec)
+  error("BENCH_PAGES must be cycle:FIRST:LAST, uniform:N:SEED or zipf:N:S:SEED, got " .. spec)
 end
 
 function init(args)

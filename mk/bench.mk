@@ -14,6 +14,15 @@ BENCH_SOAK_MINUTES ?= 10
 BENCH_ARGS ?=
 ## Extra arguments for `make bench-auth`, e.g. BENCH_ARGS_AUTH='--iterations 5000 --rounds 21'.
 BENCH_ARGS_AUTH ?=
+## Hot-set sizes (pages) of the hit-throughput curve; 1M pages needs the 10M-order table.
+BENCH_HOT_SETS ?= 1000,10000,100000
+## Table sizes (orders) of the miss-latency curve; add 10000000 once it is seeded (~10 min once).
+BENCH_TABLE_SIZES ?= 100000,1000000
+## Revisions `make bench-compare` runs side by side (HEAD: this working tree, edits included).
+REV_A ?= $(shell git rev-parse --verify -q origin/main >/dev/null && echo origin/main || echo main)
+REV_B ?= HEAD
+## gunicorn settings `make bench-sweep` varies, one at a time from the shipped default.
+BENCH_SWEEP_GRID ?= workers=2,3,6;threads=1,2,8;keepalive=0,30;worker_class=sync
 export BENCH_MYSQL_PORT ?= 3316
 
 WRK_DIR := $(TOOLS_DIR)/wrk
@@ -40,8 +49,17 @@ $(BENCH_PY_STAMP): pyproject.toml | $(INSTALL_STAMP)
 	touch $@
 
 .PHONY: bench
-bench: install bench-tools ## Floor vs peer vs service: hit throughput, latency at fixed rates, cold start, memory (~6 min).
-	$(BENCH) bench --out $(BENCH_OUT) $(BENCH_ARGS)
+bench: install bench-tools ## Every target of issue 13 met / not met: floor vs peer vs service, cost curves, invalidation (~15 min).
+	$(BENCH) bench --out $(BENCH_OUT) --hot-sets '$(BENCH_HOT_SETS)' \
+	  --table-sizes '$(BENCH_TABLE_SIZES)' $(BENCH_ARGS)
+
+.PHONY: bench-compare
+bench-compare: install bench-tools ## Hit throughput and CPU per hit of REV_A vs REV_B (default HEAD: working tree), interleaved; prints B/A.
+	$(BENCH) compare --rev-a '$(REV_A)' --rev-b '$(REV_B)' --out $(RUN_DIR)/bench/compare $(BENCH_ARGS)
+
+.PHONY: bench-sweep
+bench-sweep: install bench-tools ## gunicorn workers/threads/keep-alive/worker class swept; floor, peer and service under each (~10 min).
+	$(BENCH) sweep --grid '$(BENCH_SWEEP_GRID)' --out $(BENCH_OUT) $(BENCH_ARGS)
 
 .PHONY: bench-pagination
 bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).

@@ -1,0 +1,319 @@
+"""Invalidation from the outside: how long a committed write takes to show through the API.
+
+The bench starts a throwaway MariaDB with the binlog on (tests/support/servers.py, the same
+settings the invalidator requires in production), the service and ``orders-service invalidate``
+against it. Nothing here looks inside the invalidator: a change is "visible" when a GET through
+the service returns the new bytes, so the figures hold for any invalidator design.
+
+- Transaction size: one UPDATE of N rows in one transaction; seconds from COMMIT returning until
+  the first and the last page it touched show the change, and N over the latter (rows/s).
+- Write rate: transactions of ``rows_per_transaction`` rows on a fixed schedule for a few
+  seconds, plus a canary transaction (one row on page 1, untouched by the stream) every 0.2 s;
+  a canary's lag is the time until page 1 shows it, i.e. how far the invalidator is behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from bench import phases
+from bench.context import Context, free_port, orders_service
+from bench.servers import VENV_BIN, BenchError, Gunicorn
+
+CANARY_ID = 1  # on page 1; the write stream starts at STREAM_FIRST_ID, so never touches it
+STREAM_FIRST_ID = 11
+CANARY_EVERY = 0.2
+POLL_EVERY = 0.005
+_CANARY = re.compile(rb"benchmark-c(\d+)")
+
+
+def pages_of(first_id: int, last_id: int, page_size: int) -> tuple[int, int]:
+    """First and last page holding ids ``first_id..last_id`` (ids are 1..N, ascending pages)."""
+    return (first_id - 1) // page_size + 1, (last_id - 1) // page_size + 1
+
+
+def lag_summary(
+    offered: float, rows: int, writing_s: float, lags: list[float | None], drain_s: float | None
+) -> dict[str, Any]:
+    """One write-rate point: achieved rate and canary lags (None: not visible in time)."""
+    seen = sorted(x for x in lags if x is not None)
+    return {
+        "offered_rows_per_s": offered,
+        "achieved_rows_per_s": round(rows / writing_s, 1) if writing_s else 0.0,
+        "rows": rows,
+        "canaries": len(lags),
+        "canaries_not_visible": len(lags) - len(seen),
+        "lag_p50_s": round(statistics.median(seen), 3) if seen else None,
+        "lag_max_s": None if len(seen) < len(lags) or not seen else round(seen[-1], 3),
+        "drain_s": None if drain_s is None else round(drain_s, 3),
+    }
+
+
+def sustained_rate(points: list[dict[str, Any]], max_lag: float = 1.0) -> float | None:
+    """The highest write rate the writer reached (>= 95% of offered) with every canary visible
+    within ``max_lag`` seconds; None if no point qualifies."""
+    good = [
+        p["achieved_rows_per_s"]
+        for p in points
+        if p["achieved_rows_per_s"] >= 0.95 * p["offered_rows_per_s"]
+        and p["lag_max_s"] is not None
+        and p["lag_max_s"] < max_lag
+    ]
+    return max(good) if good else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _body(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback only
+        return bytes(resp.read())
+
+
+@dataclass
+class _Rig:
+    ctx: Context
+    service: Gunicorn
+    db_url: dict[str, Any]
+    page_size: int
+    orders: int
+    seq: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def connect(self) -> pymysql.connections.Connection[Any]:
+        return pymysql.connect(**self.db_url, autocommit=False)
+
+    def marker(self, kind: str) -> str:
+        self.seq += 1
+        return f"benchmark-{kind}{self.seq}"
+
+    def page_url(self, page: int) -> str:
+        return f"{self.service.base_url}/orders/{page}"
+
+    def wait_visible(
+        self, pages: list[int], marker: bytes, since: float, timeout: float
+    ) -> dict[int, float | None]:
+        """Poll each page until its body carries ``marker``; seconds after ``since`` per page."""
+        seen: dict[int, float | None] = dict.fromkeys(pages)
+        deadline = since + timeout
+        while any(v is None for v in seen.values()) and time.monotonic() < deadline:
+            for page in pages:
+                if seen[page] is None and marker in _body(self.page_url(page)):
+                    seen[page] = time.monotonic() - since
+            time.sleep(POLL_EVERY)
+        return seen
+
+
+def _update(conn: pymysql.connections.Connection[Any], first: int, last: int, name: str) -> float:
+    """One transaction changing rows ``first..last``; the monotonic time COMMIT returned."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE orders SET customer_name = %s WHERE id BETWEEN %s AND %s", (name, first, last)
+        )
+    conn.commit()
+    return time.monotonic()
+
+
+def transaction_sizes(rig: _Rig, plan: phases.Plan) -> list[dict[str, Any]]:
+    points = []
+    with contextlib.closing(rig.connect()) as conn:
+        for rows in plan.transaction_sizes:
+            first_id, last_id = STREAM_FIRST_ID, STREAM_FIRST_ID + rows - 1
+            first_page, last_page = pages_of(first_id, last_id, rig.page_size)
+            for page in (first_page, last_page):  # cached in Redis and near caches
+                for _ in range(3):
+                    _body(rig.page_url(page))
+            marker = rig.marker("t")
+            began = time.monotonic()
+            committed = _update(conn, first_id, last_id, marker)
+            seen = rig.wait_visible(
+                [first_page, last_page], marker.encode(), committed, plan.visible_timeout
+            )
+            last_s = seen[last_page]
+            points.append(
+                {
+                    "rows": rows,
+                    "pages": last_page - first_page + 1,
+                    "update_commit_s": round(committed - began, 3),
+                    "first_page_visible_s": _rounded(seen[first_page]),
+                    "last_page_visible_s": None if last_s is None else round(last_s, 3),
+                    "rows_per_s": round(rows / last_s, 1) if last_s else None,
+                }
+            )
+            print(f"  transaction of {rows:,} rows: {points[-1]}", flush=True)
+    return points
+
+
+def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
+    """``rate`` rows/s for ``plan.write_seconds``, canaries every CANARY_EVERY s."""
+    batch = plan.rows_per_transaction
+    interval = batch / rate
+    span = rig.orders - STREAM_FIRST_ID + 1 - batch
+    stop = threading.Event()
+    written = [0]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with contextlib.closing(rig.connect()) as conn:
+                next_at, offset = time.monotonic(), 0
+                while not stop.is_set():
+                    first = STREAM_FIRST_ID + offset
+                    _update(conn, first, first + batch - 1, f"benchmark-w{offset}")
+                    written[0] += batch
+                    offset = (offset + batch) % max(1, span)
+                    next_at += interval
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        stop.wait(delay)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            errors.append(exc)
+            stop.set()
+
+    commits: dict[int, float] = {}
+    lags: dict[int, float] = {}
+
+    def poller() -> None:
+        try:
+            while not (stop.is_set() and len(lags) == len(commits)) and not poll_stop.is_set():
+                match = _CANARY.search(_body(rig.page_url(1)))
+                now = time.monotonic()
+                if match:
+                    upto = int(match[1])
+                    for k, at in list(commits.items()):
+                        if k <= upto and k not in lags:
+                            lags[k] = now - at
+                time.sleep(POLL_EVERY)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            errors.append(exc)
+
+    poll_stop = threading.Event()
+    threads = [
+        threading.Thread(target=writer, daemon=True),
+        threading.Thread(target=poller, daemon=True),
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    k = 0
+    with contextlib.closing(rig.connect()) as conn:
+        while time.monotonic() - started < plan.write_seconds and not stop.is_set():
+            k += 1
+            at = _update(conn, CANARY_ID, CANARY_ID, f"benchmark-c{k}")
+            commits[k] = at
+            stop.wait(CANARY_EVERY)
+    stop.set()
+    writing_s = time.monotonic() - started
+    threads[0].join(30)
+    ended = time.monotonic()
+    deadline = ended + plan.visible_timeout
+    while len(lags) < len(commits) and time.monotonic() < deadline and not errors:
+        time.sleep(0.01)
+    poll_stop.set()
+    threads[1].join(30)
+    if errors:
+        raise BenchError(f"write-rate phase failed: {errors[0]!r}")
+    drain = None
+    if len(lags) == len(commits) and commits:
+        drain = max(0.0, commits[max(commits)] + lags[max(commits)] - ended)
+    point = lag_summary(
+        float(rate), written[0], writing_s, [lags.get(i) for i in sorted(commits)], drain
+    )
+    print(f"  {rate:,} rows/s offered: {point}", flush=True)
+    return point
+
+
+def run(ctx: Context, plan: phases.Plan) -> dict[str, Any]:
+    """The whole phase on its own throwaway binlog MariaDB; everything stopped afterwards."""
+    from tests.support.servers import MariaDBServer  # the project's throwaway servers
+
+    server = MariaDBServer.create(
+        extra_args=(
+            "--innodb-buffer-pool-size=512M",
+            "--innodb-log-file-size=256M",
+            "--innodb-log-buffer-size=64M",
+            "--max-binlog-size=1G",
+        )
+    )
+    invalidator: subprocess.Popen[bytes] | None = None
+    service: Gunicorn | None = None
+    try:
+        database = "orders_invalidation"
+        server.create_database(database)
+        url = server.database_url(database)
+        env = ctx.service_env(ORDERS_DATABASE_URL=url, ORDERS_CACHE_PREFIX=ctx.prefix_of("inval"))
+        t0 = time.monotonic()
+        orders_service("migrate", env=env)
+        orders_service("seed", "--orders", str(plan.invalidation_orders), env=env)
+        seed_s = time.monotonic() - t0
+        metrics_port = free_port()
+        log = ctx.scratch / "invalidator.log"
+        with log.open("ab") as out:
+            invalidator = subprocess.Popen(
+                [str(VENV_BIN / "orders-service"), "invalidate"],
+                env={
+                    **os.environ,
+                    **env,
+                    "ORDERS_INVALIDATOR_METRICS_PORT": str(metrics_port),
+                    "ORDERS_INVALIDATOR_SERVER_ID": str(10_000 + os.getpid() % 50_000),
+                },
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        service = ctx.service("inval", ORDERS_DATABASE_URL=url)
+        service.start(ready_path="/healthz")
+        rig = _Rig(
+            ctx,
+            service,
+            {**server.connection_settings(), "database": database, "charset": "utf8mb4"},
+            ctx.page_size,
+            plan.invalidation_orders,
+        )
+        # the invalidator must be following before anything is measured: one canary end to end
+        _body(rig.page_url(1))
+        with contextlib.closing(rig.connect()) as conn:
+            marker = rig.marker("c")
+            committed = _update(conn, CANARY_ID, CANARY_ID, marker)
+        first = rig.wait_visible([1], marker.encode(), committed, max(60.0, plan.visible_timeout))
+        if first[1] is None:
+            code = invalidator.poll()
+            raise BenchError(
+                f"the invalidator applied no change within 60 s (exit code {code}); see {log}"
+            )
+        sizes = transaction_sizes(rig, plan)
+        rates = [write_rate(rig, rate, plan) for rate in plan.write_rates]
+        return {
+            "orders": plan.invalidation_orders,
+            "seed_s": round(seed_s, 1),
+            "first_change_visible_s": round(first[1], 3),
+            "rows_per_transaction": plan.rows_per_transaction,
+            "transaction_sizes": sizes,
+            "write_rates": rates,
+            "sustained_rows_per_s_under_1s_lag": sustained_rate(rates),
+        }
+    finally:
+        if invalidator is not None and invalidator.poll() is None:
+            invalidator.send_signal(signal.SIGTERM)
+            try:
+                invalidator.wait(30)
+            except subprocess.TimeoutExpired:
+                invalidator.kill()
+                invalidator.wait()
+        if service is not None:
+            service.stop()
+        ctx.clear_service("inval")
+        server.close()
