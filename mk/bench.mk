@@ -44,8 +44,9 @@ $(WRK_STAMP):
 	{ LD_LIBRARY_PATH=$(WRK_DIR)/usr/lib/x86_64-linux-gnu $(WRK_DIR)/usr/bin/wrk -v || true; } | grep -q '^wrk'
 	touch $@
 
-$(BENCH_PY_STAMP): pyproject.toml | $(INSTALL_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+# The bench extra is in the dev lock (requirements/dev.txt), which `make install` installs.
+$(BENCH_PY_STAMP): requirements/dev.txt | $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
 	touch $@
 
 .PHONY: bench

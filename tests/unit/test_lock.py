@@ -36,7 +36,8 @@ def entries(name: str) -> list[str]:
         (
             "dev.txt",
             PYPROJECT["project"]["dependencies"]
-            + PYPROJECT["project"]["optional-dependencies"]["dev"],
+            + PYPROJECT["project"]["optional-dependencies"]["dev"]
+            + PYPROJECT["project"]["optional-dependencies"]["bench"],
         ),
         ("build.txt", PYPROJECT["build-system"]["requires"]),
     ],
