@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -167,3 +168,19 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = find(docs, kind, name)
     assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
     return found[0]
+
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def local_command(container: dict[str, Any]) -> list[str]:
+    """The container's command and args, with the image's orders-service replaced by the venv's."""
+    command = [*container["command"], *container.get("args", [])]
+    assert command[0] == "orders-service", "the chart must start the service through its CLI"
+    return [str(VENV_BIN / "orders-service"), *command[1:]]
+
+
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """Exactly the chart's settings: no ORDERS_*/OTEL_* leaks in from the test's environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))}
+    return {**base, **env}

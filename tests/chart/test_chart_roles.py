@@ -34,8 +34,7 @@ import redis
 
 from service import close_app, create_app
 from service.config import Settings
-from tests.chart.chart_support import one, render
-from tests.chart.test_chart_service_agree import local_command, process_env
+from tests.chart.chart_support import local_command, one, process_env, render
 from tests.support.servers import MariaDBServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

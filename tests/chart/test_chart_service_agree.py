@@ -27,7 +27,7 @@ import pytest
 import redis
 import requests
 
-from tests.chart.chart_support import one, render
+from tests.chart.chart_support import local_command, one, process_env, render
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,19 +99,6 @@ def container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict
         secret = one(docs, "Secret", ref["name"])
         env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
-
-
-def local_command(container: dict[str, Any]) -> list[str]:
-    """The container's command and args, with the image's orders-service replaced by the venv's."""
-    command = [*container["command"], *container.get("args", [])]
-    assert command[0] == "orders-service", "the chart must start the service through its CLI"
-    return [str(VENV_BIN / "orders-service"), *command[1:]]
-
-
-def process_env(env: dict[str, str]) -> dict[str, str]:
-    """Exactly the chart's settings: no ORDERS_*/OTEL_* leaks in from the test's environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))}
-    return {**base, **env}
 
 
 def probe_until(url: str, deadline: float) -> requests.Response:

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import Stack, wait_until
-from tests.faults.test_invalidation import INSERT_SQL
-from tests.faults.test_outages import Load, count_by, failures
+from tests.faults.traffic import INSERT_SQL, Load, count_by, failures
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -17,25 +17,12 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import PAGE_SIZE, Stack, percentile
+from tests.faults.traffic import INSERT_SQL, warm
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 VISIBLE_TIMEOUT = 5.0  # a write not visible by then counts as missed
 CONFIRMATIONS = 3  # further fresh-connection reads that must agree, so both workers are checked
-
-INSERT_SQL = (
-    "INSERT INTO orders (customer_id, customer_name, customer_email, status, amount, currency, "
-    "item_count) VALUES (7, '{name}', 'faults@example.com', 'pending', 12.34, 'EUR', 1)"
-)
-
-
-def warm(stack: Stack, page: int, times: int = 3) -> str:
-    """Read a page a few times so Redis and the workers' near caches hold it; its last X-Cache."""
-    outcome = ""
-    for _ in range(times):
-        response = stack.get(page)
-        outcome = response.headers.get("X-Cache", str(response.status_code))
-    return outcome
 
 
 def wait_visible(stack: Stack, page: int, shows: Callable[[list[tuple[Any, ...]]], bool]) -> float:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.faults.conftest import ServiceProcess, Stack, wait_until
-from tests.faults.test_invalidation import INSERT_SQL
+from tests.faults.traffic import INSERT_SQL
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

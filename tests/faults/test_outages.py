@@ -7,95 +7,19 @@ own throwaway servers (conftest.py), never on the shared ones.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
 
 from tests.faults.conftest import Stack, wait_until
-from tests.faults.test_invalidation import warm
+from tests.faults.traffic import Load, Sample, count_by, failures, warm
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 OUTAGE_SECONDS = 10.0
-
-
-@dataclass
-class Sample:
-    at: float
-    page: int
-    status: int  # 0: no HTTP answer (connection error or timeout)
-    cache: str
-    seconds: float
-    error: str = ""
-
-
-@dataclass
-class Load:
-    """Reader threads on pages chosen by ``pick``; every answer is kept as a Sample."""
-
-    stack: Stack
-    pick: Callable[[random.Random], int]
-    threads: int = 3
-    pause: float = 0.0
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Load:
-        for n in range(self.threads):
-            thread = threading.Thread(target=self._run, args=(n,), daemon=True)
-            thread.start()
-            self._workers.append(thread)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._workers:
-            thread.join(timeout=30)
-
-    def _run(self, n: int) -> None:
-        rng = random.Random(n)
-        while not self._stop.is_set():
-            self.samples.append(fetch(self.stack, self.pick(rng)))
-            if self.pause:
-                time.sleep(self.pause)
-
-    def between(self, start: float, end: float) -> list[Sample]:
-        return [s for s in self.samples if start <= s.at <= end]
-
-
-def fetch(stack: Stack, page: int) -> Sample:
-    began = time.monotonic()
-    try:
-        response = stack.get(page, timeout=5)
-    except requests.RequestException as exc:
-        return Sample(began, page, 0, "", time.monotonic() - began, type(exc).__name__)
-    return Sample(
-        began,
-        page,
-        response.status_code,
-        response.headers.get("X-Cache", ""),
-        time.monotonic() - began,
-        "" if response.status_code < 500 else response.text[:200],
-    )
-
-
-def failures(samples: list[Sample]) -> list[Sample]:
-    return [s for s in samples if s.status == 0 or s.status >= 500]
-
-
-def count_by(samples: list[Sample], attribute: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for sample in samples:
-        key = str(getattr(sample, attribute))
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def warm_until_hit(stack: Stack, pages: range) -> None:
