@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -34,7 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS_URL = "redis://127.0.0.1:6379/0"
-VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
