@@ -471,3 +471,35 @@ def test_the_checkpoint_never_moves_back_and_the_channel_one_is_kept_apart() -> 
     assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 700)
     freshness.saw_checkpoint(None)
     assert freshness.checkpoint_ms == 900
+
+
+# --- a namespace no invalidator follows ------------------------------------------------------
+
+
+def test_an_unfollowed_namespace_is_warned_about_once_and_reported_as_a_metric() -> None:
+    import time
+
+    from prometheus_client import REGISTRY
+    from structlog.testing import capture_logs
+
+    from service.cache.keys import CacheKeys
+    from service.cache.near import UNFOLLOWED_AFTER, InvalidationListener
+    from service.config import RedisURL
+
+    freshness = Freshness(MAX_LAG, RedisClock())
+    listener = InvalidationListener(
+        RedisURL("redis://127.0.0.1:1/0", ""), None, CacheKeys("x", 7), freshness, {}
+    )
+    listener._started = time.monotonic() - UNFOLLOWED_AFTER - 1
+    with capture_logs() as logs:
+        listener._report()
+        listener._report()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1
+    assert warnings[0]["namespace"] == "x:s7:"
+    assert REGISTRY.get_sample_value("orders_cache_checkpoint_seen") == 0
+    assert REGISTRY.get_sample_value("orders_cache_checkpoint_age_seconds") > UNFOLLOWED_AFTER
+    freshness.saw_checkpoint(int(freshness.clock.now_ms()) - 1500, from_channel=True)
+    listener._report()
+    assert REGISTRY.get_sample_value("orders_cache_checkpoint_seen") == 1
+    assert 1.0 < REGISTRY.get_sample_value("orders_cache_checkpoint_age_seconds") < 5.0
