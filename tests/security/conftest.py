@@ -38,6 +38,9 @@ def base_env(**overrides: str) -> dict[str, str]:
             "ORDERS_GRACEFUL_TIMEOUT": "2",
             "ORDERS_LOG_FORMAT": "json",
             "ORDERS_LOG_LEVEL": "debug",
+            # migrate and the invalidator retry a MySQL that is not up yet; a few attempts are
+            # enough to drive every error path into the log.
+            "ORDERS_DATABASE_WAIT_TIMEOUT": "3",
         }
     )
     env.update(overrides)
