@@ -223,7 +223,7 @@ def test_each_mysql_role_has_only_its_grants(
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS heartbeat (id INT PRIMARY KEY)"
         )  # migrate made it
-        repository.write_heartbeat(cursor, 4242, 1)  # the write the invalidator really makes
+        repository.write_heartbeat(cursor, 4242, 1)
         for statement in (
             "UPDATE orders SET customer_name = 'x' WHERE id = 1",
             "CREATE TABLE other (id INT)",
