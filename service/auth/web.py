@@ -73,7 +73,8 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     def vary(response: Response) -> Response:
         """Every protected answer depends on who asks: shared caches must key on the token.
-        (Edits the header as text: ``response.vary`` parses and rebuilds it, ~10x the cost.)"""
+        (Edits the header as text: ``response.vary.add`` parses and rebuilds it through a
+        callback, which measured ~18 us more per response on the loaded 2-core machine.)"""
         if request.endpoint not in PUBLIC_ENDPOINTS:
             existing = response.headers.get("Vary")
             if not existing:
