@@ -16,7 +16,6 @@ import re
 from flask import Flask, Response, request
 
 from service.api.errors import problem
-from service.api.orders import cache_control
 from service.auth.jwks import JWKSCache, KeysUnavailable
 from service.auth.tokens import InsufficientScope, InvalidToken, TokenVerifier
 from service.config import Settings
@@ -47,15 +46,13 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Decide the pages' Cache-Control and, when ORDERS_AUTH_ISSUER is set, require tokens.
+    """When ORDERS_AUTH_ISSUER is set, require tokens (the pages' Cache-Control is decided by
+    ``service.api.orders.cache_control`` in the composition root, told ``auth_enabled``).
 
     Register after the observability hooks: a refused request still gets its metrics, request
     id and log line, because Flask runs every after-request hook on a response that a
     before-request hook returned.
     """
-    app.extensions["orders.cache_control"] = cache_control(
-        settings.http_max_age, settings.cache_max_stale, auth_enabled=settings.auth_enabled
-    )
     if not settings.auth_enabled:
         app.extensions["orders.auth"] = None
         return
