@@ -254,12 +254,19 @@ AUTH_ALGORITHMS = (
 )
 
 
+class AlgorithmList(tuple[str, ...]):
+    """The allowed algorithms; shown as the variable is written (``orders-service config``)."""
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+
 def _auth_algorithms(raw: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in raw.split(",") if name.strip())
     unknown = [name for name in names if name not in AUTH_ALGORITHMS]
     if not names or unknown:
         raise ValueError(f"must be a comma-separated list of {', '.join(AUTH_ALGORITHMS)}")
-    return tuple(dict.fromkeys(names))
+    return AlgorithmList(dict.fromkeys(names))
 
 
 def _optional_http_url(raw: str) -> str:

@@ -372,3 +372,32 @@ def test_a_key_set_over_one_mebibyte_is_refused(rsa_key: SigningKey) -> None:
             fetch()
     finally:
         provider.stop()
+
+
+def test_keys_named_in_the_token_header_are_never_fetched_or_used(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    """jku/jwk/x5u in the header (RFC 7515 4.1.2-5) would let the attacker choose the key."""
+    attacker = SigningKey.generate("RS256")
+    decoy = IdentityProvider(attacker).start()
+    try:
+        token = attacker.sign(claims(), jku=decoy.jwks_url, jwk=attacker.public_jwk())
+        assert_refused(auth_client.get("/orders/1", headers=bearer(token)), 401, "invalid_token")
+        assert decoy.fetches == 0
+    finally:
+        decoy.stop()
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
+def test_the_scheme_is_case_insensitive(
+    auth_client: FlaskClient, rsa_key: SigningKey, scheme: str
+) -> None:
+    headers = {"Authorization": f"{scheme} {rsa_key.sign(claims())}"}
+    assert auth_client.get("/orders/1", headers=headers).status_code == 200
+
+
+def test_a_token_in_the_query_string_is_not_accepted(
+    auth_client: FlaskClient, rsa_key: SigningKey
+) -> None:
+    response = auth_client.get(f"/orders/1?access_token={rsa_key.sign(claims())}")
+    assert_refused(response, 401, None)

@@ -52,3 +52,14 @@ def test_the_jwks_url_must_be_http(url: str) -> None:
 def test_the_required_scope_is_one_scope(scope: str) -> None:
     with pytest.raises(SettingsError, match="ORDERS_AUTH_REQUIRED_SCOPE"):
         Settings.from_env({**COMPLETE, "ORDERS_AUTH_REQUIRED_SCOPE": scope})
+
+
+def test_config_prints_the_algorithms_as_they_are_written() -> None:
+    from click.testing import CliRunner
+
+    from service.cli import main
+
+    output = (
+        CliRunner().invoke(main, ["config"], env={"ORDERS_AUTH_ALGORITHMS": "ES256,EdDSA"}).output
+    )
+    assert "ORDERS_AUTH_ALGORITHMS=ES256,EdDSA\n" in output

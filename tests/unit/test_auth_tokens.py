@@ -265,3 +265,17 @@ def test_the_cache_is_safe_under_threads(keys: dict[str, SigningKey]) -> None:
         thread.join(timeout=120)
     assert not errors
     assert len(check.cache) <= 8
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"crit": ["exp-ext"], "exp-ext": 1}, {"crit": ["b64"], "b64": True}],
+    ids=["unknown-crit", "b64"],
+)
+def test_critical_header_extensions_are_refused(
+    keys: dict[str, SigningKey], header: dict[str, Any]
+) -> None:
+    """RFC 7515 4.1.11; PyJWT does this, pinned here so an upgrade that stops cannot go unseen."""
+    token = keys["RS256"].sign(claims(), **header)
+    with pytest.raises(InvalidToken):
+        verifier(keys["RS256"]).verify(token)
