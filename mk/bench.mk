@@ -41,6 +41,10 @@ $(BENCH_PY_STAMP): pyproject.toml | $(INSTALL_STAMP)
 bench: install bench-tools ## Floor vs peer vs service: hit throughput, latency at fixed rates, cold start, memory (~6 min).
 	$(BENCH) bench --out $(BENCH_OUT) $(BENCH_ARGS)
 
+.PHONY: bench-invalidation
+bench-invalidation: install ## Invalidator rows/s (id-only reader vs the library's full decoding), 60k-row transaction to visible, sustained bulk rate.
+	$(BIN)/python -m bench.invalidation --out $(BENCH_OUT)
+
 .PHONY: bench-pagination
 bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).
 	$(BENCH) pagination --orders $(BENCH_ORDERS) --out $(BENCH_OUT) $(BENCH_ARGS)
