@@ -7,9 +7,11 @@ under a private prefix (deleted afterwards). Three figures, one run:
 - ``follower_rows_per_s``: a 60k-row transaction followed from its start to its commit by the
   follower, which reads only the id column; ``library_rows_per_s``: the same events with the
   library decoding every column (``event.rows``, what the follower did before); their ratio.
-- ``txn_visible_s``: the invalidator running, a cached tail page and totals, one 60k-row INSERT
-  committed: seconds from the COMMIT returning to the totals in Redis showing the new count
-  (every page the transaction moved is invalidated by then), and to its first chunk's step.
+- ``txn_visible_s``: the invalidator running, one 60k-row INSERT committed: seconds from the
+  COMMIT returning to the totals in Redis showing the new count (the first chunk's step: it
+  shifts every page from the lowest new id, so every page the transaction moved is invalidated
+  by then); ``txn_position_saved_s``: until the whole transaction is read and its recheck step
+  stored the position past it.
 - ``sustained_rows_per_s``: 10 transactions of 10k rows committed back to back; rows per second
   from the first COMMIT to the last one's invalidation, and the lag left at the end.
 
@@ -35,6 +37,7 @@ from pymysqlreplication.row_event import WriteRowsEvent
 
 from service.cache.entries import TotalsEntry
 from service.config import Settings
+from service.invalidation.changes import BinlogPosition
 from service.invalidation.follower import BinlogFollower
 from service.invalidation.runner import build_invalidator
 from service.invalidation.server import current_position
@@ -161,6 +164,7 @@ def invalidator_timings(server: MariaDBServer, database: str, rows: int) -> dict
                 cur.execute(_insert(rows, first=1_000_000))
             conn.commit()
             committed = time.monotonic()
+        end = current_position(settings.database_url)
         first_step = None
         while first_step is None and time.monotonic() - committed < 60:
             message = pubsub.get_message(timeout=0.5)
@@ -168,6 +172,13 @@ def invalidator_timings(server: MariaDBServer, database: str, rows: int) -> dict
                 first_step = time.monotonic()
         visible = totals_reach(before + rows)
         pubsub.close()
+        while True:  # the position passes the commit only with the recheck step
+            stored = client.get(keys.binlog_position)
+            if stored and BinlogPosition.parse(stored.decode()) >= end:
+                applied_all = time.monotonic()
+                break
+            assert time.monotonic() - committed < 120, "the position never passed the commit"
+            time.sleep(0.002)
 
         batches, per = 10, 10_000
         before = count()
@@ -181,6 +192,7 @@ def invalidator_timings(server: MariaDBServer, database: str, rows: int) -> dict
             "txn_rows": rows,
             "txn_first_step_s": round((first_step or visible) - committed, 3),
             "txn_visible_s": round(visible - committed, 3),
+            "txn_position_saved_s": round(applied_all - committed, 3),
             "sustained_rows": batches * per,
             "sustained_rows_per_s": round(batches * per / (applied - began)),
             "sustained_lag_after_last_commit_s": round(applied - last_commit, 3),
