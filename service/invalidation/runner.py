@@ -205,6 +205,8 @@ class Invalidator:
         return False
 
     def _lead(self) -> None:
+        # Rechecks left from an earlier term carry positions a newer leader may have passed.
+        self._pending.clear()
         position = self._start_position()
         log.info("following binlog", database=self.source.redacted(), position=str(position))
         while not self._stop.is_set():
