@@ -386,12 +386,18 @@ class Invalidator:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
 
     def _step(self, change: Invalidation) -> None:
+        """Apply one step under this term's fencing token. A step without a checkpoint of its
+        own repeats the newest one already proven, so every message carries it (a near cache
+        that missed one learns it from the next)."""
+        age = change.checkpoint_age_ms
+        if age is None:
+            age = self._age_ms(self._checkpoint_sent)
         fenced = Invalidation(
             pages=change.pages,
             from_page=change.from_page,
             totals=change.totals,
             position=change.position,
-            checkpoint_age_ms=change.checkpoint_age_ms,
+            checkpoint_age_ms=age,
             fence=self.lease.token,
         )
         if not self._retry(lambda: self.cache.invalidate(fenced)):
