@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from service.cache.aside import CachedPage, total_pages
+from service.cache.aside import CachedPage
 from service.cache.outcomes import X_CACHE
 from service.observability.web import note_cache_outcome
-from service.orders.pagination import InvalidPage, parse_page
+from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
 from service.services import services
 

@@ -13,25 +13,24 @@ The order of a read, and what each failure turns into:
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.near import NearCache
 from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, RedisCache
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
+from service.orders.pagination import total_pages
 
 E = TypeVar("E", PageEntry, TotalsEntry)
 
 HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
 _POLL_SECONDS = 0.005
-TTL_JITTER = 0.1
 
 
 class PageNotFound(Exception):
@@ -53,11 +52,6 @@ class CachedPage:
     outcome: CacheOutcome
 
 
-def total_pages(total_orders: int, page_size: int) -> int:
-    """Pages needed for ``total_orders``; page 1 always exists, even with no orders."""
-    return max(1, -(-total_orders // page_size))
-
-
 class PageCache:
     """Serves pages through the cache. The loaders are the only way it reaches MySQL."""
 
@@ -77,7 +71,7 @@ class PageCache:
         self._load_page = load_page
         self._load_total = load_total
         self.page_size = page_size
-        self._ttl_ms = ttl * 1000
+        self._ttl = ttl
         self._lock_wait = lock_wait
 
     def get(self, number: int) -> CachedPage:
@@ -144,9 +138,7 @@ class PageCache:
         return CachedPage(number, entry, totals.total_orders, outcome)
 
     def _fresh_until(self, now_ms: int) -> int:
-        """Fresh for 90-100 % of the TTL, at random: pages filled together (a cold start) then
-        expire spread over six minutes of an hour instead of all in the same second."""
-        return now_ms + int(self._ttl_ms * (1.0 - TTL_JITTER * random.random()))  # noqa: S311
+        return fresh_until(now_ms, self._ttl)
 
     def _resolve(
         self,

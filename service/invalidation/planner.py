@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from service.invalidation.changes import RowChange
+from service.orders.pagination import page_of_rank
 
 ORDERS_TABLE = "orders"
 # Statements after which the block counts no longer follow the rows: TRUNCATE fires no DELETE
@@ -115,7 +116,7 @@ def plan(changes: OrderChanges, rows_before: Callable[[int], int], page_size: in
         return result
 
     def page_of(order_id: int) -> int:
-        return rows_before(order_id) // page_size + 1
+        return page_of_rank(rows_before(order_id), page_size)
 
     moved = changes.inserted | changes.deleted
     if moved:

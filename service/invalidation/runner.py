@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import pymysql
 
-from service.cache.entries import TotalsEntry
+from service.cache.entries import TotalsEntry, fresh_until
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
 from service.cache.store import CacheUnavailable, RedisCache
 from service.config import DatabaseURL, Settings
@@ -364,7 +364,8 @@ class Invalidator:
         except pymysql.MySQLError as exc:
             log.warning("cannot count orders; dropping the cached totals", error=str(exc))
             return DROP
-        return SetTotals(TotalsEntry(int(time.time() * 1000) + self._totals_ttl() * 1000, count))
+        fresh = fresh_until(int(time.time() * 1000), self._totals_ttl())
+        return SetTotals(TotalsEntry(fresh, count))
 
     def _totals_ttl(self) -> int:
         """The API's TTL as it published it (``config`` in Redis); until it has, a freshness so
