@@ -62,6 +62,10 @@ bench-compare: install bench-tools ## Hit throughput and CPU per hit of REV_A vs
 bench-sweep: install bench-tools ## gunicorn workers/threads/keep-alive/worker class swept; floor, peer and service under each (~10 min).
 	$(BENCH) sweep --grid '$(BENCH_SWEEP_GRID)' --out $(BENCH_OUT) $(BENCH_ARGS)
 
+.PHONY: bench-invalidation
+bench-invalidation: install ## Invalidator rows/s (id-only reader vs the library's full decoding), 60k-row transaction to visible, sustained bulk rate.
+	$(BIN)/python -m bench.follower_throughput --out $(BENCH_OUT)
+
 .PHONY: bench-pagination
 bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).
 	$(BENCH) pagination --orders $(BENCH_ORDERS) --out $(BENCH_OUT) $(BENCH_ARGS)

@@ -22,7 +22,7 @@ from typing import Any, Final
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import UpdateRowsEvent
 
-__all__ = ["RowLayout", "UnreadableRows", "read_keys"]
+__all__ = ["RawRows", "RowLayout", "UnreadableRows", "raw_rows", "read_keys", "read_rows"]
 
 _FIXED: Final = {
     FIELD_TYPE.TINY: 1,
@@ -78,81 +78,132 @@ def _column_size(column: Any) -> tuple[int, int]:  # noqa: PLR0911 - one answer 
 class RowLayout:
     """How to walk one table's row image: each column's size, and which ones to read."""
 
-    sizes: tuple[tuple[int, int], ...]  # (fixed, prefix) per column
-    wanted: tuple[int, ...]  # column indexes to read, in the order the caller asked
-    signed: tuple[bool, ...]  # per wanted column
+    # Per column: (index, fixed size, length-prefix size, slot among the wanted or -1, signed).
+    plan: tuple[tuple[int, int, int, int, bool], ...]
+    wanted: int  # how many columns are read
 
     @classmethod
     def of(cls, columns: Sequence[Any], names: Sequence[str]) -> RowLayout:
         by_name = {column.name: index for index, column in enumerate(columns)}
-        wanted = []
-        for name in names:
+        slots: dict[int, int] = {}
+        for slot, name in enumerate(names):
             index = by_name.get(name)
             if index is None or columns[index].type not in _INTEGERS:
                 raise UnreadableRows(f"column {name!r} is missing or not an integer")
-            wanted.append(index)
-        return cls(
-            tuple(_column_size(column) for column in columns),
-            tuple(wanted),
-            tuple(not columns[index].unsigned for index in wanted),
-        )
+            slots[index] = slot
+        plan = []
+        for index, column in enumerate(columns):
+            fixed, prefix = _column_size(column)
+            plan.append((index, fixed, prefix, slots.get(index, -1), not column.unsigned))
+        return cls(tuple(plan), len(names))
 
     def read_image(self, data: bytes, pos: int, present: bytes) -> tuple[tuple[int, ...], int]:
         """The wanted values of the row image at ``pos`` and where the next image starts."""
-        count = len(self.sizes)
         present_count = sum(bin(byte).count("1") for byte in present)
-        nulls = data[pos : pos + (present_count + 7) // 8]
-        pos += (present_count + 7) // 8
-        values: dict[int, int] = {}
+        null_bytes = (present_count + 7) // 8
+        nulls = data[pos : pos + null_bytes]
+        pos += null_bytes
+        values: list[int | None] = [None] * self.wanted
         null_index = 0
-        for index in range(count):
+        for index, fixed, prefix, slot, signed in self.plan:
             if not present[index >> 3] & (1 << (index & 7)):
                 continue  # not in the image (binlog_row_image=MINIMAL)
             is_null = nulls[null_index >> 3] & (1 << (null_index & 7))
             null_index += 1
             if is_null:
                 continue
-            fixed, prefix = self.sizes[index]
             if fixed:
-                if index in self.wanted:
-                    values[index] = int.from_bytes(
-                        data[pos : pos + fixed],
-                        "little",
-                        signed=self.signed[self.wanted.index(index)],
-                    )
+                if slot >= 0:
+                    values[slot] = int.from_bytes(data[pos : pos + fixed], "little", signed=signed)
                 pos += fixed
             else:
-                length = int.from_bytes(data[pos : pos + prefix], "little")
-                pos += prefix + length
+                pos += prefix + int.from_bytes(data[pos : pos + prefix], "little")
         if pos > len(data):
             raise UnreadableRows("row image runs past the end of the event")
-        try:
-            return tuple(values[index] for index in self.wanted), pos
-        except KeyError:
-            raise UnreadableRows("a key column is NULL or absent from the row image") from None
+        if None in values:
+            raise UnreadableRows("a key column is NULL or absent from the row image")
+        return tuple(values), pos  # type: ignore[arg-type]
 
 
-def read_keys(event: Any, layout: RowLayout) -> list[tuple[tuple[int, ...], ...]]:
-    """Per row, the wanted values of each image: ``(values,)`` for inserts and deletes,
-    ``(before, after)`` for updates. Consumes the event's remaining payload."""
-    data = bytes(event.packet.read(event.event_size - event.packet.read_bytes))
-    update = isinstance(event, UpdateRowsEvent)
-    first = event.columns_present_bitmap
-    second = event.columns_present_bitmap2 if update else first
-    if getattr(event, "is_partial_json_update", False) or type(event).__name__.startswith(
-        "Partial"
-    ):
-        raise UnreadableRows("partial JSON updates are not read")
+def read_rows(
+    data: bytes, pos: int, end: int, layout: RowLayout, *, first: bytes, second: bytes | None
+) -> list[tuple[tuple[int, ...], ...]]:
+    """Per row from ``pos`` to ``end``: ``(values,)``, or ``(before, after)`` when ``second``
+    (the update's after-image bitmap) is given."""
     rows: list[tuple[tuple[int, ...], ...]] = []
-    pos = 0
     try:
-        while pos < len(data):
+        while pos < end:
             before, pos = layout.read_image(data, pos, first)
-            if update:
+            if second is not None:
                 after, pos = layout.read_image(data, pos, second)
                 rows.append((before, after))
             else:
                 rows.append((before,))
     except IndexError:
         raise UnreadableRows("row image truncated") from None
+    if pos != end:
+        raise UnreadableRows("row images do not end where the event does")
     return rows
+
+
+def read_keys(event: Any, layout: RowLayout) -> list[tuple[tuple[int, ...], ...]]:
+    """The same for an event the library parsed (its header read, rows not): consumes the rest
+    of its payload."""
+    if type(event).__name__.startswith("Partial"):
+        raise UnreadableRows("partial JSON updates are not read")
+    data = bytes(event.packet.read(event.event_size - event.packet.read_bytes))
+    update = isinstance(event, UpdateRowsEvent)
+    second = event.columns_present_bitmap2 if update else None
+    return read_rows(data, 0, len(data), layout, first=event.columns_present_bitmap, second=second)
+
+
+# Raw rows events (the follower's fast path, which never builds the library's event objects).
+WRITE_ROWS: Final = frozenset({0x17, 0x1E})
+UPDATE_ROWS: Final = frozenset({0x18, 0x1F})
+DELETE_ROWS: Final = frozenset({0x19, 0x20})
+ROWS_EVENTS: Final = WRITE_ROWS | UPDATE_ROWS | DELETE_ROWS
+_V2: Final = frozenset({0x1E, 0x1F, 0x20})
+HEADER: Final = 19  # timestamp 4, type 1, server_id 4, event size 4, next position 4, flags 2
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """A rows event's header, read from the packet: where its row images start and end."""
+
+    kind: int
+    table_id: int
+    next_position: int
+    start: int
+    end: int
+    first: bytes
+    second: bytes | None
+
+
+def raw_rows(data: bytes, offset: int, checksum: bool) -> RawRows:
+    """Parse the header of the rows event at ``data[offset:]`` (post-header 8 or 10 bytes)."""
+    kind = data[offset + 4]
+    next_position = int.from_bytes(data[offset + 13 : offset + 17], "little")
+    pos = offset + HEADER
+    table_id = int.from_bytes(data[pos : pos + 6], "little")
+    pos += 8  # table id, flags
+    if kind in _V2:
+        pos += int.from_bytes(data[pos : pos + 2], "little")  # extra data, its length included
+    columns = data[pos]
+    if columns < 251:
+        pos += 1
+    else:
+        width = {252: 2, 253: 3, 254: 8}.get(columns)
+        if width is None:
+            raise UnreadableRows("bad column count in a rows event")
+        columns = int.from_bytes(data[pos + 1 : pos + 1 + width], "little")
+        pos += 1 + width
+    size = (columns + 7) // 8
+    first = data[pos : pos + size]
+    pos += size
+    second = None
+    if kind in UPDATE_ROWS:
+        second = data[pos : pos + size]
+        pos += size
+    return RawRows(
+        kind, table_id, next_position, pos, len(data) - (4 if checksum else 0), first, second
+    )

@@ -205,6 +205,8 @@ class Invalidator:
         return False
 
     def _lead(self) -> None:
+        # Rechecks left from an earlier term carry positions a newer leader may have passed.
+        self._pending.clear()
         position = self._start_position()
         log.info("following binlog", database=self.source.redacted(), position=str(position))
         while not self._stop.is_set():
@@ -362,9 +364,8 @@ class Invalidator:
         except pymysql.MySQLError as exc:
             log.warning("cannot count orders; dropping the cached totals", error=str(exc))
             return DROP
-        return SetTotals(
-            TotalsEntry(fresh_until(int(time.time() * 1000), self._totals_ttl()), count)
-        )
+        fresh = fresh_until(int(time.time() * 1000), self._totals_ttl())
+        return SetTotals(TotalsEntry(fresh, count))
 
     def _totals_ttl(self) -> int:
         """The API's TTL as it published it (``config`` in Redis); until it has, a freshness so
@@ -386,12 +387,18 @@ class Invalidator:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
 
     def _step(self, change: Invalidation) -> None:
+        """Apply one step under this term's fencing token. A step without a checkpoint of its
+        own repeats the newest one already proven, so every message carries it (a near cache
+        that missed one learns it from the next)."""
+        age = change.checkpoint_age_ms
+        if age is None:
+            age = self._age_ms(self._checkpoint_sent)
         fenced = Invalidation(
             pages=change.pages,
             from_page=change.from_page,
             totals=change.totals,
             position=change.position,
-            checkpoint_age_ms=change.checkpoint_age_ms,
+            checkpoint_age_ms=age,
             fence=self.lease.token,
         )
         if not self._retry(lambda: self.cache.invalidate(fenced)):

@@ -52,3 +52,18 @@ def test_the_checkpoint_is_stored_in_redis_clock_and_never_moves_back(
 
     older = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=3_600_000)))
     assert older.checkpoint_ms == stored  # an older proof does not undo a newer one
+
+
+def test_a_step_with_an_old_fencing_token_changes_nothing(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    keys = CacheKeys(settings.cache_prefix, settings.page_size)
+    cache = build_redis_cache(settings)
+    shared_redis.set(keys.invalidator_fence, 8)  # a newer invalidator took the lease
+    shared_redis.set(keys.page(3), b"entry")
+    assert not cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=7))
+    assert shared_redis.get(keys.page(3)) == b"entry"
+    assert shared_redis.get(keys.binlog_position) is None
+    assert cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=8))
+    assert shared_redis.get(keys.page(3)) is None
+    assert cache.invalidate(Invalidation(pages=frozenset({3})))  # no token: not fenced

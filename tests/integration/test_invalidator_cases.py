@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 
 from service import close_app, create_app
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import CacheKeys, Invalidation
+from service.cache.keys import CacheKeys
 from service.cli import main
 from service.config import Settings
 from service.invalidation.runner import Invalidator, build_invalidator
@@ -485,20 +485,6 @@ def test_the_lag_grows_while_redis_refuses_writes(
 
 
 # ---- fencing ------------------------------------------------------------------------------------
-
-
-def test_a_step_with_an_old_fencing_token_changes_nothing(
-    settings: Settings, shared_redis: redis.Redis
-) -> None:
-    keys = CacheKeys(settings.cache_prefix, settings.page_size)
-    cache = build_redis_cache(settings)
-    shared_redis.set(keys.invalidator_fence, 8)
-    shared_redis.set(keys.page(3), b"entry")
-    assert not cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=7))
-    assert shared_redis.get(keys.page(3)) == b"entry"
-    assert shared_redis.get(keys.binlog_position) is None
-    assert cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=8))
-    assert shared_redis.get(keys.page(3)) is None
 
 
 def test_only_one_invalidator_leads_and_a_standby_takes_over_when_it_stops(
