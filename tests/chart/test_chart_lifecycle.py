@@ -222,3 +222,22 @@ def test_an_upgrade_with_the_passwords_given_or_an_existing_secret_renders() -> 
 def test_a_first_install_still_generates_passwords() -> None:
     result = template()
     assert result.returncode == 0, result.stderr
+
+
+# ---- hooks that read the new values ---------------------------------------------------------
+
+
+def test_nothing_runs_before_this_releases_objects_exist() -> None:
+    """Before: the migrate Job was a pre-upgrade hook reading the previous release's ConfigMap
+    (and, as Argo CD's PreSync, ran before the StatefulSet existed on a first sync). Now no hook
+    runs before the release's objects, and the one hook left carries its settings inline."""
+    docs = render(("--set", "seed.enabled=true"))
+    hooks = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["helm.sh/hook"]
+        for d in docs
+        if "helm.sh/hook" in d["metadata"].get("annotations", {})
+    }
+    assert hooks == {"orders-seed": "post-install,post-upgrade", "orders-test-page": "test"}
+    for name in ("orders", "orders-invalidator"):
+        pod = one(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert [c["args"] for c in pod["initContainers"]] == [["migrate"]]

@@ -208,6 +208,16 @@ def test_the_otlp_collector_is_reachable_only_when_configured() -> None:
     assert with_otlp.allowed("api", "Egress", 4318, "TCP", collector)
     assert with_otlp.allowed("invalidator", "Egress", 4318, "TCP", collector)
     assert not with_otlp.allowed("api", "Egress", 4317, "TCP", collector)
+    from_env = Network(
+        render(
+            (
+                "--set",
+                "extraEnv.OTEL_EXPORTER_OTLP_ENDPOINT=http://collector.obs:4317",
+            )
+        )
+    )
+    assert from_env.allowed("invalidator", "Egress", 4317, "TCP", collector)
+    assert not from_env.allowed("invalidator", "Egress", 4318, "TCP", collector)
 
 
 def test_external_databases_get_egress_on_their_ports() -> None:

@@ -533,13 +533,35 @@ checksum/secret: {{ include "orders.secretInputs" . | sha256sum }}
       protocol: TCP
 {{- end }}
 {{- end }}
-{{- if and .otlp $ctx.Values.networkPolicy.otlp.port }}
+{{- $otlpPort := include "orders.networkPolicy.otlpPort" $ctx | int }}
+{{- if and .otlp $otlpPort }}
 - {{- with $ctx.Values.networkPolicy.otlp.to }}
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   ports:
-    - port: {{ $ctx.Values.networkPolicy.otlp.port }}
+    - port: {{ $otlpPort }}
       protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/*
+Port of the OTLP collector the pods export to: networkPolicy.otlp.port, else the port of
+extraEnv.OTEL_EXPORTER_OTLP_ENDPOINT (4318 for http://, 443 for https:// without one), else 0 (no
+OTLP egress).
+*/}}
+{{- define "orders.networkPolicy.otlpPort" -}}
+{{- $endpoint := index (.Values.extraEnv | default dict) "OTEL_EXPORTER_OTLP_ENDPOINT" | default "" | toString }}
+{{- if .Values.networkPolicy.otlp.port }}
+{{- .Values.networkPolicy.otlp.port }}
+{{- else if $endpoint }}
+{{- $url := urlParse $endpoint }}
+{{- $hostPort := splitList ":" $url.host }}
+{{- if gt (len $hostPort) 1 }}
+{{- last $hostPort }}
+{{- else }}
+{{- ternary 443 4318 (eq $url.scheme "https") }}
+{{- end }}
+{{- else }}0
 {{- end }}
 {{- end }}
