@@ -46,11 +46,17 @@ db-down: ## Stop the project's own MariaDB (its data stays in .run/).
 	RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh down
 
 .PHONY: run
+# Each step as its role's MySQL user (service/orders/roles.py): migrate and seed, then the
+# invalidator in the background and the API in front; Ctrl-C stops both.
+DEV_DB := RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh
 run: install db-up ## Migrate, seed if empty, then serve on :5001 with the invalidator beside it.
-	source <(RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh env); \
-	$(BIN)/orders-service migrate; \
-	$(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty; \
-	exec $(BIN)/orders-service run-all
+	( source <($(DEV_DB) env migrate); \
+	  $(BIN)/orders-service migrate; \
+	  $(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty )
+	$(DEV_DB) grant
+	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & \
+	trap "kill $$! 2>/dev/null" EXIT; \
+	source <($(DEV_DB) env api); $(BIN)/orders-service serve
 
 ##@ Quality
 

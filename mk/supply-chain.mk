@@ -19,8 +19,10 @@ $(PIP_COMPILE):
 
 .PHONY: lock
 lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade to move pins).
-	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o requirements/dev.txt pyproject.toml
-	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o requirements/dev.txt \
+	  pyproject.toml requirements/platform.in
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt \
+	  pyproject.toml requirements/platform.in
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/build.txt requirements/build.in
 
 ## Where `make image` writes the image's SBOM (CycloneDX JSON, made offline by trivy).
