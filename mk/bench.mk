@@ -33,8 +33,8 @@ $(WRK_STAMP):
 	{ LD_LIBRARY_PATH=$(WRK_DIR)/usr/lib/x86_64-linux-gnu $(WRK_DIR)/usr/bin/wrk -v || true; } | grep -q '^wrk'
 	touch $@
 
-$(BENCH_PY_STAMP): pyproject.toml | $(INSTALL_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(BENCH_PY_STAMP): pyproject.toml requirements/bench.txt | $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 .PHONY: bench
