@@ -57,17 +57,21 @@ db-down: ## Stop the project's own MariaDB (its data stays in .run/).
 	RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh down
 
 .PHONY: run
+# Each step as its role's MySQL user (service/orders/roles.py): migrate and seed, then the
+# invalidator in the background and the API in front. Ctrl-C stops both, then the MariaDB.
+DEV_DB := RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh
 run: install db-up ## Migrate, seed if empty, then serve on :5001 with the invalidator beside it.
-	source <(RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh env); \
 	export ORDERS_CACHE_PREFIX="$${ORDERS_CACHE_PREFIX:-$(RUN_PREFIX)}"; \
-	if [ "$(DEV_MYSQL_KEEP)" != 1 ]; then \
-	  trap 'echo "make run: stopping the MariaDB on :$(DEV_MYSQL_PORT) (DEV_MYSQL_KEEP=1 keeps it)"; \
-	        RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh down' EXIT; \
-	fi; \
 	echo "make run: MariaDB on 127.0.0.1:$(DEV_MYSQL_PORT), Redis keys under $$ORDERS_CACHE_PREFIX:*"; \
-	$(BIN)/orders-service migrate; \
-	$(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty; \
-	$(BIN)/orders-service run-all
+	( source <($(DEV_DB) env migrate); \
+	  $(BIN)/orders-service migrate; \
+	  $(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty ); \
+	$(DEV_DB) grant; \
+	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & \
+	trap 'kill $$! 2>/dev/null; if [ "$(DEV_MYSQL_KEEP)" != 1 ]; then \
+	        echo "make run: stopping the MariaDB on :$(DEV_MYSQL_PORT) (DEV_MYSQL_KEEP=1 keeps it)"; \
+	        $(DEV_DB) down; fi' EXIT; \
+	source <($(DEV_DB) env api); $(BIN)/orders-service serve
 
 ##@ Quality
 

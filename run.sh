@@ -3,7 +3,8 @@
 # migrations and seed, the API on localhost:5001 and the invalidator. Then:
 #   curl localhost:5001/orders/99
 # Usage: ./run.sh [up|down|logs]    (down keeps the MySQL volume; `down -v` via compose removes it)
-# Settings: ORDERS_IMAGE, SEED_ORDERS, ORDERS_HOST_PORT, MYSQL_PASSWORD, REDIS_PASSWORD, COMPOSE.
+# Settings: ORDERS_IMAGE, SEED_ORDERS, ORDERS_HOST_PORT, COMPOSE, and the passwords (MYSQL_*_PASSWORD,
+# REDIS_*_PASSWORD; random ones are written to .env).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,7 +41,8 @@ ensure_secrets() {
   touch .env
   chmod 600 .env
   local name
-  for name in MYSQL_PASSWORD MYSQL_ROOT_PASSWORD REDIS_PASSWORD; do
+  for name in MYSQL_ROOT_PASSWORD MYSQL_API_PASSWORD MYSQL_INVALIDATOR_PASSWORD \
+    MYSQL_MIGRATE_PASSWORD REDIS_PASSWORD REDIS_API_PASSWORD REDIS_INVALIDATOR_PASSWORD; do
     if [[ -z "${!name:-}" ]] && ! grep -q "^${name}=" .env; then
       echo "${name}=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >>.env
     fi

@@ -44,9 +44,8 @@ $(WRK_STAMP):
 	{ LD_LIBRARY_PATH=$(WRK_DIR)/usr/lib/x86_64-linux-gnu $(WRK_DIR)/usr/bin/wrk -v || true; } | grep -q '^wrk'
 	touch $@
 
-# The bench extra is in the dev lock (requirements/dev.txt), which `make install` installs.
-$(BENCH_PY_STAMP): requirements/dev.txt | $(INSTALL_STAMP)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+$(BENCH_PY_STAMP): pyproject.toml requirements/bench.txt | $(INSTALL_STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 .PHONY: bench

@@ -1,4 +1,4 @@
-# Supply chain. Lock files: every runtime, dev and build dependency pinned with its hashes (pip-tools), so an install
+# Supply chain. Lock files: every runtime, dev, bench and build dependency pinned with its hashes (pip-tools), so an install
 # resolves the same files on every machine and a tampered download is refused. `make install`, CI
 # (through `make test`) and the Dockerfile install only from them (pip --require-hashes).
 
@@ -19,8 +19,12 @@ $(PIP_COMPILE):
 
 .PHONY: lock
 lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade to move pins).
-	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev --extra bench -o requirements/dev.txt pyproject.toml
-	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev -o requirements/dev.txt \
+	  pyproject.toml requirements/platform.in
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -c requirements/dev.txt -o requirements/runtime.txt \
+	  pyproject.toml requirements/platform.in
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev --extra bench -c requirements/dev.txt \
+	  -o requirements/bench.txt pyproject.toml requirements/platform.in
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/build.txt requirements/build.in
 
 ## Where `make image` writes the image's SBOM (CycloneDX JSON, made offline by trivy).

@@ -205,6 +205,26 @@ def config(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
+@main.command()
+@click.argument("role", type=click.Choice(["api", "invalidator", "migrate"]))
+@click.option("--user", required=True, help="The account the role logs in as.")
+@click.option("--database", default="orders", show_default=True, help="The orders database.")
+@click.option("--host", default="%", show_default=True, help="MySQL account host part.")
+@click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
+def grants(role: str, user: str, database: str, host: str, redis_prefix: str | None) -> None:
+    """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
+    from service.orders import roles
+
+    try:
+        if redis_prefix is not None:
+            click.echo(" ".join(roles.redis_acl(role, user, redis_prefix)))
+            return
+        for statement in roles.grants(role, user, database, host):
+            click.echo(f"{statement};")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _wait_for_database(settings: Settings) -> None:
     """Init containers, Jobs and compose start beside MySQL: wait for it (with backoff, up to
     ORDERS_DATABASE_WAIT_TIMEOUT) rather than fail on the first try."""

@@ -735,6 +735,8 @@ class Settings:
                 shown[setting.env] = value.redacted()
             elif setting.secret or is_secret_name(setting.env):
                 shown[setting.env] = "***" if value else ""
+            elif isinstance(value, tuple):
+                shown[setting.env] = ",".join(value)
             else:
                 shown[setting.env] = value
         return shown

@@ -60,17 +60,16 @@ class DeadlineSocket(socket.socket):
         if self.deadline is None or self.gettimeout() == 0.0:
             super().sendall(data, flags)
             return
-        view = memoryview(data).cast("B")
         try:
-            sent = super().send(view, flags | socket.MSG_DONTWAIT)
+            sent = super().send(data, flags | socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-        if sent == len(view):
+        if sent == len(data):
             return
         previous = self.gettimeout()
         self.settimeout(self.send_timeout)
         try:
-            super().sendall(view[sent:], flags)
+            super().sendall(memoryview(data).cast("B")[sent:], flags)
         except TimeoutError:
             self.expired = True
             raise BrokenPipeError("the client took too long to read its response") from None

@@ -56,13 +56,16 @@ class SecretScrubber:
 
     The last net under the key and URL redaction: whatever path a password takes into a line (an
     exception message, a library's own log), it leaves as ``***``. Costs one substring search per
-    form and secret on each line; lines without a secret are returned as they came.
+    form and secret on each line; lines without a secret are returned as they came. Values shorter
+    than ``MIN_LENGTH`` are left alone: replacing every "ab" would garble the logs.
     """
+
+    MIN_LENGTH = 4
 
     def __init__(self, secrets: Any = ()) -> None:
         forms: set[str] = set()
         for secret in secrets:
-            if not secret:
+            if len(secret) < self.MIN_LENGTH:
                 continue
             forms.update((secret, orjson.dumps(secret).decode()[1:-1], quote(secret, safe="")))
         ordered = sorted(forms, key=len, reverse=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,8 +35,8 @@ import redis
 
 from service import close_app, create_app
 from service.config import Settings
-from service.orders import repository
-from tests.chart.chart_support import local_command, one, process_env, render
+from service.orders import repository, roles
+from tests.chart.chart_support import CHART, local_command, one, process_env, render
 from tests.support.servers import MariaDBServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -349,3 +350,16 @@ def test_redis_users_reach_only_their_prefix_and_commands(acl_redis: int, role: 
     admin = redis.Redis(port=acl_redis, password=PASSWORDS["redis.auth.password"])
     assert admin.ping()
     admin.close()
+
+
+@pytest.mark.parametrize("role", ["api", "invalidator"])
+def test_the_charts_redis_acl_rules_are_the_packages(role: str) -> None:
+    """helm/orders/files/redis-users.acl.sh spells each role's rules out (it runs in the Redis
+    container, without the package): they must be what service/orders/roles.py says."""
+    script = (CHART / "files" / "redis-users.acl.sh").read_text()
+    found = re.search(rf'^orders_{role}_rules="([^"]+)"$', script, flags=re.MULTILINE)
+    assert found, f"no orders_{role}_rules line"
+    chart = found.group(1).replace("${ORDERS_REDIS_PREFIX}", "orders").split()
+    package = roles.redis_acl(role, f"orders_{role}", "orders")
+    ignore = {"reset", "on", "resetkeys", "resetchannels"}
+    assert [r for r in chart if r not in ignore] == [r for r in package if r not in ignore]

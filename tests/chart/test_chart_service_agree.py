@@ -70,9 +70,8 @@ def rendered(throwaway: dict[str, str]) -> list[dict[str, Any]]:
         "config.cachePrefix": throwaway["prefix"],
         "seed.enabled": "true",
         "seed.orders": "200",
-        # The admin port (ORDERS_ADMIN_PORT) is served by the service only once the hardening
-        # work lands; until then the probes are checked on the API port.
-        "config.adminPort": "0",
+        # The probes and /metrics answer only on the admin port (ORDERS_ADMIN_PORT).
+        "config.adminPort": str(free_port()),
     }
     args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
     args += [
@@ -141,10 +140,12 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
 
     api = pod["containers"][0]
     env = container_env(rendered, api)
-    (port,) = [p["containerPort"] for p in api["ports"] if p["name"] == "http"]
+    ports = {p["name"]: p["containerPort"] for p in api["ports"]}
+    port = ports["http"]
     assert env["ORDERS_PORT"] == str(port)
+    assert env["ORDERS_ADMIN_PORT"] == str(ports["admin"])
     probes = {kind: api[f"{kind}Probe"]["httpGet"] for kind in ("startup", "readiness", "liveness")}
-    assert {probe["port"] for probe in probes.values()} == {"http"}
+    assert {probe["port"] for probe in probes.values()} == {"admin"}
 
     server = subprocess.Popen(
         local_command(api),
@@ -154,29 +155,32 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    admin = f"http://127.0.0.1:{ports['admin']}"
     try:
         startup_budget = (
             api["startupProbe"]["periodSeconds"] * api["startupProbe"]["failureThreshold"]
         )
         started = time.monotonic()
-        first = probe_until(base + probes["startup"]["path"], started + startup_budget)
+        first = probe_until(admin + probes["startup"]["path"], started + startup_budget)
         assert first.status_code == 200, first.text
         for kind in ("readiness", "liveness"):
-            response = requests.get(base + probes[kind]["path"], timeout=2)
+            response = requests.get(admin + probes[kind]["path"], timeout=2)
             assert response.status_code == 200, f"{kind}: {response.text}"
 
         page = requests.get(base + "/orders/1", timeout=5)
         assert page.status_code == 200, page.text
         assert page.headers["X-Cache"] in {"MISS", "HIT", "BYPASS", "STALE"}
         assert page.json()
-        assert requests.get(base + "/metrics", timeout=5).status_code == 200
+        assert requests.get(admin + "/metrics", timeout=5).status_code == 200
+        assert requests.get(base + "/metrics", timeout=5).status_code == 404  # not public
+        assert requests.get(admin + "/orders/1", timeout=5).status_code == 404
 
         # The `helm test` pod's own script, pointed at this server instead of the Service.
         test_pod = one(rendered, "Pod", "orders-test-page")["spec"]["containers"][0]
-        script, _url, seeded = test_pod["args"]
-        assert seeded == "true"
+        script, auth, _url, seeded = test_pod["args"]
+        assert (auth, seeded) == ("false", "true")
         check = subprocess.run(
-            [sys.executable, "-c", script, base + "/orders/1", seeded],
+            [sys.executable, "-c", script, auth, base + "/orders/1", seeded],
             capture_output=True,
             text=True,
             timeout=60,
@@ -191,7 +195,7 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
         stopping = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)  # as the kubelet: the main process only
         assert readiness_turns_503(
-            base + probes["readiness"]["path"], int(env["ORDERS_SHUTDOWN_DELAY"])
+            admin + probes["readiness"]["path"], int(env["ORDERS_SHUTDOWN_DELAY"])
         )
         server.wait(timeout=budget)
         assert time.monotonic() - stopping < budget

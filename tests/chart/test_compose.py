@@ -12,7 +12,18 @@ from service.config import SETTINGS
 from tests.chart.chart_support import ROOT, helm_env, one, render, tool
 
 # compose.yaml has no password defaults (run.sh writes random ones into .env): supply stand-ins.
-PASSWORDS = dict.fromkeys(("MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "REDIS_PASSWORD"), "stand-in")
+PASSWORDS = dict.fromkeys(
+    (
+        "MYSQL_ROOT_PASSWORD",
+        "MYSQL_API_PASSWORD",
+        "MYSQL_INVALIDATOR_PASSWORD",
+        "MYSQL_MIGRATE_PASSWORD",
+        "REDIS_PASSWORD",
+        "REDIS_API_PASSWORD",
+        "REDIS_INVALIDATOR_PASSWORD",
+    ),
+    "stand-in",
+)
 
 
 def compose_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +66,15 @@ def test_compose_has_no_password_of_its_own() -> None:
 
 def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"mysql", "redis", "migrate", "seed", "orders", "invalidator"}
+    assert set(services) == {
+        "mysql",
+        "redis",
+        "migrate",
+        "seed",
+        "grants",
+        "orders",
+        "invalidator",
+    }
     conditions = {
         name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
         for name, service in services.items()
@@ -99,3 +118,32 @@ def test_run_sh_is_executable_bash() -> None:
     script = ROOT / "run.sh"
     assert script.stat().st_mode & 0o111
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_each_role_has_its_own_users_with_the_packages_grants(compose: dict[str, Any]) -> None:
+    """The grants and ACL rules in compose.yaml are what service/orders/roles.py declares."""
+    from service.orders import roles
+
+    configs = compose["configs"]
+    first_start = configs["mysql-role-grants"]["content"]
+    after_migrate = configs["mysql-after-migrate-grants"]["content"]
+    for role in roles.ROLES:
+        for statement in roles.grants(role, f"orders_{role}", "orders"):
+            where = after_migrate if roles.HEARTBEAT_TABLE in statement else first_start
+            assert f"{statement};" in where, statement
+    services = compose["services"]
+    command = " ".join(services["redis"]["command"])
+    for role in roles.REDIS_COMMANDS:
+        rules = " ".join(roles.redis_acl(role, f"orders_{role}", "orders"))
+        assert f"--user orders_{role} {rules} >stand-in" in command, role
+    users = {
+        name: service["environment"]["ORDERS_DATABASE_URL"].split("//")[1].split("@")[0]
+        for name, service in services.items()
+        if "ORDERS_DATABASE_URL" in service.get("environment", {})
+    }
+    assert users == {
+        "migrate": "orders_migrate",
+        "seed": "orders_migrate",
+        "orders": "orders_api",
+        "invalidator": "orders_invalidator",
+    }

@@ -36,6 +36,11 @@ def entries(name: str) -> list[str]:
         (
             "dev.txt",
             PYPROJECT["project"]["dependencies"]
+            + PYPROJECT["project"]["optional-dependencies"]["dev"],
+        ),
+        (
+            "bench.txt",
+            PYPROJECT["project"]["dependencies"]
             + PYPROJECT["project"]["optional-dependencies"]["dev"]
             + PYPROJECT["project"]["optional-dependencies"]["bench"],
         ),
@@ -58,17 +63,23 @@ def test_each_lock_pins_every_dependency_within_its_range(
         assert "cryptography" in pinned, "pymysql[rsa]'s extra is missing: run `make lock`"
 
 
-@pytest.mark.parametrize("lock", ["runtime.txt", "dev.txt", "build.txt"])
+@pytest.mark.parametrize("lock", ["runtime.txt", "dev.txt", "bench.txt", "build.txt"])
 def test_every_pin_carries_a_hash(lock: str) -> None:
     for entry in entries(lock):
         assert "--hash=sha256:" in entry, entry.splitlines()[0]
 
 
-def test_the_runtime_lock_agrees_with_the_dev_lock() -> None:
-    """Tests run the versions the image ships: every runtime pin is the same in dev.txt."""
-    dev = pins("dev.txt")
-    for name, version in pins("runtime.txt").items():
-        assert dev.get(name) == version, f"{name}: runtime {version}, dev {dev.get(name)}"
+@pytest.mark.parametrize(
+    ("subset", "superset"), [("runtime.txt", "dev.txt"), ("dev.txt", "bench.txt")]
+)
+def test_the_locks_agree_with_each_other(subset: str, superset: str) -> None:
+    """Tests run the versions the image ships: every runtime pin is the same in dev.txt, and
+    installing the bench extra on top moves none of dev.txt's pins."""
+    wider = pins(superset)
+    for name, version in pins(subset).items():
+        assert wider.get(name) == version, (
+            f"{name}: {subset} {version}, {superset} {wider.get(name)}"
+        )
 
 
 def test_the_build_lock_input_matches_the_build_system() -> None:
@@ -86,6 +97,7 @@ def test_installs_use_only_the_locks() -> None:
     assert "--require-hashes -r requirements/dev.txt" in makefile
     assert "--require-hashes -r requirements/build.txt" in makefile
     assert "--no-deps --no-build-isolation -e ." in makefile
+    assert "--require-hashes -r requirements/bench.txt" in (ROOT / "mk" / "bench.mk").read_text()
     dockerfile = " ".join((ROOT / "Dockerfile").read_text().replace("\\\n", " ").split())
     assert "--require-hashes --requirement /tmp/runtime.txt" in dockerfile
     assert "--require-hashes --requirement /tmp/build.txt" in dockerfile

@@ -9,10 +9,13 @@
 set -eu
 umask 077
 orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-orders_app_rules="resetkeys ~${ORDERS_REDIS_PREFIX}:* resetchannels &${ORDERS_REDIS_PREFIX}:* -@all +ping +hello +select +get +mget +set +del +unlink +zadd +zrangebyscore +zremrangebyscore +evalsha +eval +script|load +script|exists +publish +subscribe +unsubscribe"
+# The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
+# (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
+orders_api_rules="resetkeys ~${ORDERS_REDIS_PREFIX}:* resetchannels &${ORDERS_REDIS_PREFIX}:* -@all +ping +evalsha +script|load +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
+orders_invalidator_rules="resetkeys ~${ORDERS_REDIS_PREFIX}:* resetchannels &${ORDERS_REDIS_PREFIX}:* -@all +ping +evalsha +script|load +get +set +del +time +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
-	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_app_rules}"
-	echo "user ${ORDERS_INVALIDATOR_USER} on #$(orders_hash "$ORDERS_INVALIDATOR_PASSWORD") ${orders_app_rules}"
+	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_api_rules}"
+	echo "user ${ORDERS_INVALIDATOR_USER} on #$(orders_hash "$ORDERS_INVALIDATOR_PASSWORD") ${orders_invalidator_rules}"
 } > /run/redis/users.acl
-unset orders_app_rules
+unset orders_api_rules orders_invalidator_rules

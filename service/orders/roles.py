@@ -1,0 +1,110 @@
+"""Least privilege: what each role may do in MySQL and in Redis, declared once.
+
+Three roles share a deployment: ``api`` serves pages (reads only), ``invalidator`` follows the
+binlog and writes its heartbeat, ``migrate`` changes the schema and seeds. ``grants`` gives the
+MySQL GRANT statements and ``redis_acl`` the Redis ACL rules of a role; ``make run``
+(hack/dev-mysql.sh) applies what ``orders-service grants`` prints, and tests/security exercises
+them on a real MariaDB and a real Redis. A new query or Redis command
+that a role needs must be added here, or that role fails in production: the tests say so first.
+"""
+
+from __future__ import annotations
+
+import re
+
+ROLES = ("api", "invalidator", "migrate")
+# The invalidator's liveness row (written by it, in a table its migration creates).
+HEARTBEAT_TABLE = "heartbeat"
+
+# REPLICATION CLIENT is BINLOG MONITOR on MariaDB 10.5+ (an alias): SHOW MASTER STATUS and
+# SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*.
+_REPLICATION = "REPLICATION SLAVE, REPLICATION CLIENT"
+# Schema changes and seeding, on the one database only; no GRANT OPTION, nothing global.
+_MIGRATE = (
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER, REFERENCES, "
+    "CREATE VIEW, SHOW VIEW, LOCK TABLES, CREATE TEMPORARY TABLES"
+)
+
+# Redis commands per role: the ones its code sends (service/cache/store.py, near.py) and the ones
+# its Lua scripts call (service/cache/keys.py; Redis checks a script's calls against the caller's
+# ACL too). EVALSHA runs the scripts; SCRIPT LOAD is redis-py's fallback when Redis lost them.
+# Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
+_REDIS_COMMON = ("ping", "evalsha", "script|load", "get", "set", "del", "time")
+REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
+    # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
+    # (LEASE/LEASE_AT: SET NX, ZADD, TIME; FILL: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
+    # PING, TIME + GET checkpoint) and the shared settings it publishes (HSET config); the
+    # consistency inspector runs as this user too (ZRANDMEMBER of the index).
+    "api": (
+        *_REDIS_COMMON,
+        "mget",
+        "multi",
+        "exec",
+        "zadd",
+        "zrandmember",
+        "hset",
+        "subscribe",
+        "unsubscribe",
+    ),
+    # the stored position (GET), the shared settings it follows (HGET config), the INVALIDATE
+    # script (DEL, ZRANGEBYSCORE, ZREMRANGEBYSCORE, SET, GET checkpoint and fence, TIME, PUBLISH)
+    # and the leadership scripts (SET NX PX, INCR the fence, PEXPIRE to renew, DEL to resign).
+    "invalidator": (
+        *_REDIS_COMMON,
+        "hget",
+        "zrangebyscore",
+        "zremrangebyscore",
+        "publish",
+        "incr",
+        "pexpire",
+    ),
+}
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_HOST = re.compile(r"[A-Za-z0-9_.%:-]{1,255}")  # 127.0.0.1, %, 10.0.%, db.example
+
+
+def _checked(kind: str, value: str, pattern: re.Pattern[str] = _NAME) -> str:
+    """Names go into statements as identifiers: allow only characters that need no quoting."""
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{kind} {value!r}: use letters, digits, '_', '.' or '-'")
+    return value
+
+
+def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
+    """The GRANT statements of ``role`` for ``'user'@'host'`` on ``database``.
+
+    The invalidator's heartbeat grant names a table, which MySQL requires to exist: apply the
+    invalidator's grants after ``orders-service migrate``.
+    """
+    account = f"'{_checked('user', user)}'@'{_checked('host', host, _HOST)}'"
+    schema = f"`{_checked('database', database)}`"
+    if role == "api":
+        return [f"GRANT SELECT ON {schema}.* TO {account}"]
+    if role == "invalidator":
+        return [
+            f"GRANT {_REPLICATION} ON *.* TO {account}",
+            f"GRANT SELECT ON {schema}.* TO {account}",
+            f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{HEARTBEAT_TABLE}` TO {account}",
+        ]
+    if role == "migrate":
+        return [f"GRANT {_MIGRATE} ON {schema}.* TO {account}"]
+    raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+
+
+def redis_acl(role: str, user: str, prefix: str) -> list[str]:
+    """The ACL rules of ``role``, as ``ACL SETUSER user <rules...>`` (or redis.conf's ``user``)
+    takes them: every key and pub/sub channel under ``prefix:``, only the commands the role sends.
+    The rules start with ``reset``, so append the password (``>secret``) after them."""
+    if role not in REDIS_COMMANDS:
+        raise ValueError(f"role {role!r} has no Redis user; one of {', '.join(REDIS_COMMANDS)}")
+    if any(c in prefix for c in "*?[]\\") or not prefix or " " in prefix:
+        raise ValueError(f"prefix {prefix!r}: no spaces or glob characters")
+    _checked("user", user)
+    return [
+        "reset",
+        "on",
+        f"~{prefix}:*",
+        f"&{prefix}:*",
+        "-@all",
+        *(f"+{command}" for command in REDIS_COMMANDS[role]),
+    ]

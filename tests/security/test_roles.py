@@ -1,0 +1,271 @@
+"""Least privilege, exercised for real: a MySQL user per role with exactly the grants
+``service.orders.roles`` declares (on the shared MariaDB and a throwaway binlog MariaDB, users
+with unique names, dropped afterwards), and Redis ACL users on a throwaway redis-server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+import pytest
+import redis
+
+from service import close_app, create_app
+from service.cache.keys import CacheKeys
+from service.cache.store import RedisCache
+from service.config import Settings
+from service.orders import roles
+from tests.security.conftest import Launched, base_env, run_command
+from tests.support.servers import Database, RedisServer
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "role-pw-" + uuid.uuid4().hex[:8]
+ER_DENIED = {1142, 1044, 1227, 1045, 1370, 1143}  # command, database, privilege, access, column
+
+
+class Accounts:
+    """Throwaway MySQL accounts on one server, dropped at the end."""
+
+    def __init__(self, admin: Callable[[], Any], host: str, port: int) -> None:
+        self._admin = admin
+        self.host, self.port = host, port
+        self.made: list[str] = []
+
+    def create(self, role: str, database: str) -> str:
+        user = f"orders_test_{role[:3]}_{uuid.uuid4().hex[:8]}"
+        with self._admin() as connection, connection.cursor() as cursor:
+            cursor.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+            self.made.append(user)
+            for statement in roles.grants(role, user, database, host="127.0.0.1"):
+                cursor.execute(statement)
+        return user
+
+    def url(self, user: str, database: str) -> str:
+        return f"mysql://{user}:{PASSWORD}@{self.host}:{self.port}/{database}"
+
+    def connect(self, user: str, database: str) -> Any:
+        return pymysql.connect(
+            host=self.host, port=self.port, user=user, password=PASSWORD, database=database
+        )
+
+    def drop_all(self) -> None:
+        with self._admin() as connection, connection.cursor() as cursor:
+            for user in self.made:
+                cursor.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+@pytest.fixture
+def shared_accounts(seeded_database_url: str) -> Iterator[Accounts]:
+    parts = urlsplit(seeded_database_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 3306
+
+    def admin() -> Any:
+        return pymysql.connect(host=host, port=port, user="root", password="")
+
+    accounts = Accounts(admin, host, port)
+    yield accounts
+    accounts.drop_all()
+
+
+def database_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def denied(connection: Any, statement: str) -> int:
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(statement)
+        except pymysql.err.MySQLError as exc:
+            return int(exc.args[0])
+    return 0
+
+
+def test_the_api_user_reads_pages_and_can_change_nothing(
+    shared_accounts: Accounts, seeded_database_url: str, cache_prefix: str
+) -> None:
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("api", database)
+    settings = Settings.from_env(
+        {
+            "ORDERS_DATABASE_URL": shared_accounts.url(user, database),
+            "ORDERS_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "ORDERS_CACHE_PREFIX": cache_prefix,
+        }
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert client.get("/orders/1").status_code == 200
+        assert client.get("/readyz").json["checks"]["mysql"] == "ok"
+    finally:
+        close_app(app)
+    with shared_accounts.connect(user, database) as connection:
+        for statement in (
+            "UPDATE orders SET status = 'cancelled' WHERE id = 1",
+            "DELETE FROM orders WHERE id = 1",
+            "INSERT INTO orders (id) VALUES (999999)",
+            "CREATE TABLE sneaky (id INT)",
+            "DROP TABLE orders",
+            "ALTER TABLE orders ADD COLUMN x INT",
+            f"GRANT SELECT ON `{database}`.* TO CURRENT_USER",
+            "SHOW MASTER STATUS",
+            "SELECT * FROM mysql.user",
+        ):
+            assert denied(connection, statement) in ER_DENIED, statement
+
+
+def test_the_migrate_user_has_no_rights_outside_its_database(
+    shared_accounts: Accounts, seeded_database_url: str
+) -> None:
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("migrate", database)
+    with shared_accounts.connect(user, database) as connection:
+        assert denied(connection, "CREATE TABLE migrate_probe (id INT)") == 0
+        assert denied(connection, "DROP TABLE migrate_probe") == 0
+        assert denied(connection, "SELECT COUNT(*) FROM orders") == 0
+        for statement in (
+            "CREATE DATABASE orders_test_not_allowed",
+            "SELECT * FROM mysql.user",
+            "SHOW MASTER STATUS",
+            f"GRANT SELECT ON `{database}`.* TO CURRENT_USER",
+        ):
+            assert denied(connection, statement) in ER_DENIED, statement
+
+
+def test_each_role_runs_its_own_step_against_a_binlog_server(
+    binlog_database: Database, cache_prefix: str, launch: Callable[..., Launched]
+) -> None:
+    """migrate and seed as the migrate user, the invalidator as its user: it follows the binlog
+    and records the position of a change; it may write only its heartbeat."""
+    server = binlog_database.server
+    accounts = Accounts(server.connect, "127.0.0.1", server.port)
+    try:
+        name = binlog_database.name
+        migrate_user = accounts.create("migrate", name)
+        env = base_env(
+            ORDERS_DATABASE_URL=accounts.url(migrate_user, name),
+            ORDERS_CACHE_PREFIX=cache_prefix,
+        )
+        assert "migrations applied" in run_command(["migrate"], env)
+        assert "seeded 50 orders" in run_command(["seed", "--orders", "50"], env)
+        binlog_database.execute(  # the invalidator's own migration adds it; stand in if absent
+            f"CREATE TABLE IF NOT EXISTS `{roles.HEARTBEAT_TABLE}` "
+            "(id INT PRIMARY KEY, at DATETIME)"
+        )
+        invalidator_user = accounts.create("invalidator", name)
+        env = base_env(
+            ORDERS_DATABASE_URL=accounts.url(invalidator_user, name),
+            ORDERS_CACHE_PREFIX=cache_prefix,
+            ORDERS_REDIS_URL="redis://127.0.0.1:6379/0",
+        )
+        invalidator = launch(["invalidate"], env)
+        invalidator.wait_for(lambda: "following binlog" in invalidator.output(), "following")
+        shared = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        position_key = CacheKeys(cache_prefix, Settings.from_env(env).page_size).binlog_position
+        before = shared.get(position_key)
+        binlog_database.execute("UPDATE orders SET status = 'cancelled' WHERE id = 1")
+        invalidator.wait_for(
+            lambda: shared.get(position_key) not in (None, before), "an invalidation"
+        )
+        shared.close()
+        assert '"level":"error"' not in invalidator.output()
+        with accounts.connect(invalidator_user, name) as connection:
+            assert denied(connection, f"INSERT INTO {roles.HEARTBEAT_TABLE} VALUES (1, NOW())") == 0
+            assert denied(connection, "SHOW MASTER STATUS") == 0
+            assert denied(connection, "UPDATE orders SET status = 'paid' WHERE id = 1") in ER_DENIED
+            assert denied(connection, "DELETE FROM orders") in ER_DENIED
+            assert denied(connection, "CREATE TABLE sneaky (id INT)") in ER_DENIED
+    finally:
+        accounts.drop_all()
+
+
+@pytest.fixture
+def acl_redis(redis_server: RedisServer) -> Callable[[str, str], str]:
+    """``acl(role, prefix)``: a user for the role on the throwaway Redis; returns its URL."""
+    admin = redis.Redis(port=redis_server.port)
+
+    def make(role: str, prefix: str) -> str:
+        user = f"{role}_{uuid.uuid4().hex[:6]}"
+        admin.execute_command(
+            "ACL", "SETUSER", user, *roles.redis_acl(role, user, prefix), f">{PASSWORD}"
+        )
+        return f"redis://{user}:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+
+    return make
+
+
+def test_the_api_redis_user_serves_pages_within_its_prefix_only(
+    acl_redis: Callable[[str, str], str], seeded_database_url: str
+) -> None:
+    url = acl_redis("api", "shop")
+    settings = Settings.from_env(
+        {
+            "ORDERS_DATABASE_URL": seeded_database_url,
+            "ORDERS_REDIS_URL": url,
+            "ORDERS_CACHE_PREFIX": "shop",
+            "ORDERS_NEAR_CACHE": "false",
+        }
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        first, second = client.get("/orders/3"), client.get("/orders/3")
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
+        assert client.get("/readyz").json["checks"]["redis"] == "ok"
+    finally:
+        close_app(app)
+    api = redis.Redis.from_url(url)
+    assert api.get(CacheKeys("shop", settings.page_size).totals) is not None
+    for command in (
+        ("GET", "other:totals"),
+        ("SET", "other:x", "1"),
+        ("FLUSHALL",),
+        ("FLUSHDB",),
+        ("CONFIG", "GET", "*"),
+        ("KEYS", "*"),
+        ("PUBLISH", "shop:invalidations", "x"),
+        ("ACL", "LIST"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            api.execute_command(*command)
+    api.close()
+
+
+def test_the_api_redis_user_can_follow_invalidations(acl_redis: Callable[[str, str], str]) -> None:
+    url = acl_redis("api", "shop")
+    pubsub = redis.Redis.from_url(url).pubsub()
+    pubsub.subscribe("shop:invalidations")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    pubsub.ping()
+    pubsub.close()
+    other = redis.Redis.from_url(url).pubsub()
+    other.subscribe("other:invalidations")
+    with pytest.raises(redis.exceptions.NoPermissionError):  # the refusal is the next reply
+        other.get_message(timeout=5)
+    other.close()
+
+
+def test_the_invalidator_redis_user_invalidates_within_its_prefix_only(
+    acl_redis: Callable[[str, str], str],
+) -> None:
+    url = acl_redis("invalidator", "shop")
+    settings = Settings.from_env({"ORDERS_REDIS_URL": url, "ORDERS_CACHE_PREFIX": "shop"})
+    cache = RedisCache(settings)
+    cache.invalidate(pages=[1, 2], from_page=3, totals=None, position="mysql-bin.000001:4")
+    assert cache.stored_position() == "mysql-bin.000001:4"
+    cache.client.close()
+    invalidator = redis.Redis.from_url(url)
+    for command in (
+        ("GET", "other:binlog"),
+        ("FLUSHALL",),
+        ("CONFIG", "SET", "save", ""),
+        ("MGET", "shop:page:1"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            invalidator.execute_command(*command)
+    invalidator.close()
