@@ -539,6 +539,15 @@ def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
                 color="tab:purple",
                 label=f"1 - Redis calls/req (near-cache share), {access}",
             )
+        redis_only = results.get("hit_throughput", {}).get("service_redis", {}).get("rps")
+        if redis_only:
+            left.axhline(
+                redis_only,
+                color="tab:red",
+                linestyle="-.",
+                linewidth=1,
+                label="service, near cache off (hot pages 1-100): every hit from Redis",
+            )
         for ax in (left, right):
             ax.set_xscale("log")
             ax.set_xlabel("hot-set size (pages, log scale)")
