@@ -242,3 +242,16 @@ def test_external_databases_get_egress_on_their_ports() -> None:
     assert external.allowed("api", "Egress", 3307, "TCP", (None, None))
     assert external.allowed("api", "Egress", 6379, "TCP", (None, None))
     assert not external.allowed("api", "Egress", 3306, "TCP", (None, None))
+
+
+def test_with_auth_on_the_api_reaches_the_identity_providers_key_set_and_nothing_else() -> None:
+    """auth.jwksUrl's port (443 for https unless it names one) opens for the API only."""
+    anywhere = ({"kubernetes.io/metadata.name": "elsewhere"}, {"app": "keycloak"})
+    assert not Network(render()).allowed("api", "Egress", 443, "TCP", anywhere)
+    issuer = ("--set", "auth.issuer=https://idp.example.com", "--set", "auth.audience=orders")
+    on = Network(render((*issuer, "--set", "auth.jwksUrl=https://idp.example.com/certs")))
+    assert on.allowed("api", "Egress", 443, "TCP", anywhere)
+    assert not on.allowed("invalidator", "Egress", 443, "TCP", anywhere)
+    own_port = Network(render((*issuer, "--set", "auth.jwksUrl=http://keycloak.idp:8080/certs")))
+    assert own_port.allowed("api", "Egress", 8080, "TCP", anywhere)
+    assert not own_port.allowed("api", "Egress", 443, "TCP", anywhere)

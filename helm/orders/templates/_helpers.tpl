@@ -565,3 +565,10 @@ OTLP egress).
 {{- else }}0
 {{- end }}
 {{- end }}
+
+{{/* Port of auth.jwksUrl: the one it names, else 443 for https and 80 for http. */}}
+{{- define "orders.networkPolicy.jwksPort" -}}
+{{- $url := urlParse .Values.auth.jwksUrl }}
+{{- $parts := splitList ":" $url.host }}
+{{- if gt (len $parts) 1 }}{{ last $parts }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
+{{- end }}
