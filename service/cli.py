@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,12 +35,14 @@ def main() -> None:
 
 def prepare_metrics_dir(settings: Settings) -> str:
     """A clean prometheus-client multiprocess directory, named in the environment before anything
-    imports the client. A given directory is emptied here, before gunicorn starts: files of an
-    earlier server's processes must be gone before this one's master creates its own."""
+    imports the client. This is the one place it is emptied: before gunicorn starts, because the
+    files of an earlier server's processes must be gone before this one's master writes its own
+    (emptying it later, in the master, would delete the master's own gauge files)."""
     if settings.metrics_dir:
+        from service.observability import multiproc
+
         path = settings.metrics_dir
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
+        multiproc.prepare(path)
     else:  # a private directory: two servers on one machine never share or wipe each other's
         path = tempfile.mkdtemp(prefix="orders-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path

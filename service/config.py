@@ -282,6 +282,24 @@ SETTINGS: tuple[Setting, ...] = (
         "MySQL queries one worker process runs at once; more wait, then get 503.",
     ),
     Setting(
+        "database_pool_timeout",
+        "0.5",
+        _positive_float,
+        "Seconds a request waits for a free MySQL connection of its worker before a 503.",
+    ),
+    Setting(
+        "database_breaker_failures",
+        "3",
+        _positive_int,
+        "Consecutive MySQL failures that open its circuit breaker.",
+    ),
+    Setting(
+        "database_breaker_reset",
+        "1",
+        _positive_float,
+        "Seconds the MySQL breaker stays open before one trial call.",
+    ),
+    Setting(
         "redis_url",
         "redis://127.0.0.1:6379/0",
         _redis_url,
@@ -438,6 +456,9 @@ class Settings:
     database_password: str = field(repr=False)
     database_timeout: float
     database_max_concurrency: int
+    database_pool_timeout: float
+    database_breaker_failures: int
+    database_breaker_reset: float
     redis_url: RedisURL
     redis_password: str = field(repr=False)
     cache_ttl: int
@@ -519,3 +540,15 @@ class Settings:
             else:
                 shown[setting.env] = value
         return shown
+
+
+_loaded: Settings | None = None
+
+
+def load() -> Settings:
+    """The process's settings from ``ORDERS_*``, parsed once: the gunicorn config, its logger and
+    every worker's ``create_app`` (workers inherit the master's copy across fork) share them."""
+    global _loaded  # noqa: PLW0603 - one parse per process is the point
+    if _loaded is None:
+        _loaded = Settings.from_env()
+    return _loaded

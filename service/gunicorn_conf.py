@@ -11,10 +11,10 @@ import threading
 from typing import Any
 
 from service import lifecycle, observability
-from service.config import Settings
+from service.config import load as _load_settings
 from service.observability import logging as service_logging
 
-_settings = Settings.from_env()
+_settings = _load_settings()
 
 bind = [f"{_settings.host}:{_settings.port}"]
 if _settings.admin_port:  # /metrics and the probes answer only there (service/api/ports.py)

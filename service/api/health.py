@@ -8,12 +8,13 @@ stop sending traffic before the server stops accepting it.
 from __future__ import annotations
 
 import orjson
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from service import lifecycle
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.store import CacheUnavailable
 from service.orders import repository
-from service.orders.database import Database, DatabaseUnavailable
+from service.orders.database import DatabaseUnavailable
+from service.services import services
 
 bp = Blueprint("health", __name__)
 
@@ -31,8 +32,8 @@ def healthz() -> Response:
 def readyz() -> Response:
     if lifecycle.draining.is_set():
         return _json({"status": "draining"}, 503)
-    database: Database = current_app.extensions["orders.database"]
-    redis_cache: RedisCache = current_app.extensions["orders.redis"]
+    found = services()
+    database, redis_cache = found.database, found.redis
     checks: dict[str, object] = {}
     try:
         database.run("ping", repository.ping)

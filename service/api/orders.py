@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, request
 
-from service.cache.aside import CachedPage, PageCache, total_pages
-from service.orders.pagination import InvalidPage, parse_page
+from service.cache.aside import CachedPage
+from service.cache.outcomes import X_CACHE
+from service.observability.web import note_cache_outcome
+from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
+from service.services import services
 
 bp = Blueprint("orders", __name__)
-
-_X_CACHE = {"hit": "HIT", "miss": "MISS", "stale": "STALE", "bypass": "BYPASS", "error": "BYPASS"}
 
 
 @bp.get("/orders/<page>")
 def get_page(page: str) -> Response:
     number = parse_page(page)
-    pages: PageCache = current_app.extensions["orders.pages"]
+    found = services()
+    pages = found.pages
     cached = pages.get(number)
-    g.cache_outcome = cached.outcome
+    note_cache_outcome(cached.outcome)
     headers = {
         "ETag": f'W/"{cached.entry.etag}-{cached.total_orders}"',
-        "X-Cache": _X_CACHE[cached.outcome],
-        "Cache-Control": current_app.extensions["orders.cache_control"],
+        "X-Cache": X_CACHE[cached.outcome],
+        "Cache-Control": found.cache_control,
     }
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and _matches(if_none_match, cached.entry.etag, cached.total_orders):

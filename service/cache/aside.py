@@ -13,24 +13,24 @@ The order of a read, and what each failure turns into:
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.near import NearCache
+from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, RedisCache
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable
+from service.orders.pagination import total_pages
 
 E = TypeVar("E", PageEntry, TotalsEntry)
 
-HIT, MISS, STALE, BYPASS, ERROR = "hit", "miss", "stale", "bypass", "error"
+HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
 _POLL_SECONDS = 0.005
-TTL_JITTER = 0.1
 
 
 class PageNotFound(Exception):
@@ -44,17 +44,12 @@ class PageNotFound(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CachedPage:
-    """A page ready to render, and where it came from (``hit``, ``miss``, ``stale``, ...)."""
+    """A page ready to render, and where it came from."""
 
     number: int
     entry: PageEntry
     total_orders: int
-    outcome: str
-
-
-def total_pages(total_orders: int, page_size: int) -> int:
-    """Pages needed for ``total_orders``; page 1 always exists, even with no orders."""
-    return max(1, -(-total_orders // page_size))
+    outcome: CacheOutcome
 
 
 class PageCache:
@@ -76,7 +71,7 @@ class PageCache:
         self._load_page = load_page
         self._load_total = load_total
         self.page_size = page_size
-        self._ttl_ms = ttl * 1000
+        self._ttl = ttl
         self._lock_wait = lock_wait
 
     def get(self, number: int) -> CachedPage:
@@ -106,7 +101,9 @@ class PageCache:
         except CacheUnavailable:
             entry = totals = None
             redis_ok = False
-            unavailable_outcome = BYPASS if self.redis.breaker.state != "closed" else ERROR
+            unavailable_outcome = (
+                CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
+            )
         if redis_ok and self.near is not None and near_version >= 0:
             self.near.store(number, _fresh(entry, now_ms), _fresh(totals, now_ms), near_version)
 
@@ -141,9 +138,7 @@ class PageCache:
         return CachedPage(number, entry, totals.total_orders, outcome)
 
     def _fresh_until(self, now_ms: int) -> int:
-        """Fresh for 90-100 % of the TTL, at random: pages filled together (a cold start) then
-        expire spread over six minutes of an hour instead of all in the same second."""
-        return now_ms + int(self._ttl_ms * (1.0 - TTL_JITTER * random.random()))  # noqa: S311
+        return fresh_until(now_ms, self._ttl)
 
     def _resolve(
         self,
@@ -155,7 +150,7 @@ class PageCache:
         reread: Callable[[], E | None],
         load: Callable[[], E],
         fill: Callable[[str, E], bool],
-    ) -> tuple[E, str]:
+    ) -> tuple[E, CacheOutcome]:
         """A fresh entry from the cache, or one loaded under the lease (single flight)."""
         if cached is not None and cached.fresh_until_ms > now_ms:
             return cached, HIT

@@ -10,15 +10,19 @@ collide:
   index        sorted set of page numbers that have (or had) an entry or a lease: a shift
                invalidation finds the pages after a point without scanning the key space
   binlog       the invalidator's binlog position, stored atomically with its invalidations
-  invalidations  pub/sub channel: what was invalidated, for the workers' near caches
+  checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
+  invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
+               message format is ``Message`` below; the Lua script writes it, Python reads it)
 
-Control keys (index, binlog) carry no TTL, so Redis' ``volatile-lru`` never evicts them; entries and
-leases carry TTLs and may be evicted safely.
+Control keys (index, binlog, checkpoint) carry no TTL, so Redis' ``volatile-lru`` never evicts
+them; entries and leases carry TTLs and may be evicted safely.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from service.cache.entries import TotalsEntry
 
 # Take the lease only if nobody holds it; remember the page in the index so shifts can find it.
 LEASE = """
@@ -40,16 +44,20 @@ end
 return 0
 """
 
-# One invalidation, atomic with the binlog position that produced it:
+# One invalidation, atomic with the binlog position that produced it. The arguments are laid out
+# by ``Invalidation.script_args`` (the only writer of this layout):
 #   ARGV[1] key prefix, ARGV[2] first page of a shift ('' = none),
-#   ARGV[3] new totals value ('' = delete totals, '-' = keep), ARGV[4] totals TTL seconds,
-#   ARGV[5] binlog position ('' = keep), ARGV[6..] single pages.
-# It deletes entries and leases, then publishes what it did for the near caches.
+#   ARGV[3] totals: '-' keep, '' drop, otherwise the new encoded entry; ARGV[4] totals TTL seconds,
+#   ARGV[5] binlog position ('' = keep),
+#   ARGV[6] checkpoint age in ms ('' = none): everything committed before (Redis now - age) is
+#           applied once this step is; kept under ``checkpoint`` in Redis' clock, never moved back,
+#   ARGV[7..] single pages.
+# It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
 local prefix = ARGV[1]
 local index = prefix .. 'index'
 local message = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -75,11 +83,118 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
+if ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
+  local previous = tonumber(redis.call('GET', prefix .. 'checkpoint') or '0')
+  if at > previous then redis.call('SET', prefix .. 'checkpoint', at) else at = previous end
+  message[#message + 1] = 'c' .. at
+end
 if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 """
+
+
+class Keep:
+    """Leave the cached totals as they are."""
+
+    def __repr__(self) -> str:
+        return "Keep()"
+
+
+class Drop:
+    """Delete the cached totals (and their lease): the next read recounts."""
+
+    def __repr__(self) -> str:
+        return "Drop()"
+
+
+@dataclass(frozen=True)
+class SetTotals:
+    """Replace the cached totals with a count the invalidator just made."""
+
+    entry: TotalsEntry
+
+
+TotalsChange = Keep | Drop | SetTotals
+KEEP, DROP = Keep(), Drop()
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    """One atomic step of the INVALIDATE script: what to drop, the totals, and the progress it
+    records (binlog position, checkpoint age)."""
+
+    pages: frozenset[int] = frozenset()
+    from_page: int | None = None
+    totals: TotalsChange = KEEP
+    position: str | None = None
+    checkpoint_age_ms: int | None = None
+
+    def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
+        """ARGV for INVALIDATE, in the layout its comment documents."""
+        match self.totals:
+            case Keep():
+                totals_arg = "-"
+            case Drop():
+                totals_arg = ""
+            case SetTotals(entry):
+                totals_arg = entry.encode().decode()
+        return [
+            base,
+            "" if self.from_page is None else self.from_page,
+            totals_arg,
+            totals_ttl,
+            self.position or "",
+            "" if self.checkpoint_age_ms is None else max(0, self.checkpoint_age_ms),
+            *sorted(self.pages),
+        ]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message on the invalidations channel, as INVALIDATE publishes it: space-separated
+    tokens ``p<n>`` (page n), ``f<n>`` (every page from n), ``t`` (totals), ``c<ms>`` (the
+    checkpoint, Redis clock)."""
+
+    pages: frozenset[int] = frozenset()
+    from_page: int | None = None
+    totals: bool = False
+    checkpoint_ms: int | None = None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Message:
+        pages: set[int] = set()
+        from_page: int | None = None
+        totals = False
+        checkpoint: int | None = None
+        for token in raw.split():
+            kind, number = token[:1], token[1:]
+            if kind == b"p":
+                pages.add(int(number))
+            elif kind == b"f":
+                first = int(number)
+                from_page = first if from_page is None else min(from_page, first)
+            elif kind == b"t":
+                totals = True
+            elif kind == b"c":
+                checkpoint = int(number)
+            else:
+                raise ValueError(f"unknown token in invalidation message: {token!r}")
+        return cls(frozenset(pages), from_page, totals, checkpoint)
+
+    def encode(self) -> bytes:
+        """The bytes INVALIDATE would publish for this message (tests check the two agree)."""
+        tokens = [f"p{page}" for page in sorted(self.pages)]
+        if self.from_page is not None:
+            tokens.append(f"f{self.from_page}")
+        if self.totals:
+            tokens.append("t")
+        if self.checkpoint_ms is not None:
+            tokens.append(f"c{self.checkpoint_ms}")
+        return " ".join(tokens).encode()
 
 
 @dataclass(frozen=True)
@@ -114,6 +229,10 @@ class CacheKeys:
     @property
     def binlog_position(self) -> str:
         return f"{self.base}binlog"
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.base}checkpoint"
 
     @property
     def channel(self) -> str:

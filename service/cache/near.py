@@ -17,11 +17,10 @@ from __future__ import annotations
 import threading
 import time
 
-import redis
-
 from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.keys import Message
 from service.cache.store import redis_client
-from service.config import Settings
+from service.config import RedisURL
 from service.observability import metrics
 
 PING_EVERY = 0.1
@@ -68,20 +67,19 @@ class NearCache:
                 self._pages[page] = entry
                 metrics.set_near_cache_entries(len(self._pages))
 
-    def apply(self, message: bytes) -> None:
-        """Apply one invalidation message: ``p<n>`` a page, ``f<n>`` every page from n, ``t``."""
+    def apply(self, raw: bytes) -> None:
+        """Apply one invalidation message (format: ``keys.Message``)."""
+        message = Message.parse(raw)
         with self._lock:
             self.version += 1
-            for token in message.split():
-                kind, number = token[:1], token[1:]
-                if kind == b"p":
-                    self._pages.pop(int(number), None)
-                elif kind == b"f":
-                    first = int(number)
-                    for page in [p for p in self._pages if p >= first]:
-                        del self._pages[page]
-                elif kind == b"t":
-                    self._totals = None
+            for page in message.pages:
+                self._pages.pop(page, None)
+            if message.from_page is not None:
+                first = message.from_page
+                for page in [p for p in self._pages if p >= first]:
+                    del self._pages[page]
+            if message.totals:
+                self._totals = None
             metrics.set_near_cache_entries(len(self._pages))
 
     def clear(self) -> None:
@@ -95,8 +93,8 @@ class NearCache:
 class InvalidationListener:
     """A daemon thread feeding ``NearCache`` from the invalidation channel."""
 
-    def __init__(self, settings: Settings, near: NearCache, channel: str) -> None:
-        self._settings = settings
+    def __init__(self, redis_url: RedisURL, near: NearCache, channel: str) -> None:
+        self._redis_url = redis_url
         self._near = near
         self._channel = channel
         self._stop = threading.Event()
@@ -113,13 +111,13 @@ class InvalidationListener:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except (redis.RedisError, OSError, ValueError):
-                metrics.count_near_cache("disconnect")
+            except Exception:  # noqa: BLE001 - whatever broke the feed, the thread must live on
+                metrics.count_near_cache_reset("disconnect")
             self._near.lost_redis()
             self._stop.wait(0.2)
 
     def _listen(self) -> None:
-        client = redis_client(self._settings.redis_url, timeout=RECONNECT_AFTER)
+        client = redis_client(self._redis_url, timeout=RECONNECT_AFTER)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._channel)

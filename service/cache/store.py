@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import redis
@@ -18,8 +18,8 @@ from redis.retry import Retry
 from service.breaker import CircuitBreaker
 from service.cache import keys as scripts
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import CacheKeys
-from service.config import RedisURL, Settings
+from service.cache.keys import CacheKeys, Invalidation
+from service.config import RedisURL
 from service.observability import metrics
 
 T = TypeVar("T")
@@ -47,16 +47,13 @@ def redis_client(url: RedisURL, timeout: float | None, **options: Any) -> redis.
 class RedisCache:
     """The cache's Redis operations, each one round trip, guarded by the breaker."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
-        self.keys = CacheKeys(settings.cache_prefix, settings.page_size)
-        self.client = client or redis_client(settings.redis_url, settings.cache_timeout)
-        self.breaker = CircuitBreaker(
-            "redis",
-            failures=settings.cache_breaker_failures,
-            reset_after=settings.cache_breaker_reset,
-            on_change=metrics.set_breaker_state,
-        )
-        self.hard_ttl = settings.cache_ttl + settings.cache_max_stale
+    def __init__(
+        self, client: redis.Redis, keys: CacheKeys, breaker: CircuitBreaker, *, hard_ttl: int
+    ) -> None:
+        self.keys = keys
+        self.client = client
+        self.breaker = breaker
+        self.hard_ttl = hard_ttl  # seconds an entry lives: fresh for the TTL, then stale
         self._lease = self.client.register_script(scripts.LEASE)
         self._fill = self.client.register_script(scripts.FILL)
         self._invalidate = self.client.register_script(scripts.INVALIDATE)
@@ -67,10 +64,10 @@ class RedisCache:
         started = time.perf_counter()
         try:
             result = operation()
-        except redis.RedisError as exc:
+        except Exception as exc:  # noqa: BLE001 - redis-py raises more than RedisError on bad replies
             metrics.observe_redis_call(command, time.perf_counter() - started, ok=False)
             self.breaker.failure()
-            raise CacheUnavailable(str(exc)) from exc
+            raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from None
         metrics.observe_redis_call(command, time.perf_counter() - started, ok=True)
         self.breaker.success()
         return result
@@ -117,30 +114,9 @@ class RedisCache:
         )
         return bool(stored)
 
-    def invalidate(
-        self,
-        pages: Iterable[int] = (),
-        from_page: int | None = None,
-        totals: TotalsEntry | bool | None = False,
-        position: str | None = None,
-    ) -> None:
-        """Drop pages (and their leases), optionally every page from ``from_page`` on, and update
-        or drop the totals; record ``position`` in the same atomic step. ``totals``: False keeps
-        them, None drops them, an entry replaces them."""
-        if totals is False:
-            totals_arg = "-"
-        elif isinstance(totals, TotalsEntry):
-            totals_arg = totals.encode().decode()
-        else:
-            totals_arg = ""
-        args: list[Any] = [
-            self.keys.base,
-            "" if from_page is None else from_page,
-            totals_arg,
-            self.hard_ttl,
-            position or "",
-            *sorted(set(pages)),
-        ]
+    def invalidate(self, change: Invalidation) -> None:
+        """Apply one invalidation step atomically (the INVALIDATE script)."""
+        args = change.script_args(self.keys.base, self.hard_ttl)
         self._call("invalidate", lambda: self._invalidate(keys=[], args=args))
 
     def stored_position(self) -> str | None:

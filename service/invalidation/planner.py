@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.orders.pagination import page_of_rank
+
 # Past this many updated rows in one transaction, invalidate the span between the first and last
 # page instead of locating each row (bulk UPDATEs would otherwise cost one rank query per row).
 MAX_LOCATED_UPDATES = 64
@@ -63,7 +65,7 @@ def plan(changes: OrderChanges, rows_before: Callable[[int], int], page_size: in
         return result
 
     def page_of(order_id: int) -> int:
-        return rows_before(order_id) // page_size + 1
+        return page_of_rank(rows_before(order_id), page_size)
 
     moved = changes.inserted | changes.deleted
     if moved:

@@ -10,7 +10,6 @@ harmless: invalidating twice is the same as once.
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 import time
@@ -18,8 +17,9 @@ from typing import Any
 
 import pymysql
 
-from service.cache.entries import TotalsEntry
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.entries import TotalsEntry, fresh_until
+from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
+from service.cache.store import CacheUnavailable
 from service.config import Settings
 from service.invalidation import planner
 from service.invalidation.binlog import (
@@ -73,12 +73,13 @@ class Invalidator:
     """Follows the binlog and applies invalidations until ``stop()``."""
 
     def __init__(self, settings: Settings) -> None:
-        # Off the request path, so a longer timeout and a quick breaker retry suit it better.
-        own = dataclasses.replace(
-            settings, cache_timeout=max(settings.cache_timeout, 2.0), cache_breaker_reset=0.2
-        )
+        from service.services import build_redis_cache
+
         self.settings = settings
-        self.cache = RedisCache(own)
+        # Off the request path, so a longer timeout and a quick breaker retry suit it better.
+        self.cache = build_redis_cache(
+            settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2
+        )
         self._stop = threading.Event()
         self._follower: BinlogFollower | None = None
         self._connection: Any = None
@@ -126,7 +127,9 @@ class Invalidator:
             elif (
                 batch.position != saved and time.monotonic() - saved_at > IDLE_POSITION_SAVE_SECONDS
             ):
-                self._retry(lambda p=batch.position: self.cache.invalidate(position=str(p)))
+                self._retry(
+                    lambda p=batch.position: self.cache.invalidate(Invalidation(position=str(p)))
+                )
                 saved, saved_at = batch.position, time.monotonic()
             position = batch.position
             metrics.set_invalidation_lag(follower.lag_seconds())
@@ -142,7 +145,11 @@ class Invalidator:
 
     def _start_fresh(self) -> BinlogPosition:
         position = current_position(self.settings.database_url)
-        self._retry(lambda: self.cache.invalidate(from_page=1, totals=None, position=str(position)))
+        self._retry(
+            lambda: self.cache.invalidate(
+                Invalidation(from_page=1, totals=DROP, position=str(position))
+            )
+        )
         log.info("no stored binlog position: cache cleared, starting now", position=str(position))
         return position
 
@@ -152,20 +159,22 @@ class Invalidator:
             if changes.reset:
                 self._query(repository.forget_counts_if_empty)
             plan = planner.plan(changes, self._rows_before, page_size)
-            totals: TotalsEntry | bool | None = False
+            totals: TotalsChange = KEEP
             if plan.totals_changed:
-                fresh_until = int(time.time() * 1000) + self.settings.cache_ttl * 1000
-                totals = TotalsEntry(fresh_until, self._query(repository.count_orders))
+                fresh = fresh_until(int(time.time() * 1000), self.settings.cache_ttl)
+                totals = SetTotals(TotalsEntry(fresh, self._query(repository.count_orders)))
         except pymysql.MySQLError as exc:
             # Cannot locate the rows: drop every page and the totals, which is always correct.
             log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
-            plan, totals = planner.Plan(from_page=1, totals_changed=True), None
+            plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
         self._retry(
             lambda: self.cache.invalidate(
-                pages=plan.pages,
-                from_page=plan.from_page,
-                totals=totals,
-                position=str(batch.position),
+                Invalidation(
+                    pages=frozenset(plan.pages),
+                    from_page=plan.from_page,
+                    totals=totals,
+                    position=str(batch.position),
+                )
             )
         )
         self.applied += 1

@@ -2,16 +2,18 @@
 
 Nothing happens at import time beyond declaring metrics. The application calls ``init_app``; the
 gunicorn config calls the three ``gunicorn_*`` hooks; the invalidator calls
-``start_invalidator_metrics_server``. See docs/observability.md for every metric, variable and
-log field.
+``start_invalidator_metrics_server``. The README's Observability section lists every metric,
+variable and log field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask
 
+from service.breaker import CircuitBreaker
 from service.observability import logging as _logging
 from service.observability import metrics
 from service.observability.gunicorn_hooks import (
@@ -31,23 +33,17 @@ __all__ = [
 ]
 
 
-# Error kinds the request path reports (service.orders.database); published at 0 up front so the
-# first error is a rate() increase and the MySQL alert has a series to compare.
-DB_ERROR_KINDS = ("connect", "query", "busy")
-
-
-def init_app(app: Flask, settings: Any = None) -> None:
+def init_app(app: Flask, settings: Any = None, *, breakers: Iterable[CircuitBreaker] = ()) -> None:
     """Request metrics, the canonical log line, ``GET /metrics`` and Flask tracing when configured.
 
     Also configures logging from ``settings`` if nothing did yet, and publishes the current
-    state of every circuit breaker found on ``app.extensions`` (breakers report only changes).
+    state of each of ``breakers`` (breakers report only changes).
     """
     if settings is not None and not _logging.is_configured():
         _logging.configure(settings)
     _init_web(app)
-    metrics.prepare_db_error_kinds(*DB_ERROR_KINDS)
-    for extension in app.extensions.values():
-        breaker = getattr(extension, "breaker", None)
-        name, state = getattr(breaker, "name", None), getattr(breaker, "state", None)
-        if isinstance(name, str) and isinstance(state, str):
-            metrics.set_breaker_state(name, state)
+    # Published at 0 up front, so the first error is a rate() increase and the MySQL alert has
+    # a series to compare.
+    metrics.prepare_db_error_kinds(*metrics.DbError)
+    for breaker in breakers:
+        metrics.set_breaker_state(breaker.name, breaker.state)

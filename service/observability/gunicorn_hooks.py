@@ -1,8 +1,9 @@
 """What the gunicorn master and workers do for observability (called from gunicorn_conf.py).
 
 on_starting (master): the multiprocess directory must be named in the environment before
-prometheus_client is imported anywhere, and must start empty. post_fork (worker): build this
-worker's tracer provider and instrument Redis and PyMySQL before any client exists. child_exit
+prometheus_client is imported anywhere (``orders-service serve`` names and empties it).
+post_fork (worker): build this worker's tracer provider and instrument Redis and PyMySQL before
+any client exists. child_exit
 (master): fold the dead worker's metric files into the archives (see ``multiproc``).
 """
 
@@ -20,7 +21,8 @@ _log = get_logger("service.observability")
 
 
 def gunicorn_on_starting(settings: Settings) -> None:
-    """Check and wipe PROMETHEUS_MULTIPROC_DIR; refuse to start if metrics would be per process."""
+    """Check PROMETHEUS_MULTIPROC_DIR; refuse to start if metrics would be per process. It is not
+    emptied here: ``serve`` did that before this process existed (see ``prepare_metrics_dir``)."""
     if not logging.is_configured():
         logging.configure(settings)
     path = multiproc.directory()
@@ -36,7 +38,8 @@ def gunicorn_on_starting(settings: Settings) -> None:
             f"prometheus_client was imported before {multiproc.ENV_VAR} was set; "
             "set it in the environment before starting gunicorn"
         )
-    multiproc.prepare(path)
+    if not os.path.isdir(path):
+        raise RuntimeError(f"{multiproc.ENV_VAR}={path} is not a directory")
     _log.info("metrics directory ready", metrics_dir=path, workers=settings.workers)
 
 

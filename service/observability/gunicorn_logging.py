@@ -12,7 +12,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from service.config import Settings
+from service import config
 from service.observability import logging as service_logging
 
 
@@ -22,7 +22,7 @@ class GunicornLogger(Logger):  # type: ignore[misc]
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         if not service_logging.is_configured():
-            service_logging.configure(Settings.from_env())
+            service_logging.configure(config.load())
         for handler in list(self.error_log.handlers):
             self.error_log.removeHandler(handler)
         self.error_log.propagate = True

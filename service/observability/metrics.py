@@ -10,18 +10,32 @@ workers, each writing its own file (see ``multiproc``).
 from __future__ import annotations
 
 import platform
+from enum import StrEnum
 from importlib import metadata
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.breaker import BreakerState
+from service.cache.outcomes import CacheOutcome
+
 # Latency buckets: a near-cache or Redis hit answers in well under a millisecond, a MySQL miss in
-# a few; the upper buckets catch timeouts (the request-path MySQL timeout is 0.8 s by default).
+# a few; the upper buckets catch timeouts (ORDERS_DATABASE_TIMEOUT, 0.4 s by default).
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (*DB_BUCKETS, 5.0, 10.0)
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
-CACHE_OUTCOMES = ("hit", "miss", "stale", "error", "bypass")
-BREAKER_STATES = ("closed", "open", "half_open")
+CACHE_OUTCOMES = tuple(CacheOutcome)
+
+
+class DbError(StrEnum):
+    """Kinds of request-path MySQL failure (``orders_db_errors_total{kind}``)."""
+
+    CONNECT = "connect"  # no connection could be opened
+    QUERY = "query"  # a query failed or timed out
+    BUSY = "busy"  # every pooled connection of the worker was in use
+
+
+BREAKER_STATES = tuple(BreakerState)
 # Methods outside this set are counted as "other", so a client cannot create label values at will.
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
@@ -37,10 +51,10 @@ CACHE_REQUESTS = Counter(
     "(hit, miss, stale, error, bypass).",
     ("route", "outcome"),
 )
-NEAR_CACHE_REQUESTS = Counter(
-    "orders_near_cache_requests",
-    "Lookups in a worker's in-memory near cache, by outcome.",
-    ("outcome",),
+NEAR_CACHE_RESETS = Counter(
+    "orders_near_cache_resets",
+    "Times a worker emptied its near cache, by reason (disconnect: its invalidation feed broke).",
+    ("reason",),
 )
 NEAR_CACHE_ENTRIES = Gauge(
     "orders_near_cache_entries",
@@ -55,7 +69,7 @@ DB_QUERY_SECONDS = Histogram(
 )
 DB_ERRORS = Counter(
     "orders_db_errors",
-    "MySQL calls that failed, by kind (connect, timeout, query, overload, ...).",
+    "MySQL calls that failed, by kind (connect, query, busy: no pooled connection was free).",
     ("kind",),
 )
 REDIS_CALL_SECONDS = Histogram(
@@ -93,7 +107,6 @@ _db_query: dict[str, Histogram] = {}
 _db_errors: dict[str, Counter] = {}
 _redis_calls: dict[str, tuple[Histogram, Counter]] = {}
 _breakers: dict[str, dict[str, Gauge]] = {}
-_near_cache: dict[str, Counter] = {}
 _invalidations: dict[str, Counter] = {}
 
 
@@ -148,12 +161,9 @@ def set_breaker_state(dependency: str, state: str) -> None:
         child.set(1 if name == state else 0)
 
 
-def count_near_cache(outcome: str) -> None:
-    """Count one near-cache lookup (hit, miss, ...)."""
-    child = _near_cache.get(outcome)
-    if child is None:
-        child = _near_cache[outcome] = NEAR_CACHE_REQUESTS.labels(outcome)
-    child.inc()
+def count_near_cache_reset(reason: str) -> None:
+    """Count one emptying of this worker's near cache (rare: the feed broke)."""
+    NEAR_CACHE_RESETS.labels(reason).inc()
 
 
 def set_near_cache_entries(entries: int) -> None:

@@ -34,7 +34,8 @@ def directory() -> str | None:
 
 
 def prepare(path: str) -> None:
-    """Create the directory and remove what an earlier run left (old pids' values would leak in)."""
+    """Create the directory and remove what an earlier run left (old pids' values would leak in).
+    Only ``orders-service serve`` calls it, once, before gunicorn starts."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.iterdir():

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from service.cache.outcomes import CacheOutcome
 from service.observability import metrics, multiproc, tracing
 from service.observability.logging import request_logger
 
@@ -49,7 +50,7 @@ def _cache_child(route: str, outcome: str) -> Counter:
     if child is None:
         # First outcome seen on this route: publish every outcome at 0, so the first miss or
         # error is a visible increase for rate(), not the birth of a series.
-        for name in metrics.CACHE_OUTCOMES:
+        for name in CacheOutcome:
             _cache_children.setdefault((route, name), metrics.CACHE_REQUESTS.labels(route, name))
         child = _cache_children.get((route, outcome))
         if child is None:
@@ -57,6 +58,14 @@ def _cache_child(route: str, outcome: str) -> Counter:
                 route, outcome
             )
     return child
+
+
+_OUTCOME = "orders_cache_outcome"
+
+
+def note_cache_outcome(outcome: CacheOutcome) -> None:
+    """The view's report of how the cache answered, for this request's metrics and log line."""
+    setattr(g._get_current_object(), _OUTCOME, outcome)
 
 
 def _new_request_id() -> str:
@@ -88,7 +97,7 @@ def _after_request(response: Response) -> Response:
     status = response.status_code
     _http_child(route, method, status).observe(duration)
 
-    outcome: str | None = getattr(ctx, "cache_outcome", None)
+    outcome: CacheOutcome | None = getattr(ctx, _OUTCOME, None)
     if outcome is not None:
         _cache_child(route, outcome).inc()
     request_id = getattr(ctx, "request_id", None)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 from service.breaker import CircuitBreaker
-from service.config import DatabaseURL, Settings
+from service.config import DatabaseURL
 from service.observability import metrics
 
 T = TypeVar("T")
@@ -70,8 +70,8 @@ def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
     connection._read_timeout = connection._write_timeout = PING_TIMEOUT_SECONDS
     try:
         connection.ping(reconnect=False)
-    except pymysql.MySQLError as exc:
-        raise DisconnectionError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure: let the pool replace the connection
+        raise DisconnectionError(_reason(exc)) from None
     finally:
         connection._read_timeout, connection._write_timeout = saved
 
@@ -80,17 +80,24 @@ class Database:
     """The request path's access to MySQL: ``db.run("page", fn)`` runs ``fn(cursor)`` on a pooled
     connection, timed, behind the breaker and the concurrency cap."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._url = settings.database_url
-        self._timeout = settings.database_timeout
-        self.breaker = CircuitBreaker(
-            "mysql", failures=3, reset_after=1.0, on_change=metrics.set_breaker_state
-        )
+    def __init__(
+        self,
+        url: DatabaseURL,
+        *,
+        timeout: float,
+        max_concurrency: int,
+        pool_timeout: float,
+        breaker: CircuitBreaker,
+        connect_one: Callable[[], Any] | None = None,
+    ) -> None:
+        self._url = url
+        self._timeout = timeout
+        self.breaker = breaker
         self._pool = QueuePool(
-            self._new_connection,
-            pool_size=settings.database_max_concurrency,
+            connect_one or self._new_connection,
+            pool_size=max_concurrency,
             max_overflow=0,
-            timeout=settings.cache_lock_wait,
+            timeout=pool_timeout,
             recycle=1800,
             reset_on_return="rollback",
         )
@@ -102,27 +109,34 @@ class Database:
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
-        """A cursor on a pooled connection; failures become ``DatabaseUnavailable``."""
+        """A cursor on a pooled connection. Every way out reports to the breaker exactly once,
+        and every failure becomes ``DatabaseUnavailable``: PyMySQL raises more than MySQLError
+        on a broken server (``struct.error`` or ``IndexError`` on a cut handshake)."""
         if not self.breaker.allow():
             raise DatabaseUnavailable("MySQL is failing; not trying for a moment")
         try:
             connection = self._pool.connect()
         except PoolTimeout:
-            metrics.count_db_error("busy")
+            self.breaker.abandon()  # says nothing about MySQL itself
+            metrics.count_db_error(metrics.DbError.BUSY)
             raise DatabaseUnavailable("every MySQL connection of this worker is busy") from None
-        except pymysql.MySQLError as exc:
-            self._failed("connect")
-            raise DatabaseUnavailable(f"cannot connect to MySQL: {exc.args[-1]}") from None
+        except Exception as exc:  # noqa: BLE001 - any driver failure is an outage, never a 500
+            self._failed(metrics.DbError.CONNECT)
+            raise DatabaseUnavailable(f"cannot connect to MySQL: {_reason(exc)}") from None
         try:
             cursor = connection.cursor()
             try:
                 yield cursor
             finally:
                 cursor.close()
-        except pymysql.MySQLError as exc:
+        except Exception as exc:  # noqa: BLE001 - as above: a clean 503, and the breaker knows
             connection.invalidate()
-            self._failed("query")
-            raise DatabaseUnavailable(f"MySQL query failed: {exc.args[-1]}") from None
+            self._failed(metrics.DbError.QUERY)
+            raise DatabaseUnavailable(f"MySQL query failed: {_reason(exc)}") from None
+        except BaseException:
+            connection.invalidate()  # e.g. GeneratorExit or KeyboardInterrupt mid-query
+            self.breaker.abandon()
+            raise
         finally:
             connection.close()  # back to the pool (or discarded when invalidated)
         self.breaker.success()
@@ -135,9 +149,16 @@ class Database:
         metrics.observe_db_query(query_name, time.perf_counter() - started)
         return result
 
-    def _failed(self, kind: str) -> None:
+    def _failed(self, kind: metrics.DbError) -> None:
         metrics.count_db_error(kind)
         self.breaker.failure()
 
     def close(self) -> None:
         self._pool.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, log-safe reason: MySQL's own message, or the exception's type and text."""
+    if isinstance(exc, pymysql.MySQLError) and exc.args:
+        return str(exc.args[-1])
+    return f"{type(exc).__name__}: {exc}"

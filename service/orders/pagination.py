@@ -1,4 +1,8 @@
-"""Page numbers: what a valid one is, and the links between pages."""
+"""Page numbers: what a valid one is, and all page arithmetic (ranks, page of a row, last page).
+
+A row's *rank* is how many orders have a smaller id; page ``n`` holds ranks
+``(n - 1) * page_size`` up to ``n * page_size - 1``. Everything that maps rows to pages uses these
+three functions, so the cache, the invalidation planner and the SQL cannot disagree."""
 
 from __future__ import annotations
 
@@ -26,3 +30,18 @@ def parse_page(raw: str) -> int:
     if number < 1:
         raise InvalidPage("Pages are numbered from 1.")
     return number
+
+
+def first_rank(page: int, page_size: int) -> int:
+    """Rank of the first order on ``page``."""
+    return (page - 1) * page_size
+
+
+def page_of_rank(rank: int, page_size: int) -> int:
+    """The page an order with ``rank`` smaller ids is on."""
+    return rank // page_size + 1
+
+
+def total_pages(total_orders: int, page_size: int) -> int:
+    """Pages needed for ``total_orders``; page 1 always exists, even with no orders."""
+    return max(1, -(-total_orders // page_size))

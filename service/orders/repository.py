@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from service.orders.pagination import first_rank
+
 BUCKET_WIDTH = 4096  # ids per order_buckets row; must match the triggers in migrations/0002
 
 ORDER_COLUMNS = (
@@ -84,7 +86,7 @@ class Order:
 
 def fetch_page(cursor: Cursor, page: int, page_size: int) -> list[Order]:
     """The orders of 1-based ``page``, ordered by id; empty when the page is past the end."""
-    rank = (page - 1) * page_size
+    rank = first_rank(page, page_size)
     cursor.execute(_BUCKET_OF_RANK, {"rank": rank})
     located = cursor.fetchone()
     if located is None:

@@ -5,7 +5,6 @@ Speed is not asserted here; `make bench` measures it."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 # The first test starts MariaDB, three gunicorns and every phase (~1 min; more on a busy machine).
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 SYSTEMS = ("floor", "peer", "service")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +34,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
             "--state",
             str(out / "state"),
             "--mysql-port",
-            str(_free_port()),
+            str(free_port()),
             "--buffer-pool",
             "128M",
         ],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,18 +27,13 @@ import redis
 import requests
 
 from tests.chart.chart_support import one, render
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS_URL = "redis://127.0.0.1:6379/0"
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +109,7 @@ def process_env(env: dict[str, str]) -> dict[str, str]:
     return {**base, **env}
 
 
-def wait_for(url: str, deadline: float) -> requests.Response:
+def probe_until(url: str, deadline: float) -> requests.Response:
     """Probe like the kubelet: refused or timed-out attempts are retried until the budget ends."""
     while True:
         try:
@@ -175,7 +169,7 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
             api["startupProbe"]["periodSeconds"] * api["startupProbe"]["failureThreshold"]
         )
         started = time.monotonic()
-        first = wait_for(base + probes["startup"]["path"], started + startup_budget)
+        first = probe_until(base + probes["startup"]["path"], started + startup_budget)
         assert first.status_code == 200, first.text
         for kind in ("readiness", "liveness"):
             response = requests.get(base + probes[kind]["path"], timeout=2)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +24,8 @@ import pymysql
 import pytest
 import redis
 import requests
+
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PODMAN = ROOT / ".tools" / "podman" / "bin" / "podman"
@@ -74,13 +75,6 @@ def tool(name: str) -> Path:
     if not os.access(path, os.X_OK):
         pytest.fail(f"{name} is not installed ({path} is missing): {SETUP_HINT}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def delete_namespace(prefix: str) -> None:

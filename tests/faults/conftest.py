@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import requests
 
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import Database, HungRedis, MariaDBServer, RedisServer, free_port
+from tests.support.waiting import wait_for as wait_until
 
 PAGE_SIZE = 10
 CACHE_PREFIX = "faults"
@@ -117,20 +117,6 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> float:
-    """Poll ``condition`` until true; returns the seconds it took, fails the test on timeout."""
-    began = time.monotonic()
-    while True:
-        with contextlib.suppress(requests.RequestException, redis.RedisError):
-            if condition():
-                return time.monotonic() - began
-        if time.monotonic() - began > timeout:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -210,8 +210,9 @@ def test_mysql_paused_for_ten_seconds_under_load(
         assert response.status_code == 503, (probe, response.text[:200])
         assert response.headers["Content-Type"].startswith("application/problem+json")
         assert int(response.headers["Retry-After"]) >= 1
-        # One checkout ping plus one reconnect, each ORDERS_DATABASE_TIMEOUT (0.4 s), fit.
-        assert probe.seconds < 1.0, probe
+        # One checkout ping (0.1 s) plus one reconnect (ORDERS_DATABASE_TIMEOUT, 0.4 s): 0.5 s of
+        # timeouts, with room for a machine three times slower at everything else.
+        assert probe.seconds < 1.5, probe
 
     # Recovery: misses are served from MySQL again, and invalidation resumes.
     wait_until(lambda: stack.get(240).status_code == 200, 15, "a never-cached page served again")
@@ -243,4 +244,6 @@ def test_hung_redis_every_request_answered_from_mysql(
     assert len(settled) > 50
     assert all(s.status == 200 for s in samples), figures
     assert max(s.seconds for s in samples) < 2.0, figures
-    assert max(s.seconds for s in settled) < 0.5, figures
+    # About one MySQL query once the breakers are open (no Redis wait): well under 0.5 s here;
+    # the bound holds on a machine three times slower.
+    assert max(s.seconds for s in settled) < 1.5, figures

@@ -13,15 +13,17 @@ from flask import Flask
 
 from service import close_app, create_app
 from service.cache.aside import PageCache
+from service.cache.keys import Invalidation
 from service.config import RedisURL, Settings
 from service.orders.database import connect
+from service.services import services
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def page_cache(app: Flask) -> PageCache:
-    cache: PageCache = app.extensions["orders.pages"]
+    cache: PageCache = services(app).pages
     return cache
 
 
@@ -63,7 +65,8 @@ def test_a_page_read_before_a_write_is_never_stored_after_the_invalidation(
         reader = pool.submit(client.get, "/orders/1")
         assert read_done.wait(10)
         order_5_restored("refunded")  # the writer commits...
-        cache.redis.invalidate(pages=[1])  # ...and the invalidator drops page 1 and its lease
+        # ...and the invalidator drops page 1 and its lease
+        cache.redis.invalidate(Invalidation(pages=frozenset({1})))
         invalidated.set()
         stale = reader.result(10)
     cache._load_page = real_load

@@ -21,6 +21,7 @@ from service.orders import seed as generator
 from service.orders.database import connect
 from tests.conftest import SHARED_REDIS
 from tests.support.servers import Database
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,15 +76,6 @@ def sql(binlog_database: Database) -> Iterator[Callable[[str], None]]:
 
     yield run
     connection.close()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 15.0) -> float:
-    """Seconds until ``condition`` held; fails after ``seconds``."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, "condition not met in time"
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def warm(client: FlaskClient, pages: range) -> None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 import structlog
-from flask import Flask, g
+from flask import Flask
 
+from service.cache.outcomes import CacheOutcome
 from service.config import DatabaseURL
 from service.observability import logging as obs_logging
 from service.observability import tracing, web
@@ -42,7 +43,7 @@ def app(restore_logging: None) -> Flask:
 
     @app.get("/orders/<int:page>")
     def page(page: int) -> str:
-        g.cache_outcome = "hit" if page % 2 else "miss"
+        web.note_cache_outcome(CacheOutcome.HIT if page % 2 else CacheOutcome.MISS)
         return "ok"
 
     @app.get("/plain")

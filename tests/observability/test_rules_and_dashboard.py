@@ -116,7 +116,7 @@ def test_docs_list_every_metric_the_service_exports() -> None:
     names = [
         "http_request_duration_seconds",
         "orders_cache_requests_total",
-        "orders_near_cache_requests_total",
+        "orders_near_cache_resets_total",
         "orders_near_cache_entries",
         "orders_db_query_duration_seconds",
         "orders_db_errors_total",

@@ -49,3 +49,38 @@ def test_success_resets_the_count_of_consecutive_failures() -> None:
     breaker.success()
     breaker.failure()
     assert breaker.allow()
+
+
+def test_a_trial_that_never_reports_lapses_after_one_period() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("mysql", 1, 1.0, clock=clock)
+    breaker.failure()
+    clock.now = 1.0
+    assert breaker.allow()  # the trial, which then vanishes without success() or failure()
+    clock.now = 1.5
+    assert not breaker.allow()
+    clock.now = 2.0
+    assert breaker.allow()  # lapsed: the next caller gets a trial
+    breaker.success()
+    assert breaker.is_closed
+
+
+def test_an_abandoned_trial_hands_the_next_caller_a_trial_at_once() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("mysql", 1, 1.0, clock=clock)
+    breaker.failure()
+    clock.now = 1.0
+    assert breaker.allow()
+    breaker.abandon()
+    assert breaker.allow()
+    assert not breaker.allow()
+
+
+def test_abandon_outside_a_trial_changes_nothing() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("mysql", 1, 1.0, clock=clock)
+    breaker.abandon()
+    assert breaker.is_closed
+    breaker.failure()
+    breaker.abandon()
+    assert not breaker.allow()

@@ -59,3 +59,11 @@ def test_nothing_is_stored_while_the_invalidation_feed_is_silent() -> None:
     near = NearCache(max_pages=3)
     near.store(1, PageEntry.build(b"[]", 0), None, near.version)
     assert near.get(1) == (None, None)
+
+
+def test_every_entry_writer_gets_the_same_jittered_freshness() -> None:
+    from service.cache.entries import TTL_JITTER, fresh_until
+
+    values = {fresh_until(1_000_000, 3600) - 1_000_000 for _ in range(200)}
+    assert all(3600_000 * (1 - TTL_JITTER) <= v <= 3600_000 for v in values)
+    assert len(values) > 100  # spread, not one instant

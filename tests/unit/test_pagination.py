@@ -5,8 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from service.cache.aside import total_pages
-from service.orders.pagination import MAX_PAGE, InvalidPage, parse_page
+from service.orders.pagination import MAX_PAGE, InvalidPage, parse_page, total_pages
 from service.orders.representation import page_body
 
 

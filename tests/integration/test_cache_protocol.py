@@ -1,0 +1,54 @@
+"""The Lua side of the cache protocol agrees with the Python side (real Redis)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from service.cache.entries import TotalsEntry
+from service.cache.keys import DROP, CacheKeys, Invalidation, Message, SetTotals
+from service.cache.store import RedisCache
+from service.config import Settings
+from service.services import build_redis_cache
+
+
+def _published(cache: RedisCache, change: Invalidation) -> bytes:
+    pubsub = cache.client.pubsub()  # type: ignore[no-untyped-call]
+    try:
+        pubsub.subscribe(cache.keys.channel)
+        deadline = time.monotonic() + 10
+        while pubsub.get_message(timeout=1) is None and time.monotonic() < deadline:
+            pass  # the subscribe confirmation
+        cache.invalidate(change)
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=1)
+            if message and message["type"] == "message":
+                return bytes(message["data"])
+        raise AssertionError("INVALIDATE published nothing")
+    finally:
+        pubsub.close()
+
+
+def test_what_lua_publishes_is_what_python_encodes(settings: Settings) -> None:
+    cache = build_redis_cache(settings)
+    change = Invalidation(pages=frozenset({4, 2}), from_page=7, totals=SetTotals(TotalsEntry(1, 2)))
+    raw = _published(cache, change)
+    assert raw == Message(pages=frozenset({2, 4}), from_page=7, totals=True).encode()
+
+
+def test_the_checkpoint_is_stored_in_redis_clock_and_never_moves_back(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    cache = build_redis_cache(settings)
+    seconds, micros = shared_redis.time()
+    redis_now_ms = seconds * 1000 + micros // 1000
+    message = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=1500, totals=DROP)))
+    assert message.totals
+    assert message.checkpoint_ms is not None
+    assert redis_now_ms - 1500 <= message.checkpoint_ms <= redis_now_ms - 1500 + 10_000
+    stored = int(shared_redis.get(CacheKeys(settings.cache_prefix, settings.page_size).checkpoint))
+    assert stored == message.checkpoint_ms
+
+    older = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=3_600_000)))
+    assert older.checkpoint_ms == stored  # an older proof does not undo a newer one

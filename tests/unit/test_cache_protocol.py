@@ -1,0 +1,45 @@
+"""The cache protocol's Python side: the INVALIDATE argument layout and the message codec."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cache.entries import TotalsEntry
+from service.cache.keys import DROP, KEEP, Invalidation, Message, SetTotals
+
+
+def test_totals_are_kept_dropped_or_set_by_type_not_by_a_magic_value() -> None:
+    base = "p:s10:"
+    assert Invalidation(totals=KEEP).script_args(base, 60)[2] == "-"
+    assert Invalidation(totals=DROP).script_args(base, 60)[2] == ""
+    assert Invalidation(totals=SetTotals(TotalsEntry(5, 7))).script_args(base, 60)[2] == "5|7"
+
+
+def test_the_argument_layout_puts_single_pages_last_in_order() -> None:
+    args = Invalidation(
+        pages=frozenset({3, 1}), from_page=9, position="f:4", checkpoint_age_ms=12
+    ).script_args("p:s10:", 60)
+    assert args == ["p:s10:", 9, "-", 60, "f:4", 12, 1, 3]
+
+
+def test_a_negative_checkpoint_age_never_moves_the_checkpoint_into_the_future() -> None:
+    assert Invalidation(checkpoint_age_ms=-5).script_args("b:", 1)[5] == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"p9", Message(pages=frozenset({9}))),
+        (b"p2 f5 t", Message(pages=frozenset({2}), from_page=5, totals=True)),
+        (b"c1700000000123", Message(checkpoint_ms=1700000000123)),
+        (b"", Message()),
+    ],
+)
+def test_messages_parse(raw: bytes, message: Message) -> None:
+    assert Message.parse(raw) == message
+    assert Message.parse(message.encode()) == message
+
+
+def test_an_unknown_token_is_refused_rather_than_ignored() -> None:
+    with pytest.raises(ValueError, match="unknown token"):
+        Message.parse(b"p1 x7")
