@@ -35,7 +35,7 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # and the near cache's invalidation feed (SUBSCRIBE, PING on the subscription).
     "api": (*_REDIS_COMMON, "mget", "get", "set", "del", "zadd", "subscribe", "unsubscribe"),
     # the stored binlog position (GET) and the INVALIDATE script's DEL, ZRANGEBYSCORE,
-    # ZREMRANGEBYSCORE, SET and PUBLISH.
+    # ZREMRANGEBYSCORE, SET, PUBLISH and TIME (the checkpoint's age).
     "invalidator": (
         *_REDIS_COMMON,
         "get",
@@ -44,6 +44,7 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
         "zrangebyscore",
         "zremrangebyscore",
         "publish",
+        "time",
     ),
 }
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
