@@ -62,15 +62,21 @@ db-down: ## Stop the project's own MariaDB (its data stays in .run/).
 DEV_DB := RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh
 run: install db-up ## Migrate, seed if empty, then serve on :5001 with the invalidator beside it.
 	export ORDERS_CACHE_PREFIX="$${ORDERS_CACHE_PREFIX:-$(RUN_PREFIX)}"; \
+	invalidator=; \
+	cleanup() { \
+	  if [ -n "$$invalidator" ]; then kill "$$invalidator" 2>/dev/null || true; fi; \
+	  if [ "$(DEV_MYSQL_KEEP)" != 1 ]; then \
+	    echo "make run: stopping the MariaDB on :$(DEV_MYSQL_PORT) (DEV_MYSQL_KEEP=1 keeps it)"; \
+	    $(DEV_DB) down; \
+	  fi; \
+	}; \
+	trap cleanup EXIT; \
 	echo "make run: MariaDB on 127.0.0.1:$(DEV_MYSQL_PORT), Redis keys under $$ORDERS_CACHE_PREFIX:*"; \
 	( source <($(DEV_DB) env migrate); \
 	  $(BIN)/orders-service migrate; \
 	  $(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty ); \
 	$(DEV_DB) grant; \
-	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & \
-	trap 'kill $$! 2>/dev/null; if [ "$(DEV_MYSQL_KEEP)" != 1 ]; then \
-	        echo "make run: stopping the MariaDB on :$(DEV_MYSQL_PORT) (DEV_MYSQL_KEEP=1 keeps it)"; \
-	        $(DEV_DB) down; fi' EXIT; \
+	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & invalidator=$$!; \
 	source <($(DEV_DB) env api); $(BIN)/orders-service serve
 
 ##@ Quality

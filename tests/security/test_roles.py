@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from service import close_app, create_app
-from service.cache.keys import CacheKeys
-from service.cache.store import RedisCache
+from service.cache.keys import DROP, CacheKeys, Invalidation
 from service.config import Settings
 from service.orders import roles
+from service.services import build_redis_cache
 from tests.security.conftest import Launched, base_env, run_command
 from tests.support.servers import Database, RedisServer
 
@@ -255,8 +255,10 @@ def test_the_invalidator_redis_user_invalidates_within_its_prefix_only(
 ) -> None:
     url = acl_redis("invalidator", "shop")
     settings = Settings.from_env({"ORDERS_REDIS_URL": url, "ORDERS_CACHE_PREFIX": "shop"})
-    cache = RedisCache(settings)
-    cache.invalidate(pages=[1, 2], from_page=3, totals=None, position="mysql-bin.000001:4")
+    cache = build_redis_cache(settings)
+    step = Invalidation(pages=frozenset((1, 2)), from_page=3, totals=DROP, position="bin.000001:4")
+    cache.invalidate(step)
+    cache.invalidate(Invalidation(position="mysql-bin.000001:4", checkpoint_age_ms=5))
     assert cache.stored_position() == "mysql-bin.000001:4"
     cache.client.close()
     invalidator = redis.Redis.from_url(url)
