@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from service.invalidation.binlog import current_position
+from service.invalidation.server import current_position
 
 from service import close_app, create_app
 from service.config import Settings
