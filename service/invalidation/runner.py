@@ -58,6 +58,8 @@ HEARTBEAT_TABLE = "heartbeat"
 RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 0.5  # Redis back: pending invalidations land within half a second
 STREAM_HEARTBEAT_SECONDS = 0.1  # the server's idle heartbeat: how late a due recheck can be
+# MySQL's "command denied" family: a DDL or a write the role was not granted.
+ACCESS_DENIED = frozenset((1142, 1143, 1044, 1227))
 UNKNOWN_TTL_FRESHNESS = 5  # totals' freshness while the API has not published its TTL
 CONFIG_REFRESH_SECONDS = 5.0
 
@@ -175,7 +177,8 @@ class Invalidator:
 
     def _first_contact(self, probe: Callable[[], T]) -> T:
         """MySQL may start after us (compose, Kubernetes): retry with capped backoff until
-        ``first_contact_timeout``, then give up with the last error."""
+        ``first_contact_timeout`` (ORDERS_DATABASE_WAIT_TIMEOUT, as ``migrate`` waits), then
+        give up with the last error. Waiting counts as progress for /healthz."""
         deadline = time.monotonic() + self.options.first_contact_timeout
         delay = 0.2
         while True:
@@ -350,13 +353,30 @@ class Invalidator:
 
     def _after_reset(self, changes: planner.OrderChanges) -> None:
         """After DDL on orders: foreign keys that cascade are refused (the process stops), lost
-        triggers are restored, and counts that no longer follow the rows are rebuilt."""
+        triggers are restored, and counts that no longer follow the rows are rebuilt.
+
+        Under least privilege (service/orders/roles.py) the invalidator's MySQL user may not make
+        DDL or rewrite the counts: then it says what is missing and that ``orders-service
+        migrate`` repairs it (the chart runs migrate at every pod start), and the cache is reset
+        all the same."""
         self._db.run(schema.refuse_cascading_foreign_keys)
-        repaired = self._db.run(schema.repair)
-        if repaired:
-            log.warning("schema objects were missing and are restored", repaired=repaired)
-        elif changes.recount:
-            self._db.run(repository.recount_buckets)
+        try:
+            repaired = self._db.run(schema.repair)
+            if repaired:
+                log.warning("schema objects were missing and are restored", repaired=repaired)
+            elif changes.recount:
+                self._db.run(repository.recount_buckets)
+        except pymysql.err.OperationalError as exc:
+            if not exc.args or exc.args[0] not in ACCESS_DENIED:
+                raise
+            missing = self._db.run(repository.missing_schema_objects)
+            metrics.count_invalidator_event("repair_denied")
+            log.error(
+                "the block counts or the schema need repair and this MySQL user may not make it; "
+                "run `orders-service migrate` and `orders-service recount` as the migrate role",
+                missing=missing,
+                error=str(exc.args[-1]),
+            )
 
     def _fresh_totals(self) -> TotalsChange:
         try:
@@ -486,6 +506,7 @@ def build_invalidator(settings: Settings) -> Invalidator:
         stall_after=settings.invalidator_stall_after,
         chunk_rows=settings.invalidator_chunk_rows,
         lease_ttl=settings.invalidator_lease_ttl,
+        first_contact_timeout=settings.database_wait_timeout,
     )
     return Invalidator(
         settings.database_url,

@@ -215,6 +215,7 @@ _INVALIDATOR_EVENTS = {
     "reset": "transactions that invalidated every page (DDL, TRUNCATE, unreadable data)",
     "fresh_start": "starts that cleared the cache: no usable stored position",
     "fenced_step": "invalidation steps refused because a newer invalidator holds the lease",
+    "repair_denied": "schema repairs or recounts its MySQL user may not make (run migrate)",
     "heartbeat_error": "heartbeat writes to MySQL that failed",
 }
 _invalidator_events: dict[str, Counter] = {}

@@ -15,6 +15,7 @@ import re
 ROLES = ("api", "invalidator", "migrate")
 # The invalidator's liveness row (written by it, in a table its migration creates).
 HEARTBEAT_TABLE = "heartbeat"
+COUNTS_TABLE = "order_buckets"
 
 # REPLICATION CLIENT is BINLOG MONITOR on MariaDB 10.5+ (an alias): SHOW MASTER STATUS and
 # SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*.
@@ -83,8 +84,11 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
     if role == "invalidator":
         return [
             f"GRANT {_REPLICATION} ON *.* TO {account}",
-            f"GRANT SELECT ON {schema}.* TO {account}",
+            # TRIGGER and LOCK TABLES, and writes to the block counts: after a TRUNCATE or a table
+            # swap it rebuilds the counts and restores the counting triggers (no table DDL).
+            f"GRANT SELECT, LOCK TABLES, TRIGGER ON {schema}.* TO {account}",
             f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{HEARTBEAT_TABLE}` TO {account}",
+            f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{COUNTS_TABLE}` TO {account}",
         ]
     if role == "migrate":
         return [f"GRANT {_MIGRATE} ON {schema}.* TO {account}"]

@@ -9,6 +9,7 @@ are compared with MySQL.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from service.cli import main
 from service.config import Settings
 from service.invalidation.runner import Invalidator, build_invalidator
 from service.invalidation.server import check_server
-from service.orders import repository, schema
+from service.orders import repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect
 from service.services import build_redis_cache
@@ -203,6 +204,34 @@ def test_truncate_then_insert_in_quick_succession_keeps_exact_counts(
         with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
             assert repository.count_orders(cur) == 2
         assert api_agrees_with_mysql(client, db)
+
+
+def test_the_invalidators_own_role_is_enough_to_keep_counts_exact_after_truncate(
+    db: Database, settings: Settings
+) -> None:
+    """Least privilege (service/orders/roles.py) and self-repair meet: the invalidator's MySQL
+    user rebuilds the counts after a TRUNCATE race with only the grants its role has."""
+    user = f"inv_{db.name[-8:]}"
+    password = "inv-pw-1"
+    db.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    try:
+        for statement in roles.grants("invalidator", user, db.name, "127.0.0.1"):
+            db.execute(statement)
+        url = db.url.replace("mysql://root@", f"mysql://{user}:{password}@")
+        own = dataclasses.replace(
+            settings, database_url=Settings.from_env({"ORDERS_DATABASE_URL": url}).database_url
+        )
+        with following(own), api(settings) as client:
+            warm(client, range(1, 21))
+            db.cli(
+                "TRUNCATE TABLE orders; INSERT INTO orders (customer_id, customer_name, "
+                "customer_email, status, amount, currency, item_count) VALUES "
+                "(1, 'a', 'a@example.com', 'paid', 1.00, 'EUR', 1);"
+            )
+            wait_for(lambda: client.get("/orders/1").get_json()["total_orders"] == 1)
+            assert api_agrees_with_mysql(client, db)
+    finally:
+        db.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def test_recount_invalidates_the_cache_it_corrected(
