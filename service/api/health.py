@@ -69,13 +69,9 @@ def readyz() -> Response:
         degraded.append("mysql down: cached pages are served (STALE), others answer 503")
     if checks["redis"] != "ok":
         degraded.append("redis down: every page is read from MySQL, uncached")
-    invalidation = _invalidation()
-    if invalidation["status"] != "ok":
-        degraded.append(
-            f"invalidation {invalidation['status']}: pages older than "
-            f"{invalidation['max_lag_seconds']} s are read again from MySQL"
-        )
-    document: dict[str, object] = {"checks": checks, "invalidation": invalidation}
+    # Whether an invalidator keeps the cache current is reported, not judged: past the bound
+    # entries are refilled, so serving stays correct either way (README: Guarantees).
+    document: dict[str, object] = {"checks": checks, "invalidation": _invalidation()}
     if degraded:
         document["degraded"] = degraded
     if checks["mysql"] != "ok" and checks["redis"] != "ok":

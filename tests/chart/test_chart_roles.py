@@ -321,7 +321,10 @@ def test_the_api_serves_pages_through_its_redis_acl_user(
         assert first.status_code == 200, first.get_data(as_text=True)
         second = client.get("/orders/1")
         assert [first.headers["X-Cache"], second.headers["X-Cache"]] == ["MISS", "HIT"]
-        assert client.get("/readyz").get_json()["checks"]["redis"] == "ok"
+        # The probes answer on the admin port the chart sets (service/api/ports.py).
+        admin = {"SERVER_PORT": env["ORDERS_ADMIN_PORT"]}
+        ready = client.get("/readyz", environ_overrides=admin).get_json()
+        assert ready["checks"]["redis"] == "ok"
     finally:
         close_app(app)
 
@@ -333,7 +336,12 @@ def test_redis_users_reach_only_their_prefix_and_commands(acl_redis: int, role: 
     try:
         client.set(f"{PREFIX}:s10:probe", "1", ex=10)
         assert client.get(f"{PREFIX}:s10:probe") == b"1"
-        client.publish(f"{PREFIX}:s10:invalidations", "x")
+        own_channel = f"{PREFIX}:s10:invalidations"
+        if role == "invalidator":
+            client.publish(own_channel, "x")  # only the invalidator announces invalidations
+        else:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.publish(own_channel, "x")
         for forbidden in (
             lambda: client.get("someone-else:key"),
             lambda: client.publish("someone-else:channel", "x"),
