@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -84,24 +85,26 @@ def test_scopes_come_from_scope_and_scp() -> None:
 
 
 @pytest.mark.parametrize(
-    ("token_claims", "reason"),
+    ("make_claims", "reason"),
     [
-        (claims(lifetime=-120), "expired"),
-        (claims(nbf=int(time.time()) + 600), "not valid yet"),
-        (claims(iat=int(time.time()) + 600), "not valid yet"),
-        (claims(issuer="https://evil.test/"), "another issuer"),
-        (claims(audience="someone-else"), "another audience"),
-        (claims(audience=["someone-else", AUDIENCE]), None),
-        (claims(exp=None), "lacks the exp claim"),
-        (claims(iss=None), "lacks the iss claim"),
-        (claims(aud=None), "lacks the aud claim"),
-        (claims(exp="tomorrow"), "malformed"),
+        (lambda: claims(lifetime=-120), "expired"),
+        (lambda: claims(nbf=int(time.time()) + 600), "not valid yet"),
+        (lambda: claims(iat=int(time.time()) + 600), "not valid yet"),
+        (lambda: claims(issuer="https://evil.test/"), "another issuer"),
+        (lambda: claims(audience="someone-else"), "another audience"),
+        (lambda: claims(audience=["someone-else", AUDIENCE]), None),
+        (lambda: claims(exp=None), "lacks the exp claim"),
+        (lambda: claims(iss=None), "lacks the iss claim"),
+        (lambda: claims(aud=None), "lacks the aud claim"),
+        (lambda: claims(exp="tomorrow"), "malformed"),
     ],
 )
 def test_claims_are_checked(
-    keys: dict[str, SigningKey], token_claims: dict[str, Any], reason: str | None
+    keys: dict[str, SigningKey],
+    make_claims: Callable[[], dict[str, Any]],
+    reason: str | None,
 ) -> None:
-    token = keys["RS256"].sign(token_claims)
+    token = keys["RS256"].sign(make_claims())  # made now, not at collection (they would age)
     if reason is None:
         verifier(keys["RS256"]).verify(token)
         return
