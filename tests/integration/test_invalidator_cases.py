@@ -440,10 +440,10 @@ def test_a_stale_fill_between_commit_and_visibility_is_invalidated_again(
             assert wait_for(lambda: pubsub.get_message(timeout=0.1) is not None) >= 0  # subscribed
             db.cli("UPDATE orders SET status = 'refunded' WHERE id = 57;")
             first = _next_message_for(pubsub, b"p6")
-            token = cache.lease_page(6)
-            assert token is not None
+            lease = cache.lease_page(6)
+            assert lease is not None
             stale = PageEntry(int(time.time() * 1000) + 60_000, "stale", old.get_data())
-            assert cache.fill_page(6, token, stale)  # the stale fill lands after the first step
+            assert cache.fill_page(6, lease.token, stale)  # the stale fill lands after the first step
             second = _next_message_for(pubsub, b"p6")
             assert second - first >= 1.0
             assert shared_redis.get(keys.page(6)) is None
