@@ -443,7 +443,9 @@ def test_a_stale_fill_between_commit_and_visibility_is_invalidated_again(
             lease = cache.lease_page(6)
             assert lease is not None
             stale = PageEntry(int(time.time() * 1000) + 60_000, "stale", old.get_data())
-            assert cache.fill_page(6, lease.token, stale)  # the stale fill lands after the first step
+            assert cache.fill_page(
+                6, lease.token, stale
+            )  # the stale fill lands after the first step
             second = _next_message_for(pubsub, b"p6")
             assert second - first >= 1.0
             assert shared_redis.get(keys.page(6)) is None
