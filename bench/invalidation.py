@@ -31,12 +31,16 @@ import pymysql
 from bench import phases
 from bench.context import Context, free_port, orders_service
 from bench.servers import VENV_BIN, BenchError, Gunicorn
+from service.config import SETTINGS
 
 CANARY_ID = 1  # on page 1; the write stream starts at STREAM_FIRST_ID, so never touches it
 STREAM_FIRST_ID = 11
 CANARY_EVERY = 0.2
 POLL_EVERY = 0.005
 _CANARY = re.compile(rb"benchmark-c(\d+)")
+
+
+SHIPPED_MAX_LAG = next(s.default for s in SETTINGS if s.field == "cache_max_lag")
 
 
 def pages_of(first_id: int, last_id: int, page_size: int) -> tuple[int, int]:
@@ -254,7 +258,11 @@ def run(ctx: Context, plan: phases.Plan) -> dict[str, Any]:
         database = "orders_invalidation"
         server.create_database(database)
         url = server.database_url(database)
-        env = ctx.service_env(ORDERS_DATABASE_URL=url, ORDERS_CACHE_PREFIX=ctx.prefix_of("inval"))
+        env = ctx.service_env(
+            ORDERS_DATABASE_URL=url,
+            ORDERS_CACHE_PREFIX=ctx.prefix_of("inval"),
+            ORDERS_CACHE_MAX_LAG=SHIPPED_MAX_LAG,
+        )
         t0 = time.monotonic()
         orders_service("migrate", env=env)
         orders_service("seed", "--orders", str(plan.invalidation_orders), env=env)
@@ -274,7 +282,9 @@ def run(ctx: Context, plan: phases.Plan) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        service = ctx.service("inval", ORDERS_DATABASE_URL=url)
+        service = ctx.service(
+            "inval", ORDERS_DATABASE_URL=url, ORDERS_CACHE_MAX_LAG=SHIPPED_MAX_LAG
+        )
         service.start(ready_path="/healthz")
         rig = _Rig(
             ctx,
