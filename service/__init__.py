@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
     from service import auth, observability, services
-    from service.api import errors, health, openapi, orders, ports
+    from service.api import errors, health, hits, openapi, orders, ports
 
     settings = settings or config.load()
     app = Flask(__name__)
@@ -34,6 +34,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     observability.init_app(app, settings, breakers=built.breakers)
     ports.init_app(app, settings.admin_port)  # after the request hooks: a 404 is still logged
     auth.init_app(app, built.verifier)
+    if built.near is not None:
+        # Near-cache hits are answered before Flask's routing (service.api.hits).
+        app.wsgi_app = hits.NearCacheHits(  # type: ignore[method-assign]
+            app.wsgi_app,
+            built.pages,
+            cache_control=built.cache_control,
+            verifier=built.verifier,
+            admin_port=settings.admin_port,
+        )
     return app
 
 

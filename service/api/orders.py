@@ -1,6 +1,12 @@
-"""``GET /orders/<page>``: validate the number, ask the page cache, shape the response."""
+"""``GET /orders/<page>``: validate the number, ask the page cache, shape the response.
+
+``render`` is the one place a served page becomes status, headers and body: the Flask view below
+and the near-cache fast path in front of Flask (``service.api.hits``) both answer through it.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, request
 
@@ -14,6 +20,32 @@ from service.services import services
 bp = Blueprint("orders", __name__)
 
 
+@dataclass(frozen=True, slots=True)
+class RenderedPage:
+    """A page answer before it meets a framework: ``headers`` hold everything but the length."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def render(
+    cached: CachedPage, page_size: int, cache_control: str, if_none_match: str | None
+) -> RenderedPage:
+    """A 200 with the page, or a 304 when ``if_none_match`` names its current ETag."""
+    headers = [
+        ("ETag", f'W/"{cached.entry.etag}-{cached.total_orders}"'),
+        ("X-Cache", X_CACHE[cached.outcome]),
+        ("Cache-Control", cache_control),
+    ]
+    if cached.outcome is CacheOutcome.STALE:
+        headers.append(("X-Cache-Lag", f"{cached.lag:.1f}"))
+    if if_none_match and _matches(if_none_match, cached.entry.etag, cached.total_orders):
+        return RenderedPage(304, headers, b"")
+    headers.append(("Content-Type", MEDIA_TYPE))
+    return RenderedPage(200, headers, _body(cached, page_size))
+
+
 @bp.get("/orders/<page>")
 def get_page(page: str) -> Response:
     number = parse_page(page)
@@ -21,17 +53,10 @@ def get_page(page: str) -> Response:
     pages = found.pages
     cached = pages.get(number)
     note_cache_outcome(cached.outcome)
-    headers = {
-        "ETag": f'W/"{cached.entry.etag}-{cached.total_orders}"',
-        "X-Cache": X_CACHE[cached.outcome],
-        "Cache-Control": found.cache_control,
-    }
-    if cached.outcome is CacheOutcome.STALE:
-        headers["X-Cache-Lag"] = f"{cached.lag:.1f}"
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match and _matches(if_none_match, cached.entry.etag, cached.total_orders):
-        return Response(status=304, headers=headers)
-    return Response(_body(cached, pages.page_size), headers=headers, mimetype=MEDIA_TYPE)
+    rendered = render(
+        cached, pages.page_size, found.cache_control, request.headers.get("If-None-Match")
+    )
+    return Response(rendered.body, status=rendered.status, headers=rendered.headers)
 
 
 @bp.get("/orders/")

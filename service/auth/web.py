@@ -12,12 +12,13 @@ Tokens are read from the Authorization header only: never the query string (RFC 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from flask import Flask, Response, request
 
 from service.api.errors import problem
 from service.auth.jwks import KeysUnavailable
-from service.auth.tokens import InsufficientScope, InvalidToken, TokenVerifier
+from service.auth.tokens import InsufficientScope, InvalidToken, Principal, TokenVerifier
 
 PUBLIC_ENDPOINTS = frozenset(("health.healthz", "health.readyz", "metrics", "openapi.openapi"))
 REALM = "orders"
@@ -41,10 +42,10 @@ def init_app(app: Flask, verifier: TokenVerifier | None) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         if req.endpoint in PUBLIC_ENDPOINTS:
             return None
-        token = _bearer_token(req.headers.get("Authorization"))
-        if isinstance(token, Response):
-            return token
-        return _check(verifier, token)
+        found = req.environ.get(VERDICT_KEY)  # the fast path asked already: same answer
+        if found is None:
+            found = verdict(verifier, req.headers.get("Authorization"))
+        return _refusal(found)
 
     def vary(response: Response) -> Response:
         """Every protected answer depends on who asks: shared caches must key on the token.
@@ -61,18 +62,30 @@ def init_app(app: Flask, verifier: TokenVerifier | None) -> None:
     app.after_request(vary)
 
 
-def _bearer_token(header: str | None) -> str | Response:
-    """The token of an ``Authorization: Bearer`` header, or the refusal to send instead."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request's credentials are refused, as plain values (an exception kept on the
+    request would keep its traceback, and a failed JWKS fetch's socket, alive with it)."""
+
+    status: int
+    description: str
+    error: str | None = None  # the RFC 6750 3.1 code; None for a bare challenge
+    scope: str | None = None
+    retry_after: int | None = None  # 503: the keys could not be fetched
+
+
+def bearer_token(header: str | None) -> str | Refusal:
+    """The token of an ``Authorization: Bearer`` header, or why the header is refused."""
     if header is None:
-        return _challenge(401, "This API needs a bearer token: Authorization: Bearer <token>.")
+        return Refusal(401, "This API needs a bearer token: Authorization: Bearer <token>.")
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        return _challenge(
+        return Refusal(
             401, "The Authorization header uses another scheme; this API takes Bearer tokens."
         )
     token = credentials.strip()
     if not _B64TOKEN.fullmatch(token):
-        return _challenge(
+        return Refusal(
             400,
             "The Authorization header must be 'Bearer ' followed by one token.",
             error="invalid_request",
@@ -80,24 +93,40 @@ def _bearer_token(header: str | None) -> str | Response:
     return token
 
 
-def _check(verifier: TokenVerifier, token: str) -> Response | None:
-    """None when the token is valid and grants the scope (the request goes on), else the refusal."""
+# Where the fast path (service.api.hits) leaves its verdict when it hands a request to Flask, so
+# a token is verified once per request (a refused one could otherwise fetch the JWKS twice).
+VERDICT_KEY = "orders.auth.verdict"
+
+
+def verdict(verifier: TokenVerifier, header: str | None) -> Principal | Refusal:
+    """Who the Authorization header speaks for, or why it is refused."""
+    token = bearer_token(header)
+    if isinstance(token, Refusal):
+        return token
     try:
-        verifier.verify(token)
+        return verifier.verify(token)
     except InvalidToken as exc:
-        return _challenge(401, exc.description, error="invalid_token")
+        return Refusal(401, exc.description, error="invalid_token")
     except InsufficientScope as exc:
-        return _challenge(403, exc.description, error="insufficient_scope", scope=exc.scope)
+        return Refusal(403, exc.description, error="insufficient_scope", scope=exc.scope)
     except KeysUnavailable as exc:
-        response = problem(
+        return Refusal(
             503,
-            "Service Unavailable",
             "The identity provider's signing keys cannot be fetched to check this token; "
             "retry shortly.",
+            retry_after=exc.retry_after,
         )
-        response.headers["Retry-After"] = str(exc.retry_after)
+
+
+def _refusal(found: Principal | Refusal) -> Response | None:
+    """None when the request may go on, else the refusal to send."""
+    if isinstance(found, Principal):
+        return None
+    if found.retry_after is not None:
+        response = problem(found.status, "Service Unavailable", found.description)
+        response.headers["Retry-After"] = str(found.retry_after)
         return response
-    return None
+    return _challenge(found.status, found.description, error=found.error, scope=found.scope)
 
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}

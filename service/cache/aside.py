@@ -94,17 +94,33 @@ class PageCache:
         near = self.near
         version = -1
         if near is not None and near.live():
-            version = near.version
-            entry, totals = near.get(number)
-            if (
-                entry is not None
-                and totals is not None
-                and entry.fresh_until_ms > now_ms
-                and totals.fresh_until_ms > now_ms
-                and self.freshness.near_hit(entry.read_ms, totals.read_ms)
-            ):
-                return CachedPage(number, entry, totals.total_orders, HIT)
+            version = near.version  # noted before the read: see NearCache (stale-set safety)
+            hit = self._near_hit(near, number, now_ms)
+            if hit is not None:
+                return hit
         return self._get_from_redis(number, now_ms, version)
+
+    def near_hit(self, number: int) -> CachedPage | None:
+        """The page if this worker's near cache can answer it as a hit now, else None: the
+        first step of ``get``, alone, for the fast path in front of Flask."""
+        near = self.near
+        if near is None or not near.live():
+            return None
+        return self._near_hit(near, number, int(self._wall() * 1000))
+
+    def _near_hit(self, near: NearCache, number: int, now_ms: int) -> CachedPage | None:
+        """A hit needs the page and the totals, both fresh by their TTL and within the lag
+        bound."""
+        entry, totals = near.get(number)
+        if (
+            entry is not None
+            and totals is not None
+            and entry.fresh_until_ms > now_ms
+            and totals.fresh_until_ms > now_ms
+            and self.freshness.near_hit(entry.read_ms, totals.read_ms)
+        ):
+            return CachedPage(number, entry, totals.total_orders, HIT)
+        return None
 
     def _read(self, number: int) -> Lookup:
         lookup = self.redis.read(number)

@@ -17,7 +17,8 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 from urllib.parse import quote
 
@@ -183,6 +184,45 @@ class BufferedLineLogger:
     log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
 
 
+REQUEST_LOGGER = "service.request"
+
+
+class RequestLineWriter:
+    """The canonical request line as JSON, without structlog's processor chain.
+
+    One line per request is most of what this service logs, and the chain (context merge, level,
+    timestamp, redaction, renderer, scrubber) costs ~18 us per line on this machine against ~3 us
+    here. The line is the one structlog would render for ``request_logger().info("request",
+    **fields)`` with the request id bound (same keys, order and timestamp format; a test compares
+    them), and it passes the same secret scrubber. Its fields are fixed by the request hooks:
+    numbers, route templates and a client path cut to a bound, none of them a setting's value.
+    """
+
+    def __init__(self, level: int, emit: Callable[[bytes], None], scrub: SecretScrubber) -> None:
+        self._info = level <= logging.INFO
+        self._debug = level <= logging.DEBUG
+        self._emit = emit
+        self._scrub = scrub
+
+    def write(self, fields: dict[str, Any], request_id: str | None, *, quiet: bool) -> None:
+        if not (self._debug if quiet else self._info):
+            return
+        line = {"logger": REQUEST_LOGGER, **fields, "event": "request"}
+        if request_id is not None:
+            line["request_id"] = request_id
+        line["level"] = "debug" if quiet else "info"
+        line["timestamp"] = datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
+        self._emit(self._scrub(None, "", orjson.dumps(line)) + b"\n")
+
+
+def _unbuffered(stream: Any) -> Callable[[bytes], None]:
+    def emit(line: bytes) -> None:
+        stream.write(line)
+        stream.flush()
+
+    return emit
+
+
 class _State:
     """Process-wide logging state: whether configure() ran, and the request logger it made."""
 
@@ -190,9 +230,19 @@ class _State:
     # Loggers are cached on first use, so the one the request hooks use is rebuilt by each
     # configure() call (tests reconfigure; production configures once).
     request: Any = None
+    # Set when lines are JSON: the request line's own renderer (RequestLineWriter).
+    request_line: RequestLineWriter | None = None
 
 
 _state = _State()
+
+
+def reset() -> None:
+    """Forget ``configure`` (tests reconfigure a process; production never calls this)."""
+    structlog.reset_defaults()
+    _state.configured = False
+    _state.request = None
+    _state.request_line = None
 
 
 def is_configured() -> bool:
@@ -203,8 +253,24 @@ def is_configured() -> bool:
 def request_logger() -> FilteringBoundLogger:
     """The logger of the canonical request line, bound to the current configuration."""
     if _state.request is None:
-        _state.request = get_logger("service.request")
+        _state.request = get_logger(REQUEST_LOGGER)
     return cast(FilteringBoundLogger, _state.request)
+
+
+def log_request(fields: dict[str, Any], request_id: str | None, *, quiet: bool = False) -> None:
+    """The canonical line of one request, at info (debug when ``quiet``: probes and scrapes).
+    Both ways a request is answered (Flask's hooks and the fast path) log through here."""
+    writer = _state.request_line
+    if writer is not None:
+        writer.write(fields, request_id, quiet=quiet)
+        return
+    log = request_logger()
+    if request_id is not None:
+        fields = {**fields, "request_id": request_id}
+    if quiet:
+        log.debug("request", **fields)
+    else:
+        log.info("request", **fields)
 
 
 def configure(settings: LogSettings, *, buffered: bool = False) -> None:
@@ -229,8 +295,11 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
             scrub,
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        emit = _unbuffered(sys.stdout.buffer)
         if buffered:
-            line_logger = BufferedLineLogger(LineBuffer(sys.stdout.buffer))
+            line_buffer = LineBuffer(sys.stdout.buffer)
+            line_logger = BufferedLineLogger(line_buffer)
+            emit = line_buffer.append
 
             def factory(*_args: Any) -> BufferedLineLogger:
                 return line_logger
@@ -271,7 +340,8 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     _state.configured = True
-    _state.request = get_logger("service.request")
+    _state.request = get_logger(REQUEST_LOGGER)
+    _state.request_line = RequestLineWriter(level, emit, scrub) if as_json else None
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

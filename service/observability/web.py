@@ -20,7 +20,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from service.cache.outcomes import CacheOutcome
 from service.observability import metrics, multiproc, tracing
-from service.observability.logging import request_logger
+from service.observability.logging import log_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "unmatched"
@@ -74,13 +74,47 @@ def _new_request_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
 
+def request_id_for(incoming: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is a sane token, else a new id."""
+    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _new_request_id()
+
+
+def record_request(  # noqa: PLR0917 - one call per request: positional is the cheaper call
+    route: str,
+    method: str,
+    status: int,
+    duration: float,
+    outcome: CacheOutcome | None,
+    path: str,
+    request_id: str | None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """The RED histogram, the cache counter and the canonical log line of one answered request:
+    what every request leaves behind, whichever way it was answered (Flask or the fast path)."""
+    _http_child(route, method, status).observe(duration)
+    if outcome is not None:
+        _cache_child(route, outcome).inc()
+    fields: dict[str, object] = {
+        "method": method,
+        "route": route,
+        "path": path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
+        "status": status,
+        "duration_ms": round(duration * 1000.0, 3),
+        "cache": outcome,
+    }
+    if len(path) > MAX_LOGGED_PATH:
+        fields["path_truncated_from"] = len(path)
+    if extra:
+        fields.update(extra)
+    log_request(fields, request_id, quiet=route in QUIET_ROUTES)
+
+
 def _before_request() -> None:
     # Each proxy access (request, g) costs a context lookup: resolve them once per hook.
     req = request._get_current_object()  # type: ignore[attr-defined]
     ctx = g._get_current_object()
     ctx.obs_started = perf_counter()
-    incoming = req.headers.get(REQUEST_ID_HEADER)
-    request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _new_request_id()
+    request_id = request_id_for(req.headers.get(REQUEST_ID_HEADER))
     ctx.request_id = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -95,39 +129,22 @@ def _after_request(response: Response) -> Response:
     route = rule.rule if rule is not None else UNMATCHED
     method = req.method if req.method in metrics.KNOWN_METHODS else "other"
     status = response.status_code
-    _http_child(route, method, status).observe(duration)
-
     outcome: CacheOutcome | None = getattr(ctx, _OUTCOME, None)
-    if outcome is not None:
-        _cache_child(route, outcome).inc()
     request_id = getattr(ctx, "request_id", None)
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
-
-    path = req.path
-    fields = {
-        "method": method,
-        "route": route,
-        "path": path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH],
-        "status": status,
-        "duration_ms": round(duration * 1000.0, 3),
-        "cache": outcome,
-    }
-    if len(path) > MAX_LOGGED_PATH:
-        fields["path_truncated_from"] = len(path)
+    extra: dict[str, object] | None = None
     if tracing.active():
         span = trace.get_current_span()
         context = span.get_span_context()
         if context.is_valid:
-            fields["trace_id"] = format(context.trace_id, "032x")
-            fields["span_id"] = format(context.span_id, "016x")
+            extra = {
+                "trace_id": format(context.trace_id, "032x"),
+                "span_id": format(context.span_id, "016x"),
+            }
             if outcome is not None and span.is_recording():
                 span.set_attribute(tracing.CACHE_OUTCOME_ATTRIBUTE, outcome)
-    log = request_logger()
-    if route in QUIET_ROUTES:
-        log.debug("request", **fields)
-    else:
-        log.info("request", **fields)
+    record_request(route, method, status, duration, outcome, req.path, request_id, extra)
     return response
 
 

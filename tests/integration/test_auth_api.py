@@ -32,6 +32,7 @@ from tests.support.tokens import (
     hmac_with_public_key,
     unsigned_token,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -405,3 +406,42 @@ def test_a_token_in_the_query_string_is_not_accepted(
 ) -> None:
     response = auth_client.get(f"/orders/1?access_token={rsa_key.sign(claims())}")
     assert_refused(response, 401, None)
+
+
+def test_the_fast_path_serves_a_cached_page_only_to_a_valid_token(
+    settings: Settings, idp: IdentityProvider, rsa_key: SigningKey
+) -> None:
+    """A page in the near cache is answered in front of Flask (service.api.hits), but only after
+    the same token check, with the same private Cache-Control and Vary; refusals are Flask's."""
+    from werkzeug.test import Client
+
+    app = create_app(auth_settings(settings, idp.jwks_url, cache_max_lag=3600.0))
+    try:
+        client = app.test_client()
+        near = services(app).near
+        assert near is not None
+        wait_for(near.live, 10, "the near cache's invalidation feed")
+        good = bearer(rsa_key.sign(claims()))
+        for _ in range(3):
+            assert client.get("/orders/21", headers=good).status_code == 200
+        handled: list[str] = []
+        app.before_request_funcs.setdefault(None, []).insert(0, lambda: handled.append("flask"))
+        fast = client.get("/orders/21", headers={**good, "X-Request-ID": "auth-1"})
+        assert handled == []
+        assert fast.headers["X-Cache"] == "HIT"
+        assert fast.headers["Vary"] == "Authorization"
+        assert fast.headers["Cache-Control"].startswith("private")
+        view = Client(app.wsgi_app.app).get(  # type: ignore[attr-defined]
+            "/orders/21", headers={**good, "X-Request-ID": "auth-1"}
+        )
+        assert sorted(fast.headers.items()) == sorted(view.headers.items())
+        assert fast.data == view.data
+        handled.clear()
+        assert_refused(client.get("/orders/21"), 401, None)
+        expired = bearer(rsa_key.sign(claims(lifetime=-3600)))
+        fetched = idp.fetches
+        assert_refused(client.get("/orders/21", headers=expired), 401, "invalid_token")
+        assert idp.fetches == fetched  # verified once, by the fast path; Flask used its verdict
+        assert handled == ["flask", "flask"]
+    finally:
+        close_app(app)

@@ -11,11 +11,13 @@ Tests that break a server must use a private one, never `binlog_mariadb`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import pytest
 
+from service.observability import logging as obs_logging
 from tests.support.servers import (
     Database,
     HungRedis,
@@ -33,6 +35,7 @@ __all__ = [
     "hung_redis",
     "mariadb_server",
     "redis_server",
+    "restore_logging",
     "throwaway",
 ]
 
@@ -116,3 +119,14 @@ def redis_server(throwaway: ThrowawayServers) -> RedisServer:
 def hung_redis(throwaway: ThrowawayServers) -> HungRedis:
     """A Redis address that accepts connections and never answers."""
     return throwaway.hung_redis()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure() is process-wide: put structlog and the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    obs_logging.reset()

@@ -1,0 +1,115 @@
+"""Near-cache hits answered in front of Flask: WSGI middleware for ``GET /orders/<page>``.
+
+A hit from the worker's near cache costs less than Flask's own routing, request context and
+Response object (~85 us per request on this 2-core machine, ``bench/results/profile-hit.md``), so
+this middleware answers it before Flask sees the request, the way Django's cache middleware
+answers before the view. It answers only what it can answer exactly as Flask would:
+
+- the request is ``GET /orders/<digits>`` on the API port, and ``parse_page`` accepts the number;
+- tracing is off (with tracing on, the OpenTelemetry Flask instrumentation must make the span);
+- authentication is off, or the bearer token verifies with the required scope (the verdict
+  travels on with a request handed to Flask, so no token is verified twice);
+- ``PageCache.near_hit`` has the page and the totals fresh and within the lag bound.
+
+Anything else, and any exception on the way, goes to Flask unchanged, which answers it as
+before (a refusal, a miss, an error). A fast answer is built by ``api.orders.render``, the view's
+own renderer, and leaves what every request leaves: the RED histogram, the cache counter, the
+canonical log line and the request id (``observability.web.record_request``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+from service.api.orders import render
+from service.auth.tokens import Principal, TokenVerifier
+from service.auth.web import VERDICT_KEY, verdict
+from service.cache.aside import PageCache
+from service.cache.outcomes import CacheOutcome
+from service.observability import tracing
+from service.observability.web import REQUEST_ID_HEADER, record_request, request_id_for
+from service.orders.pagination import InvalidPage, parse_page
+
+ROUTE = "/orders/<page>"
+PREFIX = "/orders/"
+_STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}  # as Werkzeug words them
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class NearCacheHits:
+    """Wraps Flask's ``wsgi_app``; answers near-cache hits, hands everything else on."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        pages: PageCache,
+        *,
+        cache_control: str,
+        verifier: TokenVerifier | None,
+        admin_port: int,
+    ) -> None:
+        self.app = app  # Flask's wsgi_app: everything the fast path does not answer
+        self._pages = pages
+        self._cache_control = cache_control
+        self._verifier = verifier
+        self._admin_port = str(admin_port) if admin_port else None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = perf_counter()
+        path = environ.get("PATH_INFO", "")
+        if (
+            path.startswith(PREFIX)
+            and environ.get("REQUEST_METHOD") == "GET"
+            and environ.get("SERVER_PORT") != self._admin_port
+        ):
+            try:
+                answer = self._answer(environ, path, started)
+            except Exception:  # noqa: BLE001 - whatever went wrong, Flask answers it properly
+                answer = None
+            if answer is not None:
+                status_line, headers, body = answer
+                start_response(status_line, headers)
+                return (body,)
+        return self.app(environ, start_response)
+
+    def _answer(
+        self, environ: dict[str, Any], path: str, started: float
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        if tracing.active():
+            return None
+        try:
+            number = parse_page(path[len(PREFIX) :])
+        except InvalidPage:
+            return None
+        verifier = self._verifier
+        if verifier is not None:
+            found = verdict(verifier, environ.get("HTTP_AUTHORIZATION"))
+            environ[VERDICT_KEY] = found  # if Flask gets the request, it does not ask again
+            if not isinstance(found, Principal):
+                return None
+        cached = self._pages.near_hit(number)
+        if cached is None:
+            return None
+        rendered = render(
+            cached, self._pages.page_size, self._cache_control, environ.get("HTTP_IF_NONE_MATCH")
+        )
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+        headers = rendered.headers
+        if rendered.status == 200:
+            headers.append(("Content-Length", str(len(rendered.body))))
+        if verifier is not None:
+            headers.append(("Vary", "Authorization"))
+        headers.append((REQUEST_ID_HEADER, request_id))
+        record_request(
+            ROUTE,
+            "GET",
+            rendered.status,
+            perf_counter() - started,
+            CacheOutcome.HIT,
+            path,
+            request_id,
+        )
+        return _STATUS_LINES[rendered.status], headers, rendered.body

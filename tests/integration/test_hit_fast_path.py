@@ -1,0 +1,246 @@
+"""The near-cache fast path (service.api.hits) against the real MariaDB and Redis.
+
+It must answer exactly what Flask's view would (status, headers, body), leave the same metrics and
+log line, and hand everything it cannot answer exactly to Flask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import Client
+
+from service import close_app, create_app
+from service.api.hits import NearCacheHits
+from service.config import Settings
+from service.observability import logging as obs_logging
+from service.observability import metrics, tracing
+from service.services import services
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fast_app(settings: Settings) -> Iterator[Flask]:
+    # A wide lag bound: no invalidator runs here, and these tests are not about the bound.
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0))
+    app.testing = True
+    near = services(app).near
+    assert near is not None
+    wait_for(near.live, 10, "the near cache's invalidation feed")
+    yield app
+    close_app(app)
+
+
+@pytest.fixture
+def fast_client(fast_app: Flask) -> FlaskClient:
+    return fast_app.test_client()
+
+
+def flask_requests(app: Flask) -> list[str]:
+    """The paths Flask itself handles from now on (the fast path never reaches its hooks)."""
+    seen: list[str] = []
+
+    def note() -> None:
+        from flask import request
+
+        seen.append(request.path)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, note)
+    return seen
+
+
+def flask_only(app: Flask) -> Client:
+    """A client of the Flask app behind the fast path: the view's own answer."""
+    middleware = app.wsgi_app
+    assert isinstance(middleware, NearCacheHits)
+    return Client(middleware.app)
+
+
+def warm(client: FlaskClient, path: str) -> None:
+    """A miss fills Redis; the Redis hit after it fills this worker's near cache."""
+    assert client.get(path).headers["X-Cache"] == "MISS"
+    assert client.get(path).status_code == 200
+
+
+def test_a_near_cache_hit_is_answered_before_flask_exactly_as_the_view_would(
+    fast_app: Flask, fast_client: FlaskClient
+) -> None:
+    warm(fast_client, "/orders/7")
+    handled = flask_requests(fast_app)
+    fast = fast_client.get("/orders/7", headers={"X-Request-ID": "fast-1"})
+    assert handled == []
+    view = flask_only(fast_app).get("/orders/7", headers={"X-Request-ID": "fast-1"})
+    assert handled == ["/orders/7"]
+    assert fast.status_code == view.status_code == 200
+    assert fast.headers["X-Cache"] == view.headers["X-Cache"] == "HIT"
+    assert fast.data == view.data
+    assert sorted(fast.headers.items()) == sorted(view.headers.items())
+    assert orjson.loads(fast.data)["orders"][0]["id"] == 61
+
+
+def test_a_revalidation_is_a_304_from_the_fast_path_as_from_the_view(
+    fast_app: Flask, fast_client: FlaskClient
+) -> None:
+    warm(fast_client, "/orders/8")
+    etag = fast_client.get("/orders/8").headers["ETag"]
+    handled = flask_requests(fast_app)
+    headers = {"If-None-Match": etag, "X-Request-ID": "reval-1"}
+    fast = fast_client.get("/orders/8", headers=headers)
+    assert handled == []
+    view = flask_only(fast_app).get("/orders/8", headers=headers)
+    assert fast.status_code == view.status_code == 304
+    assert fast.data == view.data == b""
+    assert sorted(fast.headers.items()) == sorted(view.headers.items())
+    other = fast_client.get("/orders/8", headers={"If-None-Match": 'W/"nope-1"'})
+    assert other.status_code == 200
+
+
+def test_every_fast_hit_is_counted_and_logged_like_any_request(
+    fast_app: Flask,
+    fast_client: FlaskClient,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    route = "/orders/<page>"
+    histogram = metrics.HTTP_REQUEST_SECONDS.labels(route, "GET", "200")
+    hits = metrics.CACHE_REQUESTS.labels(route, "hit")
+    obs_logging.configure(services(fast_app).settings)  # writes to this test's captured stdout
+    warm(fast_client, "/orders/9")
+    handled = flask_requests(fast_app)
+    capsys.readouterr()
+    requests_before = _count(histogram)
+    hits_before = hits._value.get()
+    for _ in range(5):
+        assert fast_client.get("/orders/9").headers["X-Cache"] == "HIT"
+    assert handled == []
+    assert _count(histogram) - requests_before == 5
+    assert hits._value.get() - hits_before == 5
+    lines = [orjson.loads(line) for line in _request_lines(capsys)]
+    assert len(lines) == 5
+    view = flask_only(fast_app).get("/orders/9")
+    (from_flask,) = (orjson.loads(line) for line in _request_lines(capsys))
+    for line in lines:
+        assert list(line) == list(from_flask)  # the same fields, in the same order
+        assert {k: line[k] for k in ("method", "route", "path", "status", "cache")} == {
+            "method": "GET",
+            "route": route,
+            "path": "/orders/9",
+            "status": 200,
+            "cache": "hit",
+        }
+    ids = {line["request_id"] for line in lines}
+    assert len(ids) == 5  # one new id per request, echoed in its response
+    assert view.headers["X-Request-ID"] == from_flask["request_id"]
+
+
+def test_an_incoming_request_id_is_echoed_and_a_malformed_one_replaced(
+    fast_client: FlaskClient,
+) -> None:
+    warm(fast_client, "/orders/10")
+    echoed = fast_client.get("/orders/10", headers={"X-Request-ID": "abc.123:x/y"})
+    assert echoed.headers["X-Request-ID"] == "abc.123:x/y"
+    replaced = fast_client.get("/orders/10", headers={"X-Request-ID": "bad id\u00e9"})
+    assert replaced.headers["X-Request-ID"] != "bad id\u00e9"
+    assert len(replaced.headers["X-Request-ID"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/orders/101", 404),  # past the last page: Flask's problem document
+        ("GET", "/orders/abc", 400),
+        ("GET", "/orders/0", 400),
+        ("GET", "/orders/11/", 404),
+        ("HEAD", "/orders/11", 200),
+        ("POST", "/orders/11", 405),
+        ("GET", "/orders/12", 200),  # never served before: not in the near cache, a miss
+    ],
+)
+def test_what_the_fast_path_cannot_answer_goes_to_flask(
+    fast_app: Flask, fast_client: FlaskClient, method: str, path: str, status: int
+) -> None:
+    warm(fast_client, "/orders/11")
+    handled = flask_requests(fast_app)
+    response = fast_client.open(path, method=method)
+    assert response.status_code == status
+    assert handled == [path]
+
+
+def test_with_tracing_on_hits_go_through_flask_and_its_instrumentation(
+    fast_app: Flask, fast_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm(fast_client, "/orders/13")
+    handled = flask_requests(fast_app)
+    monkeypatch.setattr(tracing, "active", lambda: True)
+    assert fast_client.get("/orders/13").headers["X-Cache"] == "HIT"
+    assert handled == ["/orders/13"]
+
+
+def test_a_failure_inside_the_fast_path_is_answered_by_flask(
+    fast_app: Flask, fast_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm(fast_client, "/orders/14")
+    handled = flask_requests(fast_app)
+
+    def broken(_number: int) -> None:
+        raise RuntimeError("a bug in the fast path")
+
+    monkeypatch.setattr(services(fast_app).pages, "near_hit", broken)
+    response = fast_client.get("/orders/14")
+    assert response.status_code == 200
+    assert response.headers["X-Cache"] == "HIT"  # Flask's path, from the same near cache
+    assert handled == ["/orders/14"]
+
+
+def test_past_the_lag_bound_the_fast_path_steps_aside(settings: Settings) -> None:
+    """No invalidator vouches for the entries: once the bound passes, Flask's path refills."""
+    app = create_app(dataclasses.replace(settings, cache_max_lag=0.3))
+    try:
+        client = app.test_client()
+        near = services(app).near
+        assert near is not None
+        wait_for(near.live, 10, "the near cache's invalidation feed")
+        warm(client, "/orders/15")
+        handled = flask_requests(app)
+        wait_for(lambda: services(app).pages.near_hit(15) is None, 10, "the bound to pass")
+        assert client.get("/orders/15").headers["X-Cache"] == "MISS"
+        assert handled == ["/orders/15"]
+    finally:
+        close_app(app)
+
+
+def test_on_the_admin_port_pages_are_not_served(settings: Settings) -> None:
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, admin_port=9464))
+    try:
+        client = app.test_client()
+        near = services(app).near
+        assert near is not None
+        wait_for(near.live, 10, "the near cache's invalidation feed")
+        public = {"SERVER_PORT": "5001"}
+        assert client.get("/orders/16", environ_overrides=public).status_code == 200
+        assert client.get("/orders/16", environ_overrides=public).status_code == 200
+        hit = client.get("/orders/16", environ_overrides=public)
+        assert hit.headers["X-Cache"] == "HIT"
+        admin = client.get("/orders/16", environ_overrides={"SERVER_PORT": "9464"})
+        assert admin.status_code == 404
+        assert admin.mimetype == "application/problem+json"
+    finally:
+        close_app(app)
+
+
+def _count(histogram: object) -> float:
+    """Observations of one histogram child (its +Inf bucket)."""
+    samples = histogram._child_samples()  # type: ignore[attr-defined]
+    return next(s.value for s in samples if s.name == "_bucket" and s.labels["le"] == "+Inf")
+
+
+def _request_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    out = capsys.readouterr().out
+    return [line for line in out.splitlines() if '"logger":"service.request"' in line]
