@@ -34,15 +34,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     observability.init_app(app, settings, breakers=built.breakers)
     ports.init_app(app, settings.admin_port)  # after the request hooks: a 404 is still logged
     auth.init_app(app, built.verifier)
-    if built.near is not None:
-        # Near-cache hits are answered before Flask's routing (service.api.hits).
-        app.wsgi_app = hits.NearCacheHits(  # type: ignore[method-assign]
-            app.wsgi_app,
-            built.pages,
-            cache_control=built.cache_control,
-            verifier=built.verifier,
-            admin_port=settings.admin_port,
-        )
+    # Cache hits are answered before Flask's routing (service.api.hits).
+    app.wsgi_app = hits.CacheHits(  # type: ignore[method-assign]
+        app.wsgi_app,
+        built.pages,
+        cache_control=built.cache_control,
+        verifier=built.verifier,
+        admin_port=settings.admin_port,
+    )
     return app
 
 

@@ -1,20 +1,23 @@
-"""Near-cache hits answered in front of Flask: WSGI middleware for ``GET /orders/<page>``.
+"""Cache hits answered in front of Flask: WSGI middleware for ``GET /orders/<page>``.
 
 A hit from the worker's near cache costs less than Flask's own routing, request context and
 Response object (~85 us per request on this 2-core machine, ``bench/results/profile-hit.md``), so
-this middleware answers it before Flask sees the request, the way Django's cache middleware
+this middleware answers hits before Flask sees the request, the way Django's cache middleware
 answers before the view. It answers only what it can answer exactly as Flask would:
 
 - the request is ``GET /orders/<digits>`` on the API port, and ``parse_page`` accepts the number;
 - tracing is off (with tracing on, the OpenTelemetry Flask instrumentation must make the span);
 - authentication is off, or the bearer token verifies with the required scope (the verdict
   travels on with a request handed to Flask, so no token is verified twice);
-- ``PageCache.near_hit`` has the page and the totals fresh and within the lag bound.
+- ``PageCache.hit`` finds the page and the totals fresh and within the lag bound, in the near
+  cache or else in Redis.
 
-Anything else, and any exception on the way, goes to Flask unchanged, which answers it as
-before (a refusal, a miss, an error). A fast answer is built by ``api.orders.render``, the view's
-own renderer, and leaves what every request leaves: the RED histogram, the cache counter, the
-canonical log line and the request id (``observability.web.record_request``).
+Anything else, and any exception on the way, goes to Flask, which answers it as before (a
+refusal, a miss, an error), going on from what was already read from Redis (``CACHE_READ_KEY``),
+so no request reads Redis twice or counts one Redis failure twice. A fast answer is built by
+``api.orders.render``, the view's own renderer, and leaves what every request leaves: the RED
+histogram, the cache counter, the canonical log line and the request id
+(``observability.web.record_request``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
-from service.api.orders import render
+from service.api.orders import CACHE_READ_KEY, render
 from service.auth.tokens import Principal, TokenVerifier
 from service.auth.web import VERDICT_KEY, verdict
-from service.cache.aside import PageCache
+from service.cache.aside import CachedPage, PageCache
 from service.cache.outcomes import CacheOutcome
 from service.observability import tracing
 from service.observability.web import REQUEST_ID_HEADER, record_request, request_id_for
@@ -39,8 +42,8 @@ _STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}  # as Werkzeug words th
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class NearCacheHits:
-    """Wraps Flask's ``wsgi_app``; answers near-cache hits, hands everything else on."""
+class CacheHits:
+    """Wraps Flask's ``wsgi_app``; answers cache hits, hands everything else on."""
 
     def __init__(
         self,
@@ -90,8 +93,9 @@ class NearCacheHits:
             environ[VERDICT_KEY] = found  # if Flask gets the request, it does not ask again
             if not isinstance(found, Principal):
                 return None
-        cached = self._pages.near_hit(number)
-        if cached is None:
+        cached = self._pages.hit(number)
+        if not isinstance(cached, CachedPage):
+            environ[CACHE_READ_KEY] = cached
             return None
         rendered = render(
             cached, self._pages.page_size, self._cache_control, environ.get("HTTP_IF_NONE_MATCH")

@@ -61,6 +61,22 @@ class CachedPage:
     lag: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RedisRead:
+    """What one request read from Redis for a page: the entries, when (this host's clock and
+    Redis'), and, if Redis failed, how that request is counted (``unavailable``)."""
+
+    number: int
+    lookup: Lookup
+    now_ms: int
+    redis_now: float
+    unavailable: CacheOutcome | None = None
+
+    @property
+    def redis_ok(self) -> bool:
+        return self.unavailable is None
+
+
 class PageCache:
     """Serves pages through the cache. The loaders are the only way it reaches MySQL."""
 
@@ -87,26 +103,45 @@ class PageCache:
         self._ttl = ttl
         self._lock_wait = lock_wait
 
-    def get(self, number: int) -> CachedPage:
+    def get(self, number: int, read: RedisRead | None = None) -> CachedPage:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
-        ``DatabaseUnavailable``."""
+        ``DatabaseUnavailable``. ``read``: what ``hit`` already read from Redis for this
+        request, so Redis is read once."""
+        if read is not None and read.number == number:
+            return self._serve(read)
         now_ms = int(self._wall() * 1000)
         near = self.near
         version = -1
         if near is not None and near.live():
             version = near.version  # noted before the read: see NearCache (stale-set safety)
-            hit = self._near_hit(near, number, now_ms)
-            if hit is not None:
-                return hit
-        return self._get_from_redis(number, now_ms, version)
+            found = self._near_hit(near, number, now_ms)
+            if found is not None:
+                return found
+        return self._serve(self._read_redis(number, now_ms, version))
 
-    def near_hit(self, number: int) -> CachedPage | None:
-        """The page if this worker's near cache can answer it as a hit now, else None: the
-        first step of ``get``, alone, for the fast path in front of Flask."""
+    def hit(self, number: int) -> CachedPage | RedisRead:
+        """The page if it is a hit, from the near cache or else Redis; otherwise what was read
+        from Redis, for ``get`` to go on from. Never raises for Redis and never reaches MySQL:
+        the fast path in front of Flask (``service.api.hits``) asks this."""
+        now_ms = int(self._wall() * 1000)
         near = self.near
-        if near is None or not near.live():
-            return None
-        return self._near_hit(near, number, int(self._wall() * 1000))
+        version = -1
+        if near is not None and near.live():
+            version = near.version
+            found = self._near_hit(near, number, now_ms)
+            if found is not None:
+                return found
+        read = self._read_redis(number, now_ms, version)
+        if read.redis_ok:
+            totals = self._usable(read.lookup.totals, now_ms, read.redis_now)
+            page = self._usable(read.lookup.page, now_ms, read.redis_now)
+            if (
+                totals is not None
+                and page is not None
+                and number <= total_pages(totals.total_orders, self.page_size)
+            ):
+                return CachedPage(number, page, totals.total_orders, HIT)
+        return read
 
     def _near_hit(self, near: NearCache, number: int, now_ms: int) -> CachedPage | None:
         """A hit needs the page and the totals, both fresh by their TTL and within the lag
@@ -127,27 +162,31 @@ class PageCache:
         self.freshness.saw_checkpoint(lookup.checkpoint_ms)
         return lookup
 
-    def _get_from_redis(self, number: int, now_ms: int, near_version: int) -> CachedPage:
-        redis_ok = True
-        unavailable_outcome = MISS
+    def _read_redis(self, number: int, now_ms: int, near_version: int) -> RedisRead:
+        """One read of the page, the totals and the checkpoint; what was usable goes to the
+        near cache unless an invalidation arrived since ``near_version``."""
         try:
             with tracing.span("cache.lookup", page=number):
                 lookup = self._read(number)
         except CacheUnavailable:
-            lookup = Lookup(None, None, None)
-            redis_ok = False
-            unavailable_outcome = (
-                CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
+            outcome = CacheOutcome.ERROR if self.redis.breaker.is_closed else CacheOutcome.BYPASS
+            return RedisRead(
+                number, Lookup(None, None, None), now_ms, self.freshness.clock.now_ms(), outcome
             )
         redis_now = self.freshness.clock.now_ms()
-        if redis_ok and self.near is not None and near_version >= 0:
+        if self.near is not None and near_version >= 0:
             self.near.store(
                 number,
                 self._usable(lookup.page, now_ms, redis_now),
                 self._usable(lookup.totals, now_ms, redis_now),
                 near_version,
             )
+        return RedisRead(number, lookup, now_ms, redis_now)
 
+    def _serve(self, read: RedisRead) -> CachedPage:
+        """The page from what Redis held: hits as they are, the rest loaded under the lease."""
+        number, lookup, now_ms, redis_now = read.number, read.lookup, read.now_ms, read.redis_now
+        redis_ok = read.redis_ok
         totals, totals_outcome = self._resolve(
             lookup.totals,
             now_ms,
@@ -182,7 +221,7 @@ class PageCache:
                 self.freshness.lag_ms(totals.read_ms, redis_now) if totals_outcome == STALE else 0,
             )
             return CachedPage(number, entry, totals.total_orders, STALE, max(0.0, lag_ms / 1000))
-        outcome = unavailable_outcome if not redis_ok else page_outcome
+        outcome = read.unavailable or page_outcome
         return CachedPage(number, entry, totals.total_orders, outcome)
 
     def _fresh_until(self, now_ms: int) -> int:

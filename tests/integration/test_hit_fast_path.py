@@ -1,7 +1,8 @@
-"""The near-cache fast path (service.api.hits) against the real MariaDB and Redis.
+"""The fast path for cache hits (service.api.hits) against the real MariaDB and Redis.
 
 It must answer exactly what Flask's view would (status, headers, body), leave the same metrics and
-log line, and hand everything it cannot answer exactly to Flask.
+log line, hand everything it cannot answer exactly to Flask, and never make a request read Redis
+twice.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from flask.testing import FlaskClient
 from werkzeug.test import Client
 
 from service import close_app, create_app
-from service.api.hits import NearCacheHits
-from service.config import Settings
+from service.api.hits import CacheHits
+from service.cache.aside import RedisRead
+from service.config import RedisURL, Settings
 from service.observability import logging as obs_logging
 from service.observability import metrics, tracing
 from service.services import services
+from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -59,7 +62,7 @@ def flask_requests(app: Flask) -> list[str]:
 def flask_only(app: Flask) -> Client:
     """A client of the Flask app behind the fast path: the view's own answer."""
     middleware = app.wsgi_app
-    assert isinstance(middleware, NearCacheHits)
+    assert isinstance(middleware, CacheHits)
     return Client(middleware.app)
 
 
@@ -192,7 +195,7 @@ def test_a_failure_inside_the_fast_path_is_answered_by_flask(
     def broken(_number: int) -> None:
         raise RuntimeError("a bug in the fast path")
 
-    monkeypatch.setattr(services(fast_app).pages, "near_hit", broken)
+    monkeypatch.setattr(services(fast_app).pages, "hit", broken)
     response = fast_client.get("/orders/14")
     assert response.status_code == 200
     assert response.headers["X-Cache"] == "HIT"  # Flask's path, from the same near cache
@@ -209,7 +212,18 @@ def test_past_the_lag_bound_the_fast_path_steps_aside(settings: Settings) -> Non
         wait_for(near.live, 10, "the near cache's invalidation feed")
         warm(client, "/orders/15")
         handled = flask_requests(app)
-        wait_for(lambda: services(app).pages.near_hit(15) is None, 10, "the bound to pass")
+        pages = services(app).pages
+
+        def page_past_the_bound() -> bool:
+            # The page itself, not only the totals (filled a moment earlier, so past it first).
+            read = pages.hit(15)
+            return (
+                isinstance(read, RedisRead)
+                and read.lookup.page is not None
+                and not pages.freshness.current(read.lookup.page.read_ms, read.redis_now)
+            )
+
+        wait_for(page_past_the_bound, 10, "the bound to pass")
         assert client.get("/orders/15").headers["X-Cache"] == "MISS"
         assert handled == ["/orders/15"]
     finally:
@@ -231,6 +245,56 @@ def test_on_the_admin_port_pages_are_not_served(settings: Settings) -> None:
         admin = client.get("/orders/16", environ_overrides={"SERVER_PORT": "9464"})
         assert admin.status_code == 404
         assert admin.mimetype == "application/problem+json"
+    finally:
+        close_app(app)
+
+
+def test_a_redis_hit_is_answered_before_flask_exactly_as_the_view_would(
+    settings: Settings,
+) -> None:
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, near_cache=False))
+    try:
+        client = app.test_client()
+        assert client.get("/orders/17").headers["X-Cache"] == "MISS"
+        handled = flask_requests(app)
+        redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
+        before = _count(redis_reads)
+        fast = client.get("/orders/17", headers={"X-Request-ID": "redis-1"})
+        assert handled == []
+        assert _count(redis_reads) - before == 1
+        view = flask_only(app).get("/orders/17", headers={"X-Request-ID": "redis-1"})
+        assert fast.headers["X-Cache"] == view.headers["X-Cache"] == "HIT"
+        assert fast.data == view.data
+        assert sorted(fast.headers.items()) == sorted(view.headers.items())
+    finally:
+        close_app(app)
+
+
+def test_a_miss_handed_to_flask_reads_redis_once(fast_app: Flask, fast_client: FlaskClient) -> None:
+    redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
+    handled = flask_requests(fast_app)
+    before = _count(redis_reads)
+    assert fast_client.get("/orders/18").headers["X-Cache"] == "MISS"
+    assert handled == ["/orders/18"]
+    assert _count(redis_reads) - before == 1  # the fast path's read, reused by the view
+    past = fast_client.get("/orders/1000")
+    assert past.status_code == 404
+    assert _count(redis_reads) - before == 2
+
+
+def test_with_redis_down_one_failure_is_counted_per_request(settings: Settings) -> None:
+    """The fast path's failed read travels on: Flask does not try Redis a second time."""
+    app = create_app(
+        dataclasses.replace(settings, redis_url=RedisURL(f"redis://127.0.0.1:{free_port()}/0", ""))
+    )
+    try:
+        client = app.test_client()
+        errors = metrics.REDIS_ERRORS.labels("mget")
+        before = errors._value.get()
+        response = client.get("/orders/19")
+        assert response.status_code == 200
+        assert response.headers["X-Cache"] in {"ERROR", "BYPASS"}
+        assert errors._value.get() - before == 1
     finally:
         close_app(app)
 
