@@ -42,7 +42,7 @@ from bench.load import open_loop_connections, run_wrk
 from bench.servers import VENV_BIN, BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "hot_set", "table_sizes", "invalidation")
+PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation")
 
 
 def hot_set_orders(plan: phases.Plan, page_size: int = 10) -> int:
@@ -93,7 +93,19 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
             if "redis_hits" in skip
             else ctx.service("service_redis", ORDERS_NEAR_CACHE="false")
         )
-        services = [s for s in (service, peer, redis_hits) if s is not None]
+        # Bearer-token auth on, every request with one real RS256 token (verified once per
+        # worker, then from the verified-token cache): its cost per hit, reported on its own.
+        auth_keys = None if "auth" in skip else auth_cost.Keys()
+        service_auth = None
+        if auth_keys is not None:
+            service_auth = ctx.service(
+                "service_auth",
+                ORDERS_AUTH_ISSUER=auth_cost.ISSUER,
+                ORDERS_AUTH_AUDIENCE=auth_cost.AUDIENCE,
+                ORDERS_AUTH_JWKS_URL=auth_keys.url,
+            )
+            service_auth.headers = {"Authorization": f"Bearer {auth_keys.token('RS256')}"}
+        services = [s for s in (service, peer, redis_hits, service_auth) if s is not None]
         floor: Gunicorn | None = None
         try:
             for s in services:
@@ -104,7 +116,7 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
             floor = ctx.floor(body_file)
             floor.start(ready_path="/healthz")
             systems = [floor, peer, service]
-            closed = [*systems, *([redis_hits] if redis_hits else [])]
+            closed = [*systems, *(s for s in (redis_hits, service_auth) if s is not None)]
             time.sleep(plan.settle_seconds)
             for s in closed:
                 phases.warm(s, plan.hot_pages)
@@ -124,8 +136,9 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
             }
             print("hit throughput (closed loop) ...", flush=True)
             results["hit_throughput"] = phases.closed_loop(closed, plan)
-            if redis_hits is not None:
-                redis_hits.stop()  # only the closed loop needs it
+            for extra in (redis_hits, service_auth):
+                if extra is not None:
+                    extra.stop()  # only the closed loop needs it
             floor_rps = results["hit_throughput"]["floor"]["rps"]
             print("latency at fixed rates (open loop) ...", flush=True)
             results["latency_sweep"] = phases.latency_sweep(systems, floor_rps, plan)
@@ -166,6 +179,8 @@ def run_bench(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
         finally:
             for running in [*services, *([floor] if floor else [])]:
                 running.stop()
+            if auth_keys is not None:
+                auth_keys.close()
         results.update(_after_side_by_side(ctx, plan, skip))
     results["notes"] = [
         f"Hot set: pages 1-{plan.hot_pages}, round robin, warmed before measuring; the floor "

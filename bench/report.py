@@ -15,12 +15,13 @@ from matplotlib.figure import Figure
 
 from bench.targets import verdict
 
-SYSTEMS = ("floor", "peer", "service", "service_redis")
+SYSTEMS = ("floor", "peer", "service", "service_redis", "service_auth")
 LABELS = {
     "floor": "Flask floor (fixed bytes)",
     "peer": "Flask-Caching peer (RedisCache)",
     "service": "orders-service (as shipped)",
     "service_redis": "orders-service, ORDERS_NEAR_CACHE=false (every hit from Redis)",
+    "service_auth": "orders-service, bearer-token auth on (one RS256 token, cached verification)",
 }
 
 
@@ -154,7 +155,22 @@ def _hit_section(hit: dict[str, Any]) -> list[str]:
             ],
             rows,
         )
+        lines += _auth_note(hit)
     return lines
+
+
+def _auth_note(hit: dict[str, Any]) -> list[str]:
+    """What bearer-token auth adds to a hit, from the two rows measured side by side."""
+    auth, service = hit.get("service_auth"), hit.get("service")
+    if not auth or not service:
+        return []
+    extra = auth.get("cpu_us_per_request", 0) - service.get("cpu_us_per_request", 0)
+    return [
+        "",
+        f"Bearer-token auth on costs {extra:,.0f} us of server CPU per hit in this run "
+        f"({_x(ratio(auth['rps'], service['rps']))} the throughput of the service as shipped); "
+        "the check itself, first sight vs cached, is in `make bench-auth`.",
+    ]
 
 
 def _sweep_section(sweep: dict[str, Any]) -> list[str]:

@@ -66,14 +66,17 @@ def test_bench_writes_json_markdown_and_plot(smoke: tuple[Path, dict[str, Any]])
         "## Invalidation: commit to visible through the API",
     ):
         assert heading in markdown
+    assert "Bearer-token auth on costs" in markdown
     for png in ("results", "curve-hot-set", "curve-invalidation", "curve-table-size"):
         assert (out / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 
 def test_every_system_is_measured_closed_and_open_loop(smoke: tuple[Path, dict[str, Any]]) -> None:
     _, results = smoke
-    assert set(results["hit_throughput"]) == {*SYSTEMS, "service_redis"}
+    assert set(results["hit_throughput"]) == {*SYSTEMS, "service_redis", "service_auth"}
     assert results["hit_throughput"]["service_redis"]["rps"] > 0
+    assert results["hit_throughput"]["service_auth"]["rps"] > 0
+    assert results["hit_throughput"]["service_auth"]["errors"] == 0  # the token was accepted
     for name in SYSTEMS:
         assert results["hit_throughput"][name]["rps"] > 0
         points = results["latency_sweep"][name]
