@@ -6,7 +6,7 @@ and the near-cache fast path in front of Flask (``service.api.hits``) both answe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from flask import Blueprint, Response, request
 
@@ -22,8 +22,7 @@ bp = Blueprint("orders", __name__)
 CACHE_READ_KEY = "orders.cache.read"
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedPage:
+class RenderedPage(NamedTuple):
     """A page answer before it meets a framework: ``headers`` hold everything but the length."""
 
     status: int

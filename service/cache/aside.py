@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.freshness import Freshness
@@ -49,10 +49,10 @@ class PageNotFound(Exception):
         self.total_pages = total_pages
 
 
-@dataclass(frozen=True, slots=True)
-class CachedPage:
+class CachedPage(NamedTuple):
     """A page ready to render, and where it came from. ``lag`` (seconds) is how far behind MySQL
-    a stale answer may be; 0 for the others."""
+    a stale answer may be; 0 for the others. (A NamedTuple: one is made per hit, and a frozen
+    dataclass's ``__init__`` costs a ``setattr`` call per field.)"""
 
     number: int
     entry: PageEntry
