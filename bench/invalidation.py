@@ -68,14 +68,13 @@ def lag_summary(
 
 
 def sustained_rate(points: list[dict[str, Any]], max_lag: float = 1.0) -> float | None:
-    """The highest write rate the writer reached (>= 95% of offered) with every canary visible
+    """The highest rate of changed rows actually committed (not offered: on a shared machine
+    the writers fall short of a high schedule) at a point where every canary became visible
     within ``max_lag`` seconds; None if no point qualifies."""
     good = [
         p["achieved_rows_per_s"]
         for p in points
-        if p["achieved_rows_per_s"] >= 0.95 * p["offered_rows_per_s"]
-        and p["lag_max_s"] is not None
-        and p["lag_max_s"] < max_lag
+        if p["lag_max_s"] is not None and p["lag_max_s"] < max_lag
     ]
     return max(good) if good else None
 

@@ -52,10 +52,10 @@ class Plan:
     invalidation_orders: int = 200_000
     transaction_sizes: tuple[int, ...] = (1000, 10_000, 60_000)
     # offered rows/s, past the 50k target so the curve shows where the lag starts to grow
-    write_rates: tuple[int, ...] = (10_000, 25_000, 50_000, 75_000, 100_000)
+    write_rates: tuple[int, ...] = (10_000, 25_000, 50_000, 75_000, 100_000, 150_000)
     write_seconds: float = 5
-    rows_per_transaction: int = 2000
-    writers: int = 2  # connections writing, each its own id range on its own schedule
+    rows_per_transaction: int = 5000
+    writers: int = 4  # connections writing, each its own id range on its own schedule
     visible_timeout: float = 60
 
 
