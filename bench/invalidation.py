@@ -181,6 +181,7 @@ def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
     written = [0] * writers
     errors: list[BaseException] = []
     last_commit = [0.0] * writers
+    tag = rig.marker("w")  # a new name per point, so every UPDATE changes every row it matches
     started = time.monotonic()
 
     def writer(index: int) -> None:
@@ -196,7 +197,7 @@ def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
                     seq += 1
                     first = base + offset
                     last_commit[index], changed = _update_counted(
-                        conn, first, first + batch - 1, f"benchmark-w{index}-{seq}"
+                        conn, first, first + batch - 1, f"{tag}-{index}-{seq}"
                     )
                     written[index] += changed
                     offset = (offset + batch) % span
@@ -235,12 +236,13 @@ def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
             commits[k] = at
             stop.wait(CANARY_EVERY)
     stop.set()
+    stopped = time.monotonic()
     for t in workers:
         t.join(30)
     ended = time.monotonic()
-    # Rows committed over the time from the start to the last commit (a transaction in flight
-    # when the clock ran out counts, and so does the time it took).
-    writing_s = max([*last_commit, started + 1e-9]) - started
+    # Rows committed over the time until the writers were told to stop or, if later, the last
+    # commit (a transaction in flight when the clock ran out counts, and so does its time).
+    writing_s = max([*last_commit, stopped]) - started
     deadline = ended + plan.visible_timeout
     while len(lags) < len(commits) and time.monotonic() < deadline and not errors:
         time.sleep(0.01)

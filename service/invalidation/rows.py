@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import UpdateRowsEvent
@@ -271,9 +271,9 @@ _V2: Final = frozenset({0x1E, 0x1F, 0x20})
 HEADER: Final = 19  # timestamp 4, type 1, server_id 4, event size 4, next position 4, flags 2
 
 
-@dataclass(frozen=True)
-class RawRows:
-    """A rows event's header, read from the packet: where its row images start and end."""
+class RawRows(NamedTuple):
+    """A rows event's header, read from the packet: where its row images start and end (a
+    tuple: one is made per event, and a row's own event is the common case under triggers)."""
 
     kind: int
     table_id: int
