@@ -211,9 +211,8 @@ def _read_full_rows(
     single = full.keys[0] if len(full.keys) == 1 else None
     from_bytes = int.from_bytes
     ones = b"\xff" * ((full.columns + 7) // 8)
-    rows: list[tuple[tuple[int, ...], ...]] = []
-    images: list[tuple[int, ...]] = []
-    per_row = 2 if update else 1
+    images: list[tuple[int, ...]] = []  # every image in order; an update's come in pairs
+    append = images.append
     try:
         while pos < end:
             if from_bytes(data[pos : pos + null_bytes], "little") & null_mask:
@@ -240,15 +239,14 @@ def _read_full_rows(
                         pos += 2 + (data[pos] | data[pos + 1] << 8) + after
                     else:
                         pos += prefix + from_bytes(data[pos : pos + prefix], "little") + after
-            images.append(values)
-            if len(images) == per_row:
-                rows.append(tuple(images))
-                images = []
+            append(values)
     except IndexError:
         raise UnreadableRows("row image truncated") from None
-    if pos != end or images:
+    if pos != end or (update and len(images) % 2):
         raise UnreadableRows("row images do not end where the event does")
-    return rows
+    if update:
+        return list(zip(images[0::2], images[1::2], strict=True))
+    return [(values,) for values in images]
 
 
 def read_keys(event: Any, layout: RowLayout) -> list[tuple[tuple[int, ...], ...]]:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE
 
+from service.invalidation.changes import RowChange
 from service.invalidation.rows import RowLayout, UnreadableRows, read_rows
 
 
@@ -101,3 +102,15 @@ def test_keys_after_a_variable_column_or_a_partial_image_take_the_general_walk()
     assert read_rows(data, 0, len(data), layout, first=b"\x7f", second=None) == [((9,),)]
     assert layout.full is not None
     assert not layout.full.present(b"\x1f")  # a column left out (binlog_row_image=MINIMAL)
+
+
+def test_changes_made_in_bulk_equal_the_ones_the_constructor_makes() -> None:
+    keys = [((1,), (1,)), ((2,), (9,)), (None, (4,)), ((5,), None)]
+    made = RowChange.rows("update", "shop", "orders", ("id",), keys)
+    assert made == [
+        RowChange("update", "shop", "orders", ("id",), before=b, after=a) for b, a in keys
+    ]
+    assert hash(made[1]) == hash(RowChange("update", "shop", "orders", ("id",), (2,), (9,)))
+    assert (made[1].before_id, made[1].after_id, made[0].statement) == (2, 9, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made[0].kind = "delete"  # type: ignore[misc]
