@@ -1,4 +1,4 @@
-"""``python -m bench bench|smoke|pagination|soak|profile``: the make targets' entry point.
+"""``python -m bench bench|smoke|invalidation|pagination|soak|...``: the make targets' entry point.
 
 Each command starts what it needs (its own MariaDB, the three systems under gunicorn), measures,
 writes results under ``--out`` and stops everything it started, even on failure.
@@ -563,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             "ablation",
             "compare",
             "sweep",
+            "invalidation",
         ],
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
@@ -632,6 +633,18 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="pagination samples per page for the peer (OFFSET is slow)",
     )
+    parser.add_argument(
+        "--write-rates", type=_sizes, default=None, help="invalidation: offered rows/s"
+    )
+    parser.add_argument("--writers", type=int, default=0, help="invalidation: writer connections")
+    parser.add_argument(
+        "--rows-per-transaction", type=int, default=0, help="invalidation: rows per write"
+    )
+    parser.add_argument(
+        "--profile-invalidator",
+        action="store_true",
+        help="invalidation: py-spy on the invalidator at the highest write rate",
+    )
     parser.add_argument("--minutes", type=float, default=10, help="soak length")
     parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
     parser.add_argument("--seconds", type=int, default=20, help="profile length")
@@ -654,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
                 plan = dataclasses.replace(plan, table_sizes=tuple(args.table_sizes))
             baseline = targets.load_baseline(args.baseline, REPO)
             finish(run_bench(args, plan), out, baseline)
+        elif args.command == "invalidation":
+            results = invalidation.standalone(args, invalidation.plan_from_args(args))
+            report.write(out, "invalidation", results, invalidation.markdown(results))
+            report.plot_curves({"invalidation": results["invalidation"]}, out)
+            print((out / "invalidation.md").read_text())
         elif args.command == "compare":
             print(compare.run(args))
         elif args.command == "sweep":

@@ -283,11 +283,18 @@ def shape_from_args(args: argparse.Namespace) -> GunicornShape:
 
 @contextlib.contextmanager
 def context(
-    args: argparse.Namespace, database: str, shape: GunicornShape | None = None
+    args: argparse.Namespace,
+    database: str,
+    shape: GunicornShape | None = None,
+    *,
+    start_mysql: bool = True,
 ) -> Iterator[Context]:
+    """``start_mysql=False``: a phase that brings its own MariaDB (the invalidation phase) does
+    not start the bench's."""
     state = Path(args.state).resolve()
     mysql = MariaDB(state / "mysql" / "data", args.mysql_port, buffer_pool=args.buffer_pool)
-    mysql.start()
+    if start_mysql:
+        mysql.start()
     state.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=state))
     ctx = Context(

@@ -50,10 +50,12 @@ class Plan:
     table_peer_samples: int = 2
     # invalidation (bench/invalidation.py), on a throwaway MariaDB with the binlog on
     invalidation_orders: int = 200_000
-    transaction_sizes: tuple[int, ...] = (1000, 10_000, 60_000)
-    write_rates: tuple[int, ...] = (10_000, 25_000, 50_000)
+    transaction_sizes: tuple[int, ...] = (1000, 10_000, 30_000, 60_000, 100_000)
+    # offered rows/s, past the 50k target so the curve shows where the lag starts to grow
+    write_rates: tuple[int, ...] = (10_000, 25_000, 50_000, 75_000, 100_000, 150_000)
     write_seconds: float = 5
-    rows_per_transaction: int = 1000
+    rows_per_transaction: int = 5000
+    writers: int = 4  # connections writing, each its own id range on its own schedule
     visible_timeout: float = 60
 
 

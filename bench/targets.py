@@ -106,13 +106,15 @@ def invalidation_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if not inv:
         return []
     sustained = inv.get("sustained_rows_per_s_under_1s_lag")
-    offered = max((p["offered_rows_per_s"] for p in inv.get("write_rates", [])), default=0)
+    points = inv.get("write_rates", [])
+    offered = max((p["offered_rows_per_s"] for p in points), default=0)
+    written = max((p["achieved_rows_per_s"] for p in points), default=0)
     shown = "none of the rates tried" if sustained is None else f"{sustained:,.0f} rows/s"
     rows = [
         _row(
             "invalidation >= 50,000 changed rows/s with lag < 1 s",
             sustained,
-            f"{shown} (tried up to {offered:,.0f})",
+            f"{shown} committed (offered up to {offered:,.0f}, writers reached {written:,.0f})",
             sustained is not None and sustained >= 50_000,
         )
     ]

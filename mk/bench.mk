@@ -12,6 +12,8 @@ BENCH_ORDERS ?= 10000000
 BENCH_SOAK_MINUTES ?= 10
 ## Extra arguments for every bench command, e.g. BENCH_ARGS='--workers 2 --threads 4'.
 BENCH_ARGS ?=
+## Extra arguments for `make bench-invalidation`, e.g. '--writers 4 --write-rates 50k,100k --profile-invalidator'.
+BENCH_ARGS_INVALIDATION ?=
 ## Extra arguments for `make bench-auth`, e.g. BENCH_ARGS_AUTH='--iterations 5000 --rounds 21'.
 BENCH_ARGS_AUTH ?=
 ## Hot-set sizes (pages) of the hit-throughput curve; each is filled through the API first (a few
@@ -63,8 +65,9 @@ bench-sweep: install bench-tools ## gunicorn workers/threads/keep-alive/worker c
 	$(BENCH) sweep --grid '$(BENCH_SWEEP_GRID)' --out $(BENCH_OUT) $(BENCH_ARGS)
 
 .PHONY: bench-invalidation
-bench-invalidation: install ## Invalidator rows/s (id-only reader vs the library's full decoding), 60k-row transaction to visible, sustained bulk rate.
+bench-invalidation: install bench-tools ## Only the invalidation targets (~2 min): follower rows/s vs the library's decoding, then commit-to-visible through the API vs transaction size and write rate.
 	$(BIN)/python -m bench.follower_throughput --out $(BENCH_OUT)
+	$(BENCH) invalidation --out $(BENCH_OUT) $(BENCH_ARGS_INVALIDATION)
 
 .PHONY: bench-pagination
 bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).

@@ -497,13 +497,10 @@ class BinlogFollower:
             log.warning("unreadable rows in %s.%s (%s): the table is reset", schema, table, exc)
             return [RowChange("reset", schema, table)]
         if isinstance(event, UpdateRowsEvent):
-            return [
-                RowChange("update", schema, table, columns, before=before, after=after)
-                for before, after in rows
-            ]
+            return RowChange.rows("update", schema, table, columns, rows)  # type: ignore[arg-type]
         if isinstance(event, WriteRowsEvent):
-            return [RowChange("insert", schema, table, columns, after=row[0]) for row in rows]
-        return [RowChange("delete", schema, table, columns, before=row[0]) for row in rows]
+            return RowChange.rows("insert", schema, table, columns, ((None, r[0]) for r in rows))
+        return RowChange.rows("delete", schema, table, columns, ((r[0], None) for r in rows))
 
     def raw_changes(self, data: bytes, table: Any, checksum: bool) -> list[RowChange]:
         """The changes of a rows event read straight from its packet (``_StreamConnection``)."""
@@ -517,13 +514,10 @@ class BinlogFollower:
             log.warning("unreadable rows in %s.%s (%s): the table is reset", schema, name, exc)
             return [RowChange("reset", schema, name)]
         if raw.kind in UPDATE_ROWS:
-            return [
-                RowChange("update", schema, name, columns, before=before, after=after)
-                for before, after in rows
-            ]
+            return RowChange.rows("update", schema, name, columns, rows)  # type: ignore[arg-type]
         if raw.kind in WRITE_ROWS:
-            return [RowChange("insert", schema, name, columns, after=row[0]) for row in rows]
-        return [RowChange("delete", schema, name, columns, before=row[0]) for row in rows]
+            return RowChange.rows("insert", schema, name, columns, ((None, r[0]) for r in rows))
+        return RowChange.rows("delete", schema, name, columns, ((r[0], None) for r in rows))
 
     def _columns_of(self, table: Any) -> tuple[str, ...]:
         named = self._tables.get(str(table.table)) if self._tables is not None else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import UpdateRowsEvent
@@ -75,12 +75,64 @@ def _column_size(column: Any) -> tuple[int, int]:  # noqa: PLR0911 - one answer 
 
 
 @dataclass(frozen=True)
+class FullImage:
+    """The walk of a row image holding every column and no NULL (binlog_row_image=FULL, the
+    common row), worked out once per table: the wanted integers lie in the leading run of
+    fixed-size columns at fixed offsets, then each variable-length column is one length read
+    and a jump over it and the fixed columns after it."""
+
+    columns: int  # the bitmap of present columns must name all of them
+    null_bytes: int
+    null_mask: int  # the columns' bits of the NULL bitmap (MariaDB sets the unused ones)
+    keys: tuple[tuple[int, int, bool], ...]  # per wanted column: offset in the lead, size, signed
+    lead: int  # bytes of fixed columns before the first variable-length one
+    tail: tuple[tuple[int, int], ...]  # per variable column: (length-prefix size, fixed after)
+
+    @classmethod
+    def of(cls, plan: Sequence[tuple[int, int, int, int, bool]], wanted: int) -> FullImage | None:
+        """None when a wanted column comes after a variable-length one (the general walk)."""
+        keys: list[tuple[int, int, int, bool]] = []
+        lead = 0
+        tail: list[list[int]] = []
+        for _, fixed, prefix, slot, signed in plan:
+            if prefix:
+                tail.append([prefix, 0])
+            elif tail:
+                if slot >= 0:
+                    return None
+                tail[-1][1] += fixed
+            else:
+                if slot >= 0:
+                    keys.append((slot, lead, fixed, signed))
+                lead += fixed
+        if len(keys) != wanted:
+            return None
+        null_bytes = (len(plan) + 7) // 8
+        return cls(
+            len(plan),
+            null_bytes,
+            (1 << len(plan)) - 1,
+            tuple((offset, size, signed) for _, offset, size, signed in sorted(keys)),
+            lead,
+            tuple((prefix, after) for prefix, after in tail),
+        )
+
+    def present(self, bitmap: bytes) -> bool:
+        """True when ``bitmap`` (a rows event's columns-present bitmap) names every column."""
+        full, rest = divmod(self.columns, 8)
+        return bitmap[:full] == b"\xff" * full and (
+            not rest or bitmap[full] & ((1 << rest) - 1) == (1 << rest) - 1
+        )
+
+
+@dataclass(frozen=True)
 class RowLayout:
     """How to walk one table's row image: each column's size, and which ones to read."""
 
     # Per column: (index, fixed size, length-prefix size, slot among the wanted or -1, signed).
     plan: tuple[tuple[int, int, int, int, bool], ...]
     wanted: int  # how many columns are read
+    full: FullImage | None = None  # the fast walk of a complete image without NULLs
 
     @classmethod
     def of(cls, columns: Sequence[Any], names: Sequence[str]) -> RowLayout:
@@ -95,7 +147,7 @@ class RowLayout:
         for index, column in enumerate(columns):
             fixed, prefix = _column_size(column)
             plan.append((index, fixed, prefix, slots.get(index, -1), not column.unsigned))
-        return cls(tuple(plan), len(names))
+        return cls(tuple(plan), len(names), FullImage.of(plan, len(names)))
 
     def read_image(self, data: bytes, pos: int, present: bytes) -> tuple[tuple[int, ...], int]:
         """The wanted values of the row image at ``pos`` and where the next image starts."""
@@ -130,6 +182,9 @@ def read_rows(
 ) -> list[tuple[tuple[int, ...], ...]]:
     """Per row from ``pos`` to ``end``: ``(values,)``, or ``(before, after)`` when ``second``
     (the update's after-image bitmap) is given."""
+    full = layout.full
+    if full is not None and full.present(first) and (second is None or full.present(second)):
+        return _read_full_rows(data, pos, end, layout, full, update=second is not None)
     rows: list[tuple[tuple[int, ...], ...]] = []
     try:
         while pos < end:
@@ -144,6 +199,54 @@ def read_rows(
     if pos != end:
         raise UnreadableRows("row images do not end where the event does")
     return rows
+
+
+def _read_full_rows(
+    data: bytes, pos: int, end: int, layout: RowLayout, full: FullImage, *, update: bool
+) -> list[tuple[tuple[int, ...], ...]]:
+    """``read_rows`` for complete images (every column present), the loop written out: an
+    image with a NULL column takes the general walk, so every row is read the same either
+    way (tests/unit/test_rows.py compares the two)."""
+    null_bytes, null_mask, lead, tail = full.null_bytes, full.null_mask, full.lead, full.tail
+    single = full.keys[0] if len(full.keys) == 1 else None
+    from_bytes = int.from_bytes
+    ones = b"\xff" * ((full.columns + 7) // 8)
+    images: list[tuple[int, ...]] = []  # every image in order; an update's come in pairs
+    append = images.append
+    try:
+        while pos < end:
+            if from_bytes(data[pos : pos + null_bytes], "little") & null_mask:
+                values, pos = layout.read_image(data, pos, ones)
+            else:
+                pos += null_bytes
+                if single is not None:
+                    offset, size, signed = single
+                    values = (
+                        from_bytes(
+                            data[pos + offset : pos + offset + size], "little", signed=signed
+                        ),
+                    )
+                else:
+                    values = tuple(
+                        from_bytes(data[pos + o : pos + o + n], "little", signed=sg)
+                        for o, n, sg in full.keys
+                    )
+                pos += lead
+                for prefix, after in tail:
+                    if prefix == 1:
+                        pos += 1 + data[pos] + after
+                    elif prefix == 2:
+                        pos += 2 + (data[pos] | data[pos + 1] << 8) + after
+                    else:
+                        pos += prefix + from_bytes(data[pos : pos + prefix], "little") + after
+            append(values)
+    except IndexError:
+        raise UnreadableRows("row image truncated") from None
+    if pos != end or (update and len(images) % 2):
+        raise UnreadableRows("row images do not end where the event does")
+    if update:
+        return list(zip(images[0::2], images[1::2], strict=True))
+    return [(values,) for values in images]
 
 
 def read_keys(event: Any, layout: RowLayout) -> list[tuple[tuple[int, ...], ...]]:
@@ -166,9 +269,9 @@ _V2: Final = frozenset({0x1E, 0x1F, 0x20})
 HEADER: Final = 19  # timestamp 4, type 1, server_id 4, event size 4, next position 4, flags 2
 
 
-@dataclass(frozen=True)
-class RawRows:
-    """A rows event's header, read from the packet: where its row images start and end."""
+class RawRows(NamedTuple):
+    """A rows event's header, read from the packet: where its row images start and end (a
+    tuple: one is made per event, and a row's own event is the common case under triggers)."""
 
     kind: int
     table_id: int

@@ -97,3 +97,21 @@ def test_migrations_are_idempotent(cursor: Any) -> None:
     applied = repository.applied_migrations(cursor)
     assert applied == {version for version, _ in schema.available_migrations()}
     assert schema.migrate(cursor.connection) == []
+
+
+def test_an_update_that_keeps_ids_runs_no_counting_statement_per_row(cursor: Any) -> None:
+    """The move trigger's INSERT ... SELECT (a derived table: one temporary table each time it
+    runs) is guarded by IF: a bulk UPDATE that keeps ids, the common write, does no per-row work
+    for the counts, while an id change is still counted."""
+    repository.bulk_insert_orders(cursor, list(generator.generate(2_000, seed=3)))
+
+    def temporary_tables() -> int:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Created_tmp_tables'")
+        return int(cursor.fetchone()[1])
+
+    before = temporary_tables()
+    cursor.execute("UPDATE orders SET customer_name = 'renamed' WHERE id <= 1000")
+    assert cursor.rowcount == 1000
+    assert temporary_tables() - before < 10  # the status statements' own, never one per row
+    cursor.execute("UPDATE orders SET id = id + 10000 WHERE id BETWEEN 1 AND 500")
+    assert counts_match_the_table(cursor)
