@@ -60,7 +60,7 @@ def per_request(before: float | None, after: float | None, requests: int) -> flo
 def measure_point(
     service: Gunicorn, floor: Gunicorn, size: int, access: str, *, spec: str, plan: phases.Plan
 ) -> dict[str, Any]:
-    """One point: the floor with this page mix, then the service with it (after a second of
+    """One point: the floor with this page mix, then the service with it (after a few seconds of
     the same mix, so the near caches hold this mix and not the previous one)."""
     floor_run = run_wrk(
         f"{floor.base_url}/",
@@ -68,7 +68,7 @@ def measure_point(
         pages=spec,
         connections=plan.closed_connections,
     )
-    run_wrk(f"{service.base_url}/", seconds=1, pages=spec, connections=8)
+    run_wrk(f"{service.base_url}/", seconds=plan.hot_set_warm_seconds, pages=spec, connections=8)
     calls_before = metric_sum(service, REDIS_CALLS)
     reads_before = metric_sum(service, REDIS_CALLS, command="mget")
     cpu_before = phases.cpu_seconds(service)
@@ -113,7 +113,7 @@ def hot_set_curve(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str,
     own metrics say which share went to Redis.
     """
     sizes = sorted(plan.hot_sets)
-    maxmemory = hot_fill.maxmemory_for(max(sizes), hot_fill.ESTIMATED_BYTES_PER_PAGE)
+    maxmemory = hot_fill.maxmemory_for(max(sizes, default=0), hot_fill.ESTIMATED_BYTES_PER_PAGE)
     out: dict[str, Any] = {
         "near_cache_size": Settings.from_env().near_cache_size,
         "redis": {"maxmemory": maxmemory, "policy": "noeviction"},

@@ -43,6 +43,7 @@ class Plan:
     # curve's own (bench/hot_fill.py: ~3 GB and ~2-3 min for 1M pages, which need the 10M table)
     hot_sets: tuple[int, ...] = (1000, 10_000, 100_000, 1_000_000)
     hot_set_seconds: float = 5
+    hot_set_warm_seconds: float = 3  # the same mix first: each worker's near cache fills
     table_sizes: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     table_samples: int = 40
     table_peer_samples: int = 2
@@ -70,6 +71,7 @@ SMOKE = Plan(
     settle_seconds=1,
     hot_sets=(50, 200),
     hot_set_seconds=1,
+    hot_set_warm_seconds=1,
     table_sizes=(2000,),
     table_samples=3,
     table_peer_samples=1,
