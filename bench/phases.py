@@ -42,8 +42,10 @@ class Plan:
     # cost curves (bench/curves.py). The hot sets are written straight into a Redis of the
     # curve's own (bench/hot_fill.py: ~3 GB and ~2-3 min for 1M pages, which need the 10M table)
     hot_sets: tuple[int, ...] = (1000, 10_000, 100_000, 1_000_000)
-    hot_set_seconds: float = 5
-    hot_set_warm_seconds: float = 3  # the same mix first: each worker's near cache fills
+    hot_set_seconds: float = 8
+    # the same mix first, until each worker's near cache holds its share: with 4 workers, a 1k
+    # uniform hot set needed more than 3 s here to stop showing first-time Redis reads
+    hot_set_warm_seconds: float = 8
     table_sizes: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     table_samples: int = 40
     table_peer_samples: int = 2

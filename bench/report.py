@@ -618,8 +618,14 @@ def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
             ax.set_xscale("log")
             ax.set_xlabel("hot-set size (pages, log scale)")
             ax.grid(True, which="both", alpha=0.3)
+            ax.axvline(
+                hot["near_cache_size"],
+                color="black",
+                linestyle=":",
+                linewidth=1,
+                label="near cache size (pages per worker)",
+            )
             ax.legend(fontsize=8)
-            ax.axvline(hot["near_cache_size"], color="black", linestyle=":", linewidth=1)
         left.set_ylabel("req/s (closed loop)")
         left.set_title("Hit throughput vs hot-set size")
         right.set_ylabel("fraction of requests")
