@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import hot_fill, phases, report
 from bench.context import Context, context, database_name, free_port, prepare_database
-from bench.load import run_wrk
+from bench.load import LoadResult, run_wrk
 from bench.servers import Gunicorn
 from service.config import Settings
 
@@ -60,46 +61,61 @@ def per_request(before: float | None, after: float | None, requests: int) -> flo
 def measure_point(
     service: Gunicorn, floor: Gunicorn, size: int, access: str, *, spec: str, plan: phases.Plan
 ) -> dict[str, Any]:
-    """One point: the floor with this page mix, then the service with it (after a few seconds of
-    the same mix, so the near caches hold this mix and not the previous one)."""
-    floor_run = run_wrk(
-        f"{floor.base_url}/",
-        seconds=plan.hot_set_seconds,
-        pages=spec,
-        connections=plan.closed_connections,
-    )
+    """One point: a few seconds of this page mix on the service first (so the near caches hold
+    this mix, not the previous one), then ``plan.hot_set_rounds`` interleaved rounds of floor
+    and service with it; medians of req/s and p99, CPU and Redis calls over all rounds."""
     run_wrk(f"{service.base_url}/", seconds=plan.hot_set_warm_seconds, pages=spec, connections=8)
     calls_before = metric_sum(service, REDIS_CALLS)
     reads_before = metric_sum(service, REDIS_CALLS, command="mget")
-    cpu_before = phases.cpu_seconds(service)
     load_before = os.getloadavg()[0]
-    run = run_wrk(
-        f"{service.base_url}/",
-        seconds=plan.hot_set_seconds,
-        pages=spec,
-        connections=plan.closed_connections,
-        hit_header="X-Cache",
+    cpu = {"floor": 0.0, "service": 0.0}
+    runs: dict[str, list[LoadResult]] = {"floor": [], "service": []}
+    for _ in range(plan.hot_set_rounds):
+        for name, server in (("floor", floor), ("service", service)):
+            cpu_before = phases.cpu_seconds(server)
+            runs[name].append(
+                run_wrk(
+                    f"{server.base_url}/",
+                    seconds=plan.hot_set_seconds,
+                    pages=spec,
+                    connections=plan.closed_connections,
+                    hit_header="X-Cache" if server is service else "",
+                )
+            )
+            cpu[name] += phases.cpu_seconds(server) - cpu_before
+    requests = {name: sum(r.requests for r in rs) for name, rs in runs.items()}
+    rps = {name: statistics.median(r.rps for r in rs) for name, rs in runs.items()}
+    cpu_us = {name: cpu[name] * 1e6 / max(1, requests[name]) for name in cpu}
+    reads = per_request(
+        reads_before, metric_sum(service, REDIS_CALLS, command="mget"), requests["service"]
     )
-    cpu = phases.cpu_seconds(service) - cpu_before
-    reads_after = metric_sum(service, REDIS_CALLS, command="mget")
-    reads = per_request(reads_before, reads_after, run.requests)
     return {
         "hot_set": size,
         "access": access,
-        "rps": round(run.rps, 1),
-        "floor_rps": round(floor_run.rps, 1),
-        "x_floor": round(run.rps / floor_run.rps, 3) if floor_run.rps else None,
-        "hit_rate": round(run.hits / run.requests, 4) if run.requests else None,
+        "rps": round(rps["service"], 1),
+        "floor_rps": round(rps["floor"], 1),
+        "x_floor": round(rps["service"] / rps["floor"], 3) if rps["floor"] else None,
+        "x_floor_rounds": [
+            round(s.rps / f.rps, 3) if f.rps else None
+            for f, s in zip(runs["floor"], runs["service"], strict=True)
+        ],
+        "hit_rate": round(sum(r.hits for r in runs["service"]) / requests["service"], 4)
+        if requests["service"]
+        else None,
         "redis_calls_per_request": per_request(
-            calls_before, metric_sum(service, REDIS_CALLS), run.requests
+            calls_before, metric_sum(service, REDIS_CALLS), requests["service"]
         ),
         # one MGET per request that left the near cache: the share of Redis hits (and misses)
         "redis_reads_per_request": reads,
         "near_hit_share": None if reads is None else round(max(0.0, 1 - reads), 3),
-        "cpu_us_per_request": round(cpu * 1e6 / max(1, run.requests), 1),
-        "p99_ms": round(run.latency_us["p99"] / 1000, 3),
-        "floor_p99_ms": round(floor_run.latency_us["p99"] / 1000, 3),
-        "errors": run.errors,
+        "cpu_us_per_request": round(cpu_us["service"], 1),
+        "floor_cpu_us_per_request": round(cpu_us["floor"], 1),
+        "cpu_x_floor": round(cpu_us["service"] / cpu_us["floor"], 3) if cpu_us["floor"] else None,
+        "p99_ms": round(statistics.median(r.latency_us["p99"] for r in runs["service"]) / 1000, 3),
+        "floor_p99_ms": round(
+            statistics.median(r.latency_us["p99"] for r in runs["floor"]) / 1000, 3
+        ),
+        "errors": sum(r.errors for r in runs["service"]),
         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 

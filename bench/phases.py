@@ -42,7 +42,8 @@ class Plan:
     # cost curves (bench/curves.py). The hot sets are written straight into a Redis of the
     # curve's own (bench/hot_fill.py: ~3 GB and ~2-3 min for 1M pages, which need the 10M table)
     hot_sets: tuple[int, ...] = (1000, 10_000, 100_000, 1_000_000)
-    hot_set_seconds: float = 8
+    hot_set_seconds: float = 4  # per round; floor and service interleaved, median of the rounds
+    hot_set_rounds: int = 3
     # the same mix first, until each worker's near cache holds its share: with 4 workers, a 1k
     # uniform hot set needed more than 3 s here to stop showing first-time Redis reads
     hot_set_warm_seconds: float = 8
@@ -74,6 +75,7 @@ SMOKE = Plan(
     hot_sets=(50, 200),
     hot_set_seconds=1,
     hot_set_warm_seconds=1,
+    hot_set_rounds=1,
     table_sizes=(2000,),
     table_samples=3,
     table_peer_samples=1,

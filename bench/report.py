@@ -377,6 +377,7 @@ def _hot_set_section(hot: dict[str, Any] | None) -> list[str]:
             p.get("redis_reads_per_request"),
             p["redis_calls_per_request"],
             p["cpu_us_per_request"],
+            _x(p.get("cpu_x_floor")),
             p["p99_ms"],
             p.get("floor_p99_ms"),
             p["errors"],
@@ -395,6 +396,7 @@ def _hot_set_section(hot: dict[str, Any] | None) -> list[str]:
         "Redis reads / req",
         "Redis calls / req",
         "server CPU us / req",
+        "CPU x floor",
         "p99 ms",
         "floor p99 ms",
         "errors",
@@ -421,7 +423,7 @@ def _hot_set_section(hot: dict[str, Any] | None) -> list[str]:
         "service's own code (bench/hot_fill.py), so a request is a near-cache hit or a Redis hit. "
         "Near-cache share = 1 - MGETs per request, from the service's own "
         "`orders_redis_call_duration_seconds` counts. The floor is measured with the same page "
-        "mix just before each point.",
+        "mix, interleaved with the service's rounds (medians; CPU over all rounds).",
         "",
         *_table(header, rows),
         *(
