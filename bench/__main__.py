@@ -38,6 +38,7 @@ from bench.context import (
     database_name,
     prepare_database,
 )
+from bench.curves import hot_set_orders
 from bench.load import open_loop_connections, run_wrk
 from bench.servers import VENV_BIN, BenchError, Gunicorn
 
@@ -45,22 +46,9 @@ RESULTS = REPO / "bench" / "results"
 PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation")
 
 
-def hot_set_orders(plan: phases.Plan, page_size: int = 10) -> int:
-    """The smallest table the bench seeds anyway that holds the largest hot set."""
-    needed = max(plan.hot_sets, default=0) * page_size
-    sizes = sorted({plan.orders, *plan.table_sizes})
-    return next((n for n in sizes if n >= needed), needed)
-
-
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
     print("cost curve: hit throughput vs hot-set size ...", flush=True)
-    hot = ctx.service("hotset", database=database_name(hot_set_orders(plan)))
-    hot.start(ready_path="/healthz")
-    try:
-        return curves.hot_set_curve(ctx, hot, floor, plan)
-    finally:
-        hot.stop()
-        ctx.clear_service("hotset")
+    return curves.hot_set_curve(ctx, floor, plan)
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
@@ -550,6 +538,16 @@ def _sizes(text: str) -> list[int]:
     return out
 
 
+def _plan(args: argparse.Namespace) -> phases.Plan:
+    """The full plan (the smoke's in miniature), with the sizes given on the command line."""
+    plan = phases.SMOKE if args.command == "smoke" else phases.Plan()
+    if args.hot_sets is not None:
+        plan = dataclasses.replace(plan, hot_sets=tuple(args.hot_sets))
+    if args.table_sizes is not None:
+        plan = dataclasses.replace(plan, table_sizes=tuple(args.table_sizes))
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -557,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[
             "bench",
             "smoke",
+            "curves",
             "pagination",
             "soak",
             "profile",
@@ -597,13 +596,13 @@ def main(argv: list[str] | None = None) -> int:
         "--hot-sets",
         type=_sizes,
         default=None,
-        help="hot-set sizes in pages, comma separated (default 1000,10000,100000)",
+        help="hot-set sizes in pages, comma separated (default 1k,10k,100k,1M)",
     )
     parser.add_argument(
         "--table-sizes",
         type=_sizes,
         default=None,
-        help="miss-latency curve table sizes (default 100000,1000000; 10M seeds for ~10 min once)",
+        help="miss-latency curve table sizes (default 100k,1M,10M; 10M seeds once, ~3 min)",
     )
     parser.add_argument(
         "--skip",
@@ -659,12 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     try:
+        plan = _plan(args)
         if args.command in ("bench", "smoke"):
-            plan = phases.SMOKE if args.command == "smoke" else phases.Plan()
-            if args.hot_sets is not None:
-                plan = dataclasses.replace(plan, hot_sets=tuple(args.hot_sets))
-            if args.table_sizes is not None:
-                plan = dataclasses.replace(plan, table_sizes=tuple(args.table_sizes))
             baseline = targets.load_baseline(args.baseline, REPO)
             finish(run_bench(args, plan), out, baseline)
         elif args.command == "invalidation":
@@ -672,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
             report.write(out, "invalidation", results, invalidation.markdown(results))
             report.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
+        elif args.command == "curves":
+            results = curves.run(args, plan)
+            report.write(out, "curves", results, report.curves_markdown(results))
+            report.plot_curves(results, out)
+            print(report.curves_markdown(results))
         elif args.command == "compare":
             print(compare.run(args))
         elif args.command == "sweep":

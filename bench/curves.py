@@ -1,7 +1,8 @@
 """Cost curves: how the service scales past the sizes the main phases use.
 
 - hit throughput and hit rate vs hot-set size (uniform and Zipf access), near cache at its
-  default size: once the hot set outgrows each worker's near cache, hits become Redis round trips;
+  default size: once the hot set outgrows each worker's near cache, hits become Redis round trips
+  (the pages are written into a Redis of the curve's own by bench/hot_fill.py);
 - miss latency vs table size (the pagination phase at several sizes): keyset pagination over the
   block counts should keep the last page as cheap as the first at any size.
 
@@ -11,71 +12,39 @@ machine; the absolute figures do not travel.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
+import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
+import psutil
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import phases
-from bench.context import Context, database_name
-from bench.load import run_wrk
-from bench.servers import BenchError, Gunicorn
+from bench import hot_fill, phases, report
+from bench.context import Context, context, database_name, free_port, prepare_database
+from bench.load import LoadResult, run_wrk
+from bench.servers import Gunicorn
 from service.config import Settings
 
 REDIS_CALLS = "orders_redis_call_duration_seconds_count"
 
 
-def metric_sum(server: Gunicorn, sample_name: str) -> float | None:
-    """Sum of one sample over all label sets in the service's /metrics; None when absent."""
+def metric_sum(server: Gunicorn, sample_name: str, **labels: str) -> float | None:
+    """Sum of one sample over the label sets matching ``labels`` in the service's /metrics;
+    None when absent."""
     _, _, body = phases.fetch(f"{server.base_url}/metrics", timeout=30)
     total, seen = 0.0, False
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
-            if sample.name == sample_name:
+            if sample.name == sample_name and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
                 total += sample.value
                 seen = True
     return total if seen else None
-
-
-def fill_pages(
-    server: Gunicorn, pages: int, cached: Callable[[], set[int]], timeout: float
-) -> dict[str, Any]:
-    """Request the pages Redis does not hold yet, lowest first, until it holds 1..``pages``.
-
-    A real hot set has been in Redis for a while (TTL one hour); filling it through the API
-    (misses) is the honest way to get there. Each wrk run starts its round robin at the lowest
-    missing page: a run restarting at page 1 would only re-read pages already cached.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    while missing := sorted(set(range(1, pages + 1)) - cached()):
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"{server.name}: {len(missing):,} of {pages:,} pages still missing after "
-                f"{timeout:g} s"
-            )
-        first = missing[0]
-        seconds = min(60.0, max(1.0, (pages - first + 1) / 200))
-        result = run_wrk(
-            f"{server.base_url}/",
-            seconds=seconds,
-            pages=f"cycle:{first}:{pages}",
-            connections=32,
-        )
-        if result.errors:
-            raise BenchError(f"{server.name}: {result.errors} errors while filling the cache")
-    return {"pages": pages, "seconds": round(time.monotonic() - started, 1)}
-
-
-def cached_pages(ctx: Context, name: str) -> set[int]:
-    """Page numbers one service instance holds in Redis (keys ``...:page:<n>``)."""
-    found = set()
-    for key in ctx.redis.scan_iter(match=ctx.pages_pattern(name), count=1000):
-        tail = key.rsplit(b":", 1)[-1]
-        if tail.isdigit():
-            found.add(int(tail))
-    return found
 
 
 def access_specs(size: int, zipf_s: float) -> dict[str, str]:
@@ -83,76 +52,170 @@ def access_specs(size: int, zipf_s: float) -> dict[str, str]:
     return {"uniform": f"uniform:{size}:7", "zipf": f"zipf:{size}:{zipf_s:g}:7"}
 
 
-def hot_set_curve(
-    ctx: Context, service: Gunicorn, floor: Gunicorn, plan: phases.Plan
-) -> dict[str, Any]:
-    """Closed-loop throughput, X-Cache hit rate and Redis calls per request at each hot-set size.
+def per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) / max(1, requests), 3)
 
-    The hot set is filled into Redis first, so a request is either a near-cache hit (in this
-    worker's memory) or a Redis hit; "Redis calls per request" from the service's own metrics
-    says which share went to Redis.
+
+def measure_point(
+    service: Gunicorn, floor: Gunicorn, size: int, access: str, *, spec: str, plan: phases.Plan
+) -> dict[str, Any]:
+    """One point: a few seconds of this page mix on the service first (so the near caches hold
+    this mix, not the previous one), then ``plan.hot_set_rounds`` interleaved rounds of floor
+    and service with it; medians of req/s and p99, CPU and Redis calls over all rounds."""
+    run_wrk(f"{service.base_url}/", seconds=plan.hot_set_warm_seconds, pages=spec, connections=8)
+    calls_before = metric_sum(service, REDIS_CALLS)
+    reads_before = metric_sum(service, REDIS_CALLS, command="mget")
+    load_before = os.getloadavg()[0]
+    cpu = {"floor": 0.0, "service": 0.0}
+    runs: dict[str, list[LoadResult]] = {"floor": [], "service": []}
+    for _ in range(plan.hot_set_rounds):
+        for name, server in (("floor", floor), ("service", service)):
+            cpu_before = phases.cpu_seconds(server)
+            runs[name].append(
+                run_wrk(
+                    f"{server.base_url}/",
+                    seconds=plan.hot_set_seconds,
+                    pages=spec,
+                    connections=plan.closed_connections,
+                    hit_header="X-Cache" if server is service else "",
+                )
+            )
+            cpu[name] += phases.cpu_seconds(server) - cpu_before
+    requests = {name: sum(r.requests for r in rs) for name, rs in runs.items()}
+    rps = {name: statistics.median(r.rps for r in rs) for name, rs in runs.items()}
+    cpu_us = {name: cpu[name] * 1e6 / max(1, requests[name]) for name in cpu}
+    reads = per_request(
+        reads_before, metric_sum(service, REDIS_CALLS, command="mget"), requests["service"]
+    )
+    return {
+        "hot_set": size,
+        "access": access,
+        "rps": round(rps["service"], 1),
+        "floor_rps": round(rps["floor"], 1),
+        "x_floor": round(rps["service"] / rps["floor"], 3) if rps["floor"] else None,
+        "x_floor_rounds": [
+            round(s.rps / f.rps, 3) if f.rps else None
+            for f, s in zip(runs["floor"], runs["service"], strict=True)
+        ],
+        "hit_rate": round(sum(r.hits for r in runs["service"]) / requests["service"], 4)
+        if requests["service"]
+        else None,
+        "redis_calls_per_request": per_request(
+            calls_before, metric_sum(service, REDIS_CALLS), requests["service"]
+        ),
+        # one MGET per request that left the near cache: the share of Redis hits (and misses)
+        "redis_reads_per_request": reads,
+        "near_hit_share": None if reads is None else round(max(0.0, 1 - reads), 3),
+        "cpu_us_per_request": round(cpu_us["service"], 1),
+        "floor_cpu_us_per_request": round(cpu_us["floor"], 1),
+        "cpu_x_floor": round(cpu_us["service"] / cpu_us["floor"], 3) if cpu_us["floor"] else None,
+        "p99_ms": round(statistics.median(r.latency_us["p99"] for r in runs["service"]) / 1000, 3),
+        "floor_p99_ms": round(
+            statistics.median(r.latency_us["p99"] for r in runs["floor"]) / 1000, 3
+        ),
+        "errors": sum(r.errors for r in runs["service"]),
+        "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def hot_set_curve(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
+    """Closed-loop throughput, X-Cache hit rate and Redis reads per request at each hot-set size.
+
+    The service runs against a Redis of its own (bench/hot_fill.py), filled with pages
+    1..size of the table before each size (increasing, so each fill only adds pages), so a
+    request is either a near-cache hit (in this worker's memory) or a Redis hit; the service's
+    own metrics say which share went to Redis.
     """
-    points: list[dict[str, Any]] = []
-    for size in plan.hot_sets:
-        fill = fill_pages(
-            service,
-            size,
-            lambda: cached_pages(ctx, service.name),
-            plan.fill_timeout,
+    sizes = sorted(plan.hot_sets)
+    maxmemory = hot_fill.maxmemory_for(max(sizes, default=0), hot_fill.ESTIMATED_BYTES_PER_PAGE)
+    out: dict[str, Any] = {
+        "near_cache_size": Settings.from_env().near_cache_size,
+        "redis": {"maxmemory": maxmemory, "policy": "noeviction"},
+        "fills": [],
+        "skipped": [],
+        "points": [],
+    }
+    if not maxmemory:
+        out["skipped"] = [
+            {"hot_set": n, "reason": "less than 1 GiB of memory to spare for Redis"} for n in sizes
+        ]
+        return out
+    server = hot_fill.RedisServer(ctx.scratch / "redis-hotset", free_port(), maxmemory)
+    server.start()
+    database = database_name(hot_set_orders(plan, ctx.page_size))
+    service = ctx.service("hotset", database=database, ORDERS_REDIS_URL=server.url)
+    try:
+        filler = hot_fill.Filler(Settings.from_env(service.env), server.client())
+        service.start(ready_path="/healthz")
+        for size in sizes:
+            if reason := room_for(server, filler.filled, size):
+                out["skipped"].append({"hot_set": size, "reason": reason})
+                print(f"  hot set {size:,} pages skipped: {reason}", flush=True)
+                break
+            try:
+                fill = filler.fill_to(size)
+            except redis.ResponseError as exc:  # noeviction: OOM when a fill does not fit
+                reason = f"Redis refused the fill at {filler.filled:,} pages: {exc}"
+                out["skipped"].append({"hot_set": size, "reason": reason})
+                break
+            if filler.filled < size:
+                out["skipped"].append(
+                    {"hot_set": size, "reason": f"the table holds {filler.filled:,} pages"}
+                )
+                break
+            fill["verified_pages"] = filler.verify(size)
+            fill["redis_used_bytes"] = server.used_memory()
+            fill["redis_bytes_per_page"] = round(fill["redis_used_bytes"] / size)
+            out["fills"].append(fill)
+            print(
+                f"  hot set {size:,} pages (wrote {fill['pages_written']:,} in "
+                f"{fill['seconds']:g} s, Redis {fill['redis_used_bytes'] / 2**30:.2f} GiB)",
+                flush=True,
+            )
+            for access, spec in access_specs(size, plan.cold_zipf_s).items():
+                out["points"].append(
+                    measure_point(service, floor, size, access, spec=spec, plan=plan)
+                )
+    finally:
+        service.stop()
+        server.stop()
+    return out
+
+
+def room_for(server: hot_fill.RedisServer, filled: int, size: int) -> str | None:
+    """Why ``size`` pages would not fit in the Redis (None: they fit), from the memory the pages
+    filled so far take."""
+    used = server.used_memory()
+    per_page = used / filled if filled else hot_fill.ESTIMATED_BYTES_PER_PAGE
+    needed = int(per_page * (size - filled))
+    if used + needed > server.maxmemory:
+        return (
+            f"needs ~{(used + needed) / 2**30:.1f} GiB of Redis, maxmemory is "
+            f"{server.maxmemory / 2**30:.1f} GiB (memory available: "
+            f"{psutil.virtual_memory().available / 2**30:.1f} GiB)"
         )
-        print(f"  hot set {size:,} pages (filled in {fill['seconds']:g} s)", flush=True)
-        specs = access_specs(size, plan.cold_zipf_s)
-        for access, spec in specs.items():
-            floor_run = run_wrk(
-                f"{floor.base_url}/",
-                seconds=plan.hot_set_seconds,
-                pages=spec,
-                connections=plan.closed_connections,
-            )
-            # one second of the same mix first, so the near caches hold this mix, not the last
-            run_wrk(f"{service.base_url}/", seconds=1, pages=spec, connections=8)
-            calls_before = metric_sum(service, REDIS_CALLS)
-            cpu_before = phases.cpu_seconds(service)
-            run = run_wrk(
-                f"{service.base_url}/",
-                seconds=plan.hot_set_seconds,
-                pages=spec,
-                connections=plan.closed_connections,
-                hit_header="X-Cache",
-            )
-            cpu = phases.cpu_seconds(service) - cpu_before
-            calls_after = metric_sum(service, REDIS_CALLS)
-            calls = (
-                None
-                if calls_before is None or calls_after is None
-                else round((calls_after - calls_before) / max(1, run.requests), 3)
-            )
-            points.append(
-                {
-                    "hot_set": size,
-                    "access": access,
-                    "rps": round(run.rps, 1),
-                    "floor_rps": round(floor_run.rps, 1),
-                    "x_floor": round(run.rps / floor_run.rps, 3) if floor_run.rps else None,
-                    "hit_rate": round(run.hits / run.requests, 4) if run.requests else None,
-                    "redis_calls_per_request": calls,
-                    "cpu_us_per_request": round(cpu * 1e6 / max(1, run.requests), 1),
-                    "p99_ms": round(run.latency_us["p99"] / 1000, 3),
-                    "errors": run.errors,
-                    "fill_seconds": fill["seconds"],
-                }
-            )
-    return {"near_cache_size": Settings.from_env().near_cache_size, "points": points}
+    return None
+
+
+def hot_set_orders(plan: phases.Plan, page_size: int = 10) -> int:
+    """The smallest table the bench seeds anyway that holds the largest hot set."""
+    needed = max(plan.hot_sets, default=0) * page_size
+    sizes = sorted({plan.orders, *plan.table_sizes})
+    return next((n for n in sizes if n >= needed), needed)
 
 
 def first_vs_last(ctx: Context, orders: int, samples: int, peer_samples: int) -> dict[str, Any]:
-    """Miss latency of page 1 and the last page at ``orders`` (table seeded beforehand).
+    """Miss latency of page 1, the middle page and the last page at ``orders`` (table seeded
+    beforehand).
 
     The near cache is off and the page's Redis entry (and lease) is deleted before each request,
     so every sample is a real miss: lease, MySQL, fill. Totals stay cached, as in production.
     """
     database = database_name(orders)
     last_page = -(-orders // ctx.page_size)
+    middle_page = max(1, (last_page + 1) // 2)
     name = f"miss{orders}"
     service = ctx.service(name, database=database, ORDERS_NEAR_CACHE="false")
     peer = ctx.peer(database, name=f"peer{orders}") if peer_samples else None
@@ -165,7 +228,7 @@ def first_vs_last(ctx: Context, orders: int, samples: int, peer_samples: int) ->
     def clear_peer(page: int) -> None:
         client.delete(f"{ctx.peer_prefix}view//orders/{page}")
 
-    out: dict[str, Any] = {"orders": orders, "last_page": last_page}
+    out: dict[str, Any] = {"orders": orders, "middle_page": middle_page, "last_page": last_page}
     started = [s for s in (service, peer) if s is not None]
     try:
         for server in started:
@@ -174,12 +237,14 @@ def first_vs_last(ctx: Context, orders: int, samples: int, peer_samples: int) ->
         if peer is not None:
             measured.append((peer, clear_peer, peer_samples))
         for server, clear, n in measured:
-            first, last = phases.miss_latency(server, (1, last_page), n, clear)
+            first, middle, last = phases.miss_latency(server, (1, middle_page, last_page), n, clear)
             out["service" if server is service else "peer"] = {
                 "samples": n,
                 "first": first,
+                "middle": middle,
                 "last": last,
                 "last_over_first": round(last["p50_ms"] / first["p50_ms"], 3),
+                "middle_over_first": round(middle["p50_ms"] / first["p50_ms"], 3),
             }
     finally:
         for server in started:
@@ -194,3 +259,41 @@ def table_size_curve(ctx: Context, plan: phases.Plan) -> list[dict[str, Any]]:
         print(f"  miss latency at {orders:,} orders", flush=True)
         points.append(first_vs_last(ctx, orders, plan.table_samples, plan.table_peer_samples))
     return points
+
+
+def run(args: argparse.Namespace, plan: phases.Plan) -> dict[str, Any]:
+    """``python -m bench curves``: both cost curves alone, each beside the floor as in
+    ``bench`` (the floor serves the service's page 1, as there)."""
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    skip = set(args.skip)
+    results: dict[str, Any] = {"machine": report.machine(), "plan": dataclasses.asdict(plan)}
+    with context(args, database_name(plan.orders)) as ctx:
+        prepare_database(ctx, plan.orders)
+        for orders in plan.table_sizes if "table_sizes" not in skip else ():
+            prepare_database(ctx, orders)
+        if "hot_set" not in skip:
+            prepare_database(ctx, hot_set_orders(plan, ctx.page_size))
+            service = ctx.service()
+            service.start(ready_path="/healthz")
+            try:
+                _, _, body = phases.fetch(f"{service.base_url}/orders/1")
+            finally:
+                service.stop()
+                ctx.clear_service()
+            body_file = ctx.scratch / "page-1.json"
+            body_file.write_bytes(body)
+            floor = ctx.floor(body_file)
+            floor.start(ready_path="/healthz")
+            try:
+                print("cost curve: hit throughput vs hot-set size ...", flush=True)
+                results["hot_set"] = hot_set_curve(ctx, floor, plan)
+            finally:
+                floor.stop()
+        if "table_sizes" not in skip:
+            print("cost curve: miss latency vs table size ...", flush=True)
+            results["table_sizes"] = table_size_curve(ctx, plan)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_before"] = list(load_before)
+    results["machine"]["loadavg_after"] = list(os.getloadavg())
+    return results

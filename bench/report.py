@@ -379,43 +379,86 @@ def write(out_dir: Path, stem: str, results: dict[str, Any], text: str) -> None:
 
 
 def _hot_set_section(hot: dict[str, Any] | None) -> list[str]:
-    if not hot or not hot.get("points"):
+    if not hot or not (hot.get("points") or hot.get("skipped")):
         return []
     rows = [
         [
             f"{p['hot_set']:,}",
             p["access"],
             p["rps"],
+            p["floor_rps"],
             _x(p["x_floor"]),
             p["hit_rate"],
+            p.get("near_hit_share"),
+            p.get("redis_reads_per_request"),
             p["redis_calls_per_request"],
             p["cpu_us_per_request"],
+            _x(p.get("cpu_x_floor")),
             p["p99_ms"],
+            p.get("floor_p99_ms"),
             p["errors"],
+            "-".join(f"{v:.1f}" for v in p.get("loadavg_1m", [])),
         ]
-        for p in hot["points"]
+        for p in hot.get("points", [])
     ]
     header = [
         "hot set (pages)",
         "access",
         "service req/s",
+        "floor req/s",
         "x floor",
         "X-Cache hit rate",
+        "near-cache share",
+        "Redis reads / req",
         "Redis calls / req",
         "server CPU us / req",
+        "CPU x floor",
         "p99 ms",
+        "floor p99 ms",
         "errors",
+        "load 1m",
     ]
+    fills = [
+        [
+            f"{f['pages']:,}",
+            f"{f['pages_written']:,}",
+            f["seconds"],
+            f"{f['redis_used_bytes'] / 2**30:.2f}",
+            f["redis_bytes_per_page"],
+            f["verified_pages"],
+        ]
+        for f in hot.get("fills", [])
+    ]
+    skipped = [f"- {s['hot_set']:,} pages not measured: {s['reason']}" for s in hot["skipped"]]
     return [
         f"## Hit throughput vs hot-set size (near cache at its default, {hot['near_cache_size']:,} "
         "pages per worker)",
         "",
-        "Every page of the hot set is in Redis first (filled through the API); a request is a "
-        "near-cache hit or a Redis hit. Redis calls per request come from the service's own "
+        "Pages 1..N of the table are written into a Redis of the curve's own first (maxmemory "
+        f"{hot.get('redis', {}).get('maxmemory', 0) / 2**30:.1f} GiB, noeviction), encoded by the "
+        "service's own code (bench/hot_fill.py), so a request is a near-cache hit or a Redis hit. "
+        "Near-cache share = 1 - MGETs per request, from the service's own "
         "`orders_redis_call_duration_seconds` counts. The floor is measured with the same page "
-        "mix just before each point.",
+        "mix, interleaved with the service's rounds (medians; CPU over all rounds).",
         "",
         *_table(header, rows),
+        *(
+            _table(
+                [
+                    "pages in Redis",
+                    "written now",
+                    "fill s",
+                    "Redis GiB",
+                    "Redis bytes / page",
+                    "pages checked vs loader",
+                ],
+                fills,
+            )
+            if fills
+            else []
+        ),
+        *skipped,
+        *([""] if skipped else []),
     ]
 
 
@@ -430,9 +473,11 @@ def _table_size_section(points: list[dict[str, Any]] | None) -> list[str]:
                 f"{p['orders']:,}",
                 f"{p['last_page']:,}",
                 s.get("first", {}).get("p50_ms"),
+                s.get("middle", {}).get("p50_ms"),
                 s.get("last", {}).get("p50_ms"),
                 _x(s.get("last_over_first")),
                 peer["first"]["p50_ms"] if peer else None,
+                peer.get("middle", {}).get("p50_ms") if peer else None,
                 peer["last"]["p50_ms"] if peer else None,
                 _x(peer["last_over_first"]) if peer else "n/a",
             ]
@@ -441,9 +486,11 @@ def _table_size_section(points: list[dict[str, Any]] | None) -> list[str]:
         "orders in table",
         "last page",
         "service page 1 p50 ms",
+        "service middle page p50 ms",
         "service last page p50 ms",
         "last / first",
         "peer page 1 p50 ms",
+        "peer middle page p50 ms",
         "peer last page p50 ms",
         "peer last / first",
     ]
@@ -452,6 +499,22 @@ def _table_size_section(points: list[dict[str, Any]] | None) -> list[str]:
         "",
         *_table(header, rows),
     ]
+
+
+def curves_markdown(results: dict[str, Any]) -> str:
+    """The cost-curve sections alone (``python -m bench curves``)."""
+    m = results.get("machine", {})
+    lines = ["# Cost curves", "", f"Measured {m.get('date', '?')}."]
+    if "loadavg_before" in m:
+        lines += [
+            "",
+            f"1-minute load average {m['loadavg_before'][0]:.1f} before and "
+            f"{m['loadavg_after'][0]:.1f} after the run.",
+        ]
+    lines.append("")
+    lines += _hot_set_section(results.get("hot_set"))
+    lines += _table_size_section(results.get("table_sizes"))
+    return "\n".join(lines)
 
 
 def _invalidation_section(inv: dict[str, Any] | None) -> list[str]:
@@ -555,10 +618,15 @@ def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
             )
             right.plot(
                 xs,
-                [1 - (p["redis_calls_per_request"] or 0) for p in pts],
+                [
+                    p["near_hit_share"]
+                    if p.get("near_hit_share") is not None
+                    else 1 - (p["redis_calls_per_request"] or 0)
+                    for p in pts
+                ],
                 style,
                 color="tab:purple",
-                label=f"1 - Redis calls/req (near-cache share), {access}",
+                label=f"near-cache share (1 - Redis reads/req), {access}",
             )
         redis_only = results.get("hit_throughput", {}).get("service_redis", {}).get("rps")
         if redis_only:
@@ -573,8 +641,14 @@ def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
             ax.set_xscale("log")
             ax.set_xlabel("hot-set size (pages, log scale)")
             ax.grid(True, which="both", alpha=0.3)
+            ax.axvline(
+                hot["near_cache_size"],
+                color="black",
+                linestyle=":",
+                linewidth=1,
+                label="near cache size (pages per worker)",
+            )
             ax.legend(fontsize=8)
-            ax.axvline(hot["near_cache_size"], color="black", linestyle=":", linewidth=1)
         left.set_ylabel("req/s (closed loop)")
         left.set_title("Hit throughput vs hot-set size")
         right.set_ylabel("fraction of requests")
@@ -628,6 +702,15 @@ def plot_curves(results: dict[str, Any], out: Path) -> list[Path]:
                 color=color,
                 label=f"{name}, page 1",
             )
+            middle = [p for p in pts if p[name].get("middle")]
+            if middle:
+                ax.plot(
+                    [p["orders"] for p in middle],
+                    [p[name]["middle"]["p50_ms"] for p in middle],
+                    "^:",
+                    color=color,
+                    label=f"{name}, middle page",
+                )
             ax.plot(
                 xs,
                 [p[name]["last"]["p50_ms"] for p in pts],

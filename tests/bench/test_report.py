@@ -285,7 +285,8 @@ def test_compare_reports_b_over_a() -> None:
 
 def test_sizes_accept_suffixes_and_the_hot_set_table_is_one_the_bench_seeds() -> None:
     assert _sizes("1000, 10k,1M,100_000") == [1000, 10_000, 1_000_000, 100_000]
-    assert hot_set_orders(Plan()) == 1_000_000  # 30k pages of 10: the 1M table seeded anyway
+    assert hot_set_orders(Plan()) == 10_000_000  # 1M pages of 10: the 10M table seeded anyway
+    assert hot_set_orders(Plan(hot_sets=(30_000,))) == 1_000_000
     assert hot_set_orders(SMOKE) == 2000
     assert hot_set_orders(Plan(hot_sets=(1_000_000,))) == 10_000_000
 

@@ -147,6 +147,12 @@ def test_the_hot_set_curve_sees_hits_and_redis_calls(smoke: tuple[Path, dict[str
         assert p["floor_rps"] > 0
         assert p["hit_rate"] > 0.9, "the hot set was filled into Redis first"
         assert p["redis_calls_per_request"] is not None, "read from the service's /metrics"
+        assert 0 <= p["near_hit_share"] <= 1
+    hot = results["hot_set"]
+    assert hot["redis"]["policy"] == "noeviction", "its own Redis, with an explicit limit"
+    assert [f["pages"] for f in hot["fills"]] == [50, 200], "each size adds only its new pages"
+    assert all(f["verified_pages"] > 2 for f in hot["fills"]), "pages equal the loader's"
+    assert hot["skipped"] == []
 
 
 def test_miss_latency_is_measured_per_table_size(smoke: tuple[Path, dict[str, Any]]) -> None:
@@ -154,6 +160,8 @@ def test_miss_latency_is_measured_per_table_size(smoke: tuple[Path, dict[str, An
     (point,) = results["table_sizes"]
     assert point["orders"] == 2000
     assert point["last_page"] == 200
+    assert point["middle_page"] == 100
+    assert point["service"]["middle"]["x_cache"] == "MISS"
     assert point["service"]["first"]["x_cache"] == "MISS"
     assert point["service"]["last"]["x_cache"] == "MISS"
 
