@@ -341,6 +341,25 @@ def test_a_failure_after_the_fast_path_counted_a_hit_does_not_count_it_again(
         close_app(app)
 
 
+def test_an_entry_redis_cannot_decode_is_read_once_per_request(
+    settings: Settings, shared_redis: object
+) -> None:
+    """A corrupt page entry makes the read raise outside the Redis call (decoding): the fast path
+    swallows it and Flask reads the same entry again, two round trips for one request."""
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, near_cache=False))
+    try:
+        client = app.test_client()
+        assert client.get("/orders/23").headers["X-Cache"] == "MISS"
+        key = services(app).pages.redis.keys.page(23)
+        shared_redis.set(key, b"not|an-entry")  # type: ignore[attr-defined]
+        redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
+        before = _count(redis_reads)
+        client.get("/orders/23")
+        assert _count(redis_reads) - before == 1
+    finally:
+        close_app(app)
+
+
 def _count(histogram: object) -> float:
     """Observations of one histogram child (its +Inf bucket)."""
     samples = histogram._child_samples()  # type: ignore[attr-defined]
