@@ -360,6 +360,28 @@ def test_an_entry_redis_cannot_decode_is_read_once_per_request(
         close_app(app)
 
 
+def test_a_fast_redis_hit_read_before_an_invalidation_is_not_kept_in_the_near_cache(
+    fast_app: Flask, fast_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The no-stale-set guarantee on the fast path: an invalidation that lands while hit() reads
+    Redis keeps what it read out of the near cache (the answer itself may be the old copy)."""
+    assert fast_client.get("/orders/24").headers["X-Cache"] == "MISS"  # now in Redis only
+    pages = services(fast_app).pages
+    near = pages.near
+    assert near is not None
+    near.clear()
+    read = pages.redis.read
+
+    def invalidated_meanwhile(number: int) -> object:
+        found = read(number)
+        near.clear()  # the listener applying an invalidation, between the read and the store
+        return found
+
+    monkeypatch.setattr(pages.redis, "read", invalidated_meanwhile)
+    assert fast_client.get("/orders/24").headers["X-Cache"] == "HIT"
+    assert near.get(24) == (None, None)
+
+
 def _count(histogram: object) -> float:
     """Observations of one histogram child (its +Inf bucket)."""
     samples = histogram._child_samples()  # type: ignore[attr-defined]
