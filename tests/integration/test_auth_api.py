@@ -445,3 +445,35 @@ def test_the_fast_path_serves_a_cached_page_only_to_a_valid_token(
         assert handled == ["flask", "flask"]
     finally:
         close_app(app)
+
+
+def test_a_jwks_failure_during_the_fast_path_is_logged_with_this_requests_id(
+    settings: Settings,
+    rsa_key: SigningKey,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
+    """The fast path (service.api.hits) verifies the token before Flask's request hook binds the
+    request id, so a line logged while verifying (the JWKS fetch failing) must still carry the
+    id of the request it belongs to, the one echoed in X-Request-ID, not an earlier request's."""
+    import orjson
+
+    from service.observability import logging as obs_logging
+
+    down = IdentityProvider(rsa_key)  # never started: connection refused
+    app = create_app(auth_settings(settings, down.jwks_url))
+    try:
+        obs_logging.configure(services(app).settings)  # JSON lines to this test's stdout
+        client = app.test_client()
+        assert client.get("/healthz", headers={"X-Request-ID": "earlier-1"}).status_code == 200
+        capsys.readouterr()
+        response = client.get(
+            "/orders/1", headers={**bearer(rsa_key.sign(claims())), "X-Request-ID": "this-1"}
+        )
+        assert response.status_code == 503
+        assert response.headers["X-Request-ID"] == "this-1"
+        lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+        (warning,) = (line for line in lines if line.get("event", "").startswith("JWKS fetch"))
+        assert warning.get("request_id") == "this-1"
+    finally:
+        close_app(app)

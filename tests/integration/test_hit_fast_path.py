@@ -299,6 +299,89 @@ def test_with_redis_down_one_failure_is_counted_per_request(settings: Settings) 
         close_app(app)
 
 
+def test_a_failure_after_the_fast_path_counted_a_hit_does_not_count_it_again(
+    settings: Settings, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partial work, then an exception (here the log line's write fails once, as a full
+    non-blocking stdout pipe does): the request is handed to Flask, which must not count it a
+    second time nor read Redis a second time."""
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, near_cache=False))
+    try:
+        obs_logging.configure(services(app).settings)
+        client = app.test_client()
+        assert client.get("/orders/22").headers["X-Cache"] == "MISS"
+        writer = obs_logging._state.request_line
+        assert writer is not None
+        emit = writer._emit
+        failures: list[bytes] = []
+
+        def fails_once(line: bytes) -> None:
+            if not failures:
+                failures.append(line)
+                raise BlockingIOError(11, "write could not complete without blocking")
+            emit(line)
+
+        monkeypatch.setattr(writer, "_emit", fails_once)
+        route = "/orders/<page>"
+        histogram = metrics.HTTP_REQUEST_SECONDS.labels(route, "GET", "200")
+        hits = metrics.CACHE_REQUESTS.labels(route, "hit")
+        redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
+        requests_before, hits_before = _count(histogram), hits._value.get()
+        reads_before = _count(redis_reads)
+        response = client.get("/orders/22")
+        assert response.status_code == 200
+        assert failures  # the fast path did fail after its work
+        counted = (
+            _count(redis_reads) - reads_before,
+            _count(histogram) - requests_before,
+            hits._value.get() - hits_before,
+        )
+        assert counted == (1, 1, 1)  # Redis reads, requests, hits
+    finally:
+        close_app(app)
+
+
+def test_an_entry_redis_cannot_decode_is_read_once_per_request(
+    settings: Settings, shared_redis: object
+) -> None:
+    """A corrupt page entry makes the read raise outside the Redis call (decoding): the fast path
+    swallows it and Flask reads the same entry again, two round trips for one request."""
+    app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, near_cache=False))
+    try:
+        client = app.test_client()
+        assert client.get("/orders/23").headers["X-Cache"] == "MISS"
+        key = services(app).pages.redis.keys.page(23)
+        shared_redis.set(key, b"not|an-entry")  # type: ignore[attr-defined]
+        redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
+        before = _count(redis_reads)
+        client.get("/orders/23")
+        assert _count(redis_reads) - before == 1
+    finally:
+        close_app(app)
+
+
+def test_a_fast_redis_hit_read_before_an_invalidation_is_not_kept_in_the_near_cache(
+    fast_app: Flask, fast_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The no-stale-set guarantee on the fast path: an invalidation that lands while hit() reads
+    Redis keeps what it read out of the near cache (the answer itself may be the old copy)."""
+    assert fast_client.get("/orders/24").headers["X-Cache"] == "MISS"  # now in Redis only
+    pages = services(fast_app).pages
+    near = pages.near
+    assert near is not None
+    near.clear()
+    read = pages.redis.read
+
+    def invalidated_meanwhile(number: int) -> object:
+        found = read(number)
+        near.clear()  # the listener applying an invalidation, between the read and the store
+        return found
+
+    monkeypatch.setattr(pages.redis, "read", invalidated_meanwhile)
+    assert fast_client.get("/orders/24").headers["X-Cache"] == "HIT"
+    assert near.get(24) == (None, None)
+
+
 def _count(histogram: object) -> float:
     """Observations of one histogram child (its +Inf bucket)."""
     samples = histogram._child_samples()  # type: ignore[attr-defined]
