@@ -23,8 +23,11 @@ histogram, the cache counter, the canonical log line and the request id
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from time import perf_counter
 from typing import Any
+
+import structlog
 
 from service.api.orders import CACHE_READ_KEY, render
 from service.auth.tokens import Principal, TokenVerifier
@@ -32,12 +35,18 @@ from service.auth.web import VERDICT_KEY, verdict
 from service.cache.aside import CachedPage, PageCache
 from service.cache.outcomes import CacheOutcome
 from service.observability import tracing
-from service.observability.web import REQUEST_ID_HEADER, record_request, request_id_for
+from service.observability.web import (
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    record_request,
+    request_id_for,
+)
 from service.orders.pagination import InvalidPage, parse_page
 
 ROUTE = "/orders/<page>"
 PREFIX = "/orders/"
 _STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}  # as Werkzeug words them
+HIT = CacheOutcome.HIT
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -68,19 +77,30 @@ class CacheHits:
             and environ.get("REQUEST_METHOD") == "GET"
             and environ.get("SERVER_PORT") != self._admin_port
         ):
+            # The id first: a line logged on the way (a JWKS fetch failing, a breaker opening)
+            # belongs to this request, and Flask keeps the same id if it gets the request.
+            request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+            environ[REQUEST_ID_KEY] = request_id
+            structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
-                answer = self._answer(environ, path, started)
+                answer = self._answer(environ, path, request_id)
             except Exception:  # noqa: BLE001 - whatever went wrong, Flask answers it properly
                 answer = None
             if answer is not None:
-                status_line, headers, body = answer
-                start_response(status_line, headers)
+                status, headers, body = answer
+                # The answer is decided: a failure to record it (a log write that cannot
+                # complete) must not make Flask answer, read Redis and count it a second time.
+                with suppress(Exception):
+                    record_request(
+                        ROUTE, "GET", status, perf_counter() - started, HIT, path, request_id
+                    )
+                start_response(_STATUS_LINES[status], headers)
                 return (body,)
         return self.app(environ, start_response)
 
     def _answer(
-        self, environ: dict[str, Any], path: str, started: float
-    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        self, environ: dict[str, Any], path: str, request_id: str
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         if tracing.active():
             return None
         try:
@@ -100,20 +120,10 @@ class CacheHits:
         rendered = render(
             cached, self._pages.page_size, self._cache_control, environ.get("HTTP_IF_NONE_MATCH")
         )
-        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
         headers = rendered.headers
         if rendered.status == 200:
             headers.append(("Content-Length", str(len(rendered.body))))
         if verifier is not None:
             headers.append(("Vary", "Authorization"))
         headers.append((REQUEST_ID_HEADER, request_id))
-        record_request(
-            ROUTE,
-            "GET",
-            rendered.status,
-            perf_counter() - started,
-            CacheOutcome.HIT,
-            path,
-            request_id,
-        )
-        return _STATUS_LINES[rendered.status], headers, rendered.body
+        return rendered.status, headers, rendered.body

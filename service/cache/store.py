@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis
+import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -24,6 +25,8 @@ from service.config import RedisURL
 from service.observability import metrics
 
 T = TypeVar("T")
+E = TypeVar("E", PageEntry, TotalsEntry)
+_log = structlog.get_logger(__name__)
 LEASE_MS = 3000  # longer than any fill (MySQL timeouts are below one second)
 
 
@@ -102,11 +105,7 @@ class RedisCache:
             "mget",
             lambda: self.client.mget(self.keys.page(page), self.keys.totals, self.keys.checkpoint),
         )
-        return Lookup(
-            PageEntry.decode(cast(bytes, raw_page)) if raw_page else None,
-            TotalsEntry.decode(cast(bytes, raw_totals)) if raw_totals else None,
-            int(raw_checkpoint) if raw_checkpoint else None,
-        )
+        return _lookup(page, raw_page, raw_totals, raw_checkpoint)
 
     def lease_page(self, page: int) -> Lease | None:
         return self._take_lease(self.keys.lease(page), str(page))
@@ -160,12 +159,10 @@ class RedisCache:
             return pipe.execute()
 
         (raw_page, raw_totals, raw_checkpoint), (seconds, micros) = self._call("multi", both)
-        lookup = Lookup(
-            PageEntry.decode(raw_page) if raw_page else None,
-            TotalsEntry.decode(raw_totals) if raw_totals else None,
-            int(raw_checkpoint) if raw_checkpoint else None,
+        return (
+            _lookup(page, raw_page, raw_totals, raw_checkpoint),
+            int(seconds) * 1000 + int(micros) // 1000,
         )
-        return lookup, int(seconds) * 1000 + int(micros) // 1000
 
     def sample_pages(self, count: int) -> list[int]:
         """Up to ``count`` distinct page numbers at random from the index (pages that have, or
@@ -191,3 +188,32 @@ class RedisCache:
         """A field of the ``config`` HASH the API publishes (``ttl``, ``page_size``)."""
         raw = self._call("hget", lambda: self.client.hget(self.keys.config, name))
         return cast(bytes, raw).decode() if raw else None
+
+
+def _lookup(page: int, raw_page: Any, raw_totals: Any, raw_checkpoint: Any) -> Lookup:
+    """The entries of one read. An entry that does not decode (written by something else, or
+    cut short) is bad input from a server: it is read as missing, so the request refills it
+    under the lease and the fill overwrites it, instead of failing every request for the page."""
+    return Lookup(
+        _decoded(PageEntry, raw_page, f"page {page}"),
+        _decoded(TotalsEntry, raw_totals, "totals"),
+        _checkpoint(raw_checkpoint),
+    )
+
+
+def _decoded(kind: type[E], raw: Any, what: str) -> E | None:
+    if not raw:
+        return None
+    try:
+        return kind.decode(cast(bytes, raw))
+    except (ValueError, UnicodeDecodeError):
+        _log.warning("a cache entry could not be read; it is refilled", entry=what)
+        return None
+
+
+def _checkpoint(raw: Any) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        _log.warning("the invalidator's checkpoint could not be read; it is ignored")
+        return None

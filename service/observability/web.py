@@ -23,6 +23,8 @@ from service.observability import metrics, multiproc, tracing
 from service.observability.logging import log_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Where the fast path (service.api.hits) leaves the id it gave a request it hands to Flask.
+REQUEST_ID_KEY = "orders.request_id"
 UNMATCHED = "unmatched"
 # Routes whose canonical line is logged at debug level: probes and scrapes would drown the rest.
 QUIET_ROUTES = frozenset(("/healthz", "/readyz", "/metrics"))
@@ -114,7 +116,9 @@ def _before_request() -> None:
     req = request._get_current_object()  # type: ignore[attr-defined]
     ctx = g._get_current_object()
     ctx.obs_started = perf_counter()
-    request_id = request_id_for(req.headers.get(REQUEST_ID_HEADER))
+    request_id = req.environ.get(REQUEST_ID_KEY) or request_id_for(
+        req.headers.get(REQUEST_ID_HEADER)
+    )
     ctx.request_id = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -354,8 +354,12 @@ def test_an_entry_redis_cannot_decode_is_read_once_per_request(
         shared_redis.set(key, b"not|an-entry")  # type: ignore[attr-defined]
         redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
         before = _count(redis_reads)
-        client.get("/orders/23")
+        refilled = client.get("/orders/23")
         assert _count(redis_reads) - before == 1
+        # Bad input from a server is neither a 500 nor a stuck page: read as missing, refilled.
+        assert refilled.status_code == 200
+        assert refilled.headers["X-Cache"] == "MISS"
+        assert client.get("/orders/23").headers["X-Cache"] == "HIT"
     finally:
         close_app(app)
 
