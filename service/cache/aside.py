@@ -107,17 +107,12 @@ class PageCache:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
         ``DatabaseUnavailable``. ``read``: what ``hit`` already read from Redis for this
         request, so Redis is read once."""
-        if read is not None and read.number == number:
-            return self._serve(read)
-        now_ms = int(self._wall() * 1000)
-        near = self.near
-        version = -1
-        if near is not None and near.live():
-            version = near.version  # noted before the read: see NearCache (stale-set safety)
-            found = self._near_hit(near, number, now_ms)
-            if found is not None:
+        if read is None or read.number != number:
+            found = self.hit(number)
+            if isinstance(found, CachedPage):
                 return found
-        return self._serve(self._read_redis(number, now_ms, version))
+            read = found
+        return self._serve(read)
 
     def hit(self, number: int) -> CachedPage | RedisRead:
         """The page if it is a hit, from the near cache or else Redis; otherwise what was read
@@ -127,7 +122,7 @@ class PageCache:
         near = self.near
         version = -1
         if near is not None and near.live():
-            version = near.version
+            version = near.version  # noted before the read: see NearCache (stale-set safety)
             found = self._near_hit(near, number, now_ms)
             if found is not None:
                 return found
