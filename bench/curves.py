@@ -24,7 +24,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import hot_fill, phases, report
-from bench.context import Context, context, database_name, free_port, prepare_database
+from bench.context import Context, context, database_name, prepare_database
 from bench.load import LoadResult, run_wrk
 from bench.servers import Gunicorn
 from service.config import Settings
@@ -145,15 +145,15 @@ def hot_set_curve(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str,
             {"hot_set": n, "reason": "less than 1 GiB of memory to spare for Redis"} for n in sizes
         ]
         return out
-    server = hot_fill.RedisServer(ctx.scratch / "redis-hotset", free_port(), maxmemory)
-    server.start()
+    server = hot_fill.own_redis(maxmemory)
+    client = hot_fill.redis_client(server)
     database = database_name(hot_set_orders(plan, ctx.page_size))
     service = ctx.service("hotset", database=database, ORDERS_REDIS_URL=server.url)
     try:
-        filler = hot_fill.Filler(Settings.from_env(service.env), server.client())
+        filler = hot_fill.Filler(Settings.from_env(service.env), client)
         service.start(ready_path="/healthz")
         for size in sizes:
-            if reason := room_for(server, filler.filled, size):
+            if reason := room_for(client, maxmemory, filler.filled, size):
                 out["skipped"].append({"hot_set": size, "reason": reason})
                 print(f"  hot set {size:,} pages skipped: {reason}", flush=True)
                 break
@@ -169,7 +169,7 @@ def hot_set_curve(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str,
                 )
                 break
             fill["verified_pages"] = filler.verify(size)
-            fill["redis_used_bytes"] = server.used_memory()
+            fill["redis_used_bytes"] = hot_fill.used_memory(client)
             fill["redis_bytes_per_page"] = round(fill["redis_used_bytes"] / size)
             out["fills"].append(fill)
             print(
@@ -183,20 +183,21 @@ def hot_set_curve(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str,
                 )
     finally:
         service.stop()
-        server.stop()
+        client.close()
+        server.close()
     return out
 
 
-def room_for(server: hot_fill.RedisServer, filled: int, size: int) -> str | None:
+def room_for(client: redis.Redis, maxmemory: int, filled: int, size: int) -> str | None:
     """Why ``size`` pages would not fit in the Redis (None: they fit), from the memory the pages
     filled so far take."""
-    used = server.used_memory()
+    used = hot_fill.used_memory(client)
     per_page = used / filled if filled else hot_fill.ESTIMATED_BYTES_PER_PAGE
     needed = int(per_page * (size - filled))
-    if used + needed > server.maxmemory:
+    if used + needed > maxmemory:
         return (
             f"needs ~{(used + needed) / 2**30:.1f} GiB of Redis, maxmemory is "
-            f"{server.maxmemory / 2**30:.1f} GiB (memory available: "
+            f"{maxmemory / 2**30:.1f} GiB (memory available: "
             f"{psutil.virtual_memory().available / 2**30:.1f} GiB)"
         )
     return None

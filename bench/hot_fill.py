@@ -15,19 +15,15 @@ A sample of the pages is then compared byte for byte with what the service's loa
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, cast
 
 import psutil
@@ -41,6 +37,7 @@ from service.orders import repository
 from service.orders.database import connect
 from service.orders.repository import ORDER_COLUMNS, Order
 from service.orders.representation import orders_json
+from tests.support.servers import RedisServer
 
 GIB = 2**30
 HEADROOM = 3 * GIB  # left to the rest of the machine (other work, MariaDB, the service)
@@ -48,75 +45,21 @@ HEADROOM = 3 * GIB  # left to the rest of the machine (other work, MariaDB, the 
 ESTIMATED_BYTES_PER_PAGE = 3500
 
 
-@dataclass
-class RedisServer:
-    """``redis-server`` on ``port`` with ``maxmemory`` bytes, no eviction, no persistence."""
+def own_redis(maxmemory: int) -> RedisServer:
+    """A throwaway ``redis-server`` (the tests' own, ``tests.support.servers``) holding at most
+    ``maxmemory`` bytes and refusing writes past it, so a fill that does not fit fails loudly
+    instead of evicting pages the curve is measuring."""
+    return RedisServer.create(
+        extra_args=["--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction"]
+    )
 
-    workdir: Path
-    port: int
-    maxmemory: int
-    proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+def redis_client(server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_timeout=60)
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=60)
 
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not Path(binary).exists():
-            raise BenchError("redis-server not found: the hot-set curve runs its own Redis")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with (self.workdir / "redis.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.workdir),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--maxmemory",
-                    str(self.maxmemory),
-                    "--maxmemory-policy",
-                    "noeviction",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"redis-server exited; see {self.workdir / 'redis.log'}")
-            with contextlib.suppress(redis.RedisError):
-                if self.client().ping():
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise BenchError(f"redis-server on :{self.port} did not come up within 30 s")
-
-    def used_memory(self) -> int:
-        return int(self.client().info("memory")["used_memory"])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+def used_memory(client: redis.Redis) -> int:
+    return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
 
 
 def maxmemory_for(pages: int, bytes_per_page: int, available: int | None = None) -> int:
