@@ -1,7 +1,7 @@
 """Cache hits answered in front of Flask: WSGI middleware for ``GET /orders/<page>``.
 
 A hit from the worker's near cache costs less than Flask's own routing, request context and
-Response object (~85 us per request on this 2-core machine, ``bench/results/profile-hit.md``), so
+Response object (~105 us per request on this 2-core machine, ``bench/results/profile-hit.md``), so
 this middleware answers hits before Flask sees the request, the way Django's cache middleware
 answers before the view. It answers only what it can answer exactly as Flask would:
 
