@@ -476,9 +476,12 @@ def test_the_checkpoint_never_moves_back_and_the_channel_one_is_kept_apart() -> 
 # --- a namespace no invalidator follows ------------------------------------------------------
 
 
-def test_an_unfollowed_namespace_is_warned_about_once_and_reported_as_a_metric() -> None:
+def test_an_unfollowed_namespace_is_warned_about_once_and_reported_as_a_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import time
 
+    import structlog
     from prometheus_client import REGISTRY
     from structlog.testing import capture_logs
 
@@ -492,6 +495,9 @@ def test_an_unfollowed_namespace_is_warned_about_once_and_reported_as_a_metric()
     )
     listener._started = time.monotonic() - UNFOLLOWED_AFTER - 1
     with capture_logs() as logs:
+        # The module's logger is cached on first use (cache_logger_on_first_use): after an
+        # earlier test used it, it no longer sees capture_logs' processors. A fresh one does.
+        monkeypatch.setattr("service.cache.near.log", structlog.get_logger("service.cache.near"))
         listener._report()
         listener._report()
     warnings = [e for e in logs if e["log_level"] == "warning"]
