@@ -574,6 +574,13 @@ SETTINGS: tuple[Setting, ...] = (
         "response; slower clients are disconnected, so they cannot hold worker threads.",
     ),
     Setting(
+        "client_max_connections",
+        "64",
+        _non_negative_int,
+        "Open connections each gunicorn worker admits from one client address (per port; "
+        "503 beyond it); 0: no cap. Behind a proxy every client is the proxy: raise it.",
+    ),
+    Setting(
         "invalidator_server_id",
         "4242",
         _positive_int,
@@ -668,6 +675,7 @@ class Settings:
     admin_port: int
     forwarded_allow_ips: tuple[str, ...]
     client_timeout: float
+    client_max_connections: int
     invalidator_server_id: int
     invalidator_stall_after: float
     invalidator_heartbeat: float
