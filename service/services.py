@@ -48,11 +48,15 @@ class Services:
     def start(self) -> None:
         if self.listener is not None:
             self.listener.start()
+        if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
+            self.verifier.keys.start()  # the first JWKS fetch, in the background
 
     def close(self) -> None:
         """Stop the listener thread and close the pools (tests and graceful shutdown)."""
         if self.listener is not None:
             self.listener.stop()
+        if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
+            self.verifier.keys.stop()
         self.database.close()
         self.redis.client.close()
 

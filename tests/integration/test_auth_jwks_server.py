@@ -57,7 +57,7 @@ def get(app: Flask, token: str) -> tuple[int, dict[str, str], float]:
 
 
 def loaded(app: Flask) -> None:
-    keys = services(app).verifier._keys  # type: ignore[union-attr]
+    keys = services(app).verifier.keys  # type: ignore[union-attr]
     wait_for(lambda: keys.publishes("current"), timeout=10, what="the first key set fetch")
 
 
