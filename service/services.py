@@ -141,9 +141,7 @@ def build(settings: Settings) -> Services:
         listener=listener,
         pages=pages,
         freshness=freshness,
-        cache_control=cache_control(
-            settings.http_max_age, settings.cache_max_stale, auth_enabled=settings.auth_enabled
-        ),
+        cache_control=cache_control(settings.http_max_age, settings.cache_max_stale),
         verifier=build_verifier(settings) if settings.auth_enabled else None,
     )
 
