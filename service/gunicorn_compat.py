@@ -109,18 +109,13 @@ def poller(worker: Any) -> selectors.BaseSelector:
 def set_accepting(worker: Any, enabled: bool, always: Callable[[Any], bool]) -> None:
     """gthread's ``set_accept_enabled``, except that listeners for which ``always`` holds keep
     accepting when the worker is full (the admin port: probes answer whatever the load)."""
-    if enabled == worker._accepting:
-        return
+    registered = _registered(worker)
     for listener in worker.sockets:
-        if always(listener):
-            if enabled and listener not in _registered(worker):
-                listener.setblocking(False)
-                worker.poller.register(listener, selectors.EVENT_READ, worker.accept)
-            continue
-        if enabled:
+        wanted = enabled or always(listener)
+        if wanted and listener not in registered:
             listener.setblocking(False)
             worker.poller.register(listener, selectors.EVENT_READ, worker.accept)
-        else:
+        elif not wanted and listener in registered:
             worker.poller.unregister(listener)
     worker._accepting = enabled
 

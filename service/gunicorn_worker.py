@@ -200,7 +200,8 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         compat.set_accepting(self, enabled, self._is_admin)
 
     def _is_admin(self, listener: Any) -> bool:
-        return bool(self.admin_port) and listener.getsockname()[1] == self.admin_port
+        """The admin port keeps accepting when the worker is full, not once it is stopping."""
+        return self.alive and bool(self.admin_port) and listener.getsockname()[1] == self.admin_port
 
     def accept(self, listener: Any) -> None:
         super().accept(_AdmittingListener(listener, self._admission))
