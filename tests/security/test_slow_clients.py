@@ -129,3 +129,14 @@ def test_a_request_too_large_or_too_slow_is_answered_by_the_event_loop(
         answer = _answer(sock)
     assert answer.split(b" ", 2)[1] == status
     assert b"application/problem+json" in answer
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
