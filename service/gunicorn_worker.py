@@ -211,25 +211,33 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         conn.inbox = bytearray(compat.take_buffered(conn))
         conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
         self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
-        if not self._advance(conn):
+        # A kept-alive socket comes here readable: its request is usually all there already.
+        if self._read(conn) and not self._advance(conn):
             compat.poller(self).register(
                 conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn)
             )
 
     def _on_readable(self, conn: Any, _sock: Any) -> None:
+        if self._read(conn):
+            self._advance(conn)
+
+    def _read(self, conn: Any) -> bool:
+        """Take what the socket holds; False when that closed the connection."""
         try:
             while len(conn.inbox) <= _READ_SIZE * 2:
                 data = conn.sock.recv(_READ_SIZE)
-                if not data:
-                    self._close(conn)  # the client went away mid-request
-                    return
+                if not data:  # the client is done sending: answer what it sent, if whole
+                    if arrival(conn.inbox) is Arrival.WAIT:
+                        self._close(conn)
+                        return False
+                    return True
                 conn.inbox += data
         except BlockingIOError:
             pass
         except OSError:
             self._close(conn)
-            return
-        self._advance(conn)
+            return False
+        return True
 
     def _advance(self, conn: Any) -> bool:
         """Start the request if it is all there, refuse it if it is too large; whether either
