@@ -124,7 +124,9 @@ def _interleaved(calls: dict[str, Callable[[], object]], n: int, rounds: int) ->
 
 
 def verifier_costs(keys: Keys, n: int, rounds: int) -> dict[str, dict[str, float]]:
-    jwks = JWKSCache(keys.url, cache_time=3600, refresh_interval=10, timeout=2)
+    jwks = JWKSCache(keys.url, cache_time=3600, refresh_interval=10, timeout=2, background=False)
+    jwks.start()
+    jwks.run_pending()  # the worker's first fetch, here in this thread
     check = TokenVerifier(
         issuer=ISSUER,
         audience=AUDIENCE,
@@ -148,7 +150,13 @@ def verifier_costs(keys: Keys, n: int, rounds: int) -> dict[str, dict[str, float
 def _app(settings: Settings) -> Flask:
     app = Flask("bench-auth")
     app.add_url_rule("/orders/<page>", "page", lambda page: Response("ok"))
-    auth.init_app(app, build_verifier(settings) if settings.auth_enabled else None)
+    verifier = build_verifier(settings) if settings.auth_enabled else None
+    if verifier is not None and isinstance(verifier.keys, JWKSCache):
+        verifier.keys.start()  # the first fetch, in the background; its tokens wait for it
+        deadline = time.monotonic() + 10
+        while verifier.keys.generation == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    auth.init_app(app, verifier)
     return app
 
 

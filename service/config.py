@@ -278,6 +278,20 @@ def _optional_http_url(raw: str) -> str:
     return value
 
 
+def _safe_jwks_url(url: str) -> bool:
+    """https, or http to this host only (a sidecar or a test's identity provider)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _scope(raw: str) -> str:
     value = raw.strip()
     if any(c.isspace() or c in '"\\' for c in value):
@@ -491,10 +505,19 @@ SETTINGS: tuple[Setting, ...] = (
         "JWS algorithms accepted, comma-separated; asymmetric only (never none or HMAC).",
     ),
     Setting(
+        "auth_jwks_allow_http",
+        "false",
+        _bool,
+        "Accept an ORDERS_AUTH_JWKS_URL over plain http to a host that is not loopback "
+        "(whoever can answer it can mint tokens); off: https only, except 127.0.0.1/::1/localhost.",
+    ),
+    Setting(
         "auth_jwks_cache_time",
-        "300",
+        "55",
         _positive_int,
-        "Seconds the fetched keys are used before they are fetched again (kept if that fails).",
+        "Seconds the fetched keys are used before they are fetched again in the background (kept "
+        "if that fails); a key withdrawn from the set stops verifying within this plus "
+        "ORDERS_AUTH_JWKS_TIMEOUT.",
     ),
     Setting(
         "auth_jwks_refresh_interval",
@@ -507,7 +530,7 @@ SETTINGS: tuple[Setting, ...] = (
         "auth_jwks_timeout",
         "2",
         _positive_float,
-        "Timeout of one JWKS fetch, in seconds.",
+        "Deadline of one whole JWKS fetch (connect, headers, body), in seconds.",
     ),
     Setting("host", "0.0.0.0", str, "Address the HTTP server binds."),  # noqa: S104
     Setting("port", "5001", _port, "Port the HTTP server listens on."),
@@ -572,6 +595,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
         "Seconds a client has to send a whole request (headers and body) and to take the "
         "response; slower clients are disconnected, so they cannot hold worker threads.",
+    ),
+    Setting(
+        "client_max_connections",
+        "64",
+        _non_negative_int,
+        "Open connections each gunicorn worker admits from one client address (per port; "
+        "503 beyond it); 0: no cap. Behind a proxy every client is the proxy: raise it.",
     ),
     Setting(
         "invalidator_server_id",
@@ -648,6 +678,7 @@ class Settings:
     auth_issuer: str
     auth_audience: str
     auth_jwks_url: str
+    auth_jwks_allow_http: bool
     auth_required_scope: str
     auth_leeway: int
     auth_algorithms: tuple[str, ...]
@@ -668,6 +699,7 @@ class Settings:
     admin_port: int
     forwarded_allow_ips: tuple[str, ...]
     client_timeout: float
+    client_max_connections: int
     invalidator_server_id: int
     invalidator_stall_after: float
     invalidator_heartbeat: float
@@ -681,6 +713,14 @@ class Settings:
                 "ORDERS_AUTH_ISSUER is set, so ORDERS_AUTH_AUDIENCE and ORDERS_AUTH_JWKS_URL "
                 "must be set too: without an audience any token of that issuer would do, "
                 "without a key set none can be checked."
+            )
+        if self.auth_enabled and not (
+            self.auth_jwks_allow_http or _safe_jwks_url(self.auth_jwks_url)
+        ):
+            raise SettingsError(
+                "ORDERS_AUTH_JWKS_URL must be https (or http to a loopback address): whoever "
+                "answers a plain-http key set URL can mint tokens. Set "
+                "ORDERS_AUTH_JWKS_ALLOW_HTTP=true to accept it anyway."
             )
 
     @property

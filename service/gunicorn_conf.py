@@ -21,8 +21,10 @@ if _settings.admin_port:  # /metrics and the probes answer only there (service/a
     bind.append(f"{_settings.host}:{_settings.admin_port}")
 workers = _settings.workers
 threads = _settings.threads
-# gthread with a per-request deadline for reading the request and sending the response.
-worker_class = "service.gunicorn_worker.DeadlineThreadWorker"
+# gthread whose event loop reads each request whole before a thread sees it, and takes over
+# responses a client is slow to read (service/gunicorn_worker.py): slow clients cost no thread.
+worker_class = "service.gunicorn_worker.BufferingThreadWorker"
+sendfile = False  # every response goes through the worker's non-blocking send
 graceful_timeout = _settings.graceful_timeout
 timeout = 30
 keepalive = 5
@@ -51,6 +53,8 @@ def on_starting(server: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     worker.client_timeout = _settings.client_timeout
+    worker.max_client_connections = _settings.client_max_connections
+    worker.admin_port = _settings.admin_port
     observability.gunicorn_post_fork(_settings, worker)
     # Request lines are written in batches: a write and flush per line cost more than the rest
     # of the log call under threads (see LineBuffer).

@@ -1,132 +1,348 @@
-"""gunicorn's gthread worker with a deadline per request, so slow clients cannot hold its threads.
+"""gunicorn's gthread worker, changed so that slow clients cost no thread.
 
-gthread waits for a new connection's first byte without a thread (it defers the connection back to
-its poller after five seconds), but once a byte has arrived, a thread reads the rest of the headers
-and the body with blocking ``recv`` calls and no timeout: a client sending one header byte per
-second holds that thread for as long as it likes, and ``ORDERS_THREADS`` such clients stall a worker
-for good (reproduced with a 1x2 server and two half-sent requests). Here each request a thread
-starts on gets ``ORDERS_CLIENT_TIMEOUT`` seconds to arrive in full; past that the socket reads as
-closed, gunicorn drops the connection as a premature disconnect, and one log line says why. Sends
-get the same bound, so a client that never reads its response cannot hold a thread either.
+gthread gives every accepted connection to a thread, which waits up to five seconds for a first
+byte and then reads headers and body with blocking ``recv`` calls: a deadline per request only
+made a slowloris reconnect (8 trickling sockets against 1x4 kept normal requests at 14-17 s and
+``/healthz`` at 9-17 s, issue 21). Here the event loop reads each request with non-blocking
+``recv`` into a buffer until ``http_framing`` says the whole request (headers and a body up to
+64 KiB) is there; only then does a thread get the connection, with the bytes preloaded into
+gunicorn's parser. A request that does not arrive within ``ORDERS_CLIENT_TIMEOUT`` gets 408 and
+the connection closes. Responses leave the same way: a thread sends what the socket takes at once
+and leaves the rest to the event loop, so a client that never reads holds no thread either.
 
-The common case costs one clock read per call: a read or send that can complete at once is done
-with ``MSG_DONTWAIT`` and the socket's timeout is touched only when the call would block.
+Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address and port
+(503 beyond it), and keeps accepting on the admin port when it is full, so the probes answer
+whatever the API port suffers. gunicorn internals are reached only through service.gunicorn_compat.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import selectors
 import socket
+import threading
 import time
-from typing import Any
+from collections import Counter
+from functools import partial
+from typing import Any, NamedTuple
 
-from gunicorn.workers.gthread import ThreadWorker
-
+from service import gunicorn_compat as compat
+from service.http_framing import Arrival, arrival
 from service.observability.logging import get_logger
 
 _log = get_logger("service.http")
+# A response the client does not take at once waits in memory up to this size; pages and the
+# OpenAPI document are far smaller, so more is a client that stopped reading.
+OUTBOX_MAX = 1 << 20
+_READ_SIZE = 65536
 
 
 class DeadlineSocket(socket.socket):
-    """A client socket whose blocking reads and sends end at ``deadline`` (monotonic seconds)."""
-
-    __slots__ = ("deadline", "expired", "send_timeout")
+    """A client socket whose sends, in a worker thread, never block: what the kernel does not take
+    at once goes to ``outbox`` for the event loop. Blocking reads (only gunicorn's body drain and
+    close can still block) end at ``deadline``. ``on_close`` runs once, when it closes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline: float | None = None
-        self.expired = False
-        self.send_timeout = 10.0
+        self.outbox = bytearray()
+        self.on_close: Any = None
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self.deadline is None or self.gettimeout() == 0.0:
             return super().recv(bufsize, flags)
         remaining = self.deadline - time.monotonic()
-        if remaining <= 0:  # checked first: a fast trickle always has a byte ready
-            return self._expire()
-        try:
-            return super().recv(bufsize, flags | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            pass
+        if remaining <= 0:
+            return b""  # an end of stream to gunicorn's parser: it closes quietly
         previous = self.gettimeout()
         self.settimeout(remaining)
         try:
             return super().recv(bufsize, flags)
         except TimeoutError:
-            return self._expire()
+            return b""
         finally:
             self.settimeout(previous)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        if self.deadline is None or self.gettimeout() == 0.0:
-            super().sendall(data, flags)
+        view = memoryview(data).cast("B")
+        if not self.outbox:
+            try:
+                sent = super().send(view, flags | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            view = view[sent:]
+        if not view:
             return
-        try:
-            sent = super().send(data, flags | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        previous = self.gettimeout()
-        self.settimeout(self.send_timeout)
-        try:
-            super().sendall(memoryview(data).cast("B")[sent:], flags)
-        except TimeoutError:
-            self.expired = True
-            raise BrokenPipeError("the client took too long to read its response") from None
-        finally:
-            self.settimeout(previous)
+        if len(self.outbox) + len(view) > OUTBOX_MAX:
+            raise BrokenPipeError("the client does not read its responses")
+        self.outbox += view
 
-    def _expire(self) -> bytes:
-        """An end-of-stream to the parser: gunicorn then closes the connection quietly."""
-        self.expired = True
-        return b""
+    def flush(self) -> bool:
+        """Send what the kernel takes now; whether the outbox is empty."""
+        while self.outbox:
+            try:
+                sent = super().send(self.outbox, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return False
+            del self.outbox[:sent]
+        return True
 
-
-def _deadline_socket(sock: socket.socket) -> DeadlineSocket:
-    """The accepted socket as a ``DeadlineSocket`` (same file descriptor, same state)."""
-    timeout = sock.gettimeout()
-    wrapped = DeadlineSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-    wrapped.settimeout(timeout)
-    return wrapped
+    def close(self) -> None:
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            callback()
+        super().close()
 
 
-class _DeadlineListener:
-    """A listening socket whose ``accept`` hands out ``DeadlineSocket`` clients."""
+class _Flush(NamedTuple):
+    """A thread's result when its response is still in the socket's outbox."""
 
-    def __init__(self, listener: Any) -> None:
+    keepalive: Any
+
+
+class _Gathering(NamedTuple):
+    deadline: float
+    purpose: str  # "read" a request or "send" a response
+
+
+def _problem(status: int, title: str, detail: str, retry_after: int | None = None) -> bytes:
+    """A whole problem+json response that closes the connection (service.api.errors' shape)."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+    extra = f"Retry-After: {retry_after}\r\n" if retry_after is not None else ""
+    return (
+        f"HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\n{extra}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+
+_TIMEOUT = _problem(408, "Request Timeout", "The request did not arrive in time.")
+_TOO_LARGE = {
+    Arrival.HEADERS_TOO_LARGE: _problem(
+        431, "Request Header Fields Too Large", "The request's headers are too large."
+    ),
+    Arrival.BODY_TOO_LARGE: _problem(413, "Content Too Large", "The request's body is too large."),
+}
+_BUSY = _problem(
+    503, "Service Unavailable", "Too many connections from this address.", retry_after=1
+)
+
+
+class _Admission:
+    """Open connections per (local port, client address) in one worker, capped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._open: Counter[tuple[int, str]] = Counter()
+
+    def admit(self, key: tuple[int, str]) -> bool:
+        with self._lock:
+            if self.cap and self._open[key] >= self.cap:
+                return False
+            self._open[key] += 1
+            return True
+
+    def release(self, key: tuple[int, str]) -> None:
+        with self._lock:
+            self._open[key] -= 1
+            if self._open[key] <= 0:
+                del self._open[key]
+
+
+class _AdmittingListener:
+    """A listening socket whose ``accept`` hands out admitted ``DeadlineSocket`` clients."""
+
+    def __init__(self, listener: Any, admission: _Admission) -> None:
         self._listener = listener
+        self._admission = admission
 
     def accept(self) -> tuple[DeadlineSocket, Any]:
         client, address = self._listener.accept()
-        return _deadline_socket(client), address
+        timeout = client.gettimeout()
+        wrapped = DeadlineSocket(client.family, client.type, client.proto, fileno=client.detach())
+        wrapped.settimeout(timeout)
+        key = (self._listener.getsockname()[1], _host(address))
+        if not self._admission.admit(key):
+            _send_now(wrapped, _BUSY)
+            wrapped.close()
+            raise BlockingIOError(errno.EAGAIN, "connection refused: per-client cap")
+        wrapped.on_close = partial(self._admission.release, key)
+        return wrapped, address
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._listener, name)
 
 
-class DeadlineThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread with ``ORDERS_CLIENT_TIMEOUT`` seconds per request (headers, body, response)."""
+class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
+    """gthread whose threads see only requests that have arrived whole (see the module doc)."""
 
     client_timeout = 10.0
+    max_client_connections = 64
+    admin_port = 0
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        compat.check()
+        refused = compat.refuses(cfg)
+        if refused is not None:
+            raise RuntimeError(f"{cls.__name__} reads plain HTTP/1.x: it cannot serve {refused}")
+        super().check_config(cfg, log)
+
+    def init_process(self) -> None:
+        self._admission = _Admission(self.max_client_connections)
+        self._waiting: dict[Any, _Gathering] = {}
+        self._next_sweep = 0.0
+        super().init_process()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        compat.set_accepting(self, enabled, self._is_admin)
+
+    def _is_admin(self, listener: Any) -> bool:
+        """The admin port keeps accepting when the worker is full, not once it is stopping."""
+        return self.alive and bool(self.admin_port) and listener.getsockname()[1] == self.admin_port
 
     def accept(self, listener: Any) -> None:
-        super().accept(_DeadlineListener(listener))
+        super().accept(_AdmittingListener(listener, self._admission))
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Every way to a thread passes here: read the request in the event loop first."""
+        conn.inbox = bytearray(compat.take_buffered(conn))
+        conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
+        self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
+        # A kept-alive socket comes here readable: its request is usually all there already.
+        if self._read(conn) and not self._advance(conn):
+            compat.poller(self).register(
+                conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn)
+            )
+
+    def _on_readable(self, conn: Any, _sock: Any) -> None:
+        if self._read(conn):
+            self._advance(conn)
+
+    def _read(self, conn: Any) -> bool:
+        """Take what the socket holds; False when that closed the connection."""
+        try:
+            while len(conn.inbox) <= _READ_SIZE * 2:
+                data = conn.sock.recv(_READ_SIZE)
+                if not data:  # the client is done sending: answer what it sent, if whole
+                    if arrival(conn.inbox) is Arrival.WAIT:
+                        self._close(conn)
+                        return False
+                    return True
+                conn.inbox += data
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(conn)
+            return False
+        return True
+
+    def _advance(self, conn: Any) -> bool:
+        """Start the request if it is all there, refuse it if it is too large; whether either
+        happened (else it stays with the event loop)."""
+        found = arrival(conn.inbox)
+        if found is Arrival.WAIT:
+            return False
+        if found is Arrival.READY:
+            self._release(conn)
+            compat.submit(self, conn)
+        else:
+            _send_now(conn.sock, _TOO_LARGE[found])
+            self._close(conn)
+        return True
 
     def handle(self, conn: Any) -> Any:
         sock = conn.sock
-        if isinstance(sock, DeadlineSocket):
-            sock.deadline = time.monotonic() + self.client_timeout
-            sock.send_timeout = self.client_timeout
-            sock.expired = False
+        sock.deadline = time.monotonic() + self.client_timeout
+        compat.preload(conn, bytes(conn.inbox))
+        conn.inbox = bytearray()
         result = super().handle(conn)
-        if isinstance(sock, DeadlineSocket) and sock.expired:
+        if isinstance(sock, DeadlineSocket) and sock.outbox:
+            return _Flush(result)
+        return result
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """A thread is done with ``conn``: flush its response in the event loop, then go on as
+        gthread does (close it, keep it alive, or read its next pipelined request)."""
+        result = None if fs.cancelled() or fs.exception() is not None else fs.result()
+        if isinstance(result, _Flush):
+            self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "send")
+            conn.sock.setblocking(False)
+            compat.poller(self).register(
+                conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, result.keepalive)
+            )
+            return
+        self._after_response(conn, result)
+
+    def _on_writable(self, conn: Any, keepalive: Any, _sock: Any) -> None:
+        try:
+            done = conn.sock.flush()
+        except OSError:
+            self._close(conn)
+            return
+        if done:
+            self._release(conn)
+            self._after_response(conn, keepalive)
+
+    def _after_response(self, conn: Any, keepalive: Any) -> None:
+        if keepalive:
+            compat.finished(self, conn, keepalive)
+        else:
+            conn.sock.setblocking(False)
+            _close_gently(conn.sock)
+            compat.drop(self, conn)
+
+    def murder_pending(self) -> None:
+        """Also close what did not arrive, or was not taken, within the client timeout."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self._next_sweep:  # the loop turns on every event; a sweep a tick is plenty
+            return
+        self._next_sweep = now + 0.2
+        expired = [conn for conn, waiting in self._waiting.items() if waiting.deadline <= now]
+        for conn in expired:
+            purpose = self._waiting[conn].purpose
+            if purpose == "read":
+                _send_now(conn.sock, _TIMEOUT)
             _log.info(
                 "client too slow; connection closed",
                 client=_client(conn.client),
+                waiting_for=purpose,
                 timeout_s=self.client_timeout,
             )
-            return False
-        return result
+            self._close(conn)
+
+    def _release(self, conn: Any) -> None:
+        """The event loop stops watching ``conn`` (registered for reading or sending, or not)."""
+        self._waiting.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            compat.poller(self).unregister(conn.sock)
+
+    def _close(self, conn: Any) -> None:
+        self._release(conn)
+        compat.drop(self, conn)
+
+
+def _send_now(sock: socket.socket, data: bytes) -> None:
+    """Whatever of ``data`` the kernel takes without waiting; the rest is dropped."""
+    with contextlib.suppress(OSError):
+        sock.send(data, socket.MSG_DONTWAIT)
+
+
+def _close_gently(sock: socket.socket) -> None:
+    """FIN first, so a response in flight is not cut by a reset; never waits (event loop)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(_READ_SIZE, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass
+
+
+def _host(address: Any) -> str:
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
 def _client(address: Any) -> str:

@@ -48,11 +48,15 @@ class Services:
     def start(self) -> None:
         if self.listener is not None:
             self.listener.start()
+        if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
+            self.verifier.keys.start()  # the first JWKS fetch, in the background
 
     def close(self) -> None:
         """Stop the listener thread and close the pools (tests and graceful shutdown)."""
         if self.listener is not None:
             self.listener.stop()
+        if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
+            self.verifier.keys.stop()
         self.database.close()
         self.redis.client.close()
 
@@ -137,9 +141,7 @@ def build(settings: Settings) -> Services:
         listener=listener,
         pages=pages,
         freshness=freshness,
-        cache_control=cache_control(
-            settings.http_max_age, settings.cache_max_stale, auth_enabled=settings.auth_enabled
-        ),
+        cache_control=cache_control(settings.http_max_age, settings.cache_max_stale),
         verifier=build_verifier(settings) if settings.auth_enabled else None,
     )
 

@@ -71,16 +71,16 @@ def _body(cached: CachedPage, page_size: int) -> bytes:
     return page_body(cached.number, page_size, cached.total_orders, last, cached.entry.orders_json)
 
 
-def cache_control(max_age: int, max_stale: int, auth_enabled: bool = False) -> str:
+def cache_control(max_age: int, max_stale: int) -> str:
     """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
     the service fails they may keep using it as long as the service itself would.
 
-    With authentication on, a page is one caller's answer: ``private`` keeps shared caches
-    (proxies, CDNs) from serving it to another caller (RFC 9111 5.2.2.7); service.auth adds
-    ``Vary: Authorization``."""
-    scope = "private" if auth_enabled else "public"
+    Always ``private``: with authentication on a page is one caller's answer, and with it off
+    the service cannot know that a proxy in front is not authenticating users (the README's
+    oauth2-proxy example), so no shared cache may hand a page to another caller
+    (RFC 9111 5.2.2.7). service.auth adds ``Vary: Authorization`` when it is on."""
     return (
-        f"{scope}, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
+        f"private, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
     )
 
 

@@ -6,8 +6,9 @@ and ``exp`` are required and checked, ``nbf`` and ``iat`` when present, all with
 
 A verified token is remembered, keyed by its SHA-256, until ``min(exp, now + max_cache_seconds)``:
 the next request with the same token costs a hash and a dict lookup instead of a signature check
-(an RS256 verification is most of a cache hit's budget otherwise). Expiry still holds, and a
-token signed by a key that the identity provider withdraws stops working within the short bound.
+(an RS256 verification is most of a cache hit's budget otherwise). Expiry still holds, and when
+the key set changes, a remembered token whose key is gone is checked again (so refused): a
+withdrawn key stops working with the fetch that shows it gone, not a minute later.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jwt
 
@@ -47,7 +48,11 @@ class InsufficientScope(Exception):
 
 
 class KeySource(Protocol):
+    generation: int  # changes whenever the set of keys does
+
     def key(self, kid: str | None, alg: str) -> jwt.PyJWK: ...
+
+    def publishes(self, kid: str | None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -72,28 +77,50 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(found)
 
 
+class _Entry(NamedTuple):
+    principal: Principal
+    until: float
+    kid: str | None  # the key that verified it, checked again when the key set changes
+    generation: int
+
+
 class VerifiedTokens:
     """A bounded, thread-safe LRU of verified tokens by SHA-256, each valid until its deadline."""
 
     def __init__(self, size: int = TOKEN_CACHE_SIZE) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
 
     def get(self, digest: bytes, now: float) -> Principal | None:
+        entry = self.entry(digest, now)
+        return None if entry is None else entry.principal
+
+    def entry(self, digest: bytes, now: float) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
                 return None
-            if now >= entry[1]:
+            if now >= entry.until:
                 del self._entries[digest]
                 return None
             self._entries.move_to_end(digest)
-            return entry[0]
+            return entry
 
-    def put(self, digest: bytes, principal: Principal, until: float) -> None:
+    def forget(self, digest: bytes) -> None:
         with self._lock:
-            self._entries[digest] = (principal, until)
+            self._entries.pop(digest, None)
+
+    def put(
+        self,
+        digest: bytes,
+        principal: Principal,
+        until: float,
+        kid: str | None = None,
+        generation: int = 0,
+    ) -> None:
+        with self._lock:
+            self._entries[digest] = _Entry(principal, until, kid, generation)
             self._entries.move_to_end(digest)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -121,7 +148,7 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.required_scope = required_scope
-        self._keys = keys
+        self.keys = keys
         self._algorithms = frozenset(algorithms)
         self._leeway = leeway
         self._max_cache_seconds = max_cache_seconds
@@ -136,17 +163,23 @@ class TokenVerifier:
         """
         digest = hashlib.sha256(token.encode()).digest()
         now = self._clock()
-        principal = self.cache.get(digest, now)
-        if principal is None:
-            principal = self._verify(token, now)
-            self.cache.put(
-                digest, principal, min(principal.expires_at, now + self._max_cache_seconds)
-            )
+        generation = self.keys.generation
+        entry = self.cache.entry(digest, now)
+        stale = entry is not None and entry.generation != generation
+        if stale and entry is not None and not self.keys.publishes(entry.kid):
+            self.cache.forget(digest)  # its key was withdrawn: check the token again
+            entry = None
+        if entry is None:
+            principal, kid = self._verify(token, now)
+            until = min(principal.expires_at, now + self._max_cache_seconds)
+            self.cache.put(digest, principal, until, kid, generation)
+        else:
+            principal = entry.principal
         if self.required_scope and self.required_scope not in principal.scopes:
             raise InsufficientScope(self.required_scope)
         return principal
 
-    def _verify(self, token: str, now: float) -> Principal:
+    def _verify(self, token: str, now: float) -> tuple[Principal, str | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -158,7 +191,7 @@ class TokenVerifier:
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("The token's kid is not a string.")
         try:
-            key = self._keys.key(kid, alg)
+            key = self.keys.key(kid, alg)
         except UnknownKey:
             raise InvalidToken(
                 "The token is signed with a key the issuer does not publish."
@@ -178,11 +211,12 @@ class TokenVerifier:
             raise InvalidToken(_describe(exc)) from None
         exp = claims["exp"]
         subject = claims.get("sub")
-        return Principal(
+        principal = Principal(
             subject=subject if isinstance(subject, str) else None,
             scopes=scopes_of(claims),
             expires_at=float(exp),
         )
+        return principal, kid
 
 
 # A short, fixed reason per failure for the WWW-Authenticate header and the problem detail;

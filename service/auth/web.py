@@ -32,8 +32,8 @@ def init_app(app: Flask, verifier: TokenVerifier | None) -> None:
 
     Register after the observability hooks: a refused request still gets its metrics, request
     id and log line, because Flask runs every after-request hook on a response that a
-    before-request hook returned. (The pages' Cache-Control, private when auth is on, is chosen
-    by the composition root.)
+    before-request hook returned. (The pages' Cache-Control, always private, is chosen by
+    service.api.orders.)
     """
     if verifier is None:
         return

@@ -134,6 +134,10 @@ class IdentityProvider:
         self.fetches = 0
         self.failing = False
         self.body: bytes | None = None  # served instead of the key set when set
+        self.extra: list[dict[str, Any]] = []  # raw entries served after the keys (garbage)
+        # "trickle": the answer at one byte per 50 ms; "hang": no answer until stopped
+        self.mode = "normal"
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -145,14 +149,19 @@ class IdentityProvider:
 
     def jwks(self) -> dict[str, Any]:
         with self._lock:
-            return {"keys": [key.public_jwk() for key in self.keys]}
+            return {"keys": [key.public_jwk() for key in self.keys] + self.extra}
 
     def rotate_in(self, key: SigningKey) -> None:
         with self._lock:
             self.keys.append(key)
 
+    def withdraw(self, key: SigningKey) -> None:
+        with self._lock:
+            self.keys.remove(key)
+
     def start(self) -> IdentityProvider:
         provider = self
+        self._stopping.clear()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -162,11 +171,21 @@ class IdentityProvider:
                 if failing or self.path != "/jwks.json":
                     self.send_error(500 if failing else 404)
                     return
+                if provider.mode == "hang":
+                    provider._stopping.wait(60)
+                    return
                 body = provider.body or json.dumps(provider.jwks()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/jwk-set+json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if provider.mode == "trickle":
+                    for index in range(len(body)):
+                        self.wfile.write(body[index : index + 1])
+                        self.wfile.flush()
+                        if provider._stopping.wait(0.05):
+                            return
+                    return
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -181,6 +200,7 @@ class IdentityProvider:
 
     def stop(self) -> None:
         """Close the listening socket: fetches now get connection refused."""
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -63,3 +63,29 @@ def test_config_prints_the_algorithms_as_they_are_written() -> None:
         CliRunner().invoke(main, ["config"], env={"ORDERS_AUTH_ALGORITHMS": "ES256,EdDSA"}).output
     )
     assert "ORDERS_AUTH_ALGORITHMS=ES256,EdDSA\n" in output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://idp.example.com/jwks.json", "http://10.0.0.5/jwks", "http://127.0.0.1.nip.io/jwks"],
+)
+def test_a_jwks_url_over_plain_http_is_refused_unless_loopback_or_allowed(url: str) -> None:
+    """Whoever answers a plain-HTTP key set URL mints tokens: https, except on loopback."""
+    with pytest.raises(SettingsError, match="ORDERS_AUTH_JWKS_URL") as raised:
+        Settings.from_env({**COMPLETE, "ORDERS_AUTH_JWKS_URL": url})
+    assert "ORDERS_AUTH_JWKS_ALLOW_HTTP" in str(raised.value)
+    allowed = {**COMPLETE, "ORDERS_AUTH_JWKS_URL": url, "ORDERS_AUTH_JWKS_ALLOW_HTTP": "true"}
+    assert Settings.from_env(allowed).auth_jwks_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/jwks", "http://localhost/jwks", "http://[::1]:9/jwks"]
+)
+def test_a_loopback_jwks_url_may_be_plain_http(url: str) -> None:
+    assert Settings.from_env({**COMPLETE, "ORDERS_AUTH_JWKS_URL": url}).auth_jwks_url == url
+
+
+def test_a_withdrawn_key_stops_verifying_within_a_minute_by_default() -> None:
+    """The README's promise: the key set's cache time plus one fetch's deadline."""
+    settings = Settings.from_env(COMPLETE)
+    assert settings.auth_jwks_cache_time + settings.auth_jwks_timeout <= 60

@@ -35,6 +35,10 @@ class StaticKeys:
 
     def __init__(self, *keys: SigningKey) -> None:
         self.jwks = {key.kid: key.public_jwk() for key in keys}
+        self.generation = 1  # bumped by a test that withdraws a key
+
+    def publishes(self, kid: str | None) -> bool:
+        return kid in self.jwks
 
     def key(self, kid: str | None, alg: str) -> jwt.PyJWK:
         jwk = self.jwks.get(kid) if kid is not None else None
@@ -172,6 +176,19 @@ def test_a_verified_token_is_not_verified_again(keys: dict[str, SigningKey]) -> 
     for _ in range(5):
         check.verify(token)
     assert check.signature_checks == 1
+
+
+def test_a_cached_token_is_refused_once_its_key_is_withdrawn(keys: dict[str, SigningKey]) -> None:
+    """The token cache does not outlive the key set: a withdrawn key stops working with the
+    fetch that shows it gone, not up to a minute later."""
+    source = StaticKeys(keys["RS256"])
+    check = verifier(keys["RS256"], keys=source)
+    token = keys["RS256"].sign(claims())
+    check.verify(token)
+    del source.jwks[keys["RS256"].kid]
+    source.generation += 1
+    with pytest.raises(InvalidToken):
+        check.verify(token)
 
 
 def test_the_cache_still_enforces_the_scope(keys: dict[str, SigningKey]) -> None:

@@ -1,0 +1,97 @@
+"""Whether a whole HTTP/1.1 request has arrived, judged from the bytes buffered so far.
+
+The worker (service.gunicorn_worker) reads requests in its event loop and gives a connection a
+thread only once this says READY, so a client that trickles its request costs no thread. It does
+not parse the request: gunicorn does that afterwards, from the same bytes. It only finds where the
+request ends (RFC 9112 6.3): the blank line after the headers, then a ``Content-Length`` body or a
+``chunked`` one. Anything it cannot delimit for sure (two lengths, a length and a coding, a coding
+other than chunked) is READY too: gunicorn refuses those from the headers alone, without a read.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+# Every request here is a GET; tokens make headers a few kilobytes at most.
+HEADERS_MAX = 64 * 1024
+BODY_MAX = 64 * 1024
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+
+
+class Arrival(enum.Enum):
+    WAIT = "wait"  # not all of it yet
+    READY = "ready"  # a whole request (or one gunicorn refuses without reading further)
+    HEADERS_TOO_LARGE = "headers too large"  # 431
+    BODY_TOO_LARGE = "body too large"  # 413
+
+
+def arrival(buffer: bytes | bytearray) -> Arrival:
+    """What ``buffer`` (a connection's unparsed bytes, from a request's start) holds."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0 or head_end > HEADERS_MAX:
+        waiting = head_end < 0 and len(buffer) <= HEADERS_MAX
+        return Arrival.WAIT if waiting else Arrival.HEADERS_TOO_LARGE
+    lengths, codings = _framing_headers(bytes(buffer[:head_end]))
+    if codings:
+        if lengths or codings[-1] != b"chunked":
+            return Arrival.READY  # gunicorn answers 400 (RFC 9112 6.1, 6.3)
+        return _chunked(buffer, head_end + 4)
+    return _by_length(buffer, head_end + 4, lengths)
+
+
+def _by_length(buffer: bytes | bytearray, body_start: int, lengths: list[bytes]) -> Arrival:
+    if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
+        return Arrival.READY  # no body, or an ambiguous or invalid length gunicorn refuses
+    length = int(lengths[0])
+    if length > BODY_MAX:
+        return Arrival.BODY_TOO_LARGE
+    return Arrival.READY if len(buffer) >= body_start + length else Arrival.WAIT
+
+
+def _framing_headers(head: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The Content-Length values and the transfer codings, in order."""
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name == b"content-length":
+            lengths.extend(part.strip() for part in value.split(b","))
+        elif name == b"transfer-encoding":
+            codings.extend(part.strip().lower() for part in value.split(b",") if part.strip())
+    return lengths, codings
+
+
+def _chunked(buffer: bytes | bytearray, position: int) -> Arrival:
+    """Walk the chunks (RFC 9112 7.1) to the last one and its trailer section."""
+    total = 0
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return Arrival.WAIT if len(buffer) - position <= 1024 else Arrival.READY
+        size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(size_text):
+            return Arrival.READY  # malformed: gunicorn refuses it from the buffered bytes
+        size = int(size_text, 16)
+        total += size
+        if total > BODY_MAX:
+            return Arrival.BODY_TOO_LARGE
+        if size == 0:
+            return _trailers(buffer, line_end)
+        data_end = line_end + 2 + size
+        if len(buffer) < data_end + 2:
+            return Arrival.WAIT
+        if buffer[data_end : data_end + 2] != b"\r\n":
+            return Arrival.READY
+        position = data_end + 2
+
+
+def _trailers(buffer: bytes | bytearray, last_chunk_line_end: int) -> Arrival:
+    """After the last chunk: the trailer section, ended by an empty line."""
+    if buffer.find(b"\r\n\r\n", last_chunk_line_end) >= 0:
+        return Arrival.READY
+    too_long = len(buffer) - last_chunk_line_end > HEADERS_MAX
+    return Arrival.HEADERS_TOO_LARGE if too_long else Arrival.WAIT

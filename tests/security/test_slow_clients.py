@@ -1,0 +1,142 @@
+"""Slow clients against the real gunicorn in the shipped shape (2 workers x 4 threads, probes on
+the admin port): header and body tricklers, idle sockets and non-readers, all reconnecting, must
+not slow normal requests or the probes beyond generous bounds (the chart's liveness timeout is
+2 s). ``ORDERS_TEST_SLOWLORIS_SECONDS`` lengthens the attack for the figures in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from tests.security.conftest import Launched, base_env
+from tests.support.servers import free_port
+from tests.support.slowloris import Attack, measure
+
+pytestmark = pytest.mark.integration
+
+ATTACK_SECONDS = float(os.environ.get("ORDERS_TEST_SLOWLORIS_SECONDS", "3"))
+# Unloaded, both answer in milliseconds; a machine three times slower than this one, busy with
+# the attack's own threads, still answers well inside these.
+NORMAL_BOUND_S = 1.5
+PROBE_BOUND_S = 1.5
+
+
+def test_slowloris_costs_normal_requests_and_probes_no_time(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    admin = free_port()
+    env = base_env(
+        ORDERS_DATABASE_URL=seeded_database_url,
+        ORDERS_REDIS_URL="redis://127.0.0.1:6379/0",
+        ORDERS_CACHE_PREFIX=cache_prefix,
+        ORDERS_WORKERS="2",
+        ORDERS_THREADS="4",
+        ORDERS_ADMIN_PORT=str(admin),
+        ORDERS_LOG_LEVEL="info",
+    )
+    server = launch(["serve"], env)
+    server.wait_http(admin)
+    server.wait_http(path="/orders/1")
+    attack = Attack(server.port, headers=16, bodies=8, idle=8, non_readers=4).start()
+    try:
+        attack.wait_connected()
+        normal, probes = measure(server.url(""), server.url("", admin), ATTACK_SECONDS)
+    finally:
+        attack.stop()
+    print(f"\n{attack.sockets} slow sockets, {attack.connections} connections in all")
+    print(normal.summary())
+    print(probes.summary())
+    assert normal.seconds
+    assert probes.seconds
+    assert normal.failures == 0, normal.summary()
+    assert normal.worst < NORMAL_BOUND_S, normal.summary()
+    assert probes.failures == 0, probes.summary()
+    assert probes.worst < PROBE_BOUND_S, probes.summary()
+
+
+def _serve(launch: Callable[..., Launched], database: str, prefix: str, **env: str) -> Launched:
+    admin = free_port()
+    server = launch(
+        ["serve"],
+        base_env(
+            ORDERS_DATABASE_URL=database,
+            ORDERS_REDIS_URL="redis://127.0.0.1:6379/0",
+            ORDERS_CACHE_PREFIX=prefix,
+            ORDERS_ADMIN_PORT=str(admin),
+            **env,
+        ),
+    )
+    server.env["admin"] = str(admin)
+    server.wait_http(admin)
+    return server
+
+
+def _answer(sock: socket.socket) -> bytes:
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_connections_beyond_the_per_client_cap_get_503_and_the_probes_still_answer(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix, ORDERS_CLIENT_MAX_CONNECTIONS="3")
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(3)]
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as extra:
+            answer = _answer(extra)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert b"application/problem+json" in answer
+        assert b"Retry-After: 1" in answer
+        admin = int(server.env["admin"])
+        assert requests.get(server.url("/healthz", admin), timeout=5).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+    # the cap counts open connections: once they close, the client is admitted again
+    server.wait_for(
+        lambda: requests.get(server.url("/orders/1"), timeout=5).status_code == 200,
+        "a request after the idle sockets closed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", b"413"),
+        (b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n" + b"X-a: b\r\n" * 12000, b"431"),
+        (b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n", b"408"),
+    ],
+)
+def test_a_request_too_large_or_too_slow_is_answered_by_the_event_loop(
+    launch: Callable[..., Launched],
+    seeded_database_url: str,
+    cache_prefix: str,
+    request_bytes: bytes,
+    status: bytes,
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix, ORDERS_CLIENT_TIMEOUT="1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(request_bytes)
+        answer = _answer(sock)
+    assert answer.split(b" ", 2)[1] == status
+    assert b"application/problem+json" in answer
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")

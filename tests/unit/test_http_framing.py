@@ -1,0 +1,63 @@
+"""Where a request ends, as the worker's event loop judges it before a thread sees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.http_framing import BODY_MAX, HEADERS_MAX, Arrival, arrival
+
+GET = b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("buffer", "expected"),
+    [
+        (b"", Arrival.WAIT),
+        (b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n", Arrival.WAIT),
+        (GET, Arrival.READY),
+        (GET + b"GET /orders/2", Arrival.READY),  # a pipelined request's start is gunicorn's
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc", Arrival.WAIT),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", Arrival.READY),
+        (b"POST / HTTP/1.1\r\ncontent-length:  0 \r\n\r\n", Arrival.READY),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", Arrival.WAIT),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n",
+            Arrival.WAIT,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            Arrival.READY,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\r\n\r\n",
+            Arrival.READY,
+        ),
+        # what gunicorn refuses from the headers or the buffered bytes alone: no waiting for it
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", Arrival.READY),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", Arrival.READY),
+        (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", Arrival.READY),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Arrival.READY,
+        ),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", Arrival.READY),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n", Arrival.READY),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n", Arrival.READY),
+    ],
+)
+def test_arrival(buffer: bytes, expected: Arrival) -> None:
+    assert arrival(buffer) is expected
+
+
+def test_headers_that_never_end_are_too_large_past_the_limit() -> None:
+    assert arrival(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * (HEADERS_MAX // 7)) is Arrival.WAIT
+    assert arrival(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * (HEADERS_MAX // 5)) is (
+        Arrival.HEADERS_TOO_LARGE
+    )
+
+
+def test_a_body_over_the_limit_is_refused_before_it_arrives() -> None:
+    head = f"POST / HTTP/1.1\r\nContent-Length: {BODY_MAX + 1}\r\n\r\n".encode()
+    assert arrival(head) is Arrival.BODY_TOO_LARGE
+    chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert arrival(chunked + f"{BODY_MAX + 1:x}\r\n".encode()) is Arrival.BODY_TOO_LARGE
