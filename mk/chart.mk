@@ -107,6 +107,8 @@ KIND ?= kind
 SKAFFOLD ?= skaffold
 KIND_CLUSTER ?= orders
 SKAFFOLD_PROFILE ?= kind
+## Oldest skaffold that works with Helm 4 (older ones run `helm version --client`, which Helm 4 refuses).
+SKAFFOLD_MIN_VERSION := 2.17.0
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster `orders` (k8s/kind-config.yaml); context kind-orders.
@@ -120,6 +122,9 @@ kind-down: ## Delete the kind cluster `orders`.
 .PHONY: dev
 dev: ## skaffold dev: build, deploy the chart, port-forward localhost:5001 (SKAFFOLD_PROFILE=kind|minikube).
 	@command -v $(SKAFFOLD) >/dev/null || { echo "skaffold is not installed: https://skaffold.dev" >&2; exit 1; }
+	@have="$$($(SKAFFOLD) version | sed 's/^v//')"; \
+	  oldest="$$(printf '%s\n%s\n' "$(SKAFFOLD_MIN_VERSION)" "$$have" | sort -V | head -n1)"; \
+	  [ "$$oldest" = "$(SKAFFOLD_MIN_VERSION)" ] || { echo "skaffold $$have is too old for Helm 4: need >= v$(SKAFFOLD_MIN_VERSION)" >&2; exit 1; }
 	$(SKAFFOLD) dev --profile $(SKAFFOLD_PROFILE) --port-forward
 
 .PHONY: monitoring-up

@@ -572,3 +572,12 @@ OTLP egress).
 {{- $parts := splitList ":" $url.host }}
 {{- if gt (len $parts) 1 }}{{ last $parts }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
 {{- end }}
+
+{{/*
+MySQL's data directory: a subdirectory of its volume (mounted at /var/lib/mysql), because cloud
+block volumes carry lost+found at their root; the root itself when
+mysql.persistence.dataSubdirectory is empty (a volume an older chart initialised there).
+*/}}
+{{- define "orders.mysql.datadir" -}}
+{{- with .Values.mysql.persistence.dataSubdirectory }}/var/lib/mysql/{{ . }}{{ else }}/var/lib/mysql{{ end }}
+{{- end }}
