@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,41 @@ def test_the_init_step_prepares_a_cloud_volume_with_lost_found(tmp_path: Path) -
     assert local.is_dir()
     assert initialize_would_accept(local)
     assert (volume / "lost+found").is_dir()  # left alone
+
+
+@pytest.mark.integration
+def test_mysqld_with_the_rendered_flags_runs_in_the_prepared_subdirectory(tmp_path: Path) -> None:
+    """The rendered init step, then the rendered server flags, on a volume with lost+found: a
+    real server (MariaDB, the only one this machine has) starts in the data directory beside it
+    and keeps the binlog retention the values set. Initialisation is the template data directory
+    copied into the prepared, empty one (what `mysqld --initialize` would write there)."""
+    from tests.support.servers import MariaDBServer, _template_datadir, free_port
+
+    volume = tmp_path / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    assert run_prepare(volume).returncode == 0
+    mysql = mysql_pod()["containers"][0]
+    datadir = flag(mysql, "datadir")
+    assert datadir is not None
+    local = volume / Path(datadir).name
+    shutil.copytree(_template_datadir(as_root=os.geteuid() == 0), local, dirs_exist_ok=True)
+    args = [a.replace(datadir, str(local)) for a in mysql["args"]]
+    server = MariaDBServer(tmp_path, free_port(), owns_workdir=False, extra_args=args)
+    server.start()
+    try:
+        with server.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT @@datadir, @@log_bin, @@binlog_expire_logs_seconds, @@max_binlog_size"
+            )
+            row = cursor.fetchone()
+    finally:
+        server.close()
+    assert row is not None
+    assert Path(row[0]) == local
+    assert row[1] == 1
+    assert str(row[2]) == flag(mysql, "binlog-expire-logs-seconds")
+    assert row[3] == 64 * 1024 * 1024
+    assert (volume / "lost+found").is_dir()
 
 
 def test_the_init_step_refuses_a_volume_initialised_at_its_root(tmp_path: Path) -> None:
