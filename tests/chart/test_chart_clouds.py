@@ -392,6 +392,55 @@ def test_setting_passwords_restarts_neither_mysql_nor_redis_together() -> None:
     )
 
 
+def run_users_job(server: Any, *sets: str) -> subprocess.CompletedProcess[str]:
+    """The rendered mysql-users Job's script against a throwaway server (root, no password)."""
+    args = tuple(a for s in sets for a in ("--set-string", s))
+    job = one(render(args), "Job", "orders-mysql-users")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(MYSQL_HOST="127.0.0.1", MYSQL_PORT=str(server.port), MYSQL_ROOT_PASSWORD="")
+    given = dict(s.split("=", 1) for s in sets)
+    for role in ("api", "invalidator", "migrate"):
+        env[f"ORDERS_{role.upper()}_PASSWORD"] = given.get(f"mysql.auth.{role}Password", role)
+    (tmp,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tmp"]
+    script = container["command"][2].replace(f"{tmp}/", f"{server.workdir}/")
+    return subprocess.run(
+        [container["command"][0], "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+def test_changed_users_and_passwords_reach_an_existing_mysql_without_a_restart() -> None:
+    """Before: changing mysql.users.* restarted MySQL and created no user (the init script runs
+    only on an empty data directory). Now a post-install/post-upgrade Job runs it as root."""
+    import pymysql
+
+    from tests.support.servers import MariaDBServer
+
+    job = one(render(), "Job", "orders-mysql-users")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    server = MariaDBServer.create()
+    try:
+        server.cli("CREATE DATABASE orders")
+        first = run_users_job(server, "mysql.users.api=orders_reader", "mysql.auth.apiPassword=p1")
+        assert first.returncode == 0, first.stdout + first.stderr
+        login = {"host": "127.0.0.1", "port": server.port, "database": "orders"}
+        pymysql.connect(user="orders_reader", password="p1", **login).close()  # type: ignore[arg-type]
+        again = run_users_job(server, "mysql.users.api=orders_reader", "mysql.auth.apiPassword=p2")
+        assert again.returncode == 0, again.stdout + again.stderr
+        pymysql.connect(user="orders_reader", password="p2", **login).close()  # type: ignore[arg-type]
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql.connect(user="orders_reader", password="p1", **login)  # type: ignore[arg-type]
+        assert "p2" not in again.stdout + again.stderr
+    finally:
+        server.close()
+
+
 # ---- 7. binlog retention ---------------------------------------------------------------------
 
 
