@@ -156,7 +156,8 @@ def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
 def test_existing_secrets_replace_the_generated_one() -> None:
     docs = render(EXISTING.args())
     assert find(docs, "Secret") == []
-    assert find(docs, "Job") == []  # nothing to generate
+    # Nothing to generate; the mysql-users Job reads the user's own Secret.
+    assert [j["metadata"]["name"] for j in find(docs, "Job")] == ["orders-mysql-users"]
     api = one(docs, "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
     assert env_of(api)["ORDERS_DATABASE_PASSWORD"]["secretKeyRef"]["name"] == "orders-db"
     assert env_of(api)["ORDERS_REDIS_PASSWORD"]["secretKeyRef"]["name"] == "orders-cache"
@@ -240,7 +241,10 @@ def test_invalidator_is_a_single_recreated_replica_with_its_metrics_port() -> No
 def test_seed_job_is_opt_in_migrates_first_and_reads_no_configmap() -> None:
     """Seeding is a post-install/post-upgrade hook, off by default; it migrates in an init
     container and carries its settings inline (a hook never reads an older ConfigMap)."""
-    assert [j["metadata"]["name"] for j in find(render(), "Job")] == ["orders-secrets"]
+    assert {j["metadata"]["name"] for j in find(render(), "Job")} == {
+        "orders-secrets",
+        "orders-mysql-users",
+    }
     job = one(render(("--set", "seed.enabled=true")), "Job", "orders-seed")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     spec = job["spec"]["template"]["spec"]
@@ -299,7 +303,7 @@ def test_redis_evicts_only_keys_with_a_ttl_and_keeps_its_password_off_the_comman
     assert persistent["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
 
 
-def test_database_policies_admit_only_the_api_invalidator_inspector_and_seed() -> None:
+def test_database_policies_admit_only_the_release_components_that_use_them() -> None:
     docs = render(("--set", "seed.enabled=true"))
     policies = {p["metadata"]["name"]: p["spec"] for p in find(docs, "NetworkPolicy")}
     for name in ("orders-mysql", "orders-redis"):
@@ -309,7 +313,7 @@ def test_database_policies_admit_only_the_api_invalidator_inspector_and_seed() -
         (rule,) = spec["ingress"]
         (peer,) = rule["from"]
         allowed = set(peer["podSelector"]["matchExpressions"][0]["values"])
-        assert allowed == {"api", "invalidator", "inspector", "seed"}
+        assert allowed == {"api", "invalidator", "inspector", "seed", "mysql-users"}
     components = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/component"
@@ -323,6 +327,7 @@ def test_database_policies_admit_only_the_api_invalidator_inspector_and_seed() -
         "orders-inspector": "inspector",
         "orders-seed": "seed",
         "orders-secrets": "secrets",
+        "orders-mysql-users": "mysql-users",
     }
     assert find(render(("--set", "networkPolicy.enabled=false")), "NetworkPolicy") == []
 

@@ -241,6 +241,8 @@ def test_nothing_runs_before_this_releases_objects_exist() -> None:
     # The secrets Job (and its account, role and given passwords) come first: they create the
     # Secret every pod reads, and depend on nothing of the release.
     assert hooks.pop("orders-secrets") == "pre-install,pre-upgrade"
+    # The role users on an existing data directory, before the seed Job (issue 22).
+    assert hooks.pop("orders-mysql-users") == "post-install,post-upgrade"
     assert hooks == {"orders-seed": "post-install,post-upgrade", "orders-test-page": "test"}
     for name in ("orders", "orders-invalidator"):
         pod = one(docs, "Deployment", name)["spec"]["template"]["spec"]

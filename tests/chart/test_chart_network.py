@@ -132,6 +132,7 @@ def test_every_pod_is_under_a_default_deny_for_ingress_and_egress(net: Network) 
         "seed",
         "secrets",
         "mysql",
+        "mysql-users",
         "redis",
         "test",
     }
