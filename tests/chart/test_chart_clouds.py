@@ -549,3 +549,19 @@ def test_pods_that_start_during_a_mysql_outage_are_documented() -> None:
     doc = (ROOT / "docs" / "kubernetes.md").read_text()
     assert "MySQL outage" in doc
     assert "migrate" in doc
+
+
+def test_the_chart_tools_are_the_pinned_bytes() -> None:
+    """mk/chart.mk checks the npm tarball and the helm and kubectl in it against pinned sha256s;
+    the tools every chart test runs are those bytes."""
+    import hashlib
+
+    pins = dict(re.findall(r"^(HELM_SHA256|KUBECTL_SHA256) \?= ([0-9a-f]{64})$", MAKEFILE, re.M))
+    assert set(pins) == {"HELM_SHA256", "KUBECTL_SHA256"}
+    for name, pin in (("helm", pins["HELM_SHA256"]), ("kubectl", pins["KUBECTL_SHA256"])):
+        assert hashlib.sha256(Path(tool(name)).read_bytes()).hexdigest() == pin, name
+    assert re.search(r"^HELM_NPM_SHA256 \?= [0-9a-f]{64}$", MAKEFILE, re.M)
+    assert "sha256sum -c --quiet -" in MAKEFILE
+
+
+MAKEFILE = (ROOT / "mk" / "chart.mk").read_text()
