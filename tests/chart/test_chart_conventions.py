@@ -109,8 +109,11 @@ def test_each_component_has_its_own_service_account_without_a_token() -> None:
     assert set(accounts) == {
         "orders",
         "orders-invalidator",
+        "orders-inspector",
         "orders-seed",
+        "orders-secrets",
         "orders-mysql",
+        "orders-mysql-users",
         "orders-redis",
     }
     assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
@@ -122,6 +125,9 @@ def test_each_component_has_its_own_service_account_without_a_token() -> None:
     assert used == {
         "orders": "orders",
         "orders-invalidator": "orders-invalidator",
+        "orders-inspector": "orders-inspector",
+        "orders-secrets": "orders-secrets",
+        "orders-mysql-users": "orders-mysql-users",
         "orders-seed": "orders-seed",
         "orders-mysql": "orders-mysql",
         "orders-redis": "orders-redis",

@@ -40,10 +40,10 @@ def crd_documents(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_monitoring_resources_match_the_operator_schemas(node: str, values: list[str]) -> None:
     documents = crd_documents(render(values))
     kinds = sorted(d["kind"] for d in documents)
-    assert kinds == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor"]
+    assert kinds == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor", "ServiceMonitor"]
     result = validate(node, documents)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("VALID") == 3
+    assert result.stdout.count("VALID") == 4
 
 
 def test_the_schema_check_rejects_a_misspelt_field(node: str) -> None:
@@ -74,6 +74,7 @@ def test_service_monitors_scrape_the_named_metrics_ports() -> None:
     assert ports == {
         "orders-api": ("admin", "/metrics"),
         "orders-invalidator": ("metrics", "/metrics"),
+        "orders-inspector": ("metrics", "/metrics"),
     }
     service_ports = {
         s["metadata"]["name"]: {p["name"] for p in s["spec"]["ports"]}
@@ -83,6 +84,7 @@ def test_service_monitors_scrape_the_named_metrics_ports() -> None:
     assert service_ports["orders"] == {"http"}
     assert "admin" in service_ports["orders-metrics"]
     assert "metrics" in service_ports["orders-invalidator"]
+    assert "metrics" in service_ports["orders-inspector"]
 
 
 def test_dashboards_become_sidecar_configmaps_one_per_file() -> None:

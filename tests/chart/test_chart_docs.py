@@ -35,4 +35,4 @@ def test_schema_describes_exactly_the_top_level_values() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load(VALUES_YAML)
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) - {"global"} == set(values)
+    assert set(schema["properties"]) == set(values)

@@ -133,7 +133,8 @@ def test_an_app_only_upgrade_leaves_the_database_pod_templates_byte_identical(
 
 def test_database_pods_carry_their_own_image_version() -> None:
     labels = one(render(), "StatefulSet", "orders-mysql")["spec"]["template"]["metadata"]["labels"]
-    assert labels["app.kubernetes.io/version"] == "8.4"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert labels["app.kubernetes.io/version"] == values["mysql"]["image"]["tag"]
     assert "helm.sh/chart" not in labels
 
 
@@ -196,14 +197,13 @@ def template(*args: str) -> Any:
     return run([tool("helm"), "template", "orders", str(CHART), "--namespace", "orders", *args])
 
 
-def test_an_upgrade_that_cannot_read_the_passwords_back_fails_and_says_what_to_set() -> None:
-    """Before: lookup found nothing (helm template, Argo CD, --dry-run=client) and the chart
-    generated new random passwords on every render, so an upgrade locked the apps out."""
+def test_an_upgrade_renders_without_reading_the_passwords_back() -> None:
+    """Before (issue 11): an upgrade render without lookup generated new passwords, then failed
+    with a guard whose advice restarted MySQL and Redis at once (issue 22). Now no render makes a
+    password: the secrets Job keeps the ones the cluster's Secret already holds."""
     result = template("--is-upgrade")
-    assert result.returncode != 0
-    assert "PASSWORDS ERROR" in result.stderr
-    assert "mysql.auth.rootPassword" in result.stderr
-    assert "mysql.auth.existingSecret" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "PASSWORDS ERROR" not in result.stderr
 
 
 def test_an_upgrade_with_the_passwords_given_or_an_existing_secret_renders() -> None:
@@ -219,9 +219,10 @@ def test_an_upgrade_with_the_passwords_given_or_an_existing_secret_renders() -> 
     assert existing.returncode == 0, existing.stderr
 
 
-def test_a_first_install_still_generates_passwords() -> None:
+def test_a_first_install_renders_the_job_that_generates_the_passwords() -> None:
     result = template()
     assert result.returncode == 0, result.stderr
+    assert "name: orders-secrets" in result.stdout
 
 
 # ---- hooks that read the new values ---------------------------------------------------------
@@ -237,6 +238,11 @@ def test_nothing_runs_before_this_releases_objects_exist() -> None:
         for d in docs
         if "helm.sh/hook" in d["metadata"].get("annotations", {})
     }
+    # The secrets Job (and its account, role and given passwords) come first: they create the
+    # Secret every pod reads, and depend on nothing of the release.
+    assert hooks.pop("orders-secrets") == "pre-install,pre-upgrade"
+    # The role users on an existing data directory, before the seed Job (issue 22).
+    assert hooks.pop("orders-mysql-users") == "post-install,post-upgrade"
     assert hooks == {"orders-seed": "post-install,post-upgrade", "orders-test-page": "test"}
     for name in ("orders", "orders-invalidator"):
         pod = one(docs, "Deployment", name)["spec"]["template"]["spec"]

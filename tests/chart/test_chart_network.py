@@ -125,7 +125,17 @@ def net() -> Network:
 
 def test_every_pod_is_under_a_default_deny_for_ingress_and_egress(net: Network) -> None:
     """Before: only MySQL and Redis had a policy, ingress only; nothing limited egress."""
-    assert set(net.pods) == {"api", "invalidator", "seed", "mysql", "redis", "test"}
+    assert set(net.pods) == {
+        "api",
+        "invalidator",
+        "inspector",
+        "seed",
+        "secrets",
+        "mysql",
+        "mysql-users",
+        "redis",
+        "test",
+    }
     deny_all = [p for p in net.policies if "ingress" not in p and "egress" not in p]
     assert len(deny_all) == 1
     assert sorted(deny_all[0]["policyTypes"]) == ["Egress", "Ingress"]

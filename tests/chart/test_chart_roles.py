@@ -61,7 +61,9 @@ def rendered() -> list[dict[str, Any]]:
 
 
 def secret_value(docs: list[dict[str, Any]], ref: dict[str, str]) -> str:
-    secret = one(docs, "Secret", ref["name"])
+    """What the kubelet reads from the release's Secret: the secrets Job writes the passwords
+    given in the values (its hook Secret `<name>-given`) into it unchanged."""
+    secret = one(docs, "Secret", f"{ref['name']}-given")
     return base64.b64decode(secret["data"][ref["key"]]).decode()
 
 

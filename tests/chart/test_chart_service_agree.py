@@ -72,6 +72,7 @@ def rendered(throwaway: dict[str, str]) -> list[dict[str, Any]]:
         "seed.orders": "200",
         # The probes and /metrics answer only on the admin port (ORDERS_ADMIN_PORT).
         "config.adminPort": str(free_port()),
+        "config.inspectorMetricsPort": str(free_port()),
     }
     args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
     args += [
@@ -93,7 +94,8 @@ def container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict
             env[item["name"]] = item["value"]
             continue
         ref = item["valueFrom"]["secretKeyRef"]
-        secret = one(docs, "Secret", ref["name"])
+        # The secrets Job writes the passwords given in the values (its hook Secret) unchanged.
+        secret = one(docs, "Secret", f"{ref['name']}-given")
         env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
 
@@ -177,10 +179,11 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
 
         # The `helm test` pod's own script, pointed at this server instead of the Service.
         test_pod = one(rendered, "Pod", "orders-test-page")["spec"]["containers"][0]
-        script, auth, _url, seeded = test_pod["args"]
+        script, auth, _url, seeded, inspector_url = test_pod["args"]
         assert (auth, seeded) == ("false", "true")
+        assert inspector_url.endswith("/metrics")  # its part runs in the inspector's test below
         check = subprocess.run(
-            [sys.executable, "-c", script, auth, base + "/orders/1", seeded],
+            [sys.executable, "-c", script, auth, base + "/orders/1", seeded, ""],
             capture_output=True,
             text=True,
             timeout=60,
@@ -219,3 +222,52 @@ def test_the_invalidator_command_exists(rendered: list[dict[str, Any]]) -> None:
     assert container_env(rendered, container)["ORDERS_INVALIDATOR_METRICS_PORT"] == str(
         container["ports"][0]["containerPort"]
     )
+
+
+def test_the_inspector_runs_as_rendered_and_answers_its_probe(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """Issue 22: the chart's inspector container, started as written, serves the metrics the
+    dashboard and OrdersCacheInconsistent read, on the port its probes and Service use."""
+    api = one(rendered, "Deployment", "orders")["spec"]["template"]["spec"]
+    (migrate,) = api["initContainers"]
+    done = subprocess.run(
+        local_command(migrate),
+        env=process_env(container_env(rendered, migrate)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pod = one(rendered, "Deployment", "orders-inspector")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = container_env(rendered, container)
+    assert env["ORDERS_DATABASE_URL"].startswith("mysql://root@")  # the api role's user
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["port"] == "metrics"
+    inspector = subprocess.Popen(
+        local_command(container),
+        env=process_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        response = probe_until(f"http://127.0.0.1:{port}{probe['path']}", deadline)
+        assert response.status_code == 200
+        assert "orders_build_info{" in response.text
+        assert 'component="inspector"' in response.text
+        assert "orders_inspector_checks_total" in response.text
+    finally:
+        inspector.send_signal(signal.SIGTERM)
+        try:
+            inspector.wait(timeout=pod["terminationGracePeriodSeconds"])
+        finally:
+            if inspector.poll() is None:
+                inspector.kill()
+                inspector.wait()
+        assert inspector.stderr is not None
+        inspector.stderr.close()
+    assert inspector.returncode == 0

@@ -114,3 +114,16 @@ def test_kind_e2e_covers_the_path_users_take() -> None:
     assert (ROOT / "ct.yaml").is_file()
     ct = yaml.safe_load((ROOT / "ct.yaml").read_text())
     assert ct["chart-dirs"] == ["helm"]
+
+
+def test_release_checks_that_an_anonymous_user_can_pull_what_it_published() -> None:
+    """Issue 22: new GHCR packages are private, so the chart README's first command failed for
+    everyone until a maintainer flipped them; the release now says so when they are."""
+    release = load("release.yaml")
+    public = release["jobs"]["public"]
+    assert public["needs"] == "chart"
+    assert public["permissions"] == {}  # anonymous: no token at all
+    text = "\n".join(step.get("run", "") for step in public["steps"])
+    assert "ghcr.io/token?scope=repository:" in text
+    assert "orders-service charts/orders" in text
+    assert "Change visibility" in text

@@ -1,5 +1,8 @@
-# One MySQL user per role (sourced by the official image's docker-entrypoint.sh, which provides
-# docker_process_sql and MYSQL_DATABASE; the users and passwords come from the container's env).
+# One MySQL user per role. Sourced by the official image's docker-entrypoint.sh on the first start
+# (it provides docker_process_sql and MYSQL_DATABASE), and run again by the mysql-users Job on every
+# install and upgrade, so a changed user name or password reaches a data directory that already
+# exists. Idempotent: users are created if missing, their passwords set to the Secret's, grants
+# added. The user names are set above this text; the passwords come from the env.
 #   api          SELECT on the database: it only reads orders.
 #   invalidator  REPLICATION SLAVE, REPLICATION CLIENT on *.* (the binlog stream), SELECT on the
 #                database, LOCK TABLES and TRIGGER there (it restores the counting triggers and
@@ -20,6 +23,9 @@ docker_process_sql --database=mysql <<EOSQL
 CREATE USER IF NOT EXISTS $(orders_sql_literal "$ORDERS_API_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_API_PASSWORD");
 CREATE USER IF NOT EXISTS $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_INVALIDATOR_PASSWORD");
 CREATE USER IF NOT EXISTS $(orders_sql_literal "$ORDERS_MIGRATE_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_MIGRATE_PASSWORD");
+ALTER USER $(orders_sql_literal "$ORDERS_API_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_API_PASSWORD");
+ALTER USER $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_INVALIDATOR_PASSWORD");
+ALTER USER $(orders_sql_literal "$ORDERS_MIGRATE_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_MIGRATE_PASSWORD");
 GRANT SELECT ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_API_USER")@'%';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT SELECT, LOCK TABLES, TRIGGER ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';

@@ -179,27 +179,58 @@ Secret (named like the release) holds it.
 {{- end }}
 
 {{/*
-A password that must survive `helm upgrade`: the value given, else the one already in the release's
-Secret (lookup), else, on a first install, a new random one. On an upgrade where lookup finds
-nothing (helm template --is-upgrade, --dry-run=client, Argo CD, which never runs lookup, or a
-deleted Secret) a new random password would lock the apps out of a database initialised with the
-old one: fail and say what to set instead (the bitnami guard). Call with
-(dict "ctx" $ "key" "mysql-api-password" "value" .Values.mysql.auth.apiPassword "param" "mysql.auth.apiPassword").
-Returns base64.
+The passwords the values give, as a map key -> password, for the keys of the chart's Secret: the
+in-release MySQL's and Redis' non-empty auth values, an external database's or Redis' password
+(empty included: no password). Only for stores whose passwords are not in an existingSecret.
 */}}
-{{- define "orders.secret.stablePassword" -}}
-{{- if .value }}
-{{- .value | toString | b64enc }}
-{{- else }}
-{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace (include "orders.fullname" .ctx) }}
-{{- if and $existing (hasKey ($existing.data | default dict) .key) }}
-{{- index $existing.data .key }}
-{{- else if .ctx.Release.IsUpgrade }}
-{{- fail (printf "\nPASSWORDS ERROR: upgrading release %q, but Secret %q has no key %q that lookup could read (helm template, --dry-run=client and Argo CD cannot read Secrets). A new random password would lock the apps out of data initialised with the old one. Set %s to the current password (kubectl get secret %s -o jsonpath='{.data.%s}' | base64 -d), or keep the passwords in your own Secret and set %s." .ctx.Release.Name (include "orders.fullname" .ctx) .key .param (include "orders.fullname" .ctx) .key .existingParam) }}
-{{- else }}
-{{- randAlphaNum 32 | b64enc }}
+{{- define "orders.secret.given" -}}
+{{- $given := dict }}
+{{- $fullname := include "orders.fullname" . }}
+{{- if eq (include "orders.database.secretName" .) $fullname }}
+{{- if .Values.mysql.enabled }}
+{{- range $role := list "root" "api" "invalidator" "migrate" }}
+{{- with index $.Values.mysql.auth (printf "%sPassword" $role) }}
+{{- $_ := set $given (printf "mysql-%s-password" $role) (toString .) }}
 {{- end }}
 {{- end }}
+{{- else }}
+{{- $_ := set $given "mysql-password" (toString .Values.externalDatabase.password) }}
+{{- end }}
+{{- end }}
+{{- if eq (include "orders.redis.secretName" .) $fullname }}
+{{- if .Values.redis.enabled }}
+{{- range $key, $param := dict "redis-password" "password" "redis-api-password" "apiPassword" "redis-invalidator-password" "invalidatorPassword" }}
+{{- with index $.Values.redis.auth $param }}
+{{- $_ := set $given $key (toString .) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- $_ := set $given "redis-password" (toString .Values.externalRedis.password) }}
+{{- end }}
+{{- end }}
+{{- toYaml $given }}
+{{- end }}
+
+{{/* The keys the secrets Job generates when the Secret lacks them: in-release passwords left empty. */}}
+{{- define "orders.secret.generated" -}}
+{{- $keys := list }}
+{{- $fullname := include "orders.fullname" . }}
+{{- $given := include "orders.secret.given" . | fromYaml }}
+{{- if and .Values.mysql.enabled (eq (include "orders.database.secretName" .) $fullname) }}
+{{- range $role := list "root" "api" "invalidator" "migrate" }}
+{{- $keys = append $keys (printf "mysql-%s-password" $role) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.redis.enabled (eq (include "orders.redis.secretName" .) $fullname) }}
+{{- $keys = concat $keys (list "redis-password" "redis-api-password" "redis-invalidator-password") }}
+{{- end }}
+{{- $missing := list }}
+{{- range $keys }}
+{{- if not (hasKey $given .) }}
+{{- $missing = append $missing . }}
+{{- end }}
+{{- end }}
+{{- toYaml $missing }}
 {{- end }}
 
 {{/*
@@ -307,6 +338,9 @@ the URL asks PyMySQL to verify the server's certificate and host name against th
 {{- define "orders.redis.roleUrl" -}}
 {{- $user := include "orders.redis.roleUser" . }}
 {{- $auth := ternary (printf "%s@" ($user | urlquery)) "" (ne $user "") }}
+{{- if and .ctx.Values.tls.redis.enabled .ctx.Values.redis.enabled }}
+{{- fail "tls.redis.enabled needs an external Redis (redis.enabled=false, externalRedis.*): the in-release Redis serves no TLS, and rediss:// to it would fail every connection." }}
+{{- end }}
 {{- $tls := or .ctx.Values.tls.redis.enabled (and (not .ctx.Values.redis.enabled) .ctx.Values.externalRedis.tls) }}
 {{- $hostPart := "" }}
 {{- if .ctx.Values.redis.enabled }}
@@ -343,6 +377,9 @@ ORDERS_DATABASE_WAIT_TIMEOUT: {{ .Values.migrations.waitTimeout | quote }}
 ORDERS_INVALIDATOR_METRICS_PORT: {{ .Values.config.invalidatorMetricsPort | quote }}
 ORDERS_INVALIDATOR_SERVER_ID: {{ .Values.config.invalidatorServerId | quote }}
 ORDERS_INVALIDATOR_STALL_AFTER: {{ .Values.invalidator.stallAfterSeconds | quote }}
+ORDERS_INSPECTOR_METRICS_PORT: {{ .Values.config.inspectorMetricsPort | quote }}
+ORDERS_INSPECTOR_INTERVAL: {{ .Values.inspector.interval | quote }}
+ORDERS_INSPECTOR_PAGES: {{ .Values.inspector.pages | quote }}
 {{- range $name, $value := .Values.extraEnv }}
 {{ $name }}: {{ $value | toString | quote }}
 {{- end }}
@@ -473,9 +510,8 @@ invalidator pods of a rollout can all run it at once. Call with (dict "ctx" $ "i
 {{- end }}
 
 {{/*
-What the passwords are made of: the values given and the Secrets named. Hashing these rather than the
-rendered Secret keeps the checksum still for generated passwords (random on install, read back on
-upgrade) while a changed password or Secret name still rolls the pods.
+What the apps' passwords are made of: the values given and the Secrets named. A changed password or
+Secret name rolls the apps; a generated password never changes once made, so it needs no checksum.
 */}}
 {{- define "orders.secretInputs" -}}
 {{- toJson (list .Values.mysql.enabled .Values.mysql.auth .Values.externalDatabase.password .Values.externalDatabase.existingSecret .Values.externalDatabase.existingSecretPasswordKey .Values.redis.enabled .Values.redis.auth .Values.externalRedis.password .Values.externalRedis.existingSecret .Values.externalRedis.existingSecretPasswordKey) }}
@@ -487,16 +523,37 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 checksum/secret: {{ include "orders.secretInputs" . | sha256sum }}
 {{- end }}
 
+{{/*
+Egress to the cluster DNS: networkPolicy.dns.to on networkPolicy.dns.ports (UDP and TCP), plus
+NodeLocal DNSCache's link-local address when set. openshift=true: OpenShift's DNS pods instead
+(namespace openshift-dns, 5353 behind the Service's 53; policies see the translated port).
+*/}}
+{{- define "orders.networkPolicy.dnsEgress" -}}
+{{- $dns := .Values.networkPolicy.dns }}
+{{- $to := $dns.to }}
+{{- $ports := $dns.ports }}
+{{- if .Values.openshift }}
+{{- $to = list (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" "openshift-dns")) "podSelector" (dict "matchLabels" (dict "dns.operator.openshift.io/daemonset-dns" "default"))) }}
+{{- $ports = concat $ports (list 5353) | uniq }}
+{{- end }}
+{{- if $dns.nodeLocalAddress }}
+{{- $to = append $to (dict "ipBlock" (dict "cidr" (printf "%s/32" $dns.nodeLocalAddress))) }}
+{{- end }}
+- to:
+    {{- toYaml $to | nindent 4 }}
+  ports:
+    {{- range $port := $ports }}
+    - port: {{ $port }}
+      protocol: UDP
+    - port: {{ $port }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+
 {{- /* Egress rules shared by the orders components: DNS, MySQL, Redis, the OTLP collector. */}}
 {{- define "orders.networkPolicy.appEgress" -}}
 {{- $ctx := .ctx }}
-- to:
-    {{- toYaml $ctx.Values.networkPolicy.dnsTo | nindent 4 }}
-  ports:
-    - port: 53
-      protocol: UDP
-    - port: 53
-      protocol: TCP
+{{- include "orders.networkPolicy.dnsEgress" $ctx }}
 {{- if $ctx.Values.mysql.enabled }}
 - to:
     - podSelector:
@@ -571,4 +628,13 @@ OTLP egress).
 {{- $url := urlParse .Values.auth.jwksUrl }}
 {{- $parts := splitList ":" $url.host }}
 {{- if gt (len $parts) 1 }}{{ last $parts }}{{ else if eq $url.scheme "http" }}80{{ else }}443{{ end }}
+{{- end }}
+
+{{/*
+MySQL's data directory: a subdirectory of its volume (mounted at /var/lib/mysql), because cloud
+block volumes carry lost+found at their root; the root itself when
+mysql.persistence.dataSubdirectory is empty (a volume an older chart initialised there).
+*/}}
+{{- define "orders.mysql.datadir" -}}
+{{- with .Values.mysql.persistence.dataSubdirectory }}/var/lib/mysql/{{ . }}{{ else }}/var/lib/mysql{{ end }}
 {{- end }}
