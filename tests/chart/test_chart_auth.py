@@ -62,3 +62,17 @@ def test_an_issuer_without_audience_or_key_set_is_refused_by_the_schema() -> Non
     assert result.returncode != 0
     assert "/auth/audience" in result.stderr
     assert "/auth/jwksUrl" in result.stderr
+
+
+def test_a_plain_http_key_set_is_refused_at_render_unless_allowed() -> None:
+    """The service refuses an http:// JWKS URL that is not loopback (whoever answers it mints
+    tokens); the chart says so at render time and maps auth.jwksAllowHttp to the opt-in."""
+    plain = (*AUTH[:4], "--set", "auth.jwksUrl=http://keycloak.idp:8080/certs")
+    refused = run([tool("helm"), "template", "orders", str(CHART), *plain])
+    assert refused.returncode != 0
+    assert "auth.jwksAllowHttp" in refused.stderr
+    env = _env(_api(render((*plain, "--set", "auth.jwksAllowHttp=true"))))
+    assert env["ORDERS_AUTH_JWKS_ALLOW_HTTP"] == "true"
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("ORDERS_AUTH_")})
+    assert settings.auth_enabled
+    assert "ORDERS_AUTH_JWKS_ALLOW_HTTP" not in _env(_api(render(AUTH)))

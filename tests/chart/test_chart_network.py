@@ -262,6 +262,16 @@ def test_with_auth_on_the_api_reaches_the_identity_providers_key_set_and_nothing
     on = Network(render((*issuer, "--set", "auth.jwksUrl=https://idp.example.com/certs")))
     assert on.allowed("api", "Egress", 443, "TCP", anywhere)
     assert not on.allowed("invalidator", "Egress", 443, "TCP", anywhere)
-    own_port = Network(render((*issuer, "--set", "auth.jwksUrl=http://keycloak.idp:8080/certs")))
+    own_port = Network(
+        render(
+            (
+                *issuer,
+                "--set",
+                "auth.jwksUrl=http://keycloak.idp:8080/certs",
+                "--set",
+                "auth.jwksAllowHttp=true",
+            )
+        )
+    )
     assert own_port.allowed("api", "Egress", 8080, "TCP", anywhere)
     assert not own_port.allowed("api", "Egress", 443, "TCP", anywhere)

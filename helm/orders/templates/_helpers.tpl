@@ -495,12 +495,20 @@ invalidator pods of a rollout can all run it at once. Call with (dict "ctx" $ "i
 {{ include "orders.env" . }}
 {{- with .ctx.Values.auth }}
 {{- if .issuer }}
+{{- $jwks := urlParse .jwksUrl }}
+{{- if and (eq $jwks.scheme "http") (not .jwksAllowHttp) (not (has $jwks.hostname (list "localhost" "127.0.0.1" "::1"))) }}
+{{- fail "auth.jwksUrl is plain http: whoever answers it can mint tokens, and the API refuses it at start. Use https, or set auth.jwksAllowHttp=true for an in-cluster test identity provider." }}
+{{- end }}
   - name: ORDERS_AUTH_ISSUER
     value: {{ .issuer | quote }}
   - name: ORDERS_AUTH_AUDIENCE
     value: {{ .audience | quote }}
   - name: ORDERS_AUTH_JWKS_URL
     value: {{ .jwksUrl | quote }}
+  {{- if .jwksAllowHttp }}
+  - name: ORDERS_AUTH_JWKS_ALLOW_HTTP
+    value: "true"
+  {{- end }}
   - name: ORDERS_AUTH_REQUIRED_SCOPE
     value: {{ .requiredScope | quote }}
   - name: ORDERS_AUTH_LEEWAY
