@@ -46,6 +46,18 @@ def _mysql_check(database: Database) -> str:
     return "ok"
 
 
+def _schema_check(database: Database) -> str:
+    """``ok`` or what the block counts and the binlog cannot follow (a dropped counting trigger,
+    a cascading foreign key, a signed key): pages would be wrong even uncached. Reported as
+    degraded, not unready: every pod reads the same MySQL, so unready would only empty the
+    Service. Same question the invalidator asks (``repository.schema_problems``)."""
+    try:
+        problems = database.run("schema", repository.schema_problems)
+    except Exception as exc:  # noqa: BLE001 - the MySQL check already says why
+        return f"unknown: {type(exc).__name__}"
+    return "ok" if not problems else "problems: " + "; ".join(problems)
+
+
 def _redis_check(redis_cache: RedisCache) -> str:
     try:
         redis_cache.ping()
@@ -67,6 +79,13 @@ def readyz() -> Response:
         degraded.append("mysql schema missing: pages not in the cache answer 503")
     elif checks["mysql"] != "ok":
         degraded.append("mysql down: cached pages are served (STALE), others answer 503")
+    if checks["mysql"] == "ok":
+        checks["schema"] = _schema_check(found.database)
+        if checks["schema"].startswith("problems"):
+            degraded.append(
+                "schema: pages and totals may be wrong even uncached; run `orders-service "
+                "migrate` (it restores what is missing and names what else to change)"
+            )
     if checks["redis"] != "ok":
         degraded.append("redis down: every page is read from MySQL, uncached")
     # Whether an invalidator keeps the cache current is reported, not judged: past the bound

@@ -115,11 +115,6 @@ def rows_before_id(cursor: Cursor, order_id: int) -> int:
     return int(cursor.fetchone()[0])
 
 
-def forget_counts_if_empty(cursor: Cursor) -> None:
-    """TRUNCATE fires no DELETE triggers: after one, the block counts must be cleared too."""
-    cursor.execute("DELETE FROM order_buckets WHERE NOT EXISTS (SELECT 1 FROM orders)")
-
-
 def recount_buckets(cursor: Cursor) -> None:
     """Rebuild every block count from the table, with writers held off meanwhile (an admin's
     repair after loading rows with triggers missing)."""
@@ -185,6 +180,119 @@ def missing_schema_objects(cursor: Cursor) -> list[str]:
     return [f"table {t}" for t in SCHEMA_TABLES if t not in tables] + [
         f"trigger {t}" for t in COUNTING_TRIGGERS if t not in triggers
     ]
+
+
+# The block arithmetic needs orders' key to be ``id`` alone, unsigned: -5 DIV 4096 = 0 (block 0,
+# beside 1..4095) and -5000 DIV 4096 = -1 does not fit the unsigned ``bucket`` (schema.py).
+_KEY_COLUMNS = """
+SELECT c.COLUMN_NAME, c.COLUMN_TYPE
+FROM information_schema.KEY_COLUMN_USAGE AS k
+JOIN information_schema.COLUMNS AS c
+  ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME
+ AND c.COLUMN_NAME = k.COLUMN_NAME
+WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = 'orders' AND k.CONSTRAINT_NAME = 'PRIMARY'
+ORDER BY k.ORDINAL_POSITION
+"""
+_INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "bigint")
+
+
+def key_column_problems(cursor: Cursor) -> list[str]:
+    """What is wrong with orders' primary key for the block counts (empty: nothing, or no
+    orders table at all, which ``missing_schema_objects`` reports)."""
+    cursor.execute(_KEY_COLUMNS)
+    columns = [(str(name), str(kind).lower()) for name, kind in cursor.fetchall()]
+    if not columns:
+        present = orders_table_exists(cursor)
+        return ["orders has no primary key (it must be id BIGINT UNSIGNED)"] if present else []
+    if [name for name, _ in columns] != ["id"]:
+        named = ", ".join(name for name, _ in columns)
+        return [f"orders' primary key is ({named}); it must be id BIGINT UNSIGNED alone"]
+    kind = columns[0][1]
+    if kind.split("(")[0] not in _INTEGER_TYPES or "unsigned" not in kind:
+        return [f"orders.id is {kind} (signed or not an integer); it must be BIGINT UNSIGNED"]
+    return []
+
+
+def schema_problems(cursor: Cursor) -> list[str]:
+    """Everything that makes the block counts or the binlog miss row changes, described: a
+    missing table or counting trigger, a cascading foreign key, an unexpected key column.
+    Only information_schema is read (a few milliseconds; /readyz and the invalidator ask)."""
+    return (
+        missing_schema_objects(cursor)
+        + [f"cascading foreign key {key}" for key in cascading_foreign_keys(cursor)]
+        + key_column_problems(cursor)
+    )
+
+
+def orders_table_exists(cursor: Cursor) -> bool:
+    cursor.execute(
+        "SELECT 1 FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'"
+    )
+    return cursor.fetchone() is not None
+
+
+# ---- block counts, verified ---------------------------------------------------------------------
+_NO_BLOCK = 2**63  # past any block (ids are below 2**64, blocks below 2**52)
+# The next block after %(after)s that has a count or rows: two index lookups, never a scan.
+_NEXT_BLOCK = f"""
+SELECT LEAST(
+  COALESCE((SELECT MIN(bucket) FROM order_buckets WHERE bucket > %(after)s), {_NO_BLOCK}),
+  COALESCE((SELECT MIN(id) FROM orders WHERE id >= %(from_id)s) DIV {BUCKET_WIDTH}, {_NO_BLOCK}))
+"""
+# A block's kept count and its rows, read in one statement: one read view, so a commit between
+# the two reads cannot show as a drift (the triggers change both in the writer's transaction).
+_BLOCK_COUNTS = """
+SELECT
+  (SELECT COALESCE(SUM(row_count), 0) FROM order_buckets WHERE bucket = %(bucket)s),
+  (SELECT COUNT(*) FROM orders WHERE id >= %(first)s AND id < %(end)s)
+"""
+
+
+def next_block(cursor: Cursor, after: int) -> int | None:
+    """The first block past ``after`` (-1: from the start) with a count or with rows."""
+    cursor.execute(_NEXT_BLOCK, {"after": after, "from_id": (after + 1) * BUCKET_WIDTH})
+    found = int(cursor.fetchone()[0])
+    return None if found >= _NO_BLOCK else found
+
+
+def block_counts(cursor: Cursor, bucket: int) -> tuple[int, int]:
+    """(count kept in order_buckets, rows in the block) for one block, from one read view."""
+    first = bucket * BUCKET_WIDTH
+    cursor.execute(_BLOCK_COUNTS, {"bucket": bucket, "first": first, "end": first + BUCKET_WIDTH})
+    kept, real = cursor.fetchone()
+    return int(kept), int(real)
+
+
+def repair_block(cursor: Cursor, bucket: int) -> tuple[int, int] | None:
+    """Set one block's count to its rows in a transaction of its own that holds writers to the
+    block off (its ids share-locked, gaps included, then its count row): (was, now) when it was
+    wrong. Lock waits give up after 2 s (error 1205): the next tour tries again."""
+    first = bucket * BUCKET_WIDTH
+    cursor.execute("SET SESSION innodb_lock_wait_timeout = 2")
+    cursor.execute("START TRANSACTION")
+    try:
+        cursor.execute(
+            "SELECT COUNT(*) FROM orders WHERE id >= %s AND id < %s LOCK IN SHARE MODE",
+            (first, first + BUCKET_WIDTH),
+        )
+        real = int(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT COALESCE(SUM(row_count), 0) FROM order_buckets WHERE bucket = %s FOR UPDATE",
+            (bucket,),
+        )
+        kept = int(cursor.fetchone()[0])
+        if kept != real:
+            cursor.execute(
+                "INSERT INTO order_buckets (bucket, row_count) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE row_count = VALUES(row_count)",
+                (bucket, real),
+            )
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    return None if kept == real else (kept, real)
 
 
 def ping(cursor: Cursor) -> None:

@@ -114,7 +114,7 @@ def partitioned(folding_mariadb: MariaDBServer, cache_prefix: str) -> Iterator[D
         folding_mariadb.drop_database(database.name)
 
 
-def test_truncate_of_Orders_is_a_reset_and_a_recount_where_names_fold(  # noqa: N802 - the name
+def test_truncate_of_Orders_is_a_reset_and_a_recount_where_names_fold(
     partitioned: Database, cache_prefix: str
 ) -> None:
     settings = settings_for(partitioned, cache_prefix)
@@ -178,7 +178,7 @@ def test_a_drifted_block_count_is_found_repaired_and_counted(
         repaired_in = wait_for(lambda: counts_exact(db), 30, "the drift repaired")
         assert event_count("count_drift_repaired") == before + 1
         consistent(client, db)
-    print(f"count drift repaired in {repaired_in:.2f} s")  # noqa: T201 - the measured figure
+    print(f"count drift repaired in {repaired_in:.2f} s")
 
 
 def test_a_dropped_trigger_is_reported_within_seconds_and_migrate_repairs_it(
@@ -188,9 +188,7 @@ def test_a_dropped_trigger_is_reported_within_seconds_and_migrate_repairs_it(
         warm(client, PAGES)
         db.cli("DROP TRIGGER orders_count_insert;")
         noticed = wait_for(lambda: "trigger orders_count_insert" in readyz(client), 10)
-        wait_for(
-            lambda: REGISTRY.get_sample_value("orders_invalidator_schema_problems") == 1, 10
-        )
+        wait_for(lambda: REGISTRY.get_sample_value("orders_invalidator_schema_problems") == 1, 10)
         assert client.get("/readyz").status_code == 200  # degraded, not unready
         db.cli(
             "INSERT INTO orders (customer_id, customer_name, customer_email, status, amount, "
@@ -227,7 +225,9 @@ def test_a_cascading_foreign_key_created_later_shows_in_readyz(
 def test_a_two_step_rename_with_a_pause_is_never_fought(
     db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db.cli("CREATE TABLE orders_new LIKE orders; INSERT INTO orders_new SELECT * FROM orders LIMIT 50;")
+    db.cli(
+        "CREATE TABLE orders_new LIKE orders; INSERT INTO orders_new SELECT * FROM orders LIMIT 50;"
+    )
     with following(settings) as running, api(settings) as client:
         warm(client, PAGES)
         waiting = event_count("repair_waiting")
@@ -249,9 +249,11 @@ def test_a_signed_key_column_is_refused_by_migrate_and_shown_in_readyz(
     db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db.execute("ALTER TABLE orders MODIFY id BIGINT NOT NULL AUTO_INCREMENT")
-    with contextlib.closing(db.connect()) as conn:
-        with pytest.raises(schema.UnexpectedKeyColumns, match=r"orders\.id.*signed"):
-            schema.migrate(conn)
+    with (
+        contextlib.closing(db.connect()) as conn,
+        pytest.raises(schema.UnexpectedKeyColumns, match=r"orders\.id.*signed"),
+    ):
+        schema.migrate(conn)
     monkeypatch.setenv("ORDERS_DATABASE_URL", db.url)
     result = CliRunner().invoke(main, ["migrate"])
     assert result.exit_code != 0

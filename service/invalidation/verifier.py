@@ -1,0 +1,98 @@
+"""Block counts verified, not trusted: a slow tour that compares each block's count with its rows.
+
+The counts in ``order_buckets`` are kept by triggers, and a trigger can be dropped, a cascade or
+a partition operation can change rows without firing one, and a trigger can be wrong (the
+``UPDATE IGNORE`` collision of issue 18). Pages and totals read from a wrong count are wrong
+even on a MISS, and the inspector, which compares the cache with MySQL, cannot see it. So the
+active invalidator walks the blocks (a block is a range of ``BUCKET_WIDTH`` ids), ``blocks`` of
+them every ``interval`` seconds (ORDERS_INVALIDATOR_VERIFY_BLOCKS, _INTERVAL), each checked with
+one statement (one read view, so a commit in between cannot look like a drift). A block found
+wrong is recounted under locks that hold its writers off, counted
+(``orders_invalidator_events_total{kind="count_drift_repaired"}``) and logged, and every page
+from that block's first order on is invalidated with the totals.
+
+Cost on MySQL: per interval, ``blocks`` times (one index lookup for the next block and one
+range count of at most 4096 ids); a repair adds one locking transaction. A full tour of N
+blocks takes N / blocks intervals: that bounds the time from a drift to its repair.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymysql
+
+from service.observability import metrics
+from service.observability.logging import get_logger
+from service.orders import repository
+
+log = get_logger("service.invalidation.verifier")
+
+
+class CountVerifier:
+    """``tick()`` checks the next blocks when an interval has passed; returns the first block it
+    repaired (its pages must be invalidated) or None."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[Any], Any]], Any],
+        *,
+        blocks: int,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._run = run
+        self._blocks = blocks
+        self._interval = interval
+        self._clock = clock
+        self._due = clock()
+        self._after = -1  # the last block checked; -1: the tour starts over
+        self.checked = 0  # blocks compared so far (for the cost figures)
+
+    def tick(self) -> int | None:
+        now = self._clock()
+        if now < self._due:
+            return None
+        self._due = now + self._interval
+        try:
+            return self._check_some()
+        except pymysql.MySQLError as exc:
+            # A lock wait that gave up, a table being swapped: the next interval tries again.
+            log.warning("cannot verify the block counts now", error=str(exc))
+            return None
+
+    def _check_some(self) -> int | None:
+        repaired: int | None = None
+        for _ in range(self._blocks):
+            block = self._run(lambda cursor: repository.next_block(cursor, self._after))
+            if block is None:
+                self._after = -1
+                break
+            self._after = block
+            self.checked += 1
+            kept, real = self._run(functools.partial(_counts_of, bucket=block))
+            if kept != real and self._repair(block):
+                repaired = block if repaired is None else min(repaired, block)
+        return repaired
+
+    def _repair(self, block: int) -> bool:
+        fixed = self._run(lambda cursor: repository.repair_block(cursor, block))
+        if fixed is None:
+            return False  # a writer's commit settled it between the check and the lock
+        was, now = fixed
+        metrics.count_invalidator_event("count_drift_repaired")
+        log.warning(
+            "a block count had drifted from its rows; repaired",
+            block=block,
+            first_id=block * repository.BUCKET_WIDTH,
+            counted=was,
+            rows=now,
+        )
+        return True
+
+
+def _counts_of(cursor: Any, *, bucket: int) -> tuple[int, int]:
+    return repository.block_counts(cursor, bucket)
