@@ -70,7 +70,15 @@ class SchemaRepair:
         self._checked_at = float("-inf")  # look again once settled
 
     def tick(self) -> bool:
-        now = self._clock()
+        try:
+            return self._tick(self._clock())
+        except pymysql.MySQLError as exc:
+            # A table mid-swap, a row the counts cannot hold (a negative id): try again later.
+            log.warning("cannot check or repair the schema now", error=str(exc))
+            self._changed_at = self._clock()
+            return False
+
+    def _tick(self, now: float) -> bool:
         settled = now - self._changed_at >= self._settle
         if settled and now - self._checked_at >= CHECK_SECONDS:
             self._checked_at = now
@@ -83,12 +91,12 @@ class SchemaRepair:
                 "here, only by `orders-service migrate`; the recount waits for it"
             )
             return False
-        self._recount_due = self._waiting = False
         try:
             self._run(repository.recount_buckets)
         except pymysql.err.OperationalError as exc:
             if not exc.args or exc.args[0] not in ACCESS_DENIED:
                 raise
+            self._recount_due = False
             metrics.count_invalidator_event("repair_denied")
             log.error(
                 "the block counts need a rebuild and this MySQL user may not make it; "
@@ -96,6 +104,7 @@ class SchemaRepair:
                 error=str(exc.args[-1]),
             )
             return False
+        self._recount_due = self._waiting = False
         log.info("block counts rebuilt after a schema change")
         return True
 

@@ -67,19 +67,19 @@ class CountVerifier:
     def _check_some(self) -> int | None:
         repaired: int | None = None
         for _ in range(self._blocks):
-            block = self._run(lambda cursor: repository.next_block(cursor, self._after))
+            block = self._run(functools.partial(repository.next_block, after=self._after))
             if block is None:
                 self._after = -1
                 break
             self._after = block
             self.checked += 1
-            kept, real = self._run(functools.partial(_counts_of, bucket=block))
+            kept, real = self._run(functools.partial(repository.block_counts, bucket=block))
             if kept != real and self._repair(block):
                 repaired = block if repaired is None else min(repaired, block)
         return repaired
 
     def _repair(self, block: int) -> bool:
-        fixed = self._run(lambda cursor: repository.repair_block(cursor, block))
+        fixed = self._run(functools.partial(repository.repair_block, bucket=block))
         if fixed is None:
             return False  # a writer's commit settled it between the check and the lock
         was, now = fixed
@@ -92,7 +92,3 @@ class CountVerifier:
             rows=now,
         )
         return True
-
-
-def _counts_of(cursor: Any, *, bucket: int) -> tuple[int, int]:
-    return repository.block_counts(cursor, bucket)
