@@ -4,10 +4,11 @@ The counts in ``order_buckets`` are kept by triggers, and a trigger can be dropp
 a partition operation can change rows without firing one, and a trigger can be wrong (the
 ``UPDATE IGNORE`` collision of issue 18). Pages and totals read from a wrong count are wrong
 even on a MISS, and the inspector, which compares the cache with MySQL, cannot see it. So the
-active invalidator walks the blocks (a block is a range of ``BUCKET_WIDTH`` ids), ``blocks`` of
-them every ``interval`` seconds (ORDERS_INVALIDATOR_VERIFY_BLOCKS, _INTERVAL), each checked with
-one statement (one read view, so a commit in between cannot look like a drift). A block found
-wrong is recounted under locks that hold its writers off, counted
+active invalidator walks the blocks (a block is a range of ``BUCKET_WIDTH`` ids): ``blocks`` of
+them every ``interval`` seconds, evenly spaced (ORDERS_INVALIDATOR_VERIFY_BLOCKS, _INTERVAL), so
+the invalidation steps it runs between wait for at most one block's count. Each block is checked
+with one statement (one read view, so a commit in between cannot look like a drift). A block
+found wrong is recounted under locks that hold its writers off, counted
 (``orders_invalidator_events_total{kind="count_drift_repaired"}``) and logged, and every page
 from that block's first order on is invalidated with the totals.
 
@@ -33,8 +34,8 @@ log = get_logger("service.invalidation.verifier")
 
 
 class CountVerifier:
-    """``tick()`` checks the next blocks when an interval has passed; returns the first block it
-    repaired (its pages must be invalidated) or None."""
+    """``tick()`` checks the next block when its time has come; returns the block if it was
+    repaired (its pages must be invalidated), else None."""
 
     def __init__(
         self,
@@ -53,30 +54,28 @@ class CountVerifier:
         self.checked = 0  # blocks compared so far (for the cost figures)
 
     def tick(self) -> int | None:
+        """One block per ``interval / blocks`` seconds: the tour's cost is spread out, so the
+        invalidation it runs between is never held up by more than one block's count."""
         now = self._clock()
         if now < self._due:
             return None
-        self._due = now + self._interval
+        self._due = now + self._interval / self._blocks
         try:
-            return self._check_some()
+            return self._check_next()
         except pymysql.MySQLError as exc:
             # A lock wait that gave up, a table being swapped: the next interval tries again.
             log.warning("cannot verify the block counts now", error=str(exc))
             return None
 
-    def _check_some(self) -> int | None:
-        repaired: int | None = None
-        for _ in range(self._blocks):
-            block = self._run(functools.partial(repository.next_block, after=self._after))
-            if block is None:
-                self._after = -1
-                break
-            self._after = block
-            self.checked += 1
-            kept, real = self._run(functools.partial(repository.block_counts, bucket=block))
-            if kept != real and self._repair(block):
-                repaired = block if repaired is None else min(repaired, block)
-        return repaired
+    def _check_next(self) -> int | None:
+        block = self._run(functools.partial(repository.next_block, after=self._after))
+        if block is None:
+            self._after = -1  # the tour starts over at the next tick
+            return None
+        self._after = block
+        self.checked += 1
+        kept, real = self._run(functools.partial(repository.block_counts, bucket=block))
+        return block if kept != real and self._repair(block) else None
 
     def _repair(self, block: int) -> bool:
         fixed = self._run(functools.partial(repository.repair_block, bucket=block))

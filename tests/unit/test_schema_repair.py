@@ -11,7 +11,7 @@ from typing import Any
 from service.invalidation.planner import OrderChanges
 from service.invalidation.repair import SchemaRepair
 from service.invalidation.verifier import CountVerifier
-from service.orders import repository, schema
+from service.orders import schema
 
 
 class Clock:
@@ -115,10 +115,13 @@ def test_the_tour_reads_a_few_blocks_per_interval_and_repairs_a_drift() -> None:
         repair_block=lambda work: (15, 10),
     )
     verifier = CountVerifier(mysql.run, blocks=2, interval=1.0, clock=clock)
-    assert verifier.tick() == 1  # blocks 0 and 1: 1 drifted
-    assert verifier.tick() is None  # the interval has not passed
-    assert mysql.calls.count("block_counts") == 2
-    clock.now += 1.0
-    assert verifier.tick() is None  # block 2, then the tour starts over
+    assert verifier.tick() is None  # block 0 is right
+    assert verifier.tick() is None  # not yet: two blocks a second, evenly spaced
+    clock.now += 0.5
+    assert verifier.tick() == 1  # drifted and repaired
+    clock.now += 0.5
+    assert verifier.tick() is None  # block 2
+    clock.now += 0.5
+    assert verifier.tick() is None  # past the last block: the tour starts over
+    assert mysql.calls.count("block_counts") == 3
     assert verifier.checked == 3
-    assert repository.BUCKET_WIDTH == 4096
