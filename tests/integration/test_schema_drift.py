@@ -10,6 +10,7 @@ totals compared with one MySQL snapshot after each scenario (tests/support/consi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -20,7 +21,7 @@ from prometheus_client import REGISTRY
 
 from service.cli import main
 from service.config import Settings
-from service.orders import repository, schema
+from service.orders import repository, roles, schema
 from service.orders.database import connect
 from tests.integration.test_invalidator_cases import (
     ORDERS,
@@ -179,6 +180,29 @@ def test_a_drifted_block_count_is_found_repaired_and_counted(
         assert event_count("count_drift_repaired") == before + 1
         consistent(client, db)
     print(f"count drift repaired in {repaired_in:.2f} s")
+
+
+def test_the_invalidators_own_role_is_enough_to_verify_and_repair_counts(
+    db: Database, settings: Settings
+) -> None:
+    """Least privilege (service/orders/roles.py): the share-locked count and the count row
+    rewritten need no grant beyond the invalidator's role."""
+    user, password = f"ver_{db.name[-8:]}", "ver-pw-1"
+    db.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    try:
+        for statement in roles.grants("invalidator", user, db.name, "127.0.0.1"):
+            db.execute(statement)
+        url = db.url.replace("mysql://root@", f"mysql://{user}:{password}@")
+        own = dataclasses.replace(
+            settings, database_url=Settings.from_env({"ORDERS_DATABASE_URL": url}).database_url
+        )
+        with following(own), api(settings) as client:
+            warm(client, PAGES)
+            db.execute("UPDATE order_buckets SET row_count = row_count - 3 WHERE bucket = 0")
+            wait_for(lambda: counts_exact(db), 30, "the drift repaired")
+            consistent(client, db)
+    finally:
+        db.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def test_a_dropped_trigger_is_reported_within_seconds_and_migrate_repairs_it(
