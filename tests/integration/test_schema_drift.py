@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 
@@ -163,10 +164,40 @@ def test_update_ignore_colliding_on_the_key_counts_only_the_moves_that_happened(
 ) -> None:
     with following(settings), api(settings) as client:
         warm(client, PAGES)
-        # ids 1..100 collide with 101..200 and stay; 101..150 move to 201..250
-        db.cli("UPDATE IGNORE orders SET id = id + 100 WHERE id <= 150 ORDER BY id;")
+        repaired = event_count("count_drift_repaired")
+        stop = threading.Event()
+        writer = threading.Thread(target=_write_meanwhile, args=(db, stop), daemon=True)
+        writer.start()
+        try:
+            # ids 1..100 collide with 101..200 and stay; 101..150 move to 201..250
+            db.cli("UPDATE IGNORE orders SET id = id + 100 WHERE id <= 150 ORDER BY id;")
+            # 240..250 get twins in block 24; then 230..239 move there and 240..250 collide:
+            # the old trigger counted 11 moves across blocks that did not happen
+            db.cli(
+                "INSERT INTO orders (id, customer_id, customer_name, customer_email, status, "
+                "amount, currency, item_count) SELECT id + 100000, customer_id, customer_name, "
+                "customer_email, status, amount, currency, item_count FROM orders "
+                "WHERE id BETWEEN 240 AND 250;"
+                "UPDATE IGNORE orders SET id = id + 100000 WHERE id BETWEEN 230 AND 250 "
+                "ORDER BY id;"
+            )
+        finally:
+            stop.set()
+            writer.join(10)
         assert counts_exact(db)
+        assert event_count("count_drift_repaired") == repaired  # the triggers were right
         consistent(client, db)
+
+
+def _write_meanwhile(db: Database, stop: threading.Event) -> None:
+    """Inserts and deletes at the tail while the collisions run (load on the same blocks)."""
+    with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+        while not stop.is_set():
+            cur.execute(
+                "INSERT INTO orders (customer_id, customer_name, customer_email, status, amount, "
+                "currency, item_count) VALUES (1, 'w', 'w@example.com', 'paid', 1.00, 'EUR', 1)"
+            )
+            cur.execute("DELETE FROM orders WHERE id = LAST_INSERT_ID() AND id % 2 = 0")
 
 
 def test_a_drifted_block_count_is_found_repaired_and_counted(
