@@ -55,6 +55,7 @@ _TRIGGER_DDL = re.compile(
     rf"(?:\s+IF\s+(?:NOT\s+)?EXISTS)?\s+(?P<name>{_QNAME})",
     re.IGNORECASE,
 )
+_CREATE_TABLE = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?TABLE\b", re.I)
 _SCHEMA_DDL = re.compile(
     rf"^(?:CREATE|DROP|ALTER)\s+(?:DATABASE|SCHEMA)(?:\s+IF\s+(?:NOT\s+)?EXISTS)?\s+(?P<name>{_IDENT})",
     re.IGNORECASE,
@@ -222,12 +223,17 @@ def statement_changes(
 
 
 def _table_resets(text: str, query: str, schema: str | None, fold_case: bool) -> list[RowChange]:
-    """One reset per table name the DDL mentions anywhere (string literals aside)."""
+    """One reset per table name the DDL mentions anywhere (string literals aside); CREATE TABLE
+    changes only the table it creates (``LIKE orders`` and ``SELECT ... FROM orders`` read it),
+    so a shadow table of an online schema change does not reset and recount orders."""
     seen: set[tuple[str | None, str]] = set()
-    changes = []
+    changes: list[RowChange] = []
+    creates = _CREATE_TABLE.match(text) is not None
     for qname in _NAMES.findall(_STRINGS.sub(" ", text)):
         if qname.upper() in _KEYWORDS or qname.isdigit():
             continue
+        if creates and changes:
+            break
         table_schema, table = _split_qname(qname, schema)
         key = (_fold(table_schema, fold_case), _fold(table, fold_case) or table)
         if key not in seen:
