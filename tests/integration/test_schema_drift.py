@@ -213,6 +213,28 @@ def test_a_drifted_block_count_is_found_repaired_and_counted(
     print(f"count drift repaired in {repaired_in:.2f} s")
 
 
+def test_a_drift_made_by_writes_is_repaired_within_seconds_not_a_tour(
+    db: Database, settings: Settings
+) -> None:
+    """400 blocks take the tour 100 s; the block a write lands in is checked first."""
+    db.execute(
+        "INSERT INTO orders (id, customer_id, customer_name, customer_email, status, amount, "
+        "currency, item_count) SELECT seq * 4096 + 1, 1, 'far', 'far@example.com', 'paid', 1.00, "
+        "'EUR', 1 FROM seq_1_to_400"
+    )
+    with following(settings), api(settings) as client:
+        warm(client, PAGES)
+        db.cli(  # a bulk writer that says it counts its rows and does not
+            "SET @orders_rows_counted_by_writer = 1; "
+            "INSERT INTO orders (id, customer_id, customer_name, customer_email, status, amount, "
+            "currency, item_count) VALUES (399 * 4096 + 7, 1, 'a', 'a@example.com', 'paid', "
+            "1.00, 'EUR', 1);"
+        )
+        repaired_in = wait_for(lambda: counts_exact(db), 15, "the drift repaired")
+        consistent(client, db)
+    print(f"a drift made by a write repaired in {repaired_in:.2f} s")
+
+
 def test_the_invalidators_own_role_is_enough_to_verify_and_repair_counts(
     db: Database, settings: Settings
 ) -> None:
