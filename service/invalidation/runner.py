@@ -351,6 +351,7 @@ class Invalidator:
             if changes.reset:
                 metrics.count_invalidator_event("reset")
                 self._repair.after_reset(changes)
+            self._verifier.suspect(changes.inserted | changes.deleted)
             plan = planner.plan(changes, self._rows_before, self.options.page_size)
             totals = self._fresh_totals() if plan.totals_changed else KEEP
         except pymysql.MySQLError as exc:

@@ -12,16 +12,21 @@ found wrong is recounted under locks that hold its writers off, counted
 (``orders_invalidator_events_total{kind="count_drift_repaired"}``) and logged, and every page
 from that block's first order on is invalidated with the totals.
 
+Besides the tour, a block that rows were just inserted into, deleted from or moved across (the
+invalidator hands their ids to ``suspect()``) is checked first, one per interval: a drift made
+by writes (a missing or wrong trigger) is repaired within about a second, not a tour.
+
 Cost on MySQL: per interval, ``blocks`` times (one index lookup for the next block and one
-range count of at most 4096 ids); a repair adds one locking transaction. A full tour of N
-blocks takes N / blocks intervals: that bounds the time from a drift to its repair.
+range count of at most 4096 ids), plus one range count while writes come in; a repair adds one
+locking transaction. A full tour of N blocks takes N / blocks intervals: that bounds the time
+from any other drift to its repair.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pymysql
@@ -30,6 +35,7 @@ from service.observability import metrics
 from service.observability.logging import get_logger
 from service.orders import repository
 
+MAX_SUSPECTS = 256  # blocks remembered between checks; the oldest are left to the tour
 log = get_logger("service.invalidation.verifier")
 
 
@@ -51,29 +57,47 @@ class CountVerifier:
         self._clock = clock
         self._due = clock()
         self._after = -1  # the last block checked; -1: the tour starts over
+        self._suspects: dict[int, None] = {}  # blocks written to lately, oldest first
+        self._suspect_due = clock()
         self.checked = 0  # blocks compared so far (for the cost figures)
 
+    def suspect(self, order_ids: Iterable[int]) -> None:
+        """Blocks that rows were just inserted into, deleted from or moved across: where a
+        trigger that is missing or wrong makes its drift. One of them is checked per
+        ``interval`` besides the tour, so such a drift is repaired within about a second."""
+        for order_id in order_ids:
+            self._suspects[order_id // repository.BUCKET_WIDTH] = None
+        while len(self._suspects) > MAX_SUSPECTS:
+            del self._suspects[next(iter(self._suspects))]
+
     def tick(self) -> int | None:
-        """One block per ``interval / blocks`` seconds: the tour's cost is spread out, so the
-        invalidation it runs between is never held up by more than one block's count."""
-        now = self._clock()
+        """One block of the tour per ``interval / blocks`` seconds and one suspect per
+        ``interval``: the cost is spread out, so the invalidation it runs between is never held
+        up by more than one block's count."""
+        try:
+            block = self._pick(self._clock())
+            return None if block is None else self._check(block)
+        except pymysql.MySQLError as exc:
+            # A lock wait that gave up, a table being swapped: the next round tries again.
+            log.warning("cannot verify the block counts now", error=str(exc))
+            return None
+
+    def _pick(self, now: float) -> int | None:
+        """The suspect whose turn it is, else the tour's next block when due, else None."""
+        if self._suspects and now >= self._suspect_due:
+            self._suspect_due = now + self._interval
+            block = next(iter(self._suspects))
+            del self._suspects[block]
+            return block
         if now < self._due:
             return None
         step = self._interval / self._blocks
         self._due = max(self._due + step, now - step)  # keeps the pace between coarse ticks
-        try:
-            return self._check_next()
-        except pymysql.MySQLError as exc:
-            # A lock wait that gave up, a table being swapped: the next interval tries again.
-            log.warning("cannot verify the block counts now", error=str(exc))
-            return None
+        found: int | None = self._run(functools.partial(repository.next_block, after=self._after))
+        self._after = -1 if found is None else found  # None: the tour starts over
+        return found
 
-    def _check_next(self) -> int | None:
-        block = self._run(functools.partial(repository.next_block, after=self._after))
-        if block is None:
-            self._after = -1  # the tour starts over at the next tick
-            return None
-        self._after = block
+    def _check(self, block: int) -> int | None:
         self.checked += 1
         kept, real = self._run(functools.partial(repository.block_counts, bucket=block))
         return block if kept != real and self._repair(block) else None

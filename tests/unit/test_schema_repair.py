@@ -125,3 +125,19 @@ def test_the_tour_reads_a_few_blocks_per_interval_and_repairs_a_drift() -> None:
     assert verifier.tick() is None  # past the last block: the tour starts over
     assert mysql.calls.count("block_counts") == 3
     assert verifier.checked == 3
+
+
+def test_a_block_written_to_is_checked_before_the_tour_once_per_interval() -> None:
+    clock = Clock()
+    mysql = FakeMySQL(next_block=lambda work: 0, block_counts=lambda work: (1, 1))
+    verifier = CountVerifier(mysql.run, blocks=4, interval=1.0, clock=clock)
+    verifier.suspect([5 * 4096 + 1, 5 * 4096 + 2, 9 * 4096])
+    assert verifier.tick() is None
+    assert mysql.calls == ["block_counts"]  # block 5, no tour lookup
+    clock.now += 0.25
+    verifier.tick()  # the suspect's turn is once a second: the tour goes on meanwhile
+    assert mysql.calls[1:] == ["next_block", "block_counts"]
+    clock.now += 0.75
+    verifier.tick()
+    assert mysql.calls[3:] == ["block_counts"]  # block 9
+    assert verifier.checked == 3
