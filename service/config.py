@@ -629,10 +629,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "invalidator_repair_settle",
-        "1",
-        _positive_float,
+        "0",
+        _non_negative_float,
         "Seconds without DDL on orders before the invalidator rebuilds the block counts after "
-        "one (it never creates tables or triggers: `orders-service migrate` does).",
+        "one; it always waits for orders to exist (it never creates tables or triggers: "
+        "`orders-service migrate` does).",
     ),
 )
 

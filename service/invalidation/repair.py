@@ -8,9 +8,11 @@ no longer follow the rows and must be rebuilt. The rules:
   admin's two-step rename (``orders`` to ``orders_old``, then ``orders_new`` to ``orders`` a few
   seconds later) once found an empty ``orders`` re-created in between, and its second step
   failed (1050) while the API served 0 orders.
-- The recount waits until the schema has settled: no DDL on orders for ``settle`` seconds
-  (ORDERS_INVALIDATOR_REPAIR_SETTLE), and ``orders`` present. Until then it says what it waits
-  for (``orders_invalidator_events_total{kind="repair_waiting"}`` and a log line).
+- The recount waits until the schema has settled: ``orders`` present (a rename's first step
+  leaves none), and no DDL on orders for ``settle`` seconds (ORDERS_INVALIDATOR_REPAIR_SETTLE,
+  0 by default: a TRUNCATE's counts are rebuilt before its reset computes the totals; set it for
+  changes that pass through an ``orders`` that is not the final one). Until then it says what it
+  waits for (``orders_invalidator_events_total{kind="repair_waiting"}`` and a log line).
 - Every ``CHECK_SECONDS`` the schema is checked (``repository.schema_problems``: a missing table
   or counting trigger, a cascading foreign key, an unexpected key column); what is wrong is in
   ``orders_invalidator_schema_problems`` and logged with what ``migrate`` would restore, within
@@ -63,11 +65,15 @@ class SchemaRepair:
         self._problems: list[str] = []
 
     def after_reset(self, changes: OrderChanges) -> None:
-        """A reset of orders: cascades stop us at once; a recount waits for the schema to settle."""
+        """A reset of orders: cascades stop us at once; a recount waits for the schema to settle
+        (``orders`` present, and no DDL for ``settle`` seconds)."""
         self._run(schema.refuse_cascading_foreign_keys)
         self._changed_at = self._clock()
         self._recount_due = self._recount_due or changes.recount
         self._checked_at = float("-inf")  # look again once settled
+        if self._settle <= 0:
+            # No quiet period asked for: rebuild now, so the reset's totals are already right.
+            self.tick()
 
     def tick(self) -> bool:
         try:

@@ -85,7 +85,7 @@ class InvalidatorOptions:
     first_contact_timeout: float = 60.0
     verify_blocks: int = 4
     verify_interval: float = 1.0
-    repair_settle: float = 1.0
+    repair_settle: float = 0.0
 
 
 @dataclass
