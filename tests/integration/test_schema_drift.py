@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from service.cli import main
 from service.config import Settings
-from service.orders import repository, roles, schema
+from service.orders import catalog, roles, schema
 from service.orders.database import connect
 from tests.integration.test_invalidator_cases import (
     ORDERS,
@@ -283,6 +283,28 @@ def test_a_dropped_trigger_is_reported_within_seconds_and_migrate_repairs_it(
     assert noticed < 10
 
 
+def test_readyz_under_the_api_role_never_claims_triggers_it_cannot_see_are_missing(
+    db: Database, settings: Settings
+) -> None:
+    """information_schema.TRIGGERS lists triggers only to a user with TRIGGER on the table,
+    which the api role (SELECT only) lacks: no trigger may be called missing for that."""
+    user, password = f"api_{db.name[-8:]}", "api-pw-1"
+    db.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    try:
+        for statement in roles.grants("api", user, db.name, "127.0.0.1"):
+            db.execute(statement)
+        url = db.url.replace("mysql://root@", f"mysql://{user}:{password}@")
+        own = dataclasses.replace(
+            settings, database_url=Settings.from_env({"ORDERS_DATABASE_URL": url}).database_url
+        )
+        with api(own) as client:
+            body = client.get("/readyz").get_json()
+        assert body["status"] == "ok", body
+        assert "not checked" in body["checks"]["schema"]
+    finally:
+        db.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
 def test_a_cascading_foreign_key_created_later_shows_in_readyz(
     db: Database, settings: Settings
 ) -> None:
@@ -346,7 +368,7 @@ def test_migrate_accepts_the_key_it_creates(db: Database) -> None:
     with connect(db_url(db)) as conn:
         schema.migrate(conn)
     with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
-        assert repository.schema_problems(cur) == []
+        assert catalog.schema_problems(cur) == []
 
 
 def db_url(db: Database) -> object:
