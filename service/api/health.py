@@ -16,7 +16,7 @@ from flask import Blueprint, Response
 
 from service import lifecycle
 from service.cache.store import CacheUnavailable, RedisCache
-from service.orders import repository
+from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
 from service.services import services
 
@@ -50,12 +50,18 @@ def _schema_check(database: Database) -> str:
     """``ok`` or what the block counts and the binlog cannot follow (a dropped counting trigger,
     a cascading foreign key, a signed key): pages would be wrong even uncached. Reported as
     degraded, not unready: every pod reads the same MySQL, so unready would only empty the
-    Service. Same question the invalidator asks (``repository.schema_problems``)."""
+    Service. Same question the invalidator asks (``catalog.schema_problems``)."""
     try:
-        problems = database.run("schema", repository.schema_problems)
+        problems, sees = database.run("schema", _schema_state)
     except Exception as exc:  # noqa: BLE001 - the MySQL check already says why
         return f"unknown: {type(exc).__name__}"
-    return "ok" if not problems else "problems: " + "; ".join(problems)
+    if problems:
+        return "problems: " + "; ".join(problems)
+    return "ok" if sees else "ok (counting triggers not checked: this MySQL user cannot see them)"
+
+
+def _schema_state(cursor: repository.Cursor) -> tuple[list[str], bool]:
+    return catalog.schema_problems(cursor), catalog.sees_triggers(cursor)
 
 
 def _redis_check(redis_cache: RedisCache) -> str:

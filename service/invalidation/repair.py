@@ -13,7 +13,7 @@ no longer follow the rows and must be rebuilt. The rules:
   0 by default: a TRUNCATE's counts are rebuilt before its reset computes the totals; set it for
   changes that pass through an ``orders`` that is not the final one). Until then it says what it
   waits for (``orders_invalidator_events_total{kind="repair_waiting"}`` and a log line).
-- Every ``CHECK_SECONDS`` the schema is checked (``repository.schema_problems``: a missing table
+- Every ``CHECK_SECONDS`` the schema is checked (``catalog.schema_problems``: a missing table
   or counting trigger, a cascading foreign key, an unexpected key column); what is wrong is in
   ``orders_invalidator_schema_problems`` and logged with what ``migrate`` would restore, within
   seconds of the change rather than at the next migration. /readyz asks the same question.
@@ -35,7 +35,7 @@ import pymysql
 from service.invalidation.planner import OrderChanges
 from service.observability import metrics
 from service.observability.logging import get_logger
-from service.orders import repository, schema
+from service.orders import catalog, repository, schema
 
 CHECK_SECONDS = 2.0  # how soon a missing trigger or a new cascade is noticed
 # MySQL's "command denied" family: a DDL or a write the role was not granted.
@@ -91,7 +91,7 @@ class SchemaRepair:
             self._check()
         if not (self._recount_due and settled):
             return False
-        if not self._run(repository.orders_table_exists):
+        if not self._run(catalog.orders_table_exists):
             self._wait(
                 "orders is missing (a rename or a swap under way?): it is not re-created "
                 "here, only by `orders-service migrate`; the recount waits for it"
@@ -121,7 +121,7 @@ class SchemaRepair:
             log.warning("a repair is waiting", why=why)
 
     def _check(self) -> None:
-        problems = self._run(repository.schema_problems)
+        problems = self._run(catalog.schema_problems)
         metrics.set_invalidator_gauge("schema_problems", len(problems))
         if problems and problems != self._problems:
             log.error(

@@ -1,4 +1,5 @@
-"""The only module that speaks SQL. Every query the service and the invalidator run is here.
+"""The only module that reads and writes the service's data in SQL (the schema's shape, from
+information_schema, is ``catalog``'s). Every query on the data the service runs is here.
 
 Pages are found without OFFSET scans or COUNT(*): ``order_buckets`` holds an exact row count per
 block of ``BUCKET_WIDTH`` ids (kept by triggers, see migrations/0002). The page starting at rank r
@@ -138,98 +139,6 @@ def write_heartbeat(cursor: Cursor, invalidator: int, seq: int) -> None:
         "ON DUPLICATE KEY UPDATE seq = VALUES(seq)",
         (invalidator, seq),
     )
-
-
-# Foreign keys on ``orders`` whose action changes orders rows when the parent changes: InnoDB
-# applies them inside the storage engine, so they reach neither the row binlog nor the triggers.
-_CASCADING_FOREIGN_KEYS = """
-SELECT CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE
-FROM information_schema.REFERENTIAL_CONSTRAINTS
-WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'
-  AND (DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
-       OR UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT'))
-ORDER BY CONSTRAINT_NAME
-"""
-
-
-def cascading_foreign_keys(cursor: Cursor) -> list[str]:
-    """Foreign keys that let another table's writes change orders rows unseen, described."""
-    cursor.execute(_CASCADING_FOREIGN_KEYS)
-    return [
-        f"{name} (references {parent}, ON DELETE {on_delete}, ON UPDATE {on_update})"
-        for name, parent, on_delete, on_update in cursor.fetchall()
-    ]
-
-
-SCHEMA_TABLES = ("orders", "order_buckets", "heartbeat")
-COUNTING_TRIGGERS = ("orders_count_insert", "orders_count_delete", "orders_count_move")
-
-
-def missing_schema_objects(cursor: Cursor) -> list[str]:
-    """The service's tables and counting triggers (on ``orders`` itself) that do not exist now:
-    a table swap (RENAME) or DROP + CREATE leaves the triggers behind on the old table."""
-    cursor.execute(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-    )
-    tables = {str(row[0]) for row in cursor.fetchall()}
-    cursor.execute(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-        "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'orders'"
-    )
-    triggers = {str(row[0]) for row in cursor.fetchall()}
-    return [f"table {t}" for t in SCHEMA_TABLES if t not in tables] + [
-        f"trigger {t}" for t in COUNTING_TRIGGERS if t not in triggers
-    ]
-
-
-# The block arithmetic needs orders' key to be ``id`` alone, unsigned: -5 DIV 4096 = 0 (block 0,
-# beside 1..4095) and -5000 DIV 4096 = -1 does not fit the unsigned ``bucket`` (schema.py).
-_KEY_COLUMNS = """
-SELECT c.COLUMN_NAME, c.COLUMN_TYPE
-FROM information_schema.KEY_COLUMN_USAGE AS k
-JOIN information_schema.COLUMNS AS c
-  ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME
- AND c.COLUMN_NAME = k.COLUMN_NAME
-WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = 'orders' AND k.CONSTRAINT_NAME = 'PRIMARY'
-ORDER BY k.ORDINAL_POSITION
-"""
-_INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "bigint")
-
-
-def key_column_problems(cursor: Cursor) -> list[str]:
-    """What is wrong with orders' primary key for the block counts (empty: nothing, or no
-    orders table at all, which ``missing_schema_objects`` reports)."""
-    cursor.execute(_KEY_COLUMNS)
-    columns = [(str(name), str(kind).lower()) for name, kind in cursor.fetchall()]
-    if not columns:
-        present = orders_table_exists(cursor)
-        return ["orders has no primary key (it must be id BIGINT UNSIGNED)"] if present else []
-    if [name for name, _ in columns] != ["id"]:
-        named = ", ".join(name for name, _ in columns)
-        return [f"orders' primary key is ({named}); it must be id BIGINT UNSIGNED alone"]
-    kind = columns[0][1]
-    if kind.split("(")[0] not in _INTEGER_TYPES or "unsigned" not in kind:
-        return [f"orders.id is {kind} (signed or not an integer); it must be BIGINT UNSIGNED"]
-    return []
-
-
-def schema_problems(cursor: Cursor) -> list[str]:
-    """Everything that makes the block counts or the binlog miss row changes, described: a
-    missing table or counting trigger, a cascading foreign key, an unexpected key column.
-    Only information_schema is read (a few milliseconds; /readyz and the invalidator ask)."""
-    return (
-        missing_schema_objects(cursor)
-        + [f"cascading foreign key {key}" for key in cascading_foreign_keys(cursor)]
-        + key_column_problems(cursor)
-    )
-
-
-def orders_table_exists(cursor: Cursor) -> bool:
-    cursor.execute(
-        "SELECT 1 FROM information_schema.TABLES "
-        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'"
-    )
-    return cursor.fetchone() is not None
 
 
 # ---- block counts, verified ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ primary key other than ``id`` unsigned (``UnexpectedKeyColumns``): the block ari
 (``id DIV 4096`` into an unsigned block number) has no place for a negative id. Refused rather
 than handled: ids come from AUTO_INCREMENT and are never negative by design, and handling them
 would change every block, page and trigger for a case no order has. Both refusals name what to
-change; both are also reported at run time (``repository.schema_problems``: /readyz and the
+change; both are also reported at run time (``catalog.schema_problems``: /readyz and the
 invalidator), since MySQL accepts either after ``migrate`` has run.
 
 Only ``migrate`` creates tables or triggers. The invalidator never does: an operator's two-step
@@ -29,7 +29,7 @@ from importlib.resources import files
 
 import pymysql
 
-from service.orders import repository
+from service.orders import catalog, repository
 
 _STATEMENT_END = re.compile(r";\s*$", re.MULTILINE)
 LOCK_TIMEOUT_SECONDS = 60
@@ -85,13 +85,13 @@ class UnexpectedKeyColumns(SchemaRefused):
 
 
 def refuse_cascading_foreign_keys(cursor: repository.Cursor) -> None:
-    keys = repository.cascading_foreign_keys(cursor)
+    keys = catalog.cascading_foreign_keys(cursor)
     if keys:
         raise CascadingForeignKeys(keys)
 
 
 def refuse_unexpected_keys(cursor: repository.Cursor) -> None:
-    problems = repository.key_column_problems(cursor)
+    problems = catalog.key_column_problems(cursor)
     if problems:
         raise UnexpectedKeyColumns(problems)
 
@@ -120,7 +120,7 @@ def migrate(connection: pymysql.Connection) -> list[str]:
 def _restore_missing(cursor: repository.Cursor) -> list[str]:
     """Re-run every migration (each is re-runnable) and rebuild the counts if a table or a
     counting trigger is missing; returns what was missing."""
-    missing = repository.missing_schema_objects(cursor)
+    missing = catalog.missing_schema_objects(cursor)
     if missing:
         for version, statements in available_migrations():
             repository.apply_migration(cursor, version, statements)

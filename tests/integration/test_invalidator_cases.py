@@ -29,7 +29,7 @@ from service.cli import main
 from service.config import Settings
 from service.invalidation.runner import Invalidator, build_invalidator
 from service.invalidation.server import check_server
-from service.orders import repository, roles, schema
+from service.orders import catalog, repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect
 from service.services import build_redis_cache
@@ -368,8 +368,8 @@ def test_migrate_restores_what_a_drop_and_create_lost(db: Database) -> None:
 
 def _triggers_on_orders(db: Database) -> int:
     with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
-        missing = repository.missing_schema_objects(cur)
-    return len(repository.COUNTING_TRIGGERS) - sum(item.startswith("trigger") for item in missing)
+        missing = catalog.missing_schema_objects(cur)
+    return len(catalog.COUNTING_TRIGGERS) - sum(item.startswith("trigger") for item in missing)
 
 
 # ---- case 9: a position carries the server's identity -----------------------------------------
