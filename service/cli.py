@@ -83,7 +83,7 @@ def migrate() -> None:
     with connect(settings.database_url) as connection:
         try:
             applied = schema.migrate(connection)
-        except schema.CascadingForeignKeys as exc:
+        except schema.SchemaRefused as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 

@@ -643,6 +643,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds the active invalidator's lease lasts without renewal; a standby takes over "
         "after it lapses.",
     ),
+    Setting(
+        "invalidator_verify_blocks",
+        "4",
+        _positive_int,
+        "Block counts (4096 ids each) the active invalidator checks against the rows every "
+        "ORDERS_INVALIDATOR_VERIFY_INTERVAL; a drifted one is recounted and its pages dropped.",
+    ),
+    Setting(
+        "invalidator_verify_interval",
+        "1",
+        _positive_float,
+        "Seconds between two rounds of block-count checks (a full tour takes blocks / "
+        "ORDERS_INVALIDATOR_VERIFY_BLOCKS rounds).",
+    ),
+    Setting(
+        "invalidator_repair_settle",
+        "0",
+        _non_negative_float,
+        "Seconds without DDL on orders before the invalidator rebuilds the block counts after "
+        "one; it always waits for orders to exist (it never creates tables or triggers: "
+        "`orders-service migrate` does).",
+    ),
 )
 
 
@@ -706,6 +728,9 @@ class Settings:
     invalidator_recheck_delay: float
     invalidator_chunk_rows: int
     invalidator_lease_ttl: float
+    invalidator_verify_blocks: int
+    invalidator_verify_interval: float
+    invalidator_repair_settle: float
 
     def __post_init__(self) -> None:
         if self.auth_enabled and not (self.auth_audience and self.auth_jwks_url):

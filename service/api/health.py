@@ -16,7 +16,7 @@ from flask import Blueprint, Response
 
 from service import lifecycle
 from service.cache.store import CacheUnavailable, RedisCache
-from service.orders import repository
+from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
 from service.services import services
 
@@ -46,6 +46,24 @@ def _mysql_check(database: Database) -> str:
     return "ok"
 
 
+def _schema_check(database: Database) -> str:
+    """``ok`` or what the block counts and the binlog cannot follow (a dropped counting trigger,
+    a cascading foreign key, a signed key): pages would be wrong even uncached. Reported as
+    degraded, not unready: every pod reads the same MySQL, so unready would only empty the
+    Service. Same question the invalidator asks (``catalog.schema_problems``)."""
+    try:
+        problems, sees = database.run("schema", _schema_state)
+    except Exception as exc:  # noqa: BLE001 - the MySQL check already says why
+        return f"unknown: {type(exc).__name__}"
+    if problems:
+        return "problems: " + "; ".join(problems)
+    return "ok" if sees else "ok (counting triggers not checked: this MySQL user cannot see them)"
+
+
+def _schema_state(cursor: repository.Cursor) -> tuple[list[str], bool]:
+    return catalog.schema_problems(cursor), catalog.sees_triggers(cursor)
+
+
 def _redis_check(redis_cache: RedisCache) -> str:
     try:
         redis_cache.ping()
@@ -67,6 +85,13 @@ def readyz() -> Response:
         degraded.append("mysql schema missing: pages not in the cache answer 503")
     elif checks["mysql"] != "ok":
         degraded.append("mysql down: cached pages are served (STALE), others answer 503")
+    if checks["mysql"] == "ok":
+        checks["schema"] = _schema_check(found.database)
+        if checks["schema"].startswith("problems"):
+            degraded.append(
+                "schema: pages and totals may be wrong even uncached; run `orders-service "
+                "migrate` (it restores what is missing and names what else to change)"
+            )
     if checks["redis"] != "ok":
         degraded.append("redis down: every page is read from MySQL, uncached")
     # Whether an invalidator keeps the cache current is reported, not judged: past the bound

@@ -574,11 +574,13 @@ class BinlogFollower:
             if group is None:
                 return None, None
             return self._commit(group, end, float(event.timestamp), poisoned), None
-        changes = statement_changes(query, schema)
+        folds = self.server is not None and self.server.folds_names
+        changes = statement_changes(query, schema, fold_case=folds)
         if changes is None:  # savepoints and the like
             return None, group
         if self._schemas is not None:
-            changes = [c for c in changes if c.schema is None or c.schema in self._schemas]
+            watched = {s.lower() for s in self._schemas} if folds else self._schemas
+            changes = [c for c in changes if c.schema is None or c.schema in watched]
         if group is not None and group.explicit:
             group.add(changes)  # e.g. CREATE TABLE ... SELECT: DDL inside a transaction
             return None, group

@@ -17,17 +17,14 @@ orders have a smaller id (its rank):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from service.invalidation.changes import RowChange
+from service.invalidation.statements import recount_after
 from service.orders.pagination import page_of_rank
 
 ORDERS_TABLE = "orders"
-# Statements after which the block counts no longer follow the rows: TRUNCATE fires no DELETE
-# triggers, and a table dropped, created or renamed into place comes without (or with other) ones.
-_RECOUNT_AFTER = re.compile(r"^\s*(TRUNCATE|DROP|CREATE|RENAME)\b", re.IGNORECASE)
 
 # Past this many updated rows in one transaction, invalidate the span between the first and last
 # page instead of locating each row (bulk UPDATEs would otherwise cost one rank query per row).
@@ -64,9 +61,9 @@ def order_changes(
             continue
         if change.kind == "reset":
             reset = True
-            recount = recount or bool(
-                change.statement and _RECOUNT_AFTER.match(_strip_comments(change.statement))
-            )
+            # TRUNCATE fires no DELETE triggers, a table swapped in comes without them, a
+            # partition exchanged brings rows nobody counted: see statements.recount_after.
+            recount = recount or bool(change.statement and recount_after(change.statement))
             continue
         before, after = change.before_id, change.after_id
         if change.kind == "insert" and after is not None:
@@ -84,10 +81,6 @@ def order_changes(
     if reset:
         return OrderChanges(reset=True, recount=recount)
     return OrderChanges(frozenset(inserted), frozenset(updated), frozenset(deleted))
-
-
-def _strip_comments(statement: str) -> str:
-    return re.sub(r"/\*.*?\*/", " ", statement, flags=re.DOTALL)
 
 
 @dataclass

@@ -42,12 +42,14 @@ from service.invalidation import planner
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
 from service.invalidation.follower import BinlogFollower
 from service.invalidation.leadership import Lease
+from service.invalidation.repair import SchemaRepair
 from service.invalidation.server import (
     PositionUnavailable,
     check_server,
     current_position,
     foreign_history,
 )
+from service.invalidation.verifier import CountVerifier
 from service.observability import metrics
 from service.observability.logging import get_logger
 from service.orders import repository, schema
@@ -58,8 +60,6 @@ HEARTBEAT_TABLE = "heartbeat"
 RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 0.5  # Redis back: pending invalidations land within half a second
 STREAM_HEARTBEAT_SECONDS = 0.1  # the server's idle heartbeat: how late a due recheck can be
-# MySQL's "command denied" family: a DDL or a write the role was not granted.
-ACCESS_DENIED = frozenset((1142, 1143, 1044, 1227))
 UNKNOWN_TTL_FRESHNESS = 5  # totals' freshness while the API has not published its TTL
 CONFIG_REFRESH_SECONDS = 5.0
 
@@ -83,6 +83,9 @@ class InvalidatorOptions:
     chunk_rows: int = 5_000
     lease_ttl: float = 3.0
     first_contact_timeout: float = 60.0
+    verify_blocks: int = 4
+    verify_interval: float = 1.0
+    repair_settle: float = 0.0
 
 
 @dataclass
@@ -122,6 +125,10 @@ class Invalidator:
         self._progress_at = time.monotonic()
         self._ttl_cache: tuple[float, int] | None = None
         self.lease = Lease(cache, options.lease_ttl)
+        self._repair = SchemaRepair(database.run, settle=options.repair_settle)
+        self._verifier = CountVerifier(
+            database.run, blocks=options.verify_blocks, interval=options.verify_interval
+        )
         self.active = threading.Event()
         self.applied = 0
 
@@ -244,6 +251,7 @@ class Invalidator:
                 metrics.count_invalidator_event("unreadable_event")
             self._handle(batch)
             self._drain(time.monotonic())
+            self._check_counts()
             if not batch.partial:
                 position = batch.position
         self._drain(float("inf"))
@@ -342,7 +350,8 @@ class Invalidator:
         try:
             if changes.reset:
                 metrics.count_invalidator_event("reset")
-                self._after_reset(changes)
+                self._repair.after_reset(changes)
+            self._verifier.suspect(changes.inserted | changes.deleted)
             plan = planner.plan(changes, self._rows_before, self.options.page_size)
             totals = self._fresh_totals() if plan.totals_changed else KEEP
         except pymysql.MySQLError as exc:
@@ -351,32 +360,15 @@ class Invalidator:
             plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
         return plan, totals
 
-    def _after_reset(self, changes: planner.OrderChanges) -> None:
-        """After DDL on orders: foreign keys that cascade are refused (the process stops), lost
-        triggers are restored, and counts that no longer follow the rows are rebuilt.
-
-        Under least privilege (service/orders/roles.py) the invalidator's MySQL user may not make
-        DDL or rewrite the counts: then it says what is missing and that ``orders-service
-        migrate`` repairs it (the chart runs migrate at every pod start), and the cache is reset
-        all the same."""
-        self._db.run(schema.refuse_cascading_foreign_keys)
-        try:
-            repaired = self._db.run(schema.repair)
-            if repaired:
-                log.warning("schema objects were missing and are restored", repaired=repaired)
-            elif changes.recount:
-                self._db.run(repository.recount_buckets)
-        except pymysql.err.OperationalError as exc:
-            if not exc.args or exc.args[0] not in ACCESS_DENIED:
-                raise
-            missing = self._db.run(repository.missing_schema_objects)
-            metrics.count_invalidator_event("repair_denied")
-            log.error(
-                "the block counts or the schema need repair and this MySQL user may not make it; "
-                "run `orders-service migrate` and `orders-service recount` as the migrate role",
-                missing=missing,
-                error=str(exc.args[-1]),
-            )
+    def _check_counts(self) -> None:
+        """Counts rebuilt after DDL (repair) or a drifted block repaired (verifier): the pages
+        filled from the old counts, from that block's first order on, and the totals go."""
+        first_page = 1 if self._repair.tick() else None
+        if first_page is None and (block := self._verifier.tick()) is not None:
+            rank = self._rows_before(block * repository.BUCKET_WIDTH)
+            first_page = rank // self.options.page_size + 1
+        if first_page is not None:
+            self._step(Invalidation(from_page=first_page, totals=self._fresh_totals()))
 
     def _fresh_totals(self) -> TotalsChange:
         try:
@@ -507,6 +499,9 @@ def build_invalidator(settings: Settings) -> Invalidator:
         chunk_rows=settings.invalidator_chunk_rows,
         lease_ttl=settings.invalidator_lease_ttl,
         first_contact_timeout=settings.database_wait_timeout,
+        verify_blocks=settings.invalidator_verify_blocks,
+        verify_interval=settings.invalidator_verify_interval,
+        repair_settle=settings.invalidator_repair_settle,
     )
     return Invalidator(
         settings.database_url,

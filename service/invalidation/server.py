@@ -74,6 +74,11 @@ class ServerInfo:
         return f"{self.flavor}:{self.server_id}"
 
     @property
+    def folds_names(self) -> bool:
+        """Table and schema names compare in lower case (``lower_case_table_names`` 1 or 2)."""
+        return self.settings.get("lower_case_table_names", "0") != "0"
+
+    @property
     def logs_rows(self) -> bool:
         """binlog_format=ROW: with STATEMENT or MIXED, DML may arrive as text, which the
         follower can only treat as a reset of the schema (correct, but it empties the cache)."""
@@ -120,7 +125,7 @@ def server_info(source: SourceAddress, *, timeout: float = 5.0) -> ServerInfo:
         cur.execute(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
             "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', "
-            "'binlog_checksum', 'gtid_mode')"
+            "'binlog_checksum', 'gtid_mode', 'lower_case_table_names')"
         )
         settings = {str(name).lower(): str(value) for name, value in cur.fetchall()}
         flavor: Literal["mysql", "mariadb"] = (

@@ -217,12 +217,16 @@ _INVALIDATOR_EVENTS = {
     "fenced_step": "invalidation steps refused because a newer invalidator holds the lease",
     "repair_denied": "schema repairs or recounts its MySQL user may not make (run migrate)",
     "heartbeat_error": "heartbeat writes to MySQL that failed",
+    "count_drift_repaired": "block counts found different from their rows and recounted",
+    "repair_waiting": "recounts put off while orders is missing (only migrate creates it)",
 }
 _invalidator_events: dict[str, Counter] = {}
 _invalidator_gauges: dict[str, Gauge] = {}
 _INVALIDATOR_GAUGES = {
     "leader": "1 while this invalidator holds the lease and applies invalidations.",
     "binlog_row_format": "1 when the server logs rows (binlog_format=ROW), 0 otherwise.",
+    "schema_problems": "Missing tables or counting triggers, cascading foreign keys and "
+    "unexpected key columns found (0 when none; /readyz names them).",
 }
 
 

@@ -1,4 +1,5 @@
-"""The only module that speaks SQL. Every query the service and the invalidator run is here.
+"""The only module that reads and writes the service's data in SQL (the schema's shape, from
+information_schema, is ``catalog``'s). Every query on the data the service runs is here.
 
 Pages are found without OFFSET scans or COUNT(*): ``order_buckets`` holds an exact row count per
 block of ``BUCKET_WIDTH`` ids (kept by triggers, see migrations/0002). The page starting at rank r
@@ -115,11 +116,6 @@ def rows_before_id(cursor: Cursor, order_id: int) -> int:
     return int(cursor.fetchone()[0])
 
 
-def forget_counts_if_empty(cursor: Cursor) -> None:
-    """TRUNCATE fires no DELETE triggers: after one, the block counts must be cleared too."""
-    cursor.execute("DELETE FROM order_buckets WHERE NOT EXISTS (SELECT 1 FROM orders)")
-
-
 def recount_buckets(cursor: Cursor) -> None:
     """Rebuild every block count from the table, with writers held off meanwhile (an admin's
     repair after loading rows with triggers missing)."""
@@ -145,46 +141,68 @@ def write_heartbeat(cursor: Cursor, invalidator: int, seq: int) -> None:
     )
 
 
-# Foreign keys on ``orders`` whose action changes orders rows when the parent changes: InnoDB
-# applies them inside the storage engine, so they reach neither the row binlog nor the triggers.
-_CASCADING_FOREIGN_KEYS = """
-SELECT CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE
-FROM information_schema.REFERENTIAL_CONSTRAINTS
-WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'
-  AND (DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
-       OR UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT'))
-ORDER BY CONSTRAINT_NAME
+# ---- block counts, verified ---------------------------------------------------------------------
+_NO_BLOCK = 2**63  # past any block (ids are below 2**64, blocks below 2**52)
+# The next block after %(after)s that has a count or rows: two index lookups, never a scan.
+_NEXT_BLOCK = f"""
+SELECT LEAST(
+  COALESCE((SELECT MIN(bucket) FROM order_buckets WHERE bucket > %(after)s), {_NO_BLOCK}),
+  COALESCE((SELECT MIN(id) FROM orders WHERE id >= %(from_id)s) DIV {BUCKET_WIDTH}, {_NO_BLOCK}))
+"""
+# A block's kept count and its rows, read in one statement: one read view, so a commit between
+# the two reads cannot show as a drift (the triggers change both in the writer's transaction).
+_BLOCK_COUNTS = """
+SELECT
+  (SELECT COALESCE(SUM(row_count), 0) FROM order_buckets WHERE bucket = %(bucket)s),
+  (SELECT COUNT(*) FROM orders WHERE id >= %(first)s AND id < %(end)s)
 """
 
 
-def cascading_foreign_keys(cursor: Cursor) -> list[str]:
-    """Foreign keys that let another table's writes change orders rows unseen, described."""
-    cursor.execute(_CASCADING_FOREIGN_KEYS)
-    return [
-        f"{name} (references {parent}, ON DELETE {on_delete}, ON UPDATE {on_update})"
-        for name, parent, on_delete, on_update in cursor.fetchall()
-    ]
+def next_block(cursor: Cursor, after: int) -> int | None:
+    """The first block past ``after`` (-1: from the start) with a count or with rows."""
+    cursor.execute(_NEXT_BLOCK, {"after": after, "from_id": (after + 1) * BUCKET_WIDTH})
+    found = int(cursor.fetchone()[0])
+    return None if found >= _NO_BLOCK else found
 
 
-SCHEMA_TABLES = ("orders", "order_buckets", "heartbeat")
-COUNTING_TRIGGERS = ("orders_count_insert", "orders_count_delete", "orders_count_move")
+def block_counts(cursor: Cursor, bucket: int) -> tuple[int, int]:
+    """(count kept in order_buckets, rows in the block) for one block, from one read view."""
+    first = bucket * BUCKET_WIDTH
+    cursor.execute(_BLOCK_COUNTS, {"bucket": bucket, "first": first, "end": first + BUCKET_WIDTH})
+    kept, real = cursor.fetchone()
+    return int(kept), int(real)
 
 
-def missing_schema_objects(cursor: Cursor) -> list[str]:
-    """The service's tables and counting triggers (on ``orders`` itself) that do not exist now:
-    a table swap (RENAME) or DROP + CREATE leaves the triggers behind on the old table."""
-    cursor.execute(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-    )
-    tables = {str(row[0]) for row in cursor.fetchall()}
-    cursor.execute(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-        "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'orders'"
-    )
-    triggers = {str(row[0]) for row in cursor.fetchall()}
-    return [f"table {t}" for t in SCHEMA_TABLES if t not in tables] + [
-        f"trigger {t}" for t in COUNTING_TRIGGERS if t not in triggers
-    ]
+def repair_block(cursor: Cursor, bucket: int) -> tuple[int, int] | None:
+    """Set one block's count to its rows in a transaction of its own that holds writers to the
+    block off (its ids share-locked, gaps included, then its count row): (was, now) when it was
+    wrong. Lock waits give up after 1 s (error 1205; InnoDB's least), so the invalidation steps
+    it runs between wait no longer; the next round tries again."""
+    first = bucket * BUCKET_WIDTH
+    cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+    cursor.execute("START TRANSACTION")
+    try:
+        cursor.execute(
+            "SELECT COUNT(*) FROM orders WHERE id >= %s AND id < %s LOCK IN SHARE MODE",
+            (first, first + BUCKET_WIDTH),
+        )
+        real = int(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT COALESCE(SUM(row_count), 0) FROM order_buckets WHERE bucket = %s FOR UPDATE",
+            (bucket,),
+        )
+        kept = int(cursor.fetchone()[0])
+        if kept != real:
+            cursor.execute(
+                "INSERT INTO order_buckets (bucket, row_count) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE row_count = VALUES(row_count)",
+                (bucket, real),
+            )
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    return None if kept == real else (kept, real)
 
 
 def ping(cursor: Cursor) -> None:

@@ -32,7 +32,10 @@ def test_mysql_stopped_readiness_stays_200_and_cached_pages_are_served(
     ok = readyz(stack)
     assert ok.status_code == 200
     body = ok.json()
-    assert (body["status"], body["checks"]) == ("ok", {"mysql": "ok", "redis": "ok"})
+    assert (body["status"], body["checks"]) == (
+        "ok",
+        {"mysql": "ok", "schema": "ok", "redis": "ok"},
+    )
     assert "degraded" not in body
 
     stack.mariadb.stop()

@@ -29,7 +29,7 @@ from service.cli import main
 from service.config import Settings
 from service.invalidation.runner import Invalidator, build_invalidator
 from service.invalidation.server import check_server
-from service.orders import repository, roles, schema
+from service.orders import catalog, repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect
 from service.services import build_redis_cache
@@ -330,13 +330,19 @@ def _swap_in_a_copy(db: Database) -> None:
     )
 
 
-def test_a_table_swap_is_noticed_and_the_triggers_are_restored(
+def test_a_table_swap_is_noticed_reported_and_repaired_by_migrate(
     db: Database, settings: Settings
 ) -> None:
+    """The invalidator never makes DDL itself (issue 18, case 5): it reports what is missing
+    (/readyz, orders_invalidator_schema_problems) and ``migrate`` restores it."""
     with following(settings), api(settings) as client:
         warm(client, range(1, 21))
         _swap_in_a_copy(db)
-        wait_for(lambda: _triggers_on_orders(db) == 3)
+        wait_for(lambda: "trigger orders_count_move" in client.get("/readyz").get_data(True))
+        assert _triggers_on_orders(db) == 0
+        with contextlib.closing(db.connect()) as conn:
+            schema.migrate(conn)
+        assert _triggers_on_orders(db) == 3
         db.cli("DELETE FROM orders WHERE id = 5;")
         wait_for(lambda: client.get("/orders/1").get_json()["total_orders"] == ORDERS - 1)
         assert api_agrees_with_mysql(client, db)
@@ -362,8 +368,8 @@ def test_migrate_restores_what_a_drop_and_create_lost(db: Database) -> None:
 
 def _triggers_on_orders(db: Database) -> int:
     with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
-        missing = repository.missing_schema_objects(cur)
-    return len(repository.COUNTING_TRIGGERS) - sum(item.startswith("trigger") for item in missing)
+        missing = catalog.missing_schema_objects(cur)
+    return len(catalog.COUNTING_TRIGGERS) - sum(item.startswith("trigger") for item in missing)
 
 
 # ---- case 9: a position carries the server's identity -----------------------------------------

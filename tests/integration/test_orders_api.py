@@ -142,13 +142,15 @@ def test_a_wrong_method_is_405_with_allow(client: FlaskClient, method: str) -> N
     assert "GET" in response.headers["Allow"]
 
 
-def test_healthz_needs_nothing_and_readyz_checks_mysql_and_redis(client: FlaskClient) -> None:
+def test_healthz_needs_nothing_and_readyz_checks_mysql_its_schema_and_redis(
+    client: FlaskClient,
+) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.get_json()
     assert body["status"] == "ok"
-    assert body["checks"] == {"mysql": "ok", "redis": "ok"}
+    assert body["checks"] == {"mysql": "ok", "schema": "ok", "redis": "ok"}
     # No invalidator follows this test's namespace: said in the body, and still ready.
     assert body["invalidation"] == {"status": "absent", "max_lag_seconds": 2.0}
 
