@@ -45,7 +45,10 @@ def prepare_metrics_dir(settings: Settings) -> str:
         path = settings.metrics_dir
         multiproc.prepare(path)
     else:  # a private directory: two servers on one machine never share or wipe each other's
+        from service.observability import multiproc
+
         path = tempfile.mkdtemp(prefix="orders-metrics-")
+        os.environ[multiproc.PRIVATE_ENV_VAR] = path
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
