@@ -166,7 +166,7 @@ def invalidate() -> None:
 @main.command()
 def inspect() -> None:
     """Compare cached pages and totals with MySQL continuously; count confirmed inconsistencies."""
-    from service.inspection.inspector import run_inspector
+    from service.inspection.process import run_inspector
 
     run_inspector(_settings())
 
@@ -192,6 +192,43 @@ def run_all() -> None:
     stop(signal.SIGTERM, None)
     codes = [child.wait() for child in children]
     sys.exit(max(codes))
+
+
+@main.command()
+@click.option("--url", help="The API's /metrics (default: 127.0.0.1 at the admin or API port).")
+@click.option("--watch", is_flag=True, help="Print again every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between the two samples a rate needs.",
+)
+def stats(url: str | None, watch: bool, interval: float) -> None:
+    """The status page's figures in a terminal: hit rate, requests/s, misses, lag, inspector."""
+    from service.observability import status, status_sources
+
+    settings = _settings()
+    own = url or f"http://127.0.0.1:{settings.admin_port or settings.port}/metrics"
+    sources = status_sources(settings)
+    click.echo(f"reading {own} and {', '.join(sources)}", err=True)
+    history = status.History(min_step=0.0)
+    while True:
+        try:
+            own_text = status.fetch(own)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(
+                f"{own} did not answer ({exc}); is the API running?"
+            ) from None
+        history.add(status.sample(own_text, sources))
+        series = history.series()
+        if series:
+            if watch:
+                click.clear()
+            click.echo("\n".join(status.lines(history.samples[-1], series[-1][1])))
+            if not watch:
+                return
+        time.sleep(interval)
 
 
 @main.command()
