@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import NoReturn
 
 import click
 
+from service import devstack
 from service.config import SETTINGS, Settings, SettingsError
 from service.observability.logging import configure as configure_logging
 
@@ -30,8 +33,38 @@ def _settings() -> Settings:
 def main() -> None:
     """Paginated orders from MySQL through an exact Redis cache.
 
-    Configured only by ORDERS_* environment variables (see `orders-service config`).
+    Configured by ORDERS_* environment variables (see `orders-service config`); in a checkout
+    where `make run` is running, also by the .run/orders.env it writes (the environment wins).
     """
+    devstack.load()
+
+
+def _target(settings: Settings) -> str:
+    return f"MySQL {settings.database_url.redacted()}, Redis keys under {settings.cache_prefix}:"
+
+
+@contextlib.contextmanager
+def _clear_failures(settings: Settings) -> Iterator[None]:
+    """One line naming the target instead of a driver's traceback (its message only: the
+    server's own words, never the password, which the redacted URL leaves out)."""
+    import pymysql
+    import redis
+
+    from service.cache.store import CacheUnavailable
+    from service.orders.database import DatabaseUnavailable
+
+    try:
+        yield
+    except pymysql.MySQLError as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()}: {exc.args[-1]}"
+        ) from None
+    except DatabaseUnavailable as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()}: {exc.reason}"
+        ) from None
+    except (redis.RedisError, CacheUnavailable) as exc:
+        raise click.ClickException(f"Redis at {settings.redis_url.redacted()}: {exc}") from None
 
 
 def prepare_metrics_dir(settings: Settings) -> str:
@@ -81,6 +114,7 @@ def migrate() -> None:
 
     settings = _settings()
     configure_logging(settings)
+    click.echo(f"migrating {_target(settings)}", err=True)
     _wait_for_database(settings)
     _create_database_if_missing(settings)
     with connect(settings.database_url) as connection:
@@ -109,24 +143,34 @@ def migrate() -> None:
     help="Random seed; the same seed gives the same orders.",
 )
 @click.option("--if-empty", is_flag=True, help="Do nothing when the table already has orders.")
-def seed(count: int, seed: int, if_empty: bool) -> None:
+@click.option("--yes", is_flag=True, help="Add to a table that already has orders.")
+def seed(count: int, seed: int, if_empty: bool, yes: bool) -> None:
     """Generate realistic orders after the highest existing id (deterministic for a seed)."""
     from service.orders import repository
     from service.orders import seed as generator
     from service.orders.database import connect
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
-        if if_empty and repository.has_orders(cursor):
+    click.echo(f"seeding {count} orders into {_target(settings)}", err=True)
+    with _clear_failures(settings):
+        with connect(settings.database_url) as connection, connection.cursor() as cursor:
+            present = repository.has_orders(cursor)
+            first_id = repository.max_order_id(cursor) + 1
+        if present and if_empty:
             click.echo("orders already present; not seeding")
             return
-        first_id = repository.max_order_id(cursor) + 1
-    rows = generator.generate(count, seed=seed, first_id=first_id)
-    started = time.monotonic()
-    with click.progressbar(
-        length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
-    ) as bar:
-        generator.load(lambda: connect(settings.database_url, autocommit=False), rows, bar.update)
+        if present and not yes:
+            raise click.ClickException(
+                f"{settings.database_url.redacted()} already has orders (up to id "
+                f"{first_id - 1}); add to them with --yes, or use --if-empty"
+            )
+        rows = generator.generate(count, seed=seed, first_id=first_id)
+        started = time.monotonic()
+        with click.progressbar(
+            length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar:
+            load = lambda: connect(settings.database_url, autocommit=False)  # noqa: E731
+            generator.load(load, rows, bar.update)
     elapsed = time.monotonic() - started
     click.echo(f"seeded {count} orders in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
 
@@ -142,7 +186,12 @@ def recount() -> None:
     from service.services import build_redis_cache
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
+    click.echo(f"recounting {_target(settings)}", err=True)
+    with (
+        _clear_failures(settings),
+        connect(settings.database_url) as connection,
+        connection.cursor() as cursor,
+    ):
         repository.recount_buckets(cursor)
         total = repository.count_orders(cursor)
     click.echo(f"block counts rebuilt: {total} orders")
@@ -168,7 +217,10 @@ def inspect() -> None:
     """Compare cached pages and totals with MySQL continuously; count confirmed inconsistencies."""
     from service.inspection.process import run_inspector
 
-    run_inspector(_settings())
+    settings = _settings()
+    click.echo(f"inspecting {_target(settings)}", err=True)
+    with _clear_failures(settings):
+        run_inspector(settings)
 
 
 @main.command("run-all")
@@ -241,6 +293,9 @@ def config(markdown: bool) -> None:
             default = f"`{setting.default}`" if setting.default else "(empty)"
             click.echo(f"| `{setting.env}` | {default} | {setting.help} |")
         return
+    env_file = devstack.found()
+    if env_file is not None:
+        click.echo(f"# also read from {env_file} (the environment wins)", err=True)
     for name, value in _settings().redacted().items():
         click.echo(f"{name}={value}")
 
