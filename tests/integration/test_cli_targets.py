@@ -5,6 +5,7 @@ orders it was not asked to."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -84,3 +85,18 @@ def test_seed_says_what_it_targets_and_refuses_orders_it_was_not_told_to_add_to(
     assert done.returncode == 0, done.stderr
     assert "seeding" in done.stderr
     assert seeded_database_url.rsplit("/", 1)[1] in done.stderr
+
+
+def test_run_all_beside_a_running_server_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = cli(
+            "run-all",
+            cwd=tmp_path,
+            ORDERS_HOST="127.0.0.1",
+            ORDERS_PORT=str(port),
+            ORDERS_DATABASE_URL=f"{SHARED_MYSQL}/orders_missing_i23",
+        )
+    line = _one_clear_line(done)
+    assert f"127.0.0.1:{port}" in line
+    assert "in use" in line
