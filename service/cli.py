@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,8 @@ def _gunicorn_argv() -> list[str]:
 def serve() -> NoReturn:
     """Serve the HTTP API with gunicorn (ORDERS_HOST:ORDERS_PORT, default 0.0.0.0:5001)."""
     settings = _settings()
+    for port in filter(None, (settings.port, settings.admin_port)):
+        _require_free(settings.host, port)
     prepare_metrics_dir(settings)
     argv = _gunicorn_argv()
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process: signals reach gunicorn directly
@@ -226,7 +229,10 @@ def inspect() -> None:
 @main.command("run-all")
 def run_all() -> None:
     """Development: the web server and the invalidator together, stopped together (make run)."""
-    _settings()
+    settings = _settings()
+    ports = [settings.port, settings.admin_port, settings.invalidator_metrics_port]
+    for port in filter(None, ports):
+        _require_free(settings.host, port)
     children = [
         subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),
         subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),
@@ -318,6 +324,16 @@ def grants(role: str, user: str, database: str, host: str, redis_prefix: str | N
             click.echo(f"{statement};")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _require_free(host: str, port: int) -> None:
+    """Fail in one line when another server (often another `make run`) holds the port."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise click.ClickException(
+            f"{host}:{port} is in use ({exc.strerror}): is another `make run` or server running?"
+        ) from None
 
 
 def _wait_for_database(settings: Settings) -> None:
