@@ -66,7 +66,12 @@ def test_make_run_serves_on_loopback_with_inspector_status_and_env_file(tmp_path
         )
     admin = f"http://127.0.0.1:{ports['admin']}"
     try:
-        wait_for(lambda: make.poll() is None and http_ok(f"{admin}/readyz"), 180, "make run's API")
+
+        def api_ready() -> bool:
+            assert make.poll() is None, log.read_text(errors="replace")[-3000:]
+            return http_ok(f"{admin}/readyz")
+
+        wait_for(api_ready, 180, "make run's API")
         wait_for(lambda: http_ok(f"http://127.0.0.1:{ports['insp']}/healthz"), 60, "inspector")
         assert requests.get(f"http://127.0.0.1:{ports['api']}/orders/2", timeout=5).ok
         page = requests.get(f"{admin}/status", timeout=5)
