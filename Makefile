@@ -42,6 +42,7 @@ install: $(INSTALL_STAMP) ## Create the virtualenv and install the service with 
 
 # Only locked, hash-checked files (requirements/, `make lock`), then the service itself without deps.
 $(INSTALL_STAMP): pyproject.toml requirements/build.txt requirements/dev.txt
+	@echo "installing the service and its dev tools into $(VENV) (requirements/*.txt, hash-checked)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.txt
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
