@@ -33,7 +33,7 @@ def test_the_readme_says_what_it_is_for_then_runs_curls_and_tests() -> None:
             "make run",
             "curl -i 127.0.0.1:5001/orders/99",
             "http://127.0.0.1:5002/status",
-            "`make test`",
+            "`make test` runs lint",
         )
     )
     assert purpose < run < curl < status < test
