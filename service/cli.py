@@ -228,13 +228,19 @@ def inspect() -> None:
 
 @main.command("run-all")
 def run_all() -> None:
-    """Development: the web server and the invalidator together, stopped together (make run)."""
+    """Development: the web server, the invalidator and the inspector, stopped together."""
     settings = _settings()
-    ports = [settings.port, settings.admin_port, settings.invalidator_metrics_port]
+    ports = [
+        settings.port,
+        settings.admin_port,
+        settings.invalidator_metrics_port,
+        settings.inspector_metrics_port,
+    ]
     for port in filter(None, ports):
         _require_free(settings.host, port)
     children = [
         subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),
+        subprocess.Popen([sys.executable, "-m", "service.cli", "inspect"]),
         subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),
     ]
 
