@@ -42,6 +42,7 @@ install: $(INSTALL_STAMP) ## Create the virtualenv and install the service with 
 
 # Only locked, hash-checked files (requirements/, `make lock`), then the service itself without deps.
 $(INSTALL_STAMP): pyproject.toml requirements/build.txt requirements/dev.txt
+	@echo "installing the service and its dev tools into $(VENV) (requirements/*.txt, hash-checked)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.txt
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
@@ -58,13 +59,19 @@ db-down: ## Stop the project's own MariaDB (its data stays in .run/).
 
 .PHONY: run
 # Each step as its role's MySQL user (service/orders/roles.py): migrate and seed, then the
-# invalidator in the background and the API in front. Ctrl-C stops both, then the MariaDB.
+# invalidator and the inspector in the background and the API in front, all on 127.0.0.1.
+# The stack's environment (migrate role) goes to $(RUN_DIR)/orders.env, which `orders-service`
+# reads from the checkout. Ctrl-C stops everything, then the MariaDB.
 DEV_DB := RUN_DIR=$(RUN_DIR) DEV_MYSQL_PORT=$(DEV_MYSQL_PORT) hack/dev-mysql.sh
-run: install db-up ## Migrate, seed if empty, then serve on :5001 with the invalidator beside it.
-	export ORDERS_CACHE_PREFIX="$${ORDERS_CACHE_PREFIX:-$(RUN_PREFIX)}"; \
-	invalidator=; \
+## Port of /metrics, /status and the probes under `make run` (the orders on ORDERS_PORT).
+DEV_ADMIN_PORT ?= 5002
+run: install db-up ## Migrate, seed if empty, then serve on 127.0.0.1:5001 (status on :5002/status) with the invalidator and inspector.
+	export ORDERS_CACHE_PREFIX="$${ORDERS_CACHE_PREFIX:-$(RUN_PREFIX)}" \
+	  ORDERS_HOST="$${ORDERS_HOST:-127.0.0.1}" ORDERS_ADMIN_PORT="$${ORDERS_ADMIN_PORT:-$(DEV_ADMIN_PORT)}"; \
+	background=; \
 	cleanup() { \
-	  if [ -n "$$invalidator" ]; then kill "$$invalidator" 2>/dev/null || true; fi; \
+	  for pid in $$background; do kill "$$pid" 2>/dev/null || true; done; \
+	  wait $$background 2>/dev/null || true; \
 	  if [ "$(DEV_MYSQL_KEEP)" != 1 ]; then \
 	    echo "make run: stopping the MariaDB on :$(DEV_MYSQL_PORT) (DEV_MYSQL_KEEP=1 keeps it)"; \
 	    $(DEV_DB) down; \
@@ -72,12 +79,23 @@ run: install db-up ## Migrate, seed if empty, then serve on :5001 with the inval
 	}; \
 	trap cleanup EXIT; \
 	echo "make run: MariaDB on 127.0.0.1:$(DEV_MYSQL_PORT), Redis keys under $$ORDERS_CACHE_PREFIX:*"; \
+	( umask 077; { echo "# make run's stack, read by orders-service in this checkout (migrate role)"; \
+	  $(DEV_DB) env migrate; \
+	  for name in ORDERS_CACHE_PREFIX ORDERS_HOST ORDERS_PORT ORDERS_ADMIN_PORT; do \
+	    echo "export $$name='$${!name}'"; done; } >$(RUN_DIR)/orders.env ); \
+	echo "make run: the CLI's environment is in $(RUN_DIR)/orders.env (try: make cli ARGS=stats)"; \
 	( source <($(DEV_DB) env migrate); \
 	  $(BIN)/orders-service migrate; \
 	  $(BIN)/orders-service seed --orders $(SEED_ORDERS) --if-empty ); \
 	$(DEV_DB) grant; \
-	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & invalidator=$$!; \
+	( source <($(DEV_DB) env invalidator); exec $(BIN)/orders-service invalidate ) & background="$$!"; \
+	( source <($(DEV_DB) env api); exec $(BIN)/orders-service inspect ) & background="$$background $$!"; \
+	echo "make run: orders on http://127.0.0.1:$$ORDERS_PORT/orders/1, status on http://127.0.0.1:$$ORDERS_ADMIN_PORT/status"; \
 	source <($(DEV_DB) env api); $(BIN)/orders-service serve
+
+.PHONY: cli
+cli: install ## Run the CLI against the stack `make run` started: make cli ARGS="stats --watch".
+	$(BIN)/orders-service $(ARGS)
 
 ##@ Quality
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the whole stack with Docker Compose (compose.yaml): MySQL 8.4 with binlog, Redis 7,
-# migrations and seed, the API on localhost:5001 and the invalidator. Then:
+# migrations and seed, the API on localhost:5001 (status page on :5002/status), the invalidator
+# and the inspector. Then:
 #   curl localhost:5001/orders/99
 # Usage: ./run.sh [up|down|logs]    (down keeps the MySQL volume; `down -v` via compose removes it)
 # Settings: ORDERS_IMAGE, SEED_ORDERS, ORDERS_HOST_PORT, COMPOSE, and the passwords (MYSQL_*_PASSWORD,
@@ -25,7 +26,7 @@ compose() {
 }
 
 wait_ready() {
-  local url="http://localhost:${ORDERS_HOST_PORT:-5001}/readyz"
+  local url="http://127.0.0.1:${ORDERS_ADMIN_HOST_PORT:-5002}/readyz"
   for _ in $(seq 180); do
     if curl -fsS -o /dev/null "$url" 2>/dev/null; then
       return 0
@@ -54,7 +55,8 @@ case "${1:-up}" in
     ensure_secrets
     compose up --detach --build
     wait_ready
-    echo "orders is up: curl localhost:${ORDERS_HOST_PORT:-5001}/orders/99"
+    echo "orders is up: curl localhost:${ORDERS_HOST_PORT:-5001}/orders/99;" \
+      "status: http://127.0.0.1:${ORDERS_ADMIN_HOST_PORT:-5002}/status"
     ;;
   down) compose down ;;
   logs) compose logs --follow ;;

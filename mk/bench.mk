@@ -40,6 +40,7 @@ BENCH := $(BIN)/python -m bench
 bench-tools: $(WRK_STAMP) $(BENCH_PY_STAMP) ## Unpack Debian's wrk into .tools/; install the bench extra (flask-caching, matplotlib, psutil, py-spy).
 
 $(WRK_STAMP):
+	@echo "first use: unpacking Debian's $(WRK_DEBS) (apt-get download, dpkg-deb) into $(WRK_DIR) (mk/bench.mk)"
 	rm -rf $(WRK_DIR) && mkdir -p $(WRK_DIR)/debs
 	cd $(WRK_DIR)/debs && { apt-get download $(WRK_DEBS) 2>/dev/null \
 	  || { apt-get update -qq && apt-get download $(WRK_DEBS); }; }
@@ -48,6 +49,7 @@ $(WRK_STAMP):
 	touch $@
 
 $(BENCH_PY_STAMP): pyproject.toml requirements/bench.txt | $(INSTALL_STAMP)
+	@echo "first use: the bench extra into $(VENV) (requirements/bench.txt, hash-checked)"
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 

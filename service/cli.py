@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import NoReturn
 
 import click
 
+from service import devstack
 from service.config import SETTINGS, Settings, SettingsError
 from service.observability.logging import configure as configure_logging
 
@@ -30,8 +34,38 @@ def _settings() -> Settings:
 def main() -> None:
     """Paginated orders from MySQL through an exact Redis cache.
 
-    Configured only by ORDERS_* environment variables (see `orders-service config`).
+    Configured by ORDERS_* environment variables (see `orders-service config`); in a checkout
+    where `make run` is running, also by the .run/orders.env it writes (the environment wins).
     """
+    devstack.load()
+
+
+def _target(settings: Settings) -> str:
+    return f"MySQL {settings.database_url.redacted()}, Redis keys under {settings.cache_prefix}:"
+
+
+@contextlib.contextmanager
+def _clear_failures(settings: Settings) -> Iterator[None]:
+    """One line naming the target instead of a driver's traceback (its message only: the
+    server's own words, never the password, which the redacted URL leaves out)."""
+    import pymysql
+    import redis
+
+    from service.cache.store import CacheUnavailable
+    from service.orders.database import DatabaseUnavailable
+
+    try:
+        yield
+    except pymysql.MySQLError as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()}: {exc.args[-1]}"
+        ) from None
+    except DatabaseUnavailable as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()}: {exc.reason}"
+        ) from None
+    except (redis.RedisError, CacheUnavailable) as exc:
+        raise click.ClickException(f"Redis at {settings.redis_url.redacted()}: {exc}") from None
 
 
 def prepare_metrics_dir(settings: Settings) -> str:
@@ -45,7 +79,10 @@ def prepare_metrics_dir(settings: Settings) -> str:
         path = settings.metrics_dir
         multiproc.prepare(path)
     else:  # a private directory: two servers on one machine never share or wipe each other's
+        from service.observability import multiproc
+
         path = tempfile.mkdtemp(prefix="orders-metrics-")
+        os.environ[multiproc.PRIVATE_ENV_VAR] = path
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
@@ -65,6 +102,8 @@ def _gunicorn_argv() -> list[str]:
 def serve() -> NoReturn:
     """Serve the HTTP API with gunicorn (ORDERS_HOST:ORDERS_PORT, default 0.0.0.0:5001)."""
     settings = _settings()
+    for port in filter(None, (settings.port, settings.admin_port)):
+        _require_free(settings.host, port)
     prepare_metrics_dir(settings)
     argv = _gunicorn_argv()
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process: signals reach gunicorn directly
@@ -78,6 +117,7 @@ def migrate() -> None:
 
     settings = _settings()
     configure_logging(settings)
+    click.echo(f"migrating {_target(settings)}", err=True)
     _wait_for_database(settings)
     _create_database_if_missing(settings)
     with connect(settings.database_url) as connection:
@@ -106,24 +146,34 @@ def migrate() -> None:
     help="Random seed; the same seed gives the same orders.",
 )
 @click.option("--if-empty", is_flag=True, help="Do nothing when the table already has orders.")
-def seed(count: int, seed: int, if_empty: bool) -> None:
+@click.option("--yes", is_flag=True, help="Add to a table that already has orders.")
+def seed(count: int, seed: int, if_empty: bool, yes: bool) -> None:
     """Generate realistic orders after the highest existing id (deterministic for a seed)."""
     from service.orders import repository
     from service.orders import seed as generator
     from service.orders.database import connect
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
-        if if_empty and repository.has_orders(cursor):
+    click.echo(f"seeding {count} orders into {_target(settings)}", err=True)
+    with _clear_failures(settings):
+        with connect(settings.database_url) as connection, connection.cursor() as cursor:
+            present = repository.has_orders(cursor)
+            first_id = repository.max_order_id(cursor) + 1
+        if present and if_empty:
             click.echo("orders already present; not seeding")
             return
-        first_id = repository.max_order_id(cursor) + 1
-    rows = generator.generate(count, seed=seed, first_id=first_id)
-    started = time.monotonic()
-    with click.progressbar(
-        length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
-    ) as bar:
-        generator.load(lambda: connect(settings.database_url, autocommit=False), rows, bar.update)
+        if present and not yes:
+            raise click.ClickException(
+                f"{settings.database_url.redacted()} already has orders (up to id "
+                f"{first_id - 1}); add to them with --yes, or use --if-empty"
+            )
+        rows = generator.generate(count, seed=seed, first_id=first_id)
+        started = time.monotonic()
+        with click.progressbar(
+            length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar:
+            load = lambda: connect(settings.database_url, autocommit=False)  # noqa: E731
+            generator.load(load, rows, bar.update)
     elapsed = time.monotonic() - started
     click.echo(f"seeded {count} orders in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
 
@@ -139,7 +189,12 @@ def recount() -> None:
     from service.services import build_redis_cache
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
+    click.echo(f"recounting {_target(settings)}", err=True)
+    with (
+        _clear_failures(settings),
+        connect(settings.database_url) as connection,
+        connection.cursor() as cursor,
+    ):
         repository.recount_buckets(cursor)
         total = repository.count_orders(cursor)
     click.echo(f"block counts rebuilt: {total} orders")
@@ -163,17 +218,29 @@ def invalidate() -> None:
 @main.command()
 def inspect() -> None:
     """Compare cached pages and totals with MySQL continuously; count confirmed inconsistencies."""
-    from service.inspection.inspector import run_inspector
+    from service.inspection.process import run_inspector
 
-    run_inspector(_settings())
+    settings = _settings()
+    click.echo(f"inspecting {_target(settings)}", err=True)
+    with _clear_failures(settings):
+        run_inspector(settings)
 
 
 @main.command("run-all")
 def run_all() -> None:
-    """Development: the web server and the invalidator together, stopped together (make run)."""
-    _settings()
+    """Development: the web server, the invalidator and the inspector, stopped together."""
+    settings = _settings()
+    ports = [
+        settings.port,
+        settings.admin_port,
+        settings.invalidator_metrics_port,
+        settings.inspector_metrics_port,
+    ]
+    for port in filter(None, ports):
+        _require_free(settings.host, port)
     children = [
         subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),
+        subprocess.Popen([sys.executable, "-m", "service.cli", "inspect"]),
         subprocess.Popen([sys.executable, "-m", "service.cli", "serve"]),
     ]
 
@@ -192,6 +259,43 @@ def run_all() -> None:
 
 
 @main.command()
+@click.option("--url", help="The API's /metrics (default: 127.0.0.1 at the admin or API port).")
+@click.option("--watch", is_flag=True, help="Print again every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between the two samples a rate needs.",
+)
+def stats(url: str | None, watch: bool, interval: float) -> None:
+    """The status page's figures in a terminal: hit rate, requests/s, misses, lag, inspector."""
+    from service.observability import status, status_sources
+
+    settings = _settings()
+    own = url or f"http://127.0.0.1:{settings.admin_port or settings.port}/metrics"
+    sources = status_sources(settings)
+    click.echo(f"reading {own} and {', '.join(sources)}", err=True)
+    history = status.History(min_step=0.0)
+    while True:
+        try:
+            own_text = status.fetch(own)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(
+                f"{own} did not answer ({exc}); is the API running?"
+            ) from None
+        history.add(status.sample(own_text, sources))
+        series = history.series()
+        if series:
+            if watch:
+                click.clear()
+            click.echo("\n".join(status.lines(history.samples[-1], series[-1][1])))
+            if not watch:
+                return
+        time.sleep(interval)
+
+
+@main.command()
 @click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
 def config(markdown: bool) -> None:
     """Print the effective settings (secrets redacted), or the table of every variable."""
@@ -201,6 +305,9 @@ def config(markdown: bool) -> None:
             default = f"`{setting.default}`" if setting.default else "(empty)"
             click.echo(f"| `{setting.env}` | {default} | {setting.help} |")
         return
+    env_file = devstack.found()
+    if env_file is not None:
+        click.echo(f"# also read from {env_file} (the environment wins)", err=True)
     for name, value in _settings().redacted().items():
         click.echo(f"{name}={value}")
 
@@ -223,6 +330,16 @@ def grants(role: str, user: str, database: str, host: str, redis_prefix: str | N
             click.echo(f"{statement};")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _require_free(host: str, port: int) -> None:
+    """Fail in one line when another server (often another `make run`) holds the port."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise click.ClickException(
+            f"{host}:{port} is in use ({exc.strerror}): is another `make run` or server running?"
+        ) from None
 
 
 def _wait_for_database(settings: Settings) -> None:

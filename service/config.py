@@ -292,6 +292,11 @@ def _safe_jwks_url(url: str) -> bool:
         return False
 
 
+def _http_urls(raw: str) -> tuple[str, ...]:
+    """Comma-separated http(s) URLs."""
+    return tuple(_optional_http_url(part) for part in raw.split(",") if part.strip())
+
+
 def _scope(raw: str) -> str:
     value = raw.strip()
     if any(c.isspace() or c in '"\\' for c in value):
@@ -583,6 +588,21 @@ SETTINGS: tuple[Setting, ...] = (
         "/orders/* answers 404 here); empty: everything on ORDERS_PORT.",
     ),
     Setting(
+        "status_sources",
+        "",
+        _http_urls,
+        "/metrics URLs of the invalidator and the inspector that /status and `orders-service "
+        "stats` read besides the API's own (comma-separated); empty: both on 127.0.0.1 at "
+        "ORDERS_INVALIDATOR_METRICS_PORT and ORDERS_INSPECTOR_METRICS_PORT.",
+    ),
+    Setting(
+        "inspector_host",
+        "127.0.0.1",
+        str,
+        "Address the inspector's /metrics and /healthz bind (0.0.0.0 where something else must "
+        "scrape it, as in a container).",
+    ),
+    Setting(
         "forwarded_allow_ips",
         "",
         _proxy_addresses,
@@ -722,6 +742,8 @@ class Settings:
     forwarded_allow_ips: tuple[str, ...]
     client_timeout: float
     client_max_connections: int
+    status_sources: tuple[str, ...]
+    inspector_host: str
     invalidator_server_id: int
     invalidator_stall_after: float
     invalidator_heartbeat: float

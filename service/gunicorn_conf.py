@@ -6,6 +6,7 @@ tracing is built per worker after fork, dead workers are marked for prometheus-c
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from service import lifecycle, observability
 from service.config import load as _load_settings
 from service.observability import logging as service_logging
+from service.observability import multiproc
 
 _settings = _load_settings()
 
@@ -52,6 +54,7 @@ def on_starting(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    _hold_stop_signals_while_booting(server)
     worker.client_timeout = _settings.client_timeout
     worker.max_client_connections = _settings.client_max_connections
     worker.admin_port = _settings.admin_port
@@ -61,8 +64,31 @@ def post_fork(server: Any, worker: Any) -> None:
     service_logging.configure(_settings, buffered=True)
 
 
+# Ctrl-C reaches the whole process group: the arbiter stops the workers (SIGQUIT), so a worker
+# must not act on the terminal's SIGINT too. And gthread's own quit handler calls
+# ThreadPoolExecutor.shutdown from the signal handler: when the signal lands while the main
+# thread is inside submit() (accepting a connection), that takes the lock submit() holds and the
+# worker deadlocks (cpython#121649) until the arbiter's SIGKILL 20 s later. Last, a SIGQUIT or
+# SIGTERM that arrived while a worker booted was lost: until the worker installs its handlers it
+# runs the arbiter's, which only queue the signal in the (copied) arbiter.
+_STOP_SIGNALS = {signal.SIGQUIT, signal.SIGTERM}
+
+
+def _hold_stop_signals_while_booting(server: Any) -> None:
+    """Block SIGINT for good and SIGQUIT/SIGTERM until ``post_worker_init``; re-raise those the
+    arbiter's inherited handler swallowed since fork, so they wait, pending, for the worker's."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *_STOP_SIGNALS})
+    queued = getattr(server, "SIG_QUEUE", None)  # gunicorn 27: a SimpleQueue (this child's copy)
+    swallowed = set()
+    while queued is not None and not queued.empty():
+        swallowed.add(queued.get_nowait())
+    for signum in swallowed & _STOP_SIGNALS:
+        os.kill(os.getpid(), signum)
+
+
 def post_worker_init(worker: Any) -> None:
-    """On SIGTERM, report not-ready for ORDERS_SHUTDOWN_DELAY seconds, then stop gracefully."""
+    """On SIGTERM, report not-ready for ORDERS_SHUTDOWN_DELAY seconds, then stop gracefully;
+    then take the stop signals held since fork."""
     stop_gracefully = signal.getsignal(signal.SIGTERM)
 
     def drain_then_stop(signum: int, frame: Any) -> None:
@@ -72,7 +98,20 @@ def post_worker_init(worker: Any) -> None:
         if callable(stop_gracefully):
             threading.Timer(_settings.shutdown_delay, stop_gracefully, (signum, frame)).start()
 
+    def quit_soon(signum: int, frame: Any) -> None:
+        """Leave the worker loop (within its 1 s poll) without touching the thread pool here."""
+        worker.alive = False
+        wake = getattr(getattr(worker, "method_queue", None), "defer", None)
+        if wake is not None:  # gthread: a reentrant queue and a pipe write end its poll now
+            wake(lambda: None)
+
     signal.signal(signal.SIGTERM, drain_then_stop)
+    signal.signal(signal.SIGQUIT, quit_soon)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def on_exit(server: Any) -> None:
+    multiproc.remove_private()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -1,6 +1,6 @@
-"""Which routes answer on which port. With ``ORDERS_ADMIN_PORT`` set, ``/metrics`` and the probes
-answer only on the admin port and everything else only on the public port (``ORDERS_PORT``); the
-other port answers 404, as a problem document like every other 404.
+"""Which routes answer on which port. With ``ORDERS_ADMIN_PORT`` set, ``/metrics``, ``/status``
+and the probes answer only on the admin port and everything else only on the public port
+(``ORDERS_PORT``); the other port answers 404, as a problem document like every other 404.
 
 The port is the one the request arrived on: gunicorn sets ``SERVER_PORT`` from the listening
 socket's own address, not from the Host header, so a client cannot pick it (tests/security).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, abort, request
 
-ADMIN_ROUTES = frozenset(("/metrics", "/healthz", "/readyz"))
+ADMIN_ROUTES = frozenset(("/metrics", "/healthz", "/readyz", "/status"))
 
 
 def init_app(app: Flask, admin_port: int) -> None:

@@ -19,7 +19,6 @@ most as many rechecks again; nothing else. Redis: one MULTI (MGET + TIME) per en
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from dataclasses import dataclass
 
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.store import CacheUnavailable, Lookup, RedisCache
-from service.config import Settings
 from service.observability import metrics
 from service.observability.logging import get_logger
 from service.orders.database import DatabaseUnavailable
@@ -136,40 +134,3 @@ class Inspector:
                 page=page if page != TOTALS else None,
                 max_lag_ms=self._max_lag_ms,
             )
-
-
-def run_inspector(settings: Settings) -> None:
-    """The process (``orders-service inspect``): ``/metrics`` on ORDERS_INSPECTOR_METRICS_PORT,
-    then rounds every ORDERS_INSPECTOR_INTERVAL seconds until SIGTERM/SIGINT."""
-    from prometheus_client import disable_created_metrics, start_http_server
-
-    from service.observability import logging as service_logging
-    from service.orders import loaders
-    from service.services import build_database, build_redis_cache
-
-    service_logging.configure(settings)
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    metrics.publish_build_info("inspector")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    database = build_database(settings)
-    inspector = Inspector(
-        build_redis_cache(settings),
-        load_page=loaders.page_loader(database, settings.page_size),
-        load_total=loaders.total_loader(database),
-        pages=settings.inspector_pages,
-        max_lag=settings.cache_max_lag,
-    )
-    server, _thread = start_http_server(settings.inspector_metrics_port, settings.host)
-    _log.info(
-        "inspector started",
-        pages=settings.inspector_pages,
-        interval=settings.inspector_interval,
-        namespace=inspector.cache.keys.base,
-    )
-    try:
-        inspector.run(stop, settings.inspector_interval)
-    finally:
-        server.shutdown()
-        database.close()

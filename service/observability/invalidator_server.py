@@ -1,4 +1,4 @@
-"""The invalidator's own HTTP endpoint: ``/metrics`` of its single process and ``/healthz``.
+"""The invalidator's (and the inspector's) own HTTP endpoint: ``/metrics`` and ``/healthz``.
 
 One thread serves every connection from a selector, so sockets cost no thread while they idle:
 the stdlib's threading WSGI server started a thread per connection with no timeout (200 idle
@@ -39,9 +39,11 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unava
 Answer = tuple[int, str, bytes]
 
 
-def _answer(healthy: Callable[[], bool], path: str) -> Answer:
+def _answer(
+    healthy: Callable[[], bool], path: str, exposition: Callable[[], bytes] | None = None
+) -> Answer:
     if path == "/metrics":
-        return 200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
+        return 200, CONTENT_TYPE_LATEST, (exposition or (lambda: generate_latest(REGISTRY)))()
     if path == "/healthz":
         ok = healthy()
         return (200, "text/plain", b"ok\n") if ok else (503, "text/plain", b"unhealthy\n")
@@ -87,6 +89,7 @@ class BoundedHTTPServer:
         *,
         max_connections: int = MAX_CONNECTIONS,
         request_seconds: float = REQUEST_SECONDS,
+        name: str = "invalidator-metrics",
     ) -> None:
         self._answer = answer
         self._max = max_connections
@@ -98,7 +101,7 @@ class BoundedHTTPServer:
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._open: OrderedDict[int, _Connection] = OrderedDict()  # oldest first
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="invalidator-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

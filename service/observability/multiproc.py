@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+# Set by ``serve`` when it made the directory itself (no ORDERS_METRICS_DIR): gunicorn's master
+# removes it on exit, so each run does not leave a directory behind in /tmp.
+PRIVATE_ENV_VAR = "ORDERS_SERVE_PRIVATE_METRICS_DIR"
 LOCK_FILE = ".collect.lock"
 ARCHIVE = "archive"
 
@@ -41,6 +45,13 @@ def prepare(path: str) -> None:
     for stale in folder.iterdir():
         if stale.is_file() and (stale.suffix in {".db", ".tmp"} or stale.name == LOCK_FILE):
             stale.unlink()
+
+
+def remove_private() -> None:
+    """Remove the directory ``serve`` created for this server alone (nothing else reads it)."""
+    path = os.environ.get(PRIVATE_ENV_VAR)
+    if path and path == directory():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager

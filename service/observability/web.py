@@ -27,7 +27,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = "orders.request_id"
 UNMATCHED = "unmatched"
 # Routes whose canonical line is logged at debug level: probes and scrapes would drown the rest.
-QUIET_ROUTES = frozenset(("/healthz", "/readyz", "/metrics"))
+QUIET_ROUTES = frozenset(("/healthz", "/readyz", "/metrics", "/status"))
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # A client chooses the path (up to gunicorn's 4094-byte request line): the log line keeps the start
 # and says it was cut, so one request cannot write kilobytes of log.
@@ -158,8 +158,9 @@ def metrics_registry() -> CollectorRegistry:
     return multiproc.registry(path) if path else REGISTRY
 
 
-def init_app(app: Flask) -> None:
-    """Register the request hooks, the ``/metrics`` endpoint and (when configured) tracing."""
+def init_app(app: Flask) -> CollectorRegistry:
+    """Register the request hooks, the ``/metrics`` endpoint and (when configured) tracing;
+    returns the registry ``/metrics`` reads (the status page reads the same)."""
     if tracing.enabled():
         # Registered first, so its span exists when our hooks run.
         tracing.instrument_app(app)
@@ -176,3 +177,4 @@ def init_app(app: Flask) -> None:
 
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
     metrics.publish_build_info("api")
+    return registry

@@ -74,6 +74,7 @@ def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
         "grants",
         "orders",
         "invalidator",
+        "inspector",
     }
     conditions = {
         name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
@@ -83,6 +84,7 @@ def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
     assert conditions["seed"] == {"migrate": "service_completed_successfully"}
     assert conditions["orders"]["seed"] == "service_completed_successfully"
     assert conditions["invalidator"]["migrate"] == "service_completed_successfully"
+    assert conditions["inspector"]["migrate"] == "service_completed_successfully"
     assert services["orders"]["ports"][0]["published"] == "5001"
 
 
@@ -100,12 +102,12 @@ def test_mysql_and_redis_match_the_chart(compose: dict[str, Any]) -> None:
     redis = compose["services"]["redis"]
     chart_redis = one(docs, "StatefulSet", "orders-redis")["spec"]["template"]["spec"]
     assert redis["image"] == chart_redis["containers"][0]["image"]
-    assert "volatile-lru" in redis["command"]
+    assert "maxmemory-policy volatile-lru" in compose["configs"]["redis-conf"]["content"]
 
 
 def test_orders_containers_are_locked_down_like_the_chart(compose: dict[str, Any]) -> None:
     known = {setting.env for setting in SETTINGS}
-    for name in ("migrate", "seed", "orders", "invalidator"):
+    for name in ("migrate", "seed", "orders", "invalidator", "inspector"):
         service = compose["services"][name]
         assert service["read_only"] is True, name
         assert service["user"] == "10001:10001", name
@@ -136,10 +138,10 @@ def test_each_role_has_its_own_users_with_the_packages_grants(compose: dict[str,
             where = after_migrate if names_a_table else first_start
             assert f"{statement};" in where, statement
     services = compose["services"]
-    command = " ".join(services["redis"]["command"])
+    redis_conf = configs["redis-conf"]["content"]
     for role in roles.REDIS_COMMANDS:
         rules = " ".join(roles.redis_acl(role, f"orders_{role}", "orders"))
-        assert f"--user orders_{role} {rules} >stand-in" in command, role
+        assert f"user orders_{role} {rules} >stand-in" in redis_conf, role
     users = {
         name: service["environment"]["ORDERS_DATABASE_URL"].split("//")[1].split("@")[0]
         for name, service in services.items()
@@ -150,4 +152,28 @@ def test_each_role_has_its_own_users_with_the_packages_grants(compose: dict[str,
         "seed": "orders_migrate",
         "orders": "orders_api",
         "invalidator": "orders_invalidator",
+        "inspector": "orders_api",
     }
+
+
+def test_no_password_is_on_any_command_line(compose: dict[str, Any]) -> None:
+    """Argv is world-readable (ps, /proc): passwords reach processes through files or the
+    environment only."""
+    for name, service in compose["services"].items():
+        argv = [*service.get("command", []), *service.get("healthcheck", {}).get("test", [])]
+        assert not any("stand-in" in str(word) for word in argv), (name, argv)
+
+
+def test_the_inspector_runs_beside_the_api_with_its_health_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    inspector = compose["services"]["inspector"]
+    assert inspector["command"] == ["inspect"]
+    env = inspector["environment"]
+    assert env["ORDERS_REDIS_URL"].startswith("redis://orders_api@")
+    assert env["ORDERS_INSPECTOR_HOST"] == "0.0.0.0"  # noqa: S104 - inside its container
+    (port,) = inspector["ports"]
+    assert port["host_ip"] == "127.0.0.1"
+    assert str(port["target"]) == env["ORDERS_INSPECTOR_METRICS_PORT"]
+    probe = " ".join(inspector["healthcheck"]["test"])
+    assert f"127.0.0.1:{env['ORDERS_INSPECTOR_METRICS_PORT']}/healthz" in probe

@@ -192,7 +192,9 @@ def test_orders_service_inspect_serves_its_metrics_and_stops_on_sigterm(
         def serving() -> bool:
             assert process.poll() is None, "orders-service inspect exited"
             text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            return 'orders_inspector_inconsistencies_total{kind="page"}' in text
+            return (
+                'orders_inspector_inconsistencies_total{component="inspector",kind="page"}' in text
+            )
 
         wait_for(serving, 60, "the inspector's /metrics")
     finally:

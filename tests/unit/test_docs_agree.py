@@ -25,11 +25,18 @@ def test_the_readme_names_every_command() -> None:
         assert f"orders-service {command}" in README
 
 
-def test_the_readme_starts_with_the_two_commands_then_the_curl() -> None:
-    run, test, curl = (
-        README.index(s) for s in ("make run", "make test", "curl -i localhost:5001/orders/99")
+def test_the_readme_says_what_it_is_for_then_runs_curls_and_tests() -> None:
+    purpose, run, curl, status, test = (
+        README.index(s)
+        for s in (
+            "**What it is for.**",
+            "make run",
+            "curl -i 127.0.0.1:5001/orders/99",
+            "http://127.0.0.1:5002/status",
+            "`make test` runs lint",
+        )
     )
-    assert run < test < curl
+    assert purpose < run < curl < status < test
 
 
 def test_the_triggers_count_blocks_of_the_width_the_queries_assume() -> None:
