@@ -17,6 +17,7 @@ from service import close_app, create_app
 from service.cache.keys import DROP, CacheKeys, Invalidation
 from service.config import Settings
 from service.orders import repository, roles
+from service.orders.database import DatabaseUnavailable
 from service.services import build_redis_cache
 from tests.security.conftest import Launched, base_env, run_command
 from tests.support.servers import Database, RedisServer
@@ -268,3 +269,82 @@ def test_the_invalidator_redis_user_invalidates_within_its_prefix_only(
         with pytest.raises(redis.exceptions.NoPermissionError):
             invalidator.execute_command(*command)
     invalidator.close()
+
+
+def test_the_invalidator_user_cannot_touch_triggers_lock_tables_or_rewrite_the_counts(
+    shared_accounts: Accounts, seeded_database_url: str
+) -> None:
+    """Repairs (triggers, counts) run through `orders-service migrate`, never the invalidator."""
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("invalidator", database)
+    probe = f"`{database}`.orders_probe_{uuid.uuid4().hex[:6]}"  # stands in for a counting one
+    with shared_accounts._admin() as admin, admin.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TRIGGER {probe} AFTER INSERT ON `{database}`.heartbeat "
+            "FOR EACH ROW SET @orders_probe = 1"
+        )
+    try:
+        with shared_accounts.connect(user, database) as connection:
+            for statement in (
+                "CREATE TRIGGER orders_reject BEFORE INSERT ON orders FOR EACH ROW "
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no'",
+                f"DROP TRIGGER {probe}",
+                "LOCK TABLES orders WRITE",
+                "LOCK TABLES orders READ",
+                "DELETE FROM order_buckets WHERE bucket < 0",
+                "UPDATE order_buckets SET row_count = row_count WHERE bucket < 0",
+            ):
+                assert denied(connection, statement) in ER_DENIED, statement
+            assert denied(connection, "SELECT COUNT(*) FROM order_buckets") == 0
+    finally:
+        with shared_accounts._admin() as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER IF EXISTS {probe}")
+            cursor.execute(f"DROP TRIGGER IF EXISTS `{database}`.orders_reject")
+
+
+def test_the_api_user_cannot_hold_the_migration_lock(
+    shared_accounts: Accounts, seeded_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every name the API could know (the old fixed one, anything it can read) is not the lock
+    migrate takes: an API pod squatting it cannot stall a rollout's migrations."""
+    from service.orders import schema
+
+    monkeypatch.setattr(schema, "LOCK_TIMEOUT_SECONDS", 2)
+    database = database_of(seeded_database_url)
+    api_user = shared_accounts.create("api", database)
+    migrate_user = shared_accounts.create("migrate", database)
+    with shared_accounts.connect(api_user, database) as squatter:
+        with squatter.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 0)", ("orders_service_migrate",))
+            assert cursor.fetchone()[0] == 1
+        with shared_accounts.connect(migrate_user, database) as connection:
+            assert schema.migrate(connection) == []
+
+
+def test_the_api_sessions_take_no_row_locks(
+    shared_accounts: Accounts, seeded_database_url: str
+) -> None:
+    """The API's pool opens READ ONLY sessions: a locking read (SELECT ... FOR UPDATE or
+    LOCK IN SHARE MODE) from the API process is refused even on MariaDB, whose SELECT grant
+    allows one (MySQL 8.0.22+ needs UPDATE, DELETE or LOCK TABLES, which the API lacks)."""
+    from service.services import build_database
+
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("api", database)
+    settings = Settings.from_env({"ORDERS_DATABASE_URL": shared_accounts.url(user, database)})
+    db = build_database(settings)
+    try:
+        assert db.run("probe", lambda c: c.execute("SELECT id FROM orders LIMIT 1")) == 1
+        for statement in (
+            "SELECT id FROM orders WHERE id = 1 FOR UPDATE",
+            "SELECT id FROM orders WHERE id = 1 LOCK IN SHARE MODE",
+        ):
+            with pytest.raises(DatabaseUnavailable):
+                db.run("probe", lambda c, s=statement: c.execute(s))
+            db.breaker.success()
+    finally:
+        db.close()
+    assert not any(
+        privilege in " ".join(roles.grants("api", user, database))
+        for privilege in ("UPDATE", "DELETE", "LOCK TABLES", "INSERT")
+    )
