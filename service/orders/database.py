@@ -26,6 +26,7 @@ from service.observability import metrics
 T = TypeVar("T")
 PING_AFTER_IDLE_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 0.1
+READ_ONLY_SESSION = "SET SESSION TRANSACTION READ ONLY"
 
 
 class DatabaseUnavailable(Exception):
@@ -106,7 +107,16 @@ class Database:
         event.listen(self._pool, "checkout", _ping_if_idle)
 
     def _new_connection(self) -> Any:
-        return connect(self._url, timeout=self._timeout)
+        """A READ ONLY session: the request path only reads, and a read-only transaction refuses
+        locking reads (``SELECT ... FOR UPDATE``), which MariaDB's SELECT grant allows."""
+        connection = connect(self._url, timeout=self._timeout)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(READ_ONLY_SESSION)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:

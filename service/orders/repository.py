@@ -8,6 +8,8 @@ are skipped. A miss therefore costs the same on page 1 and on the last page of 1
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,9 @@ class Cursor(Protocol):
     def execute(self, query: str, args: Any = None) -> int: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> Any: ...
+
+    @property
+    def connection(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +258,7 @@ def max_order_id(cursor: Cursor) -> int:
 
 # --- migrations -----------------------------------------------------------------------------
 
-MIGRATION_LOCK = "orders_service_migrate"
+MIGRATION_LOCK = "orders_service_migrate"  # the name's start; see migration_lock_name
 
 _CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -263,14 +268,27 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+def migration_lock_name(cursor: Cursor) -> str:
+    """The named lock's name: GET_LOCK needs no privilege, so a fixed name could be held by any
+    account (an API pod stalling every migration). The name is a keyed hash of the migrate
+    role's password and database: every migrate replica computes it, no other role can."""
+    connection = cursor.connection
+    password = connection.password or b""
+    secret = password if isinstance(password, bytes) else str(password).encode()
+    database = connection.db or b""
+    database = database if isinstance(database, bytes) else str(database).encode()
+    digest = hmac.new(secret, b"orders-service migration lock:" + database, hashlib.sha256)
+    return f"{MIGRATION_LOCK}_{digest.hexdigest()[:32]}"
+
+
 def acquire_migration_lock(cursor: Cursor, timeout_seconds: int) -> bool:
     """A server-wide named lock, so two replicas starting together migrate one after the other."""
-    cursor.execute("SELECT GET_LOCK(%s, %s)", (MIGRATION_LOCK, timeout_seconds))
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (migration_lock_name(cursor), timeout_seconds))
     return bool(cursor.fetchone()[0])
 
 
 def release_migration_lock(cursor: Cursor) -> None:
-    cursor.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
+    cursor.execute("SELECT RELEASE_LOCK(%s)", (migration_lock_name(cursor),))
     cursor.fetchone()
 
 

@@ -15,10 +15,12 @@ import re
 ROLES = ("api", "invalidator", "migrate")
 # The invalidator's liveness row (written by it, in a table its migration creates).
 HEARTBEAT_TABLE = "heartbeat"
-COUNTS_TABLE = "order_buckets"
+COUNTS_TABLE = "order_buckets"  # migrate's (triggers and `recount`); no other role writes it
 
 # REPLICATION CLIENT is BINLOG MONITOR on MariaDB 10.5+ (an alias): SHOW MASTER STATUS and
-# SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*.
+# SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*: the
+# invalidator can read every database's row changes on the server (docs/security.md, "Roles":
+# give the service a MySQL of its own, or filter the binlog to its database).
 _REPLICATION = "REPLICATION SLAVE, REPLICATION CLIENT"
 # Schema changes and seeding, on the one database only; no GRANT OPTION, nothing global.
 _MIGRATE = (
@@ -84,11 +86,12 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
     if role == "invalidator":
         return [
             f"GRANT {_REPLICATION} ON *.* TO {account}",
-            # TRIGGER and LOCK TABLES, and writes to the block counts: after a TRUNCATE or a table
-            # swap it rebuilds the counts and restores the counting triggers (no table DDL).
-            f"GRANT SELECT, LOCK TABLES, TRIGGER ON {schema}.* TO {account}",
+            # Reads only, and its heartbeat: no TRIGGER, LOCK TABLES or writes to the block
+            # counts, which could switch the counting (and so every page) off. When a TRUNCATE or
+            # a table swap needs repairs it reports them; `orders-service migrate` (and
+            # `recount`) make them as the migrate role.
+            f"GRANT SELECT ON {schema}.* TO {account}",
             f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{HEARTBEAT_TABLE}` TO {account}",
-            f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{COUNTS_TABLE}` TO {account}",
         ]
     if role == "migrate":
         return [f"GRANT {_MIGRATE} ON {schema}.* TO {account}"]
