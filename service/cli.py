@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import NoReturn
 
 import click
@@ -79,12 +82,13 @@ def migrate() -> None:
     settings = _settings()
     configure_logging(settings)
     _wait_for_database(settings)
-    _create_database_if_missing(settings)
-    with connect(settings.database_url) as connection:
-        try:
-            applied = schema.migrate(connection)
-        except schema.CascadingForeignKeys as exc:
-            raise click.ClickException(str(exc)) from None
+    with _mysql_step(settings):
+        _create_database_if_missing(settings)
+        with connect(settings.database_url) as connection:
+            try:
+                applied = schema.migrate(connection)
+            except schema.CascadingForeignKeys as exc:
+                raise click.ClickException(str(exc)) from None
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 
@@ -113,17 +117,20 @@ def seed(count: int, seed: int, if_empty: bool) -> None:
     from service.orders.database import connect
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
-        if if_empty and repository.has_orders(cursor):
-            click.echo("orders already present; not seeding")
-            return
-        first_id = repository.max_order_id(cursor) + 1
-    rows = generator.generate(count, seed=seed, first_id=first_id)
-    started = time.monotonic()
-    with click.progressbar(
-        length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
-    ) as bar:
-        generator.load(lambda: connect(settings.database_url, autocommit=False), rows, bar.update)
+    with _mysql_step(settings):
+        with connect(settings.database_url) as connection, connection.cursor() as cursor:
+            if if_empty and repository.has_orders(cursor):
+                click.echo("orders already present; not seeding")
+                return
+            first_id = repository.max_order_id(cursor) + 1
+        rows = generator.generate(count, seed=seed, first_id=first_id)
+        started = time.monotonic()
+        with click.progressbar(
+            length=count, label="seeding orders", file=sys.stderr, hidden=not sys.stderr.isatty()
+        ) as bar:
+            generator.load(
+                lambda: connect(settings.database_url, autocommit=False), rows, bar.update
+            )
     elapsed = time.monotonic() - started
     click.echo(f"seeded {count} orders in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
 
@@ -139,7 +146,11 @@ def recount() -> None:
     from service.services import build_redis_cache
 
     settings = _settings()
-    with connect(settings.database_url) as connection, connection.cursor() as cursor:
+    with (
+        _mysql_step(settings),
+        connect(settings.database_url) as connection,
+        connection.cursor() as cursor,
+    ):
         repository.recount_buckets(cursor)
         total = repository.count_orders(cursor)
     click.echo(f"block counts rebuilt: {total} orders")
@@ -225,6 +236,22 @@ def grants(role: str, user: str, database: str, host: str, redis_prefix: str | N
         raise click.UsageError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def _mysql_step(settings: Settings) -> Iterator[None]:
+    """A failed MySQL step ends the command with one line: the server (password hidden) and
+    the error's number and name. No traceback, and nothing the server said (database.py)."""
+    import pymysql
+
+    from service.orders.database import failure_reason
+
+    try:
+        yield
+    except (pymysql.MySQLError, OSError, struct.error) as exc:
+        raise click.ClickException(
+            f"MySQL at {settings.database_url.redacted()} failed: {failure_reason(exc)}"
+        ) from None
+
+
 def _wait_for_database(settings: Settings) -> None:
     """Init containers, Jobs and compose start beside MySQL: wait for it (with backoff, up to
     ORDERS_DATABASE_WAIT_TIMEOUT) rather than fail on the first try."""
@@ -238,7 +265,7 @@ def _wait_for_database(settings: Settings) -> None:
         raise click.ClickException(str(exc)) from None
     except pymysql.MySQLError as exc:
         raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"
+            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"  # scrubbed
         ) from None
 
 
