@@ -216,6 +216,30 @@ def config(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
+@main.command("load-functions")
+@click.option("--print", "print_only", is_flag=True, help="Print the library instead.")
+def load_functions(print_only: bool) -> None:
+    """Load the cache's Redis function library (needs a Redis user allowed FUNCTION LOAD, such
+    as the admin; the API and invalidator users are not). Idempotent; versions coexist."""
+    from service.cache import store
+    from service.cache.keys import LIBRARY
+
+    if print_only:
+        click.echo(LIBRARY.source, nl=False)
+        return
+    settings = _settings()
+    client = store.redis_client(settings.redis_url, timeout=5)
+    try:
+        name = store.load_functions(client)
+    except Exception as exc:  # noqa: BLE001 - one line, without what the server said
+        raise click.ClickException(
+            f"Redis at {settings.redis_url.redacted()}: {store.failure_reason(exc)}"
+        ) from None
+    finally:
+        client.close()
+    click.echo(f"functions loaded: {name}")
+
+
 @main.command()
 @click.argument("role", type=click.Choice(["api", "invalidator", "migrate"]))
 @click.option("--user", required=True, help="The account the role logs in as.")
