@@ -15,7 +15,8 @@ _PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^ \\]+)", re.MULTILINE)
 def pip_installs(text: str) -> list[str]:
     """Every `pip install` command line (with its continuation lines joined)."""
     joined = re.sub(r"\\\n\s*", " ", text)
-    return [line for line in joined.splitlines() if re.search(r"pip\b.*\binstall\b", line)]
+    commands = [line for line in joined.splitlines() if not line.lstrip().startswith("#")]
+    return [line for line in commands if re.search(r"pip\b.*\binstall\b", line)]
 
 
 def test_every_tool_install_of_make_lock_and_ci_is_hashed() -> None:
