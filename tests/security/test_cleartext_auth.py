@@ -121,3 +121,23 @@ def test_readyz_says_mysql_is_unavailable_without_the_servers_words(
         assert "unavailable" in body
         assert MARKER not in body, body
         assert PASSWORD.encode() not in mysql.received
+
+
+def test_readyz_says_redis_is_unavailable_without_the_servers_words(
+    fake: Callable[[str], MisbehavingServer], seeded_database_url: str
+) -> None:
+    redis_fake = fake("redis-error")
+    settings = Settings.from_env(
+        {
+            "ORDERS_DATABASE_URL": seeded_database_url,
+            "ORDERS_REDIS_URL": f"redis://127.0.0.1:{redis_fake.port}/0",
+        }
+    )
+    app = create_app(settings)
+    try:
+        body = app.test_client().get("/readyz").get_data(as_text=True)
+    finally:
+        close_app(app)
+    assert redis_fake.connections >= 1
+    assert '"redis":"unavailable' in body, body
+    assert MARKER not in body, body

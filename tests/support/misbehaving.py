@@ -9,7 +9,8 @@ Each accepts connections on a spare loopback port and answers wrongly in one way
 - ``cleartext-mysql``: a valid handshake, then an auth switch to ``mysql_clear_password``
   (what a server, or anyone answering on its address, does to read the password), then an
   error whose text is ``SERVER_TEXT``;
-- ``error-mysql``: a valid handshake, then an error whose text is ``SERVER_TEXT``.
+- ``error-mysql``: a valid handshake, then an error whose text is ``SERVER_TEXT``;
+- ``redis-error``: answer every command with an error reply whose text is ``SERVER_TEXT``.
 
 Every byte a connection sent is kept in ``received``, so a test can say what reached the server.
 
@@ -67,7 +68,10 @@ def _error(sequence: int, code: int) -> bytes:
     return _packet(sequence, b"\xff" + struct.pack("<H", code) + b"#28000" + SERVER_TEXT.encode())
 
 
-MODES = ("truncated-mysql", "garbage", "close", "redis-garbage", "cleartext-mysql", "error-mysql")
+MODES = (
+    *("truncated-mysql", "garbage", "close", "redis-garbage"),
+    *("cleartext-mysql", "error-mysql", "redis-error"),
+)
 
 
 class MisbehavingServer:
@@ -108,6 +112,10 @@ class MisbehavingServer:
             elif self.mode == "redis-garbage":
                 while conn.recv(65536):
                     conn.sendall(b"!nonsense\x00\xff\r\n")
+            elif self.mode == "redis-error":
+                reply = "-ERR " + SERVER_TEXT.replace("\n", " ") + "\r\n"
+                while conn.recv(65536):
+                    conn.sendall(reply.encode())
             elif self.mode in ("cleartext-mysql", "error-mysql"):
                 self._fake_mysql(conn)
 
