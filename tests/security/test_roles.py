@@ -16,6 +16,7 @@ import redis
 
 from service import close_app, create_app
 from service.cache.keys import CacheKeys
+from service.cache.store import load_functions
 from service.config import Settings
 from service.orders import repository, roles
 from service.orders.database import DatabaseUnavailable
@@ -138,12 +139,27 @@ def test_the_migrate_user_has_no_rights_outside_its_database(
 
 
 def test_each_role_runs_its_own_step_against_a_binlog_server(
-    binlog_database: Database, cache_prefix: str, launch: Callable[..., Launched]
+    binlog_database: Database,
+    cache_prefix: str,
+    launch: Callable[..., Launched],
+    redis_server: RedisServer,
 ) -> None:
-    """migrate and seed as the migrate user, the invalidator as its user: it follows the binlog
-    and records the position of a change; it may write only its heartbeat."""
+    """migrate and seed as the migrate user, the invalidator as its MySQL user and its Redis ACL
+    user (the rules `grants` prints, the functions loaded by the admin): it follows the binlog,
+    records the position of a change and moves the checkpoint; in MySQL it may write only its
+    heartbeat."""
     server = binlog_database.server
     accounts = Accounts(server.connect, "127.0.0.1", server.port)
+    admin = redis.Redis(port=redis_server.port)
+    load_functions(admin)
+    redis_user = f"invalidator_{uuid.uuid4().hex[:6]}"
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        redis_user,
+        *roles.redis_acl("invalidator", redis_user, cache_prefix),
+        f">{PASSWORD}",
+    )
     try:
         name = binlog_database.name
         migrate_user = accounts.create("migrate", name)
@@ -157,18 +173,18 @@ def test_each_role_runs_its_own_step_against_a_binlog_server(
         env = base_env(
             ORDERS_DATABASE_URL=accounts.url(invalidator_user, name),
             ORDERS_CACHE_PREFIX=cache_prefix,
-            ORDERS_REDIS_URL="redis://127.0.0.1:6379/0",
+            ORDERS_REDIS_URL=f"redis://{redis_user}:{PASSWORD}@127.0.0.1:{redis_server.port}/0",
         )
         invalidator = launch(["invalidate"], env)
         invalidator.wait_for(lambda: "following binlog" in invalidator.output(), "following")
-        shared = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        position_key = CacheKeys(cache_prefix, Settings.from_env(env).page_size).binlog_position
-        before = shared.get(position_key)
+        keys = CacheKeys(cache_prefix, Settings.from_env(env).page_size)
+        before = admin.get(keys.binlog_position)
         binlog_database.execute("UPDATE orders SET status = 'cancelled' WHERE id = 1")
         invalidator.wait_for(
-            lambda: shared.get(position_key) not in (None, before), "an invalidation"
+            lambda: admin.get(keys.binlog_position) not in (None, before), "an invalidation"
         )
-        shared.close()
+        invalidator.wait_for(lambda: admin.get(keys.checkpoint) is not None, "a checkpoint")
+        admin.close()
         assert '"level":"error"' not in invalidator.output()
         with accounts.connect(invalidator_user, name) as connection:
             with connection.cursor() as cursor:  # the heartbeat write the invalidator makes
