@@ -68,7 +68,9 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
 # API cannot write the checkpoint, the binlog position, the fence or the invalidator's lease, so
 # a compromised API pod cannot make the cache's freshness say what is not true.
 REDIS_WRITES: dict[str, tuple[str, ...]] = {
-    "api": ("page:*", "lease:*", "index", "totals", "config"),
+    # ``hot`` and ``inspector:found``: the pages each worker reports as most read and the
+    # inspector's last confirmed inconsistency, written by the API's user where they are kept.
+    "api": ("page:*", "lease:*", "index", "totals", "config", "hot", "inspector:found"),
     "invalidator": (
         *("page:*", "lease:*", "index", "totals"),
         *("binlog", "checkpoint", "invalidator:lease", "invalidator:fence"),

@@ -15,7 +15,7 @@ umask 077
 orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
 # (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
-orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
+orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
 orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
