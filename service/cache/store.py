@@ -135,11 +135,13 @@ class RedisCache:
         try:
             load_functions(self.client, self.library)
         except redis.exceptions.NoPermissionError:
-            raise FunctionsNotLoaded(
+            missing = FunctionsNotLoaded(
                 f"the cache's Redis functions ({self.library.name}) are not loaded and this "
                 "Redis user may not load them: run `orders-service load-functions` with a "
                 "Redis admin's URL"
-            ) from None
+            )
+            _log.error(str(missing))  # the breaker then spaces these out (one per trial)
+            raise missing from None
         return self.client.fcall(name, len(keys), *keys, *args)
 
     def read(self, page: int) -> Lookup:
