@@ -126,18 +126,28 @@ def forget_counts_if_empty(cursor: Cursor) -> None:
 
 
 def recount_buckets(cursor: Cursor) -> None:
-    """Rebuild every block count from the table, with writers held off meanwhile (an admin's
-    repair after loading rows with triggers missing)."""
-    cursor.execute("LOCK TABLES orders READ, order_buckets WRITE")
+    """Rebuild every block count from the table, with writers held off meanwhile (after a
+    TRUNCATE, or loading rows with triggers missing). One transaction, not LOCK TABLES (a right
+    no running role needs): under REPEATABLE READ the INSERT ... SELECT share-locks every row
+    and gap of orders it reads until COMMIT, so no write lands between the count and its use;
+    the scan ends before the first count is written, so a writer's trigger never waits on us
+    while we wait on its row."""
+    cursor.execute("START TRANSACTION")
     try:
-        cursor.execute("DELETE FROM order_buckets")
         cursor.execute(
             "INSERT INTO order_buckets (bucket, row_count) "
-            "SELECT id DIV %s, COUNT(*) FROM orders GROUP BY id DIV %s",
+            "SELECT id DIV %s, COUNT(*) FROM orders GROUP BY id DIV %s "
+            "ON DUPLICATE KEY UPDATE row_count = VALUES(row_count)",
             (BUCKET_WIDTH, BUCKET_WIDTH),
         )
-    finally:
-        cursor.execute("UNLOCK TABLES")
+        cursor.execute(
+            "DELETE FROM order_buckets WHERE bucket NOT IN (SELECT DISTINCT id DIV %s FROM orders)",
+            (BUCKET_WIDTH,),
+        )
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
 
 
 def write_heartbeat(cursor: Cursor, invalidator: int, seq: int) -> None:

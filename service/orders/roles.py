@@ -15,7 +15,7 @@ import re
 ROLES = ("api", "invalidator", "migrate")
 # The invalidator's liveness row (written by it, in a table its migration creates).
 HEARTBEAT_TABLE = "heartbeat"
-COUNTS_TABLE = "order_buckets"  # migrate's (triggers and `recount`); no other role writes it
+COUNTS_TABLE = "order_buckets"  # the block counts: written by the triggers and the recounts
 
 # REPLICATION CLIENT is BINLOG MONITOR on MariaDB 10.5+ (an alias): SHOW MASTER STATUS and
 # SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*: the
@@ -100,12 +100,13 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
     if role == "invalidator":
         return [
             f"GRANT {_REPLICATION} ON *.* TO {account}",
-            # Reads only, and its heartbeat: no TRIGGER, LOCK TABLES or writes to the block
-            # counts, which could switch the counting (and so every page) off. When a TRUNCATE or
-            # a table swap needs repairs it reports them; `orders-service migrate` (and
-            # `recount`) make them as the migrate role.
+            # Reads, its heartbeat and the block counts it rebuilds after a TRUNCATE (a
+            # transaction, no LOCK TABLES). No TRIGGER or LOCK TABLES: it could drop or add the
+            # counting triggers, or lock the table; missing triggers and tables are reported, and
+            # `orders-service migrate` restores them as the migrate role.
             f"GRANT SELECT ON {schema}.* TO {account}",
             f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{HEARTBEAT_TABLE}` TO {account}",
+            f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{COUNTS_TABLE}` TO {account}",
         ]
     if role == "migrate":
         return [f"GRANT {_MIGRATE} ON {schema}.* TO {account}"]

@@ -3,9 +3,10 @@
 #   api          SELECT on the database: it only reads orders.
 #   invalidator  REPLICATION SLAVE, REPLICATION CLIENT on *.* (the binlog stream: server-wide,
 #                docs/security.md), SELECT on the database, and writes to its heartbeat table
-#                only: no TRIGGER, LOCK TABLES or block-count writes (repairs run as migrate).
-#                CREATE on that table makes the grant valid before it exists (MySQL refuses a
-#                table-level grant on a missing table otherwise); it allows no other table.
+#                and the block counts only (it rebuilds them after a TRUNCATE): no TRIGGER or
+#                LOCK TABLES (missing triggers are restored by migrate). CREATE on those two
+#                tables makes the grants valid before they exist (MySQL refuses a table-level
+#                grant on a missing table otherwise); it allows no other table.
 #   migrate      DDL and DML on the database only: the migrate init containers and the seed Job.
 orders_sql_literal() {
 	local value=${1//\\/\\\\}
@@ -23,6 +24,7 @@ GRANT SELECT ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_API_USER")@'%';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT SELECT ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT CREATE, INSERT, UPDATE, DELETE ON ${orders_db}.\`heartbeat\` TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
+GRANT CREATE, INSERT, UPDATE, DELETE ON ${orders_db}.\`order_buckets\` TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, REFERENCES, TRIGGER, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, LOCK TABLES, CREATE TEMPORARY TABLES ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_MIGRATE_USER")@'%';
 EOSQL
 unset orders_db
