@@ -1,4 +1,4 @@
-# syntax=docker/dockerfile:1
+# syntax=docker/dockerfile:1.10.0
 # The orders service image: dependencies and service built in separate stages, copied into a clean
 # copy of the same base, run as UID 10001 with a read-only root filesystem (only /tmp is written).
 #
@@ -7,9 +7,12 @@
 #
 # BASE_IMAGE must provide `python3` with the venv module (the official image does; so does
 # localhost/pybase:bookworm from hack/podman-setup.sh). Every stage uses it, so the venv's
-# interpreter link resolves in the runtime stage. Pin it by digest for a release build
-# (`--build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...`, the digest from your registry).
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# interpreter link resolves in the runtime stage. The default and the frontend above are pinned
+# to exact versions, not floating tags; no registry was reachable where they were chosen, so no
+# digest is given here. Add it for a release build, the tag beside it
+# (`--build-arg BASE_IMAGE=python:3.11.13-slim-bookworm@sha256:...`, from `docker buildx
+# imagetools inspect python:3.11.13-slim-bookworm`; likewise `docker/dockerfile:1.10.0@sha256:...`).
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
 # Stage 1, the dependencies, only from the lock files (`make lock`): every file pinned and checked
 # against its hash, so a build resolves the same files anywhere. Two venvs: /opt/pip holds the

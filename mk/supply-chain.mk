@@ -13,9 +13,12 @@ LOCK_UPGRADE ?=
 
 ##@ Dependencies
 
-$(PIP_COMPILE):
+# The lock tools themselves come from a hashed lock (requirements/tools.txt: pip-tools, and the
+# pip-audit CI runs), in a venv of their own so their pins never touch the project's.
+$(PIP_COMPILE): requirements/tools.txt
 	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/tools.txt
+	touch $@
 
 .PHONY: lock
 lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_UPGRADE=--upgrade to move pins).
@@ -26,6 +29,7 @@ lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) --extra dev --extra bench -c requirements/dev.txt \
 	  -o requirements/bench.txt pyproject.toml requirements/platform.in
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/build.txt requirements/build.in
+	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/tools.txt requirements/tools.in
 
 ## Where `make image` writes the image's SBOM (CycloneDX JSON, made offline by trivy).
 SBOM ?= build/sbom.cdx.json

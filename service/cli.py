@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,13 +53,14 @@ def _clear_failures(settings: Settings) -> Iterator[None]:
     import redis
 
     from service.cache.store import CacheUnavailable
-    from service.orders.database import DatabaseUnavailable
+    from service.orders.database import DatabaseUnavailable, failure_reason
 
     try:
         yield
-    except pymysql.MySQLError as exc:
+    except (pymysql.MySQLError, OSError, struct.error) as exc:
+        # failure_reason: the error's number and name, never what the server said (database.py)
         raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()}: {exc.args[-1]}"
+            f"MySQL at {settings.database_url.redacted()}: {failure_reason(exc)}"
         ) from None
     except DatabaseUnavailable as exc:
         raise click.ClickException(
@@ -312,6 +314,30 @@ def config(markdown: bool) -> None:
         click.echo(f"{name}={value}")
 
 
+@main.command("load-functions")
+@click.option("--print", "print_only", is_flag=True, help="Print the library instead.")
+def load_functions(print_only: bool) -> None:
+    """Load the cache's Redis function library (needs a Redis user allowed FUNCTION LOAD, such
+    as the admin; the API and invalidator users are not). Idempotent; versions coexist."""
+    from service.cache import store
+    from service.cache.keys import LIBRARY
+
+    if print_only:
+        click.echo(LIBRARY.source, nl=False)
+        return
+    settings = _settings()
+    client = store.redis_client(settings.redis_url, timeout=5)
+    try:
+        name = store.load_functions(client)
+    except Exception as exc:  # noqa: BLE001 - one line, without what the server said
+        raise click.ClickException(
+            f"Redis at {settings.redis_url.redacted()}: {store.failure_reason(exc)}"
+        ) from None
+    finally:
+        client.close()
+    click.echo(f"functions loaded: {name}")
+
+
 @main.command()
 @click.argument("role", type=click.Choice(["api", "invalidator", "migrate"]))
 @click.option("--user", required=True, help="The account the role logs in as.")
@@ -355,7 +381,7 @@ def _wait_for_database(settings: Settings) -> None:
         raise click.ClickException(str(exc)) from None
     except pymysql.MySQLError as exc:
         raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"
+            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"  # scrubbed
         ) from None
 
 

@@ -12,92 +12,24 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import urlsplit
+
+from service.urls import (
+    DatabaseURL,
+    RedisURL,
+    database_url,
+    is_secret_name,
+    redact_url,
+    redis_url,
+    url_secrets,
+)
+
+__all__ = ["SETTINGS", "DatabaseURL", "RedisURL", "Setting", "Settings", "SettingsError"]
+__all__ += ["is_secret_name", "load"]
 
 
 class SettingsError(ValueError):
     """A variable holds a value the service cannot run with; the message names the variable."""
-
-
-# Names whose values are secrets wherever they appear: URL query keys, log keys, variables
-# (``*_PASSWORD``). Matched as substrings of the lower-cased name, so ``ssl_keyfile_password``,
-# ``client_secret`` and ``ORDERS_REDIS_PASSWORD`` are all caught.
-_SECRET_NAME_PARTS = ("password", "passwd", "pwd", "secret", "token", "credential")
-_SECRET_NAMES = frozenset(("pass", "key", "auth", "authorization", "api_key", "apikey"))
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a key, query parameter or variable named ``name`` holds a secret."""
-    lowered = name.lower()
-    return any(part in lowered for part in _SECRET_NAME_PARTS) or lowered in _SECRET_NAMES
-
-
-def _redacted_query(query: str) -> str:
-    """The query string with the value of every secret-looking key replaced by ``***``."""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode(
-        [(key, "***" if is_secret_name(key) and value else value) for key, value in pairs],
-        safe="*/",
-    )
-
-
-def _query_secrets(query: str) -> list[str]:
-    return [value for key, value in parse_qsl(query) if is_secret_name(key) and value]
-
-
-@dataclass(frozen=True)
-class DatabaseURL:
-    """Where MySQL is. The password is kept out of ``repr`` so it never reaches a log line."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    # PyMySQL's ``ssl`` argument (ca, cert, key, check_hostname) from ``?ssl_ca=...``; None: plain.
-    ssl: dict[str, Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"DatabaseURL({self.redacted()})"
-
-    def redacted(self) -> str:
-        auth = f"{quote(self.user)}:***" if self.password else quote(self.user)
-        url = f"mysql://{auth}@{self.host}:{self.port}/{self.database}"
-        if self.ssl:
-            query = {
-                f"ssl_{name}": value for name, value in self.ssl.items() if name != "check_hostname"
-            }
-            query["ssl_verify_identity"] = str(self.ssl["check_hostname"]).lower()
-            url += "?" + urlencode(query, safe="/")
-        return url
-
-
-@dataclass(frozen=True)
-class RedisURL:
-    """Where Redis is; the URL is handed to redis-py, so its query options keep working."""
-
-    url: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"RedisURL({self.redacted()})"
-
-    def redacted(self) -> str:
-        """The URL without its password: userinfo and secret-looking query values (``?password=``
-        is read by redis-py's ``from_url`` too) become ``***``."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        if parts.password or self.password:
-            netloc = f"{parts.username or ''}:***@{netloc}"
-        elif parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return parts._replace(netloc=netloc, query=_redacted_query(parts.query)).geturl()
-
-    def secrets(self) -> list[str]:
-        """Every password this URL carries (userinfo, query, the override), for log scrubbing."""
-        found = [self.password] if self.password else []
-        return found + _query_secrets(urlsplit(self.url).query)
 
 
 def _positive_int(raw: str) -> int:
@@ -159,66 +91,6 @@ def _prefix(raw: str) -> str:
     if not value or any(c.isspace() for c in value) or len(value) > 64:
         raise ValueError("must be 1-64 characters without spaces")
     return value
-
-
-_DATABASE_TLS_FILES = ("ssl_ca", "ssl_cert", "ssl_key")
-DATABASE_QUERY_KEYS = (*_DATABASE_TLS_FILES, "ssl_verify_identity")
-
-
-def _database_tls(query: str) -> dict[str, Any] | None:
-    """PyMySQL's ``ssl`` argument from the URL's query. Unknown keys are refused rather than
-    dropped: a dropped ``ssl_ca`` would mean plain text where TLS was asked for."""
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if key not in DATABASE_QUERY_KEYS:
-            shown = "***" if is_secret_name(key) else key
-            raise ValueError(
-                f"unknown query parameter {shown!r} (known: {', '.join(DATABASE_QUERY_KEYS)})"
-            )
-        if key in options:
-            raise ValueError(f"query parameter {key!r} is given twice")
-        options[key] = value
-    if not options:
-        return None
-    if "ssl_ca" not in options:
-        raise ValueError("TLS options need ssl_ca=<path of the CA certificate>")
-    if ("ssl_cert" in options) != ("ssl_key" in options):
-        raise ValueError("ssl_cert and ssl_key go together (a client certificate and its key)")
-    for key in _DATABASE_TLS_FILES:
-        if key in options and not os.path.isfile(options[key]):
-            raise ValueError(f"{key}={options[key]} is not a readable file")
-    verify = _bool(options.get("ssl_verify_identity", "true"))
-    ssl: dict[str, Any] = {
-        key.removeprefix("ssl_"): options[key] for key in _DATABASE_TLS_FILES if key in options
-    }
-    ssl["check_hostname"] = verify
-    return ssl
-
-
-def _database_url(raw: str) -> DatabaseURL:
-    parts = urlsplit(raw)
-    if parts.scheme not in {"mysql", "mysql+pymysql", "mariadb"}:
-        raise ValueError("must look like mysql://user:password@host:3306/orders")
-    database = parts.path.lstrip("/")
-    if not parts.hostname or not database or "/" in database:
-        raise ValueError("must name a host and a database: mysql://user:password@host:3306/orders")
-    return DatabaseURL(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
-        database=database,
-        ssl=_database_tls(parts.query),
-    )
-
-
-def _redis_url(raw: str) -> RedisURL:
-    parts = urlsplit(raw)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("must look like redis://host:6379/0")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError("must name a host: redis://host:6379/0")
-    return RedisURL(url=raw, password=unquote(parts.password or ""))
 
 
 def _optional_port(raw: str) -> int:
@@ -323,7 +195,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database_url",
         "mysql://root@127.0.0.1:3306/orders",
-        _database_url,
+        database_url,
         "MySQL/MariaDB to read orders from: mysql://user:password@host:3306/database.",
         secret=True,
     ),
@@ -375,7 +247,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "redis_url",
         "redis://127.0.0.1:6379/0",
-        _redis_url,
+        redis_url,
         "Redis holding the cache: redis://[:password@]host:6379/db.",
         secret=True,
     ),
@@ -810,7 +682,11 @@ class Settings:
 
     def secret_values(self) -> tuple[str, ...]:
         """Every password the settings hold, so logging can scrub them from any line."""
-        found = [self.database_url.password, *self.redis_url.secrets()]
+        found = [
+            self.database_url.password,
+            *self.redis_url.secrets(),
+            *url_secrets(self.auth_jwks_url),
+        ]
         return tuple(sorted({value for value in found if value}, key=len, reverse=True))
 
     def redacted(self) -> dict[str, Any]:
@@ -822,6 +698,8 @@ class Settings:
                 shown[setting.env] = value.redacted()
             elif setting.secret or is_secret_name(setting.env):
                 shown[setting.env] = "***" if value else ""
+            elif isinstance(value, str) and "://" in value:  # any other URL, e.g. the JWKS one
+                shown[setting.env] = redact_url(value)
             elif isinstance(value, tuple):
                 shown[setting.env] = ",".join(value)
             else:

@@ -25,6 +25,7 @@ Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
@@ -143,6 +144,56 @@ RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+# The scripts above, as one Redis 7 FUNCTION library: the application's Redis users may call
+# them (FCALL) but load no Lua of their own (no EVAL, SCRIPT or FUNCTION LOAD: arbitrary code,
+# whose memory is outside maxmemory). A privileged user loads the library (`orders-service
+# load-functions`, or the chart's Redis at start). A function runs with its caller's ACL, so the
+# API calling the invalidator's functions can still write nothing it may not write itself.
+# Each body sees its keys and arguments as KEYS and ARGV, as under EVAL; ``allow-oom`` lets
+# the steps that free memory (INVALIDATE deletes, RELEASE_LEASE) run when Redis is full.
+FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lease_at": (LEASE_AT, ()),
+    "fill": (FILL, ()),
+    "invalidate": (INVALIDATE, ("allow-oom",)),
+    "acquire_lease": (ACQUIRE_LEASE, ()),
+    "renew_lease": (RENEW_LEASE, ()),
+    "release_lease": (RELEASE_LEASE, ("allow-oom",)),
+}
+LIBRARY_PREFIX = "orders_"
+
+
+@dataclass(frozen=True)
+class FunctionLibrary:
+    """The library's name and source. The name carries a hash of the source, and so does every
+    function's name (they are global in Redis): during a rolling upgrade the old release's
+    library and the new one are loaded side by side, each pod calling its own."""
+
+    name: str
+    source: str
+
+    def function(self, short: str) -> str:
+        """The name FCALL takes for one of ``FUNCTIONS``."""
+        return f"{self.name}_{short}"
+
+
+def function_library(preamble: str = "") -> FunctionLibrary:
+    """The library as ``FUNCTION LOAD`` takes it (``preamble``: Lua comments, for tests)."""
+    body = preamble + "".join(
+        f"redis.register_function{{function_name='@_{short}', flags={{{_lua_list(flags)}}}, "
+        f"callback=function(KEYS, ARGV)\n{script.strip()}\nend}}\n"
+        for short, (script, flags) in FUNCTIONS.items()
+    )
+    name = LIBRARY_PREFIX + hashlib.sha256(body.encode()).hexdigest()[:12]
+    return FunctionLibrary(name, f"#!lua name={name}\n" + body.replace("'@_", f"'{name}_"))
+
+
+def _lua_list(items: tuple[str, ...]) -> str:
+    return ", ".join(f"'{item}'" for item in items)
+
+
+LIBRARY = function_library()
 
 
 class Keep:

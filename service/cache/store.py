@@ -18,9 +18,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.breaker import CircuitBreaker
-from service.cache import keys as scripts
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import CacheKeys, Invalidation
+from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation
 from service.config import RedisURL
 from service.observability import metrics
 
@@ -51,6 +50,32 @@ class CacheUnavailable(Exception):
     """Redis failed, timed out, or the breaker is open. Callers fall back to MySQL."""
 
 
+class FunctionsNotLoaded(Exception):
+    """The cache's function library is not in Redis and this user may not load it."""
+
+
+def load_functions(client: redis.Redis, library: FunctionLibrary = LIBRARY) -> str:
+    """Load ``library`` (idempotent: loading the same version again changes nothing); needs a
+    Redis user allowed ``FUNCTION LOAD``, which no application role is. Returns its name."""
+    try:
+        client.function_load(library.source)
+    except redis.ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+    return library.name
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What failed, without what the server said: an error reply's text comes from whoever
+    answers on Redis' address, so only its kind (``NoPermissionError``) is kept; connection
+    failures and timeouts are described by redis-py itself and are kept whole."""
+    if isinstance(exc, FunctionsNotLoaded):
+        return str(exc)
+    if isinstance(exc, redis.ResponseError | redis.AuthenticationError):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
 def redis_client(url: RedisURL, timeout: float | None, **options: Any) -> redis.Redis:
     """A client that gives up after ``timeout`` seconds and never retries on its own."""
     return redis.Redis.from_url(
@@ -75,9 +100,7 @@ class RedisCache:
         self.client = client
         self.breaker = breaker
         self.hard_ttl = hard_ttl  # seconds an entry lives: fresh for the TTL, then stale
-        self._lease = self.client.register_script(scripts.LEASE_AT)
-        self._fill = self.client.register_script(scripts.FILL)
-        self._invalidate = self.client.register_script(scripts.INVALIDATE)
+        self.library = LIBRARY
 
     def _call(self, command: str, operation: Callable[[], T]) -> T:
         if not self.breaker.allow():
@@ -88,7 +111,7 @@ class RedisCache:
         except Exception as exc:  # noqa: BLE001 - redis-py raises more than RedisError on bad replies
             metrics.observe_redis_call(command, time.perf_counter() - started, ok=False)
             self.breaker.failure()
-            raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from None
+            raise CacheUnavailable(failure_reason(exc)) from None
         metrics.observe_redis_call(command, time.perf_counter() - started, ok=True)
         self.breaker.success()
         return result
@@ -97,6 +120,29 @@ class RedisCache:
         """One call of a script another module owns (the invalidator's lease), through the
         breaker and the metrics like every other call."""
         return self._call(command, operation)
+
+    def run_function(self, short: str, keys: list[str], args: list[Any]) -> Any:
+        """FCALL one of the library's functions (``keys.FUNCTIONS``). A Redis without the
+        library (restarted without persistence, never loaded) gets it loaded here when this
+        user may (a development Redis' default user); the application roles may not, and then
+        the call fails naming the command that loads it."""
+        name = self.library.function(short)
+        try:
+            return self.client.fcall(name, len(keys), *keys, *args)
+        except redis.ResponseError as exc:
+            if "function not found" not in str(exc).lower():
+                raise
+        try:
+            load_functions(self.client, self.library)
+        except redis.exceptions.NoPermissionError:
+            missing = FunctionsNotLoaded(
+                f"the cache's Redis functions ({self.library.name}) are not loaded and this "
+                "Redis user may not load them: run `orders-service load-functions` with a "
+                "Redis admin's URL"
+            )
+            _log.error(str(missing))  # the breaker then spaces these out (one per trial)
+            raise missing from None
+        return self.client.fcall(name, len(keys), *keys, *args)
 
     def read(self, page: int) -> Lookup:
         """The page's entry, the totals and the checkpoint, in one round trip (one MGET, so the
@@ -117,8 +163,8 @@ class RedisCache:
         token = secrets.token_hex(8)
         taken_at = self._call(
             "lease",
-            lambda: self._lease(
-                keys=[lease_key, self.keys.index], args=[token, LEASE_MS, index_member]
+            lambda: self.run_function(
+                "lease_at", [lease_key, self.keys.index], [token, LEASE_MS, index_member]
             ),
         )
         return Lease(token, int(taken_at)) if taken_at else None
@@ -135,7 +181,9 @@ class RedisCache:
     ) -> bool:
         stored = self._call(
             "fill",
-            lambda: self._fill(keys=[lease_key, key], args=[token, entry.encode(), self.hard_ttl]),
+            lambda: self.run_function(
+                "fill", [lease_key, key], [token, entry.encode(), self.hard_ttl]
+            ),
         )
         return bool(stored)
 
@@ -143,7 +191,7 @@ class RedisCache:
         """Apply one invalidation step atomically (the INVALIDATE script); False when its
         fencing token is no longer the current one (nothing was applied)."""
         args = change.script_args(self.keys.base, self.hard_ttl)
-        return int(self._call("invalidate", lambda: self._invalidate(keys=[], args=args))) >= 0
+        return int(self._call("invalidate", lambda: self.run_function("invalidate", [], args))) >= 0
 
     def stored_position(self) -> str | None:
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))

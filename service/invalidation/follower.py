@@ -86,6 +86,7 @@ from service.invalidation.server import (
     tls_options,
 )
 from service.invalidation.statements import SAVEPOINT, TX_CONTROL, TX_END, statement_changes
+from service.orders.database import GuardedConnection
 
 __all__ = ["BinlogFollower"]
 
@@ -120,7 +121,7 @@ _EVENTS: Final = [
 RowsEvent = Any  # WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent (the library is untyped)
 
 
-class _StreamConnection(pymysql.connections.Connection):  # type: ignore[type-arg, unused-ignore]
+class _StreamConnection(GuardedConnection):
     """The binlog stream's connection. Once armed (streaming), rows events are taken out of the
     packet stream here: a watched table's go to ``sink`` (read straight from the packet's bytes),
     other tables' are dropped; the library builds event objects only for the rest. With triggers
@@ -132,7 +133,7 @@ class _StreamConnection(pymysql.connections.Connection):  # type: ignore[type-ar
 
     def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
         while True:
-            packet = super()._read_packet(packet_type)  # type: ignore[no-untyped-call]
+            packet = super()._read_packet(packet_type)
             if not self.armed or self.sink is None or not self.sink.absorb(packet):
                 return packet
 
@@ -336,7 +337,7 @@ class BinlogFollower:
             settings["password"] = settings.pop("passwd")
         tls = tls_options(self._source)
         if settings.get("database") == "information_schema":  # the ctl link
-            return pymysql.connect(**settings, **tls)
+            return GuardedConnection(**settings, **tls)
         self._stream_connections += 1
         connection = _StreamConnection(**settings, **tls)
         connection.sink = self._sink

@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 
-from service.cache import keys as scripts
 from service.cache.store import CacheUnavailable, RedisCache
 from service.observability.logging import get_logger
 
@@ -30,9 +29,6 @@ class Lease:
         self._cache = cache
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
         self._owner = secrets.token_hex(8)
-        self._acquire = cache.client.register_script(scripts.ACQUIRE_LEASE)
-        self._renew = cache.client.register_script(scripts.RENEW_LEASE)
-        self._release = cache.client.register_script(scripts.RELEASE_LEASE)
         self._keys = [cache.keys.invalidator_lease, cache.keys.invalidator_fence]
         self.token: int | None = None
         self._valid_until = 0.0
@@ -48,7 +44,10 @@ class Lease:
         began = time.monotonic()
         token = int(
             self._cache.client_call(
-                "lease", lambda: self._acquire(keys=self._keys, args=[self._owner, self._ttl_ms])
+                "lease",
+                lambda: self._cache.run_function(
+                    "acquire_lease", self._keys, [self._owner, self._ttl_ms]
+                ),
             )
         )
         if not token:
@@ -77,7 +76,9 @@ class Lease:
             try:
                 renewed = self._cache.client_call(
                     "lease",
-                    lambda: self._renew(keys=self._keys[:1], args=[self._value, self._ttl_ms]),
+                    lambda: self._cache.run_function(
+                        "renew_lease", self._keys[:1], [self._value, self._ttl_ms]
+                    ),
                 )
             except CacheUnavailable as exc:
                 log.warning("cannot renew the invalidator lease", error=str(exc))
@@ -97,5 +98,7 @@ class Lease:
         with contextlib.suppress(CacheUnavailable):  # it lapses by itself otherwise
             self._cache.client_call(
                 "lease",
-                lambda: self._release(keys=self._keys[:1], args=[f"{self._owner}:{token}"]),
+                lambda: self._cache.run_function(
+                    "release_lease", self._keys[:1], [f"{self._owner}:{token}"]
+                ),
             )

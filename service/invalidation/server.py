@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, Protocol
 import pymysql
 
 from service.invalidation.changes import BinlogPosition
+from service.orders.database import GuardedConnection
 
 _REQUIRED_SETTINGS: Final = {
     "log_bin": "ON",
@@ -93,7 +94,7 @@ def tls_options(source: SourceAddress) -> dict[str, Any]:
 
 
 def _connect(source: SourceAddress, timeout: float) -> pymysql.connections.Connection[Any]:
-    return pymysql.connect(
+    return GuardedConnection(
         **tls_options(source),
         host=source.host,
         port=source.port,

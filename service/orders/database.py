@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pymysql
+from pymysql.constants import CR, ER
+from pymysql.protocol import MysqlPacket
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -26,6 +28,7 @@ from service.observability import metrics
 T = TypeVar("T")
 PING_AFTER_IDLE_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 0.1
+READ_ONLY_SESSION = "SET SESSION TRANSACTION READ ONLY"
 
 
 class DatabaseUnavailable(Exception):
@@ -36,8 +39,69 @@ class DatabaseUnavailable(Exception):
         self.reason = reason
 
 
+# Authentication plugins that send the password itself to the server (PyMySQL answers them):
+# over plain TCP anyone who answers on MySQL's address, or sits on the path, reads it.
+CLEARTEXT_PLUGINS = frozenset((b"mysql_clear_password", b"dialog"))
+KNOWN_PLUGINS = CLEARTEXT_PLUGINS | {
+    b"mysql_native_password",
+    b"caching_sha2_password",
+    b"sha256_password",
+    b"client_ed25519",
+}
+CR_AUTH_PLUGIN_ERR = 2061  # the client refused the server's authentication method
+# Error numbers and their names (PyMySQL's constants): what the service says instead of the text
+# a server sent, which a hostile or impersonated server fills with anything.
+_ERROR_NAMES = {
+    value: name
+    for module in (ER, CR)
+    for name, value in vars(module).items()
+    if name.isupper() and isinstance(value, int)
+}
+
+
+class ClearTextRefused(pymysql.err.OperationalError):
+    """The server asked for the password in clear text on a connection without TLS."""
+
+
+def scrubbed(exc: pymysql.MySQLError) -> pymysql.MySQLError:
+    """The same error with the server's words replaced by the error's number and name."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    name = _ERROR_NAMES.get(code, "unknown error")
+    return type(exc)(code, f"MySQL error {code} ({name}; the server's text is not shown)")
+
+
+class GuardedConnection(pymysql.connections.Connection):  # type: ignore[type-arg, unused-ignore]
+    """PyMySQL's connection, except that it refuses to send the password in clear text
+    (``mysql_clear_password``, PAM's ``dialog``) unless the connection is TLS (PyMySQL answers
+    a server's switch to those with the password, TLS or not), and that an error a server sends
+    keeps its number but not its text, so nothing a server says reaches a log, stderr or a
+    /readyz body. Every connection the service opens, the binlog stream's included, is one."""
+
+    def _process_auth(self, plugin_name: Any, auth_packet: Any, handler: Any = None) -> Any:
+        name = plugin_name if isinstance(plugin_name, bytes) else str(plugin_name).encode()
+        if name not in KNOWN_PLUGINS:
+            raise pymysql.err.OperationalError(
+                CR_AUTH_PLUGIN_ERR, "the server asked for an authentication method not supported"
+            )
+        if name in CLEARTEXT_PLUGINS and not getattr(self, "_secure", False):
+            raise ClearTextRefused(
+                CR_AUTH_PLUGIN_ERR,
+                f"the server asked for the password in clear text ({name.decode()}) on a "
+                "connection without TLS; refused (use TLS: ?ssl_ca=... in the URL)",
+            )
+        process = super()._process_auth  # type: ignore[misc]  # PyMySQL's private, untyped
+        return process(plugin_name, auth_packet, handler)
+
+    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+        try:
+            return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]
+        except pymysql.MySQLError as exc:
+            raise scrubbed(exc) from None
+
+
 def connect(url: DatabaseURL, timeout: float | None = None, **options: Any) -> Any:
-    """One PyMySQL connection in UTC with autocommit; ``timeout`` bounds connect, read and write."""
+    """One PyMySQL connection in UTC with autocommit; ``timeout`` bounds connect, read and write.
+    The password goes to the server in clear only over TLS (``GuardedConnection``)."""
     arguments: dict[str, Any] = {
         "host": url.host,
         "port": url.port,
@@ -53,7 +117,7 @@ def connect(url: DatabaseURL, timeout: float | None = None, **options: Any) -> A
         "ssl": url.ssl,  # None: plain TCP; else CA, client cert and host name check (config.py)
     }
     arguments.update(options)
-    return pymysql.connect(**arguments)
+    return GuardedConnection(**arguments)
 
 
 def _note_idle_since(_connection: Any, record: Any) -> None:
@@ -72,7 +136,7 @@ def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
     try:
         connection.ping(reconnect=False)
     except Exception as exc:  # noqa: BLE001 - any failure: let the pool replace the connection
-        raise DisconnectionError(_reason(exc)) from None
+        raise DisconnectionError(failure_reason(exc)) from None
     finally:
         connection._read_timeout, connection._write_timeout = saved
 
@@ -106,7 +170,16 @@ class Database:
         event.listen(self._pool, "checkout", _ping_if_idle)
 
     def _new_connection(self) -> Any:
-        return connect(self._url, timeout=self._timeout)
+        """A READ ONLY session: the request path only reads, and a read-only transaction refuses
+        locking reads (``SELECT ... FOR UPDATE``), which MariaDB's SELECT grant allows."""
+        connection = connect(self._url, timeout=self._timeout)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(READ_ONLY_SESSION)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
@@ -123,7 +196,7 @@ class Database:
             raise DatabaseUnavailable("every MySQL connection of this worker is busy") from None
         except Exception as exc:  # noqa: BLE001 - any driver failure is an outage, never a 500
             self._failed(metrics.DbError.CONNECT)
-            raise DatabaseUnavailable(f"cannot connect to MySQL: {_reason(exc)}") from None
+            raise DatabaseUnavailable(f"cannot connect to MySQL: {failure_reason(exc)}") from None
         try:
             cursor = connection.cursor()
             try:
@@ -133,7 +206,7 @@ class Database:
         except Exception as exc:  # noqa: BLE001 - as above: a clean 503, and the breaker knows
             connection.invalidate()
             self._failed(metrics.DbError.QUERY)
-            raise DatabaseUnavailable(f"MySQL query failed: {_reason(exc)}") from None
+            raise DatabaseUnavailable(f"MySQL query failed: {failure_reason(exc)}") from None
         except BaseException:
             connection.invalidate()  # e.g. GeneratorExit or KeyboardInterrupt mid-query
             self.breaker.abandon()
@@ -158,8 +231,9 @@ class Database:
         self._pool.dispose()
 
 
-def _reason(exc: BaseException) -> str:
-    """A short, log-safe reason: MySQL's own message, or the exception's type and text."""
+def failure_reason(exc: BaseException) -> str:
+    """A short, log-safe reason: the error's number and name (``GuardedConnection`` keeps no
+    server text), or the exception's type and text."""
     if isinstance(exc, pymysql.MySQLError) and exc.args:
         return str(exc.args[-1])
     return f"{type(exc).__name__}: {exc}"

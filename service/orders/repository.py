@@ -9,6 +9,8 @@ are skipped. A miss therefore costs the same on page 1 and on the last page of 1
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,6 +70,9 @@ class Cursor(Protocol):
     def fetchone(self) -> Any: ...
     def fetchall(self) -> Any: ...
 
+    @property
+    def connection(self) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -117,18 +122,28 @@ def rows_before_id(cursor: Cursor, order_id: int) -> int:
 
 
 def recount_buckets(cursor: Cursor) -> None:
-    """Rebuild every block count from the table, with writers held off meanwhile (an admin's
-    repair after loading rows with triggers missing)."""
-    cursor.execute("LOCK TABLES orders READ, order_buckets WRITE")
+    """Rebuild every block count from the table, with writers held off meanwhile (after a
+    TRUNCATE, or loading rows with triggers missing). One transaction, not LOCK TABLES (a right
+    no running role needs): under REPEATABLE READ the INSERT ... SELECT share-locks every row
+    and gap of orders it reads until COMMIT, so no write lands between the count and its use;
+    the scan ends before the first count is written, so a writer's trigger never waits on us
+    while we wait on its row."""
+    cursor.execute("START TRANSACTION")
     try:
-        cursor.execute("DELETE FROM order_buckets")
         cursor.execute(
             "INSERT INTO order_buckets (bucket, row_count) "
-            "SELECT id DIV %s, COUNT(*) FROM orders GROUP BY id DIV %s",
+            "SELECT id DIV %s, COUNT(*) FROM orders GROUP BY id DIV %s "
+            "ON DUPLICATE KEY UPDATE row_count = VALUES(row_count)",
             (BUCKET_WIDTH, BUCKET_WIDTH),
         )
-    finally:
-        cursor.execute("UNLOCK TABLES")
+        cursor.execute(
+            "DELETE FROM order_buckets WHERE bucket NOT IN (SELECT DISTINCT id DIV %s FROM orders)",
+            (BUCKET_WIDTH,),
+        )
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
 
 
 def write_heartbeat(cursor: Cursor, invalidator: int, seq: int) -> None:
@@ -271,7 +286,7 @@ def max_order_id(cursor: Cursor) -> int:
 
 # --- migrations -----------------------------------------------------------------------------
 
-MIGRATION_LOCK = "orders_service_migrate"
+MIGRATION_LOCK = "orders_service_migrate"  # the name's start; see migration_lock_name
 
 _CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -281,14 +296,27 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+def migration_lock_name(cursor: Cursor) -> str:
+    """The named lock's name: GET_LOCK needs no privilege, so a fixed name could be held by any
+    account (an API pod stalling every migration). The name is a keyed hash of the migrate
+    role's password and database: every migrate replica computes it, no other role can."""
+    connection = cursor.connection
+    password = connection.password or b""
+    secret = password if isinstance(password, bytes) else str(password).encode()
+    database = connection.db or b""
+    database = database if isinstance(database, bytes) else str(database).encode()
+    digest = hmac.new(secret, b"orders-service migration lock:" + database, hashlib.sha256)
+    return f"{MIGRATION_LOCK}_{digest.hexdigest()[:32]}"
+
+
 def acquire_migration_lock(cursor: Cursor, timeout_seconds: int) -> bool:
     """A server-wide named lock, so two replicas starting together migrate one after the other."""
-    cursor.execute("SELECT GET_LOCK(%s, %s)", (MIGRATION_LOCK, timeout_seconds))
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (migration_lock_name(cursor), timeout_seconds))
     return bool(cursor.fetchone()[0])
 
 
 def release_migration_lock(cursor: Cursor) -> None:
-    cursor.execute("SELECT RELEASE_LOCK(%s)", (MIGRATION_LOCK,))
+    cursor.execute("SELECT RELEASE_LOCK(%s)", (migration_lock_name(cursor),))
     cursor.fetchone()
 
 

@@ -15,10 +15,12 @@ import re
 ROLES = ("api", "invalidator", "migrate")
 # The invalidator's liveness row (written by it, in a table its migration creates).
 HEARTBEAT_TABLE = "heartbeat"
-COUNTS_TABLE = "order_buckets"
+COUNTS_TABLE = "order_buckets"  # the block counts: written by the triggers and the recounts
 
 # REPLICATION CLIENT is BINLOG MONITOR on MariaDB 10.5+ (an alias): SHOW MASTER STATUS and
-# SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*.
+# SHOW BINARY LOGS. REPLICATION SLAVE: the binlog dump itself. Both exist only on *.*: the
+# invalidator can read every database's row changes on the server (docs/security.md, "Roles":
+# give the service a MySQL of its own, or filter the binlog to its database).
 _REPLICATION = "REPLICATION SLAVE, REPLICATION CLIENT"
 # Schema changes and seeding, on the one database only; no GRANT OPTION, nothing global.
 _MIGRATE = (
@@ -27,13 +29,14 @@ _MIGRATE = (
 )
 
 # Redis commands per role: the ones its code sends (service/cache/store.py, near.py) and the ones
-# its Lua scripts call (service/cache/keys.py; Redis checks a script's calls against the caller's
-# ACL too). EVALSHA runs the scripts; SCRIPT LOAD is redis-py's fallback when Redis lost them.
+# its functions call (service/cache/keys.py; Redis checks a function's calls against the caller's
+# ACL too). FCALL runs the functions; no role may EVAL, SCRIPT or FUNCTION LOAD (arbitrary Lua,
+# outside maxmemory): a Redis admin loads the library (`orders-service load-functions`).
 # Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
-_REDIS_COMMON = ("ping", "evalsha", "script|load", "get", "set", "del", "time")
+_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time")
 REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
-    # (LEASE/LEASE_AT: SET NX, ZADD, TIME; FILL: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
+    # (lease_at: SET NX, ZADD, TIME; fill: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
     # PING, TIME + GET checkpoint) and the shared settings it publishes (HSET config); the
     # consistency inspector runs as this user too (ZRANDMEMBER of the index).
     "api": (
@@ -47,9 +50,9 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
         "subscribe",
         "unsubscribe",
     ),
-    # the stored position (GET), the shared settings it follows (HGET config), the INVALIDATE
-    # script (DEL, ZRANGEBYSCORE, ZREMRANGEBYSCORE, SET, GET checkpoint and fence, TIME, PUBLISH)
-    # and the leadership scripts (SET NX PX, INCR the fence, PEXPIRE to renew, DEL to resign).
+    # the stored position (GET), the shared settings it follows (HGET config), the invalidate
+    # function (DEL, ZRANGEBYSCORE, ZREMRANGEBYSCORE, SET, GET checkpoint and fence, TIME,
+    # PUBLISH) and the leadership functions (SET NX PX, INCR the fence, PEXPIRE, DEL).
     "invalidator": (
         *_REDIS_COMMON,
         "hget",
@@ -58,6 +61,19 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
         "publish",
         "incr",
         "pexpire",
+    ),
+}
+# Keys each role may write (Redis 7 key selectors), as patterns under ``{prefix}:s{page size}:``
+# (service/cache/keys.py names them); every other key under the prefix is read-only to it. The
+# API cannot write the checkpoint, the binlog position, the fence or the invalidator's lease, so
+# a compromised API pod cannot make the cache's freshness say what is not true.
+REDIS_WRITES: dict[str, tuple[str, ...]] = {
+    # ``hot`` and ``inspector:found``: the pages each worker reports as most read and the
+    # inspector's last confirmed inconsistency, written by the API's user where they are kept.
+    "api": ("page:*", "lease:*", "index", "totals", "config", "hot", "inspector:found"),
+    "invalidator": (
+        *("page:*", "lease:*", "index", "totals"),
+        *("binlog", "checkpoint", "invalidator:lease", "invalidator:fence"),
     ),
 }
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -84,9 +100,11 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
     if role == "invalidator":
         return [
             f"GRANT {_REPLICATION} ON *.* TO {account}",
-            # TRIGGER and LOCK TABLES, and writes to the block counts: after a TRUNCATE or a table
-            # swap it rebuilds the counts and restores the counting triggers (no table DDL).
-            f"GRANT SELECT, LOCK TABLES, TRIGGER ON {schema}.* TO {account}",
+            # Reads, its heartbeat and the block counts it rebuilds after a TRUNCATE (a
+            # transaction, no LOCK TABLES). No TRIGGER or LOCK TABLES: it could drop or add the
+            # counting triggers, or lock the table; missing triggers and tables are reported, and
+            # `orders-service migrate` restores them as the migrate role.
+            f"GRANT SELECT ON {schema}.* TO {account}",
             f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{HEARTBEAT_TABLE}` TO {account}",
             f"GRANT INSERT, UPDATE, DELETE ON {schema}.`{COUNTS_TABLE}` TO {account}",
         ]
@@ -97,8 +115,10 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
 
 def redis_acl(role: str, user: str, prefix: str) -> list[str]:
     """The ACL rules of ``role``, as ``ACL SETUSER user <rules...>`` (or redis.conf's ``user``)
-    takes them: every key and pub/sub channel under ``prefix:``, only the commands the role sends.
-    The rules start with ``reset``, so append the password (``>secret``) after them."""
+    takes them: reads of every key under ``prefix:``, writes of ``REDIS_WRITES`` only, pub/sub
+    channels under ``prefix:``, only the commands the role sends (Redis 7.0+: ``%R~``). A key a
+    command both reads and writes (FCALL's keys) needs one pattern with both, hence ``~`` for
+    the writable ones. The rules start with ``reset``, so append the password after them."""
     if role not in REDIS_COMMANDS:
         raise ValueError(f"role {role!r} has no Redis user; one of {', '.join(REDIS_COMMANDS)}")
     if any(c in prefix for c in "*?[]\\") or not prefix or " " in prefix:
@@ -107,7 +127,8 @@ def redis_acl(role: str, user: str, prefix: str) -> list[str]:
     return [
         "reset",
         "on",
-        f"~{prefix}:*",
+        f"%R~{prefix}:*",
+        *(f"~{prefix}:s*:{pattern}" for pattern in REDIS_WRITES[role]),
         f"&{prefix}:*",
         "-@all",
         *(f"+{command}" for command in REDIS_COMMANDS[role]),

@@ -72,6 +72,7 @@ def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
         "migrate",
         "seed",
         "grants",
+        "redis-functions",
         "orders",
         "invalidator",
         "inspector",
@@ -85,6 +86,10 @@ def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
     assert conditions["orders"]["seed"] == "service_completed_successfully"
     assert conditions["invalidator"]["migrate"] == "service_completed_successfully"
     assert conditions["inspector"]["migrate"] == "service_completed_successfully"
+    # the cache's Redis functions are loaded (by the admin) before either uses the cache
+    for name in ("orders", "invalidator", "inspector"):
+        assert conditions[name]["redis-functions"] == "service_completed_successfully", name
+    assert services["redis-functions"]["command"] == ["load-functions"]
     assert services["orders"]["ports"][0]["published"] == "5001"
 
 

@@ -28,7 +28,7 @@ from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
-from service.orders.database import Database
+from service.orders.database import Database, connect
 from service.services import build_database, build_redis_cache
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.servers import free_port
@@ -150,12 +150,11 @@ def test_a_write_in_flight_that_is_invalidated_within_the_bound_is_not_counted(
     try:
         with Heartbeat(shared_redis, keys.checkpoint):
             time.sleep(0.2)
-            database.run(
-                "test",
-                lambda cur: cur.execute(
+            # a writer of its own: the API's pool opens read-only sessions
+            with connect(settings.database_url) as writer, writer.cursor() as cur:
+                cur.execute(
                     "UPDATE orders SET customer_name = 'in flight' WHERE id = %s", (first_id,)
-                ),
-            )
+                )
             inspector.round()  # sees the old page 2 in Redis: a mismatch, not yet a verdict
             assert 2 in inspector.suspects
             shared_redis.delete(keys.page(2))  # the invalidator applies the write in time

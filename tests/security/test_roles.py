@@ -1,6 +1,7 @@
 """Least privilege, exercised for real: a MySQL user per role with exactly the grants
 ``service.orders.roles`` declares (on the shared MariaDB and a throwaway binlog MariaDB, users
-with unique names, dropped afterwards), and Redis ACL users on a throwaway redis-server."""
+with unique names, dropped afterwards), and Redis ACL users on a throwaway redis-server (what
+each Redis role may and may not do: test_redis_roles.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import pytest
 import redis
 
 from service import close_app, create_app
-from service.cache.keys import DROP, CacheKeys, Invalidation
+from service.cache.keys import CacheKeys
+from service.cache.store import load_functions
 from service.config import Settings
 from service.orders import repository, roles
-from service.services import build_redis_cache
+from service.orders.database import DatabaseUnavailable
 from tests.security.conftest import Launched, base_env, run_command
 from tests.support.servers import Database, RedisServer
 
@@ -137,12 +139,27 @@ def test_the_migrate_user_has_no_rights_outside_its_database(
 
 
 def test_each_role_runs_its_own_step_against_a_binlog_server(
-    binlog_database: Database, cache_prefix: str, launch: Callable[..., Launched]
+    binlog_database: Database,
+    cache_prefix: str,
+    launch: Callable[..., Launched],
+    redis_server: RedisServer,
 ) -> None:
-    """migrate and seed as the migrate user, the invalidator as its user: it follows the binlog
-    and records the position of a change; it may write only its heartbeat."""
+    """migrate and seed as the migrate user, the invalidator as its MySQL user and its Redis ACL
+    user (the rules `grants` prints, the functions loaded by the admin): it follows the binlog,
+    records the position of a change and moves the checkpoint; in MySQL it may write only its
+    heartbeat."""
     server = binlog_database.server
     accounts = Accounts(server.connect, "127.0.0.1", server.port)
+    admin = redis.Redis(port=redis_server.port)
+    load_functions(admin)
+    redis_user = f"invalidator_{uuid.uuid4().hex[:6]}"
+    admin.execute_command(
+        "ACL",
+        "SETUSER",
+        redis_user,
+        *roles.redis_acl("invalidator", redis_user, cache_prefix),
+        f">{PASSWORD}",
+    )
     try:
         name = binlog_database.name
         migrate_user = accounts.create("migrate", name)
@@ -156,18 +173,18 @@ def test_each_role_runs_its_own_step_against_a_binlog_server(
         env = base_env(
             ORDERS_DATABASE_URL=accounts.url(invalidator_user, name),
             ORDERS_CACHE_PREFIX=cache_prefix,
-            ORDERS_REDIS_URL="redis://127.0.0.1:6379/0",
+            ORDERS_REDIS_URL=f"redis://{redis_user}:{PASSWORD}@127.0.0.1:{redis_server.port}/0",
         )
         invalidator = launch(["invalidate"], env)
         invalidator.wait_for(lambda: "following binlog" in invalidator.output(), "following")
-        shared = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        position_key = CacheKeys(cache_prefix, Settings.from_env(env).page_size).binlog_position
-        before = shared.get(position_key)
+        keys = CacheKeys(cache_prefix, Settings.from_env(env).page_size)
+        before = admin.get(keys.binlog_position)
         binlog_database.execute("UPDATE orders SET status = 'cancelled' WHERE id = 1")
         invalidator.wait_for(
-            lambda: shared.get(position_key) not in (None, before), "an invalidation"
+            lambda: admin.get(keys.binlog_position) not in (None, before), "an invalidation"
         )
-        shared.close()
+        invalidator.wait_for(lambda: admin.get(keys.checkpoint) is not None, "a checkpoint")
+        admin.close()
         assert '"level":"error"' not in invalidator.output()
         with accounts.connect(invalidator_user, name) as connection:
             with connection.cursor() as cursor:  # the heartbeat write the invalidator makes
@@ -195,44 +212,6 @@ def acl_redis(redis_server: RedisServer) -> Callable[[str, str], str]:
     return make
 
 
-def test_the_api_redis_user_serves_pages_within_its_prefix_only(
-    acl_redis: Callable[[str, str], str], seeded_database_url: str
-) -> None:
-    url = acl_redis("api", "shop")
-    settings = Settings.from_env(
-        {
-            "ORDERS_DATABASE_URL": seeded_database_url,
-            "ORDERS_REDIS_URL": url,
-            "ORDERS_CACHE_PREFIX": "shop",
-            "ORDERS_NEAR_CACHE": "false",
-        }
-    )
-    app = create_app(settings)
-    try:
-        client = app.test_client()
-        first, second = client.get("/orders/3"), client.get("/orders/3")
-        assert (first.status_code, second.status_code) == (200, 200)
-        assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
-        assert client.get("/readyz").json["checks"]["redis"] == "ok"
-    finally:
-        close_app(app)
-    api = redis.Redis.from_url(url)
-    assert api.get(CacheKeys("shop", settings.page_size).totals) is not None
-    for command in (
-        ("GET", "other:totals"),
-        ("SET", "other:x", "1"),
-        ("FLUSHALL",),
-        ("FLUSHDB",),
-        ("CONFIG", "GET", "*"),
-        ("KEYS", "*"),
-        ("PUBLISH", "shop:invalidations", "x"),
-        ("ACL", "LIST"),
-    ):
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            api.execute_command(*command)
-    api.close()
-
-
 def test_the_api_redis_user_can_follow_invalidations(acl_redis: Callable[[str, str], str]) -> None:
     url = acl_redis("api", "shop")
     pubsub = redis.Redis.from_url(url).pubsub()
@@ -247,24 +226,82 @@ def test_the_api_redis_user_can_follow_invalidations(acl_redis: Callable[[str, s
     other.close()
 
 
-def test_the_invalidator_redis_user_invalidates_within_its_prefix_only(
-    acl_redis: Callable[[str, str], str],
+def test_the_invalidator_user_cannot_touch_triggers_or_lock_tables(
+    shared_accounts: Accounts, seeded_database_url: str
 ) -> None:
-    url = acl_redis("invalidator", "shop")
-    settings = Settings.from_env({"ORDERS_REDIS_URL": url, "ORDERS_CACHE_PREFIX": "shop"})
-    cache = build_redis_cache(settings)
-    step = Invalidation(pages=frozenset((1, 2)), from_page=3, totals=DROP, position="bin.000001:4")
-    cache.invalidate(step)
-    cache.invalidate(Invalidation(position="mysql-bin.000001:4", checkpoint_age_ms=5))
-    assert cache.stored_position() == "mysql-bin.000001:4"
-    cache.client.close()
-    invalidator = redis.Redis.from_url(url)
-    for command in (
-        ("GET", "other:binlog"),
-        ("FLUSHALL",),
-        ("CONFIG", "SET", "save", ""),
-        ("MGET", "shop:page:1"),
-    ):
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            invalidator.execute_command(*command)
-    invalidator.close()
+    """Missing triggers are restored by `orders-service migrate`, never the invalidator; it
+    keeps only the block-count writes its recount makes (a transaction, no LOCK TABLES)."""
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("invalidator", database)
+    probe = f"`{database}`.orders_probe_{uuid.uuid4().hex[:6]}"  # stands in for a counting one
+    with shared_accounts._admin() as admin, admin.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TRIGGER {probe} AFTER INSERT ON `{database}`.heartbeat "
+            "FOR EACH ROW SET @orders_probe = 1"
+        )
+    try:
+        with shared_accounts.connect(user, database) as connection:
+            for statement in (
+                "CREATE TRIGGER orders_reject BEFORE INSERT ON orders FOR EACH ROW "
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no'",
+                f"DROP TRIGGER {probe}",
+                "LOCK TABLES orders WRITE",
+                "LOCK TABLES orders READ",
+                "UPDATE orders SET status = status WHERE id < 0",
+                "DELETE FROM schema_migrations WHERE version = 'none'",
+            ):
+                assert denied(connection, statement) in ER_DENIED, statement
+            assert denied(connection, "SELECT COUNT(*) FROM order_buckets") == 0
+            with connection.cursor() as cursor:
+                repository.recount_buckets(cursor)  # what it runs after a TRUNCATE
+    finally:
+        with shared_accounts._admin() as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER IF EXISTS {probe}")
+            cursor.execute(f"DROP TRIGGER IF EXISTS `{database}`.orders_reject")
+
+
+def test_the_api_user_cannot_hold_the_migration_lock(
+    shared_accounts: Accounts, seeded_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every name the API could know (the old fixed one, anything it can read) is not the lock
+    migrate takes: an API pod squatting it cannot stall a rollout's migrations."""
+    from service.orders import schema
+
+    monkeypatch.setattr(schema, "LOCK_TIMEOUT_SECONDS", 2)
+    database = database_of(seeded_database_url)
+    api_user = shared_accounts.create("api", database)
+    migrate_user = shared_accounts.create("migrate", database)
+    with shared_accounts.connect(api_user, database) as squatter:
+        with squatter.cursor() as cursor:
+            # other runs of the old code on this server take the same name for a moment
+            cursor.execute("SELECT GET_LOCK(%s, 30)", ("orders_service_migrate",))
+            assert cursor.fetchone()[0] == 1
+        with shared_accounts.connect(migrate_user, database) as connection:
+            assert schema.migrate(connection) == []
+
+
+def test_the_api_sessions_take_no_row_locks(
+    shared_accounts: Accounts, seeded_database_url: str
+) -> None:
+    """The API's pool opens READ ONLY sessions: ``SELECT ... FOR UPDATE`` from the API process
+    is refused even on MariaDB, whose SELECT grant allows it (MySQL 8.0.22+ needs UPDATE, DELETE
+    or LOCK TABLES, which the API lacks). MariaDB still allows LOCK IN SHARE MODE there; with
+    autocommit it ends with its statement (docs/security.md, "Roles")."""
+    from service.services import build_database
+
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create("api", database)
+    settings = Settings.from_env({"ORDERS_DATABASE_URL": shared_accounts.url(user, database)})
+    db = build_database(settings)
+    try:
+        assert db.run("probe", lambda c: c.execute("SELECT id FROM orders LIMIT 1")) == 1
+        with pytest.raises(
+            DatabaseUnavailable, match="1792"
+        ):  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+            db.run("probe", lambda c: c.execute("SELECT id FROM orders WHERE id = 1 FOR UPDATE"))
+    finally:
+        db.close()
+    assert not any(
+        privilege in " ".join(roles.grants("api", user, database))
+        for privilege in ("UPDATE", "DELETE", "LOCK TABLES", "INSERT")
+    )

@@ -4,12 +4,12 @@
 # exists. Idempotent: users are created if missing, their passwords set to the Secret's, grants
 # added. The user names are set above this text; the passwords come from the env.
 #   api          SELECT on the database: it only reads orders.
-#   invalidator  REPLICATION SLAVE, REPLICATION CLIENT on *.* (the binlog stream), SELECT on the
-#                database, LOCK TABLES and TRIGGER there (it restores the counting triggers and
-#                rebuilds the block counts after a TRUNCATE or a table swap), and writes to its
-#                heartbeat table and the block counts only. CREATE on those two tables makes the
-#                grants valid before they exist (MySQL refuses a table-level grant on a missing
-#                table otherwise); it allows no other table.
+#   invalidator  REPLICATION SLAVE, REPLICATION CLIENT on *.* (the binlog stream: server-wide,
+#                docs/security.md), SELECT on the database, and writes to its heartbeat table
+#                and the block counts only (it rebuilds them after a TRUNCATE): no TRIGGER or
+#                LOCK TABLES (missing triggers are restored by migrate). CREATE on those two
+#                tables makes the grants valid before they exist (MySQL refuses a table-level
+#                grant on a missing table otherwise); it allows no other table.
 #   migrate      DDL and DML on the database only: the migrate init containers and the seed Job.
 orders_sql_literal() {
 	local value=${1//\\/\\\\}
@@ -28,7 +28,7 @@ ALTER USER $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%' IDENTIFIED BY $(
 ALTER USER $(orders_sql_literal "$ORDERS_MIGRATE_USER")@'%' IDENTIFIED BY $(orders_sql_literal "$ORDERS_MIGRATE_PASSWORD");
 GRANT SELECT ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_API_USER")@'%';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
-GRANT SELECT, LOCK TABLES, TRIGGER ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
+GRANT SELECT ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT CREATE, INSERT, UPDATE, DELETE ON ${orders_db}.\`heartbeat\` TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT CREATE, INSERT, UPDATE, DELETE ON ${orders_db}.\`order_buckets\` TO $(orders_sql_literal "$ORDERS_INVALIDATOR_USER")@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, REFERENCES, TRIGGER, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, LOCK TABLES, CREATE TEMPORARY TABLES ON ${orders_db}.* TO $(orders_sql_literal "$ORDERS_MIGRATE_USER")@'%';

@@ -2,8 +2,12 @@
 #   default      the admin user: the probes (redis-cli with REDISCLI_AUTH) and operators.
 #   api          the API's cache-aside calls and the near cache's subscription.
 #   invalidator  the invalidation script and its publish.
-# The application users reach only keys and channels under the deployment's prefix, and only the
-# commands service/cache/ runs (the Lua scripts' redis.call() are checked against the same rules).
+# The application users read keys under the deployment's prefix, write only the keys their role
+# must (Redis 7 key selectors: the api never the checkpoint, position, fence or invalidator
+# lease), reach only channels under the prefix, and run only the commands service/cache/ sends:
+# FCALL of the cache's function library, never EVAL, SCRIPT or FUNCTION LOAD (a function's
+# redis.call() is checked against the caller's rules). The library is written below and loaded
+# by the admin user once Redis answers (the startup probe), after every start.
 # Only commands every Redis 7.x knows: an unknown name in an ACL file aborts the start (CLIENT
 # SETINFO is 7.2+; redis-py ignores its refusal).
 set -eu
@@ -11,11 +15,95 @@ umask 077
 orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
 # (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
-orders_api_rules="resetkeys ~${ORDERS_REDIS_PREFIX}:* resetchannels &${ORDERS_REDIS_PREFIX}:* -@all +ping +evalsha +script|load +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
-orders_invalidator_rules="resetkeys ~${ORDERS_REDIS_PREFIX}:* resetchannels &${ORDERS_REDIS_PREFIX}:* -@all +ping +evalsha +script|load +get +set +del +time +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
+orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
+orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
 	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_api_rules}"
 	echo "user ${ORDERS_INVALIDATOR_USER} on #$(orders_hash "$ORDERS_INVALIDATOR_PASSWORD") ${orders_invalidator_rules}"
 } > /run/redis/users.acl
 unset orders_api_rules orders_invalidator_rules
+# `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
+cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
+#!lua name=orders_36cf7f0941de
+redis.register_function{function_name='orders_36cf7f0941de_lease_at', flags={}, callback=function(KEYS, ARGV)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+return 0
+end}
+redis.register_function{function_name='orders_36cf7f0941de_fill', flags={}, callback=function(KEYS, ARGV)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+end}
+redis.register_function{function_name='orders_36cf7f0941de_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+local prefix = ARGV[1]
+if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
+  return -1
+end
+local index = prefix .. 'index'
+local message = {}
+for i = 8, #ARGV do
+  redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
+  message[#message + 1] = 'p' .. ARGV[i]
+end
+if ARGV[2] ~= '' then
+  local pages = redis.call('ZRANGEBYSCORE', index, ARGV[2], '+inf')
+  for start = 1, #pages, 500 do
+    local batch = {}
+    for j = start, math.min(start + 499, #pages) do
+      batch[#batch + 1] = prefix .. 'page:' .. pages[j]
+      batch[#batch + 1] = prefix .. 'lease:' .. pages[j]
+    end
+    redis.call('DEL', unpack(batch))
+  end
+  redis.call('ZREMRANGEBYSCORE', index, ARGV[2], '+inf')
+  message[#message + 1] = 'f' .. ARGV[2]
+end
+if ARGV[3] == '' then
+  redis.call('DEL', prefix .. 'totals', prefix .. 'lease:totals')
+  message[#message + 1] = 't'
+elseif ARGV[3] ~= '-' then
+  redis.call('SET', prefix .. 'totals', ARGV[3], 'EX', ARGV[4])
+  redis.call('DEL', prefix .. 'lease:totals')
+  message[#message + 1] = 't'
+end
+if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
+if ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
+  local previous = tonumber(redis.call('GET', prefix .. 'checkpoint') or '0')
+  if at > previous then redis.call('SET', prefix .. 'checkpoint', at) else at = previous end
+  message[#message + 1] = 'c' .. at
+end
+if #message > 0 then
+  redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
+end
+return #message
+end}
+redis.register_function{function_name='orders_36cf7f0941de_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+  return token
+end
+return 0
+end}
+redis.register_function{function_name='orders_36cf7f0941de_renew_lease', flags={}, callback=function(KEYS, ARGV)
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+end}
+redis.register_function{function_name='orders_36cf7f0941de_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+end}
+ORDERS_FUNCTIONS
