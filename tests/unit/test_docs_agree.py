@@ -51,14 +51,3 @@ def test_migration_statements_split_cleanly() -> None:
     for version, statements in schema.available_migrations():
         assert statements, version
         assert all(not s.endswith(";") for s in statements)
-
-
-def test_the_module_map_in_contributing_lists_every_module() -> None:
-    text = (ROOT / "CONTRIBUTING.md").read_text()
-    listed = set(re.findall(r"^\| `(service/[\w/]+\.py)` \|", text, flags=re.MULTILINE))
-    actual = {
-        path.relative_to(ROOT).as_posix()
-        for path in (ROOT / "service").rglob("*.py")
-        if path.name != "__init__.py" or path.parent.name in {"service", "auth", "inspection"}
-    }
-    assert listed == actual, {"missing": actual - listed, "gone": listed - actual}
