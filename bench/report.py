@@ -1,4 +1,4 @@
-"""Results as the README shows them: one JSON document, a Markdown table, a PNG plot."""
+"""Results as docs/performance.md shows them: one JSON document, a Markdown table, a PNG plot."""
 
 from __future__ import annotations
 

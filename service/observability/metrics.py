@@ -1,10 +1,10 @@
 """Prometheus metrics of the service and the invalidator, and the cheap calls that record them.
 
-Every metric is declared here once, so the README's metric table, the dashboard and the alert rules
-have one place to agree with. Recording functions keep a per-process dict of pre-bound label
-children: the request path pays one dict lookup and the client's own mmap write, never a label-dict
-construction or an extra lock. Gauges declare a multiprocess mode because gunicorn runs several
-workers, each writing its own file (see ``multiproc``).
+Every metric is declared here once, so docs/operations.md's metric table, the dashboard and the
+alert rules have one place to agree with. Recording functions keep a per-process dict of pre-bound
+label children: the request path pays one dict lookup and the client's own mmap write, never a
+label-dict construction or an extra lock. Gauges declare a multiprocess mode because gunicorn runs
+several workers, each writing its own file (see ``multiproc``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README, the CLI and the schema say the same thing as the code."""
+"""The README, docs/configuration.md, the CLI and the schema say the same thing as the code."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ import docs
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 
 
-def test_the_readme_configuration_table_is_the_generated_one() -> None:
-    assert docs.with_config_table(README) == README, "run `make docs`"
+def test_the_configuration_table_is_the_generated_one() -> None:
+    assert docs.with_config_table(CONFIGURATION) == CONFIGURATION, "run `make docs`"
+
+
+def test_the_readme_links_each_doc() -> None:
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in README, f"README.md has no link to docs/{doc.name}"
 
 
 def test_the_readme_names_every_command() -> None:
