@@ -1,4 +1,7 @@
-"""Every Redis key and Lua script of the service. Nothing else knows the Redis dialect.
+"""The cache protocol: every Redis key, Lua script and pub/sub message layout of the service.
+
+Defined here once; the modules that send commands (``store``, ``near``, ``invalidation.leadership``)
+take key names, scripts and message layouts from here and never spell one themselves.
 
 Key space, under ``{prefix}:s{page_size}:`` so deployments, test runs and page sizes never
 collide:
