@@ -23,9 +23,11 @@ from bench import (
     auth_cost,
     compare,
     curves,
+    curves_report,
     hotspots,
     invalidation,
     phases,
+    plots,
     report,
     sweep,
     targets,
@@ -39,6 +41,7 @@ from bench.context import (
     prepare_database,
 )
 from bench.curves import hot_set_orders
+from bench.formatting import ratio
 from bench.load import open_loop_connections, run_wrk
 from bench.servers import VENV_BIN, BenchError, Gunicorn
 
@@ -210,8 +213,8 @@ def finish(
     results["baseline"] = (baseline or {}).get("machine", {}).get("date")
     results["targets"] = targets.targets(results, pagination, baseline)
     report.write(out, stem, results, report.markdown(results, pagination))
-    report.plot(results, out / f"{stem}.png")
-    report.plot_curves(results, out)
+    plots.plot(results, out / f"{stem}.png")
+    plots.plot_curves(results, out)
     print((out / f"{stem}.md").read_text())
 
 
@@ -255,7 +258,7 @@ def run_pagination(args: argparse.Namespace) -> dict[str, Any]:
                     "samples": n,
                     "first": first,
                     "last": last,
-                    "last_over_first": report.ratio(last["p50_ms"], first["p50_ms"]),
+                    "last_over_first": ratio(last["p50_ms"], first["p50_ms"]),
                 }
             body = ctx.scratch / "page-1.json"
             body.write_bytes(phases.fetch(f"{service.base_url}/orders/1")[2])
@@ -665,13 +668,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "invalidation":
             results = invalidation.standalone(args, invalidation.plan_from_args(args))
             report.write(out, "invalidation", results, invalidation.markdown(results))
-            report.plot_curves({"invalidation": results["invalidation"]}, out)
+            plots.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
         elif args.command == "curves":
             results = curves.run(args, plan)
-            report.write(out, "curves", results, report.curves_markdown(results))
-            report.plot_curves(results, out)
-            print(report.curves_markdown(results))
+            report.write(out, "curves", results, curves_report.curves_markdown(results))
+            plots.plot_curves(results, out)
+            print(curves_report.curves_markdown(results))
         elif args.command == "compare":
             print(compare.run(args))
         elif args.command == "sweep":

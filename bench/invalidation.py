@@ -394,7 +394,7 @@ def run(ctx: Context, plan: phases.Plan, profile: Path | None = None) -> dict[st
 
 def markdown(results: dict[str, Any]) -> str:
     """``python -m bench invalidation``'s report: the targets, then the phase's tables."""
-    from bench import report, targets
+    from bench import curves_report, targets
 
     m = results["machine"]
     rows = targets.invalidation_targets(results)
@@ -409,7 +409,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {t['target']} | {t['shown']} | {targets.verdict(t['met'])} |" for t in rows],
         "",
-        *report._invalidation_section(results["invalidation"]),
+        *curves_report.invalidation_section(results["invalidation"]),
     ]
     follower = results.get("follower_throughput")
     if follower:
