@@ -29,14 +29,7 @@ from bench import (
     sweep,
     targets,
 )
-from bench.context import (
-    REPO,
-    STATE,
-    Context,
-    context,
-    database_name,
-    prepare_database,
-)
+from bench.context import REPO, STATE, Context, context, database_name, prepare_database
 from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 

@@ -15,16 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import (
-    auth_cost,
-    hotspots,
-    phases,
-    report,
-)
-from bench.context import (
-    context,
-    prepare_database,
-)
+from bench import auth_cost, hotspots, phases, report
+from bench.context import context, prepare_database
 from bench.formatting import ratio
 from bench.load import open_loop_connections, run_wrk
 from bench.servers import VENV_BIN, Gunicorn
