@@ -118,7 +118,7 @@ test-unit: install ## Unit tests only (pure logic, no servers).
 	$(BIN)/pytest tests/unit
 
 .PHONY: docs
-docs: install ## Regenerate the generated docs: the README's configuration table and the chart's values table.
+docs: install ## Regenerate the generated docs: docs/configuration.md's table and the chart's values table.
 	$(BIN)/python hack/docs.py
 	$(BIN)/python tests/chart/values_doc.py
 

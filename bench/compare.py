@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import phases, report
 from bench.context import REPO, context, database_name, orders_service, prepare_database
+from bench.formatting import ratio
 from bench.servers import VENV_BIN, BenchError
 
 ROOT = REPO / ".run" / "compare"
@@ -103,12 +104,12 @@ def ratios(measured: dict[str, Any]) -> dict[str, float | None]:
     """B over A for throughput and CPU per hit, and each over the floor of the same rounds."""
     a, b, floor = measured["rev_a"], measured["rev_b"], measured["floor"]
     return {
-        "rps_b_over_a": report.ratio(b["rps"], a["rps"]),
-        "cpu_b_over_a": report.ratio(b["cpu_us_per_request"], a["cpu_us_per_request"]),
-        "rps_a_over_floor": report.ratio(a["rps"], floor["rps"]),
-        "rps_b_over_floor": report.ratio(b["rps"], floor["rps"]),
-        "cpu_a_over_floor": report.ratio(a["cpu_us_per_request"], floor["cpu_us_per_request"]),
-        "cpu_b_over_floor": report.ratio(b["cpu_us_per_request"], floor["cpu_us_per_request"]),
+        "rps_b_over_a": ratio(b["rps"], a["rps"]),
+        "cpu_b_over_a": ratio(b["cpu_us_per_request"], a["cpu_us_per_request"]),
+        "rps_a_over_floor": ratio(a["rps"], floor["rps"]),
+        "rps_b_over_floor": ratio(b["rps"], floor["rps"]),
+        "cpu_a_over_floor": ratio(a["cpu_us_per_request"], floor["cpu_us_per_request"]),
+        "cpu_b_over_floor": ratio(b["cpu_us_per_request"], floor["cpu_us_per_request"]),
     }
 
 

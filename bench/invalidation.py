@@ -175,6 +175,35 @@ def transaction_sizes(rig: _Rig, plan: phases.Plan) -> list[dict[str, Any]]:
     return points
 
 
+@dataclass
+class _Canaries:
+    """Watches page 1 for the canary row's newest name: the lag of each canary commit."""
+
+    rig: _Rig
+    commits: dict[int, float]
+    lags: dict[int, float]
+    errors: list[BaseException]
+
+    def poll(self, stop: threading.Event, poll_stop: threading.Event) -> None:
+        """Until every commit is seen after ``stop``, or ``poll_stop``; errors go to ``errors``."""
+        try:
+            while not self._done(stop) and not poll_stop.is_set():
+                match = _CANARY.search(_body(self.rig.page_url(1)))
+                if match:
+                    self._saw(int(match[1]), time.monotonic())
+                time.sleep(POLL_EVERY)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            self.errors.append(exc)
+
+    def _done(self, stop: threading.Event) -> bool:
+        return stop.is_set() and len(self.lags) == len(self.commits)
+
+    def _saw(self, upto: int, now: float) -> None:
+        for k, at in list(self.commits.items()):
+            if k <= upto and k not in self.lags:
+                self.lags[k] = now - at
+
+
 def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
     """``rate`` rows/s for ``plan.write_seconds``, canaries every CANARY_EVERY s."""
     batch = plan.rows_per_transaction
@@ -214,24 +243,11 @@ def write_rate(rig: _Rig, rate: int, plan: phases.Plan) -> dict[str, Any]:
 
     commits: dict[int, float] = {}
     lags: dict[int, float] = {}
-
-    def poller() -> None:
-        try:
-            while not (stop.is_set() and len(lags) == len(commits)) and not poll_stop.is_set():
-                match = _CANARY.search(_body(rig.page_url(1)))
-                now = time.monotonic()
-                if match:
-                    upto = int(match[1])
-                    for k, at in list(commits.items()):
-                        if k <= upto and k not in lags:
-                            lags[k] = now - at
-                time.sleep(POLL_EVERY)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
-            errors.append(exc)
-
     poll_stop = threading.Event()
+    canaries = _Canaries(rig, commits, lags, errors)
     workers = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(writers)]
-    threads = [threading.Thread(target=poller, daemon=True), *workers]
+    poller = threading.Thread(target=canaries.poll, args=(stop, poll_stop), daemon=True)
+    threads = [poller, *workers]
     for t in threads:
         t.start()
     k = 0
@@ -394,7 +410,7 @@ def run(ctx: Context, plan: phases.Plan, profile: Path | None = None) -> dict[st
 
 def markdown(results: dict[str, Any]) -> str:
     """``python -m bench invalidation``'s report: the targets, then the phase's tables."""
-    from bench import report, targets
+    from bench import curves_report, targets
 
     m = results["machine"]
     rows = targets.invalidation_targets(results)
@@ -409,7 +425,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {t['target']} | {t['shown']} | {targets.verdict(t['met'])} |" for t in rows],
         "",
-        *report._invalidation_section(results["invalidation"]),
+        *curves_report.invalidation_section(results["invalidation"]),
     ]
     follower = results.get("follower_throughput")
     if follower:

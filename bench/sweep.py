@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import phases, report
 from bench.context import GunicornShape, context, database_name, prepare_database, shape_from_args
+from bench.formatting import ratio
 from bench.servers import Gunicorn
 
 DEFAULT_GRID = "workers=2,3,6;threads=1,2,8;keepalive=0,30;worker_class=sync"
@@ -61,11 +62,11 @@ def _row(shape: GunicornShape, measured: dict[str, Any]) -> dict[str, Any]:
         "floor_rps": round(f["rps"], 1),
         "peer_rps": round(p["rps"], 1),
         "service_rps": round(s["rps"], 1),
-        "service_x_floor": report.ratio(s["rps"], f["rps"]),
-        "service_x_peer": report.ratio(s["rps"], p["rps"]),
+        "service_x_floor": ratio(s["rps"], f["rps"]),
+        "service_x_peer": ratio(s["rps"], p["rps"]),
         "service_cpu_us": s["cpu_us_per_request"],
         "floor_cpu_us": f["cpu_us_per_request"],
-        "cpu_x_floor": report.ratio(s["cpu_us_per_request"], f["cpu_us_per_request"]),
+        "cpu_x_floor": ratio(s["cpu_us_per_request"], f["cpu_us_per_request"]),
         "service_p99_ms": round(s["p99_ms"], 2),
         "errors": f["errors"] + p["errors"] + s["errors"],
     }

@@ -298,7 +298,7 @@ def stats(url: str | None, watch: bool, interval: float) -> None:
 
 
 @main.command()
-@click.option("--markdown", is_flag=True, help="Print the README's configuration table.")
+@click.option("--markdown", is_flag=True, help="Print docs/configuration.md's table.")
 def config(markdown: bool) -> None:
     """Print the effective settings (secrets redacted), or the table of every variable."""
     if markdown:

@@ -89,13 +89,6 @@ class RedisClock:
             return self._wall() * 1000.0
         return self._monotonic() * fit[0] + fit[1]
 
-    def measure(self, time_command: Callable[[], tuple[int, int]]) -> None:
-        """Call Redis ``TIME`` (seconds, microseconds) and record the sample."""
-        sent = self._monotonic()
-        seconds, micros = time_command()
-        received = self._monotonic()
-        self.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
-
 
 class Freshness:
     """The bound check, with what this worker knows of the checkpoint and of Redis' clock.
@@ -136,8 +129,8 @@ class Freshness:
         return now_ms - max(read_ms, self.checkpoint_ms) <= self.max_lag_ms
 
     def near_hit(self, page_read_ms: int, totals_read_ms: int) -> bool:
-        """``near_current`` of a page and the totals at once, now: the near-cache hit path's
-        one check (both are within the bound iff the older of the two is)."""
+        """A near-cache page and its totals within the bound now, vouched for by the channel's
+        checkpoint only: the hit path's one check (both are within it iff the older one is)."""
         # Conditionals rather than min()/max(): this runs on every near-cache hit, and the two
         # builtin calls cost about as much as the rest of the check.
         vouched = page_read_ms if page_read_ms < totals_read_ms else totals_read_ms
@@ -145,10 +138,6 @@ class Freshness:
         if checkpoint > vouched:  # noqa: PLR1730
             vouched = checkpoint
         return self.clock.now_ms() - vouched <= self.max_lag_ms
-
-    def near_current(self, read_ms: int, now_ms: float) -> bool:
-        """The same for a near-cache entry: vouched for by the channel's checkpoint only."""
-        return now_ms - max(read_ms, self.channel_checkpoint_ms) <= self.max_lag_ms
 
     def checkpoint_age(self) -> float | None:
         """Seconds since the newest checkpoint this worker has seen, or None if it saw none."""

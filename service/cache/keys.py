@@ -1,4 +1,7 @@
-"""Every Redis key and Lua script of the service. Nothing else knows the Redis dialect.
+"""The cache protocol: every Redis key, Lua script and pub/sub message layout of the service.
+
+Defined here once; the modules that send commands (``store``, ``near``, ``invalidation.leadership``)
+take key names, scripts and message layouts from here and never spell one themselves.
 
 Key space, under ``{prefix}:s{page_size}:`` so deployments, test runs and page sizes never
 collide:
@@ -30,16 +33,8 @@ from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
 
-# Take the lease only if nobody holds it; remember the page in the index so shifts can find it.
-LEASE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
-  return 1
-end
-return 0
-"""
-
-# LEASE that also answers Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
+# Take the lease only if nobody holds it (remembering the page in the index so shifts can find
+# it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
 # checkpoint, with no offset estimate involved.
 LEASE_AT = """

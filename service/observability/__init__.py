@@ -2,7 +2,7 @@
 
 Nothing happens at import time beyond declaring metrics. The application calls ``init_app``; the
 gunicorn config calls the three ``gunicorn_*`` hooks; the invalidator calls
-``start_invalidator_metrics_server``. The README's Observability section lists every metric,
+``start_invalidator_metrics_server``. docs/operations.md (Observability) lists every metric,
 variable and log field.
 """
 

@@ -1,10 +1,10 @@
 """Prometheus metrics of the service and the invalidator, and the cheap calls that record them.
 
-Every metric is declared here once, so the README's metric table, the dashboard and the alert rules
-have one place to agree with. Recording functions keep a per-process dict of pre-bound label
-children: the request path pays one dict lookup and the client's own mmap write, never a label-dict
-construction or an extra lock. Gauges declare a multiprocess mode because gunicorn runs several
-workers, each writing its own file (see ``multiproc``).
+Every metric is declared here once, so docs/operations.md's metric table, the dashboard and the
+alert rules have one place to agree with. Recording functions keep a per-process dict of pre-bound
+label children: the request path pays one dict lookup and the client's own mmap write, never a
+label-dict construction or an extra lock. Gauges declare a multiprocess mode because gunicorn runs
+several workers, each writing its own file (see ``multiproc``).
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ from importlib import metadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from service.breaker import BreakerState
-from service.cache.outcomes import CacheOutcome
 
 # Latency buckets: a near-cache or Redis hit answers in well under a millisecond, a MySQL miss in
 # a few; the upper buckets catch timeouts (ORDERS_DATABASE_TIMEOUT, 0.4 s by default).
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (*DB_BUCKETS, 5.0, 10.0)
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
-
-CACHE_OUTCOMES = tuple(CacheOutcome)
 
 
 class DbError(StrEnum):
@@ -195,11 +192,6 @@ class _InvalidationLag:
                 multiprocess_mode="livemostrecent",
             )
         return cls.gauge
-
-
-def set_invalidation_lag(seconds: float) -> None:
-    """Publish the binlog-event-to-applied delay of the latest invalidation (invalidator)."""
-    _InvalidationLag.get().set(seconds)
 
 
 def track_invalidation_lag(age: Callable[[], float]) -> None:

@@ -1,5 +1,8 @@
-"""The only module that reads and writes the service's data in SQL (the schema's shape, from
-information_schema, is ``catalog``'s). Every query on the data the service runs is here.
+"""Every SQL statement on the service's tables: orders, block counts, heartbeats, migrations.
+
+The other SQL lives beside what it serves: the schema's shape from information_schema in
+``catalog``, the binlog server's settings and position in ``invalidation.server``, grants in
+``roles`` and the migrations' DDL in ``migrations/`` (the binlog library runs its own).
 
 Pages are found without OFFSET scans or COUNT(*): ``order_buckets`` holds an exact row count per
 block of ``BUCKET_WIDTH`` ids (kept by triggers, see migrations/0002). The page starting at rank r

@@ -1,7 +1,8 @@
 """Deterministic, realistic orders for development and benchmarks.
 
 The same ``seed`` always gives the same orders. Rows are generated in batches and inserted with
-multi-row statements; 1,000,000 orders take well under a minute on two cores (see README).
+multi-row statements; 1,000,000 orders take well under a minute on two cores (docs/operations.md,
+Data).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Without auth the service cannot know that a page is not personal (a proxy in front may be
-authenticating users, README "an ingress that already authenticates"): pages are
+authenticating users, docs/security.md "an ingress that already authenticates"): pages are
 ``Cache-Control: private`` on both request paths, so shared caches never keep them
 (RFC 9111 5.2.2.7). Auth on adds ``Vary: Authorization`` (tests/integration/test_auth_api.py)."""
 

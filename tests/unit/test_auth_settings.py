@@ -86,6 +86,6 @@ def test_a_loopback_jwks_url_may_be_plain_http(url: str) -> None:
 
 
 def test_a_withdrawn_key_stops_verifying_within_a_minute_by_default() -> None:
-    """The README's promise: the key set's cache time plus one fetch's deadline."""
+    """docs/security.md's promise: the key set's cache time plus one fetch's deadline."""
     settings = Settings.from_env(COMPLETE)
     assert settings.auth_jwks_cache_time + settings.auth_jwks_timeout <= 60
