@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable
 
 import pytest
@@ -140,3 +141,33 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(
         sock.shutdown(socket.SHUT_WR)
         answer = _answer(sock)
     assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # a chunk-size line longer than the framing code's 1 KiB look-ahead, shorter than
+        # gunicorn's own limit: gunicorn's parser waits for its end
+        b"POST /orders/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"a" * 1100,
+        # a length of 19 digits: not refused as too large, so gunicorn drains the body
+        b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000000\r\n\r\n",
+    ],
+    ids=["long-chunk-size-line", "nineteen-digit-length"],
+)
+def test_a_request_the_event_loop_takes_for_whole_never_makes_a_thread_wait(
+    launch: Callable[..., Launched],
+    seeded_database_url: str,
+    cache_prefix: str,
+    request_bytes: bytes,
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix)  # 1 worker x 2 threads
+    stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(4)]
+    try:
+        for sock in stalled:
+            sock.sendall(request_bytes)  # ... and nothing more
+        started = time.monotonic()
+        assert requests.get(server.url("/orders/1"), timeout=20).status_code == 200
+        assert time.monotonic() - started < NORMAL_BOUND_S
+    finally:
+        for sock in stalled:
+            sock.close()
