@@ -10,9 +10,10 @@ gunicorn's parser. A request that does not arrive within ``ORDERS_CLIENT_TIMEOUT
 the connection closes. Responses leave the same way: a thread sends what the socket takes at once
 and leaves the rest to the event loop, so a client that never reads holds no thread either.
 
-Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address and port
-(503 beyond it), and keeps accepting on the admin port when it is full, so the probes answer
-whatever the API port suffers. gunicorn internals are reached only through service.gunicorn_compat.
+Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address, whatever its
+source port, on each listening port (503 beyond it), and keeps accepting on the admin port when it
+is full, so the probes answer whatever the API port suffers. gunicorn internals are reached only
+through service.gunicorn_compat.
 """
 
 from __future__ import annotations
@@ -41,27 +42,28 @@ _READ_SIZE = 65536
 
 class DeadlineSocket(socket.socket):
     """A client socket whose sends, in a worker thread, never block: what the kernel does not take
-    at once goes to ``outbox`` for the event loop. Blocking reads (only gunicorn's body drain and
-    close can still block) end at ``deadline``. ``on_close`` runs once, when it closes."""
+    at once goes to ``outbox`` for the event loop. Nor do its reads once ``never_wait`` is set (a
+    thread has the connection): the event loop handed over a whole request, so a parser that wants
+    more has met a request the framing code misjudged, and gets an end of stream instead of holding
+    the thread. ``on_close`` runs once, when it closes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.deadline: float | None = None
+        self.never_wait = False
         self.outbox = bytearray()
         self.on_close: Any = None
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self.deadline is None or self.gettimeout() == 0.0:
+        if not self.never_wait or self.gettimeout() == 0.0:
             return super().recv(bufsize, flags)
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            return b""  # an end of stream to gunicorn's parser: it closes quietly
+        # Non-blocking for this call: with a timeout set, Python polls for it before any recv,
+        # whatever the flags (gunicorn sets one for its body drain).
         previous = self.gettimeout()
-        self.settimeout(remaining)
+        self.settimeout(0.0)
         try:
             return super().recv(bufsize, flags)
-        except TimeoutError:
-            return b""
+        except BlockingIOError:
+            return b""  # an end of stream to gunicorn's parser: it closes quietly
         finally:
             self.settimeout(previous)
 
@@ -255,7 +257,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
 
     def handle(self, conn: Any) -> Any:
         sock = conn.sock
-        sock.deadline = time.monotonic() + self.client_timeout
+        sock.never_wait = True
         compat.preload(conn, bytes(conn.inbox))
         conn.inbox = bytearray()
         result = super().handle(conn)

@@ -18,7 +18,7 @@ HEADERS_MAX = 64 * 1024
 BODY_MAX = 64 * 1024
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
+_DIGITS = re.compile(rb"[0-9]+")
 
 
 class Arrival(enum.Enum):
@@ -45,7 +45,10 @@ def arrival(buffer: bytes | bytearray) -> Arrival:
 def _by_length(buffer: bytes | bytearray, body_start: int, lengths: list[bytes]) -> Arrival:
     if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
         return Arrival.READY  # no body, or an ambiguous or invalid length gunicorn refuses
-    length = int(lengths[0])
+    # gunicorn takes a length of any size: a long one is too large here, judged before int()
+    # (which refuses more than 4,300 digits)
+    digits = lengths[0].lstrip(b"0") or b"0"
+    length = int(digits) if len(digits) <= 18 else BODY_MAX + 1
     if length > BODY_MAX:
         return Arrival.BODY_TOO_LARGE
     return Arrival.READY if len(buffer) >= body_start + length else Arrival.WAIT
