@@ -171,3 +171,19 @@ def test_a_request_the_event_loop_takes_for_whole_never_makes_a_thread_wait(
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_client_that_expects_100_continue_is_told_to_send_its_body(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    server = _serve(launch, seeded_database_url, cache_prefix)  # client timeout: 10 s
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        # the client waits for the interim answer before it sends its body (RFC 9110 10.1.1)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"hello")
+        answer = _answer(sock)
+    assert b"HTTP/1.1 405 " in answer
