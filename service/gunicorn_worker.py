@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
-from service.http_framing import Arrival, arrival
+from service.http_framing import Arrival, arrival, expects_continue
 from service.observability.logging import get_logger
 
 _log = get_logger("service.http")
@@ -119,6 +119,7 @@ def _problem(status: int, title: str, detail: str, retry_after: int | None = Non
     ).encode()
 
 
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TIMEOUT = _problem(408, "Request Timeout", "The request did not arrive in time.")
 _TOO_LARGE = {
     Arrival.HEADERS_TOO_LARGE: _problem(
@@ -211,6 +212,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def enqueue_req(self, conn: Any) -> None:
         """Every way to a thread passes here: read the request in the event loop first."""
         conn.inbox = bytearray(compat.take_buffered(conn))
+        conn.continued = False
         conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
         self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
         # A kept-alive socket comes here readable: its request is usually all there already.
@@ -246,6 +248,9 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         happened (else it stays with the event loop)."""
         found = arrival(conn.inbox)
         if found is Arrival.WAIT:
+            if not conn.continued and expects_continue(conn.inbox):
+                conn.continued = True  # gunicorn sends its own later: clients take several 1xx
+                _send_now(conn.sock, _CONTINUE)
             return False
         if found is Arrival.READY:
             self._release(conn)

@@ -42,6 +42,22 @@ def arrival(buffer: bytes | bytearray) -> Arrival:
     return _by_length(buffer, head_end + 4, lengths)
 
 
+def expects_continue(buffer: bytes | bytearray) -> bool:
+    """Whether the request's headers have arrived and ask for ``100 Continue`` before the body
+    (RFC 9110 10.1.1): such a client waits for it, so the body never comes without it."""
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0 or head_end > HEADERS_MAX:
+        return False
+    lines = bytes(buffer[:head_end]).split(b"\r\n")
+    if not lines[0].endswith(b" HTTP/1.1"):
+        return False  # HTTP/1.0 clients must not be sent 1xx answers (RFC 9110 15.2)
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"expect" and value.strip().lower() == b"100-continue":
+            return True
+    return False
+
+
 def _by_length(buffer: bytes | bytearray, body_start: int, lengths: list[bytes]) -> Arrival:
     if len(lengths) != 1 or not _DIGITS.fullmatch(lengths[0]):
         return Arrival.READY  # no body, or an ambiguous or invalid length gunicorn refuses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.http_framing import BODY_MAX, HEADERS_MAX, Arrival, arrival
+from service.http_framing import BODY_MAX, HEADERS_MAX, Arrival, arrival, expects_continue
 
 GET = b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -61,3 +61,28 @@ def test_a_body_over_the_limit_is_refused_before_it_arrives() -> None:
     assert arrival(head) is Arrival.BODY_TOO_LARGE
     chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert arrival(chunked + f"{BODY_MAX + 1:x}\r\n".encode()) is Arrival.BODY_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("buffer", "expected"),
+    [
+        (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", True),
+        (b"POST / HTTP/1.1\r\nexpect:  100-Continue \r\nContent-Length: 5\r\n\r\n", True),
+        (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n", False),
+        (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", False),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", False),
+    ],
+)
+def test_expects_continue_only_once_an_http11_requests_headers_ask_for_it(
+    buffer: bytes, expected: bool
+) -> None:
+    assert expects_continue(buffer) is expected
+
+
+def test_a_length_of_any_number_of_digits_past_the_limit_is_too_large() -> None:
+    for digits in (b"1" * 19, b"9" * 5000):
+        request = b"GET / HTTP/1.1\r\nContent-Length: " + digits + b"\r\n\r\n"
+        assert arrival(request) is Arrival.BODY_TOO_LARGE
+    assert arrival(b"GET / HTTP/1.1\r\nContent-Length: " + b"0" * 30 + b"2\r\n\r\nab") is (
+        Arrival.READY
+    )
