@@ -86,3 +86,12 @@ def test_a_length_of_any_number_of_digits_past_the_limit_is_too_large() -> None:
     assert arrival(b"GET / HTTP/1.1\r\nContent-Length: " + b"0" * 30 + b"2\r\n\r\nab") is (
         Arrival.READY
     )
+
+
+def test_headers_ending_at_the_limit_are_waited_for_whatever_the_packets() -> None:
+    """The verdict on a request must not depend on where the network cut it."""
+    start = b"GET / HTTP/1.1\r\nX: "
+    whole = start + b"a" * (HEADERS_MAX - len(start)) + b"\r\n\r\n"  # ends at the limit
+    assert arrival(whole) is Arrival.READY
+    for cut in (1, 2, 3):
+        assert arrival(whole[:-cut]) is Arrival.WAIT
