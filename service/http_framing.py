@@ -32,7 +32,8 @@ def arrival(buffer: bytes | bytearray) -> Arrival:
     """What ``buffer`` (a connection's unparsed bytes, from a request's start) holds."""
     head_end = buffer.find(b"\r\n\r\n")
     if head_end < 0 or head_end > HEADERS_MAX:
-        waiting = head_end < 0 and len(buffer) <= HEADERS_MAX
+        # headers may end at HEADERS_MAX: until their 4-byte terminator could no longer, wait
+        waiting = head_end < 0 and len(buffer) < HEADERS_MAX + 4
         return Arrival.WAIT if waiting else Arrival.HEADERS_TOO_LARGE
     lengths, codings = _framing_headers(bytes(buffer[:head_end]))
     if codings:
