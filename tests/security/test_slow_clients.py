@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -187,3 +188,40 @@ def test_a_client_that_expects_100_continue_is_told_to_send_its_body(
         sock.sendall(b"hello")
         answer = _answer(sock)
     assert b"HTTP/1.1 405 " in answer
+
+
+def test_answers_the_event_loop_gives_are_counted_and_logged(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    """A 408, 413, 431 or per-client 503 never reaches the app: without their own metric and log
+    line an operator sees neither an attack nor a proxy that outgrew the per-client cap."""
+    server = _serve(
+        launch,
+        seeded_database_url,
+        cache_prefix,
+        ORDERS_CLIENT_TIMEOUT="1",
+        ORDERS_CLIENT_MAX_CONNECTIONS="1",
+    )
+    sent = {
+        "body_too_large": b"POST /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+        "headers_too_large": b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n" + b"X-a: b\r\n" * 12000,
+        "timeout": b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n",
+    }
+    for request_bytes in sent.values():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(request_bytes)
+            _answer(sock)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as held:
+        held.sendall(b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as extra:
+            assert _answer(extra).startswith(b"HTTP/1.1 503 ")
+    admin = int(server.env["admin"])
+    exposed = requests.get(server.url("/metrics", admin), timeout=5).text
+    for reason in (*sent, "client_cap"):
+        counted = re.search(
+            rf'^orders_http_refused_total{{reason="{reason}"}} ([0-9.]+)$', exposed, re.M
+        )
+        assert counted and float(counted[1]) >= 1, reason
+        assert f'"reason": "{reason}"' in server.output() or f'"reason":"{reason}"' in (
+            server.output()
+        ), reason
