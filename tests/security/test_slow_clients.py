@@ -221,7 +221,8 @@ def test_answers_the_event_loop_gives_are_counted_and_logged(
         counted = re.search(
             rf'^orders_http_refused_total{{reason="{reason}"}} ([0-9.]+)$', exposed, re.M
         )
-        assert counted and float(counted[1]) >= 1, reason
+        assert counted, reason
+        assert float(counted[1]) >= 1, reason
         assert f'"reason": "{reason}"' in server.output() or f'"reason":"{reason}"' in (
             server.output()
         ), reason
