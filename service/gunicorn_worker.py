@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
 from service.http_framing import Arrival, arrival, expects_continue
+from service.observability import metrics
 from service.observability.logging import get_logger
 
 _log = get_logger("service.http")
@@ -122,10 +123,14 @@ def _problem(status: int, title: str, detail: str, retry_after: int | None = Non
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TIMEOUT = _problem(408, "Request Timeout", "The request did not arrive in time.")
 _TOO_LARGE = {
-    Arrival.HEADERS_TOO_LARGE: _problem(
-        431, "Request Header Fields Too Large", "The request's headers are too large."
+    Arrival.HEADERS_TOO_LARGE: (
+        "headers_too_large",
+        _problem(431, "Request Header Fields Too Large", "The request's headers are too large."),
     ),
-    Arrival.BODY_TOO_LARGE: _problem(413, "Content Too Large", "The request's body is too large."),
+    Arrival.BODY_TOO_LARGE: (
+        "body_too_large",
+        _problem(413, "Content Too Large", "The request's body is too large."),
+    ),
 }
 _BUSY = _problem(
     503, "Service Unavailable", "Too many connections from this address.", retry_after=1
@@ -168,7 +173,7 @@ class _AdmittingListener:
         wrapped.settimeout(timeout)
         key = (self._listener.getsockname()[1], _host(address))
         if not self._admission.admit(key):
-            _send_now(wrapped, _BUSY)
+            _refuse(wrapped, "client_cap", _BUSY, address)
             wrapped.close()
             raise BlockingIOError(errno.EAGAIN, "connection refused: per-client cap")
         wrapped.on_close = partial(self._admission.release, key)
@@ -195,6 +200,8 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         self._admission = _Admission(self.max_client_connections)
+        for reason in metrics.HTTP_REFUSALS:  # at 0 from the start, so rate() sees the first
+            metrics.HTTP_REFUSED.labels(reason)
         self._waiting: dict[Any, _Gathering] = {}
         self._next_sweep = 0.0
         super().init_process()
@@ -256,7 +263,8 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
             self._release(conn)
             compat.submit(self, conn)
         else:
-            _send_now(conn.sock, _TOO_LARGE[found])
+            reason, answer = _TOO_LARGE[found]
+            _refuse(conn.sock, reason, answer, conn.client)
             self._close(conn)
         return True
 
@@ -313,10 +321,12 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
             purpose = self._waiting[conn].purpose
             if purpose == "read":
                 _send_now(conn.sock, _TIMEOUT)
+                metrics.count_http_refused("timeout")
             _log.info(
                 "client too slow; connection closed",
                 client=_client(conn.client),
                 waiting_for=purpose,
+                reason="timeout" if purpose == "read" else "slow_reader",
                 timeout_s=self.client_timeout,
             )
             self._close(conn)
@@ -330,6 +340,13 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _close(self, conn: Any) -> None:
         self._release(conn)
         compat.drop(self, conn)
+
+
+def _refuse(sock: socket.socket, reason: str, answer: bytes, client: Any) -> None:
+    """Answer a request the app never sees, and say so in the log and the metrics."""
+    _send_now(sock, answer)
+    metrics.count_http_refused(reason)
+    _log.info("request refused before the app", client=_client(client), reason=reason)
 
 
 def _send_now(sock: socket.socket, data: bytes) -> None:

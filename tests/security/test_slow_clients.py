@@ -223,6 +223,7 @@ def test_answers_the_event_loop_gives_are_counted_and_logged(
         )
         assert counted, reason
         assert float(counted[1]) >= 1, reason
-        assert f'"reason": "{reason}"' in server.output() or f'"reason":"{reason}"' in (
-            server.output()
-        ), reason
+        server.wait_for(  # request lines are written in batches
+            lambda reason=reason: f'"reason":"{reason}"' in server.output().replace(" ", ""),
+            f"a log line with reason {reason}",
+        )
