@@ -227,3 +227,32 @@ def test_answers_the_event_loop_gives_are_counted_and_logged(
             lambda reason=reason: f'"reason":"{reason}"' in server.output().replace(" ", ""),
             f"a log line with reason {reason}",
         )
+
+
+def test_sockets_that_sent_nothing_do_not_hold_a_recycling_worker(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    """A stopping worker (max_requests, SIGTERM) waits for its connections; one that has not
+    begun a request must not keep it (and its port's share) out of service for the client
+    timeout: 1 worker, recycled after 5 requests, 3 idle sockets made the 6th request wait 10 s."""
+    server = _serve(
+        launch,
+        seeded_database_url,
+        cache_prefix,
+        ORDERS_WORKERS="1",
+        ORDERS_MAX_REQUESTS="5",
+        ORDERS_GRACEFUL_TIMEOUT="30",
+        ORDERS_CLIENT_TIMEOUT="30",
+    )
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=40) for _ in range(3)]
+    try:
+        slowest = 0.0
+        for _ in range(12):  # the worker is replaced at least once
+            started = time.monotonic()
+            assert requests.get(server.url("/orders/1"), timeout=40).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+    finally:
+        for sock in idle:
+            sock.close()
+    # a new worker starts in well under a second here; the client timeout is 30 s
+    assert slowest < 8, f"a request waited {slowest:.1f} s for the worker to be replaced"
