@@ -204,6 +204,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
             metrics.HTTP_REFUSED.labels(reason)
         self._waiting: dict[Any, _Gathering] = {}
         self._next_sweep = 0.0
+        self._stop_capped = False
         super().init_process()
 
     def set_accept_enabled(self, enabled: bool) -> None:
@@ -313,6 +314,9 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         """Also close what did not arrive, or was not taken, within the client timeout."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and not self._stop_capped:
+            self._stop_capped = True
+            self._cap_for_stop(now)
         if now < self._next_sweep:  # the loop turns on every event; a sweep a tick is plenty
             return
         self._next_sweep = now + 0.2
@@ -330,6 +334,18 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
                 timeout_s=self.client_timeout,
             )
             self._close(conn)
+
+    def _cap_for_stop(self, now: float) -> None:
+        """A stopping worker (max_requests, SIGTERM) closes connections that have not begun a
+        request (no request is lost: idle sockets kept it alive for the client timeout) and gives
+        the others gthread's linger for kept-alive connections at most."""
+        for conn, waiting in list(self._waiting.items()):
+            if waiting.purpose == "read" and not conn.inbox:
+                self._close(conn)
+            else:
+                capped = min(waiting.deadline, now + compat.STOP_LINGER)
+                self._waiting[conn] = waiting._replace(deadline=capped)
+        self._next_sweep = now
 
     def _release(self, conn: Any) -> None:
         """The event loop stops watching ``conn`` (registered for reading or sending, or not)."""
