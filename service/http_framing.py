@@ -28,6 +28,13 @@ class Arrival(enum.Enum):
     BODY_TOO_LARGE = "body too large"  # 413
 
 
+class Framer:
+    """The framing verdict on one connection's growing buffer, called again as bytes arrive."""
+
+    def arrival(self, buffer: bytes | bytearray) -> Arrival:
+        return arrival(buffer)
+
+
 def arrival(buffer: bytes | bytearray) -> Arrival:
     """What ``buffer`` (a connection's unparsed bytes, from a request's start) holds."""
     head_end = buffer.find(b"\r\n\r\n")

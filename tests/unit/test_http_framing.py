@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from service.http_framing import BODY_MAX, HEADERS_MAX, Arrival, arrival, expects_continue
+from service.http_framing import (
+    BODY_MAX,
+    HEADERS_MAX,
+    Arrival,
+    Framer,
+    arrival,
+    expects_continue,
+)
 
 GET = b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -95,3 +104,19 @@ def test_headers_ending_at_the_limit_are_waited_for_whatever_the_packets() -> No
     assert arrival(whole) is Arrival.READY
     for cut in (1, 2, 3):
         assert arrival(whole[:-cut]) is Arrival.WAIT
+
+
+def test_a_body_trickled_byte_by_byte_costs_linear_time() -> None:
+    """The event loop judges a connection's buffer after every read; re-walking a 64 KiB body of
+    one-byte chunks took 9 ms a byte here, so one trickling socket kept the loop busy (probes and
+    every other connection wait on it)."""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    buffer = bytearray(head + b"1\r\na\r\n" * 10_000)
+    framer = Framer()
+    assert framer.arrival(buffer) is Arrival.WAIT
+    started = time.perf_counter()
+    for byte in b"1\r\na\r\n" * 50:
+        buffer.append(byte)
+        assert framer.arrival(buffer) is Arrival.WAIT
+    # 300 calls: 2.7 s re-walking; a few ms resuming (bound: 100x that, for slow machines)
+    assert time.perf_counter() - started < 0.3
