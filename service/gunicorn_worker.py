@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
-from service.http_framing import Arrival, arrival, expects_continue
+from service.http_framing import Arrival, Framer, expects_continue
 from service.observability import metrics
 from service.observability.logging import get_logger
 
@@ -220,6 +220,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def enqueue_req(self, conn: Any) -> None:
         """Every way to a thread passes here: read the request in the event loop first."""
         conn.inbox = bytearray(compat.take_buffered(conn))
+        conn.framer = Framer()
         conn.continued = False
         conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
         self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
@@ -239,7 +240,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
             while len(conn.inbox) <= _READ_SIZE * 2:
                 data = conn.sock.recv(_READ_SIZE)
                 if not data:  # the client is done sending: answer what it sent, if whole
-                    if arrival(conn.inbox) is Arrival.WAIT:
+                    if conn.framer.arrival(conn.inbox) is Arrival.WAIT:
                         self._close(conn)
                         return False
                     return True
@@ -254,11 +255,12 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _advance(self, conn: Any) -> bool:
         """Start the request if it is all there, refuse it if it is too large; whether either
         happened (else it stays with the event loop)."""
-        found = arrival(conn.inbox)
+        found = conn.framer.arrival(conn.inbox)
         if found is Arrival.WAIT:
-            if not conn.continued and expects_continue(conn.inbox):
-                conn.continued = True  # gunicorn sends its own later: clients take several 1xx
-                _send_now(conn.sock, _CONTINUE)
+            if not conn.continued and conn.framer.head_end >= 0:
+                conn.continued = True  # judged once, when the headers are in
+                if expects_continue(conn.inbox):  # gunicorn sends one too: clients take several
+                    _send_now(conn.sock, _CONTINUE)
             return False
         if found is Arrival.READY:
             self._release(conn)
