@@ -256,3 +256,20 @@ def test_sockets_that_sent_nothing_do_not_hold_a_recycling_worker(
             sock.close()
     # a new worker starts in well under a second here; the client timeout is 30 s
     assert slowest < 8, f"a request waited {slowest:.1f} s for the worker to be replaced"
+
+
+def test_a_chunked_body_padded_with_extensions_is_refused_not_spun_on(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    """Chunks of one byte with 1 KiB extensions keep the body's size tiny while the buffer grows:
+    past the 128 KiB the loop reads, the socket stayed readable and unread, and the event loop
+    spun on it (a whole core per socket) until the client timeout."""
+    server = _serve(launch, seeded_database_url, cache_prefix)  # client timeout: 10 s
+    chunk = b"1;e=" + b"x" * 1000 + b"\r\na\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /orders/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunk * 200
+        )
+        answer = _answer(sock)  # times out (5 s) while the loop spins
+    assert answer.startswith(b"HTTP/1.1 413 ")
