@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
-from service.http_framing import Arrival, Framer, expects_continue
+from service.http_framing import REQUEST_MAX, Arrival, Framer, expects_continue
 from service.observability import metrics
 from service.observability.logging import get_logger
 
@@ -237,7 +237,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _read(self, conn: Any) -> bool:
         """Take what the socket holds; False when that closed the connection."""
         try:
-            while len(conn.inbox) <= _READ_SIZE * 2:
+            while len(conn.inbox) <= REQUEST_MAX:  # then the request is whole or too large
                 data = conn.sock.recv(_READ_SIZE)
                 if not data:  # the client is done sending: answer what it sent, if whole
                     if conn.framer.arrival(conn.inbox) is Arrival.WAIT:
@@ -256,6 +256,8 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         """Start the request if it is all there, refuse it if it is too large; whether either
         happened (else it stays with the event loop)."""
         found = conn.framer.arrival(conn.inbox)
+        if found is Arrival.WAIT and len(conn.inbox) > REQUEST_MAX:
+            found = Arrival.BODY_TOO_LARGE  # never reached; else the loop would spin on the socket
         if found is Arrival.WAIT:
             if not conn.continued and conn.framer.head_end >= 0:
                 conn.continued = True  # judged once, when the headers are in

@@ -16,6 +16,10 @@ import re
 # Every request here is a GET; tokens make headers a few kilobytes at most.
 HEADERS_MAX = 64 * 1024
 BODY_MAX = 64 * 1024
+# A chunked body's size on the wire (chunk lines, extensions, trailers) is held to twice its data
+# limit, so a request is never larger than this: the event loop reads that much and no more.
+CHUNKED_WIRE_MAX = 2 * BODY_MAX
+REQUEST_MAX = HEADERS_MAX + 4 + CHUNKED_WIRE_MAX
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _DIGITS = re.compile(rb"[0-9]+")
@@ -81,6 +85,13 @@ class Framer:
 
     def _chunked(self, buffer: bytes | bytearray) -> Arrival:
         """Walk the chunks (RFC 9112 7.1) to the last one and its trailer section."""
+        verdict = self._walk_chunks(buffer)
+        body_start = self.head_end + 4
+        if verdict is Arrival.WAIT and len(buffer) - body_start > CHUNKED_WIRE_MAX:
+            return Arrival.BODY_TOO_LARGE  # tiny chunks, long extensions or trailers: padding
+        return verdict
+
+    def _walk_chunks(self, buffer: bytes | bytearray) -> Arrival:
         while self._last_chunk < 0:
             line_end = buffer.find(b"\r\n", self._position)
             if line_end < 0:

@@ -9,6 +9,7 @@ import pytest
 from service.http_framing import (
     BODY_MAX,
     HEADERS_MAX,
+    REQUEST_MAX,
     Arrival,
     Framer,
     arrival,
@@ -120,3 +121,11 @@ def test_a_body_trickled_byte_by_byte_costs_linear_time() -> None:
         assert framer.arrival(buffer) is Arrival.WAIT
     # 300 calls: 2.7 s re-walking; a few ms resuming (bound: 100x that, for slow machines)
     assert time.perf_counter() - started < 0.3
+
+
+def test_a_chunked_body_padded_past_its_wire_budget_is_too_large() -> None:
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    padded = head + (b"1;e=" + b"x" * 1000 + b"\r\na\r\n") * 200  # 200 bytes of data
+    assert arrival(padded) is Arrival.BODY_TOO_LARGE
+    # decided within what the event loop reads
+    assert arrival(padded[: REQUEST_MAX + 1]) is Arrival.BODY_TOO_LARGE
