@@ -7,6 +7,7 @@ not slow normal requests or the probes beyond generous bounds (the chart's liven
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import socket
@@ -273,3 +274,32 @@ def test_a_chunked_body_padded_with_extensions_is_refused_not_spun_on(
         )
         answer = _answer(sock)  # times out (5 s) while the loop spins
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_request_begun_on_a_kept_alive_connection_does_not_hold_a_stopping_worker(
+    launch: Callable[..., Launched], seeded_database_url: str, cache_prefix: str
+) -> None:
+    """Once a worker is stopping, a kept-alive connection that starts a request gets gthread's
+    linger, not a fresh client timeout (the worker, and its replacement, waited that long)."""
+    server = _serve(
+        launch,
+        seeded_database_url,
+        cache_prefix,
+        ORDERS_WORKERS="1",
+        ORDERS_MAX_REQUESTS="3",  # the first is _serve's wait for /healthz
+        ORDERS_GRACEFUL_TIMEOUT="30",
+        ORDERS_CLIENT_TIMEOUT="30",
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=40) as kept:
+        kept.sendall(b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n")  # request 2
+        response = http.client.HTTPResponse(kept)
+        response.begin()
+        assert response.read()
+        assert not response.will_close  # kept alive
+        assert requests.get(server.url("/orders/1"), timeout=40).status_code == 200  # 3: it stops
+        server.wait_for(lambda: "Autorestarting" in server.output(), "the worker stopping")
+        kept.sendall(b"GET /orders/1 HTTP/1.1\r\nHo")  # begun, never finished
+        started = time.monotonic()
+        assert requests.get(server.url("/orders/1"), timeout=40).status_code == 200
+        waited = time.monotonic() - started
+    assert waited < 8, f"a request waited {waited:.1f} s for the worker to be replaced"
