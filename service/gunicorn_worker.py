@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import selectors
 import socket
 import threading
@@ -30,6 +29,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
+from service.http_answers import BUSY, CONTINUE, TIMEOUT, TOO_LARGE
 from service.http_framing import REQUEST_MAX, Arrival, Framer, expects_continue
 from service.observability import metrics
 from service.observability.logging import get_logger
@@ -110,33 +110,6 @@ class _Gathering(NamedTuple):
     purpose: str  # "read" a request or "send" a response
 
 
-def _problem(status: int, title: str, detail: str, retry_after: int | None = None) -> bytes:
-    """A whole problem+json response that closes the connection (service.api.errors' shape)."""
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    extra = f"Retry-After: {retry_after}\r\n" if retry_after is not None else ""
-    return (
-        f"HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\n{extra}"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
-    ).encode()
-
-
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_TIMEOUT = _problem(408, "Request Timeout", "The request did not arrive in time.")
-_TOO_LARGE = {
-    Arrival.HEADERS_TOO_LARGE: (
-        "headers_too_large",
-        _problem(431, "Request Header Fields Too Large", "The request's headers are too large."),
-    ),
-    Arrival.BODY_TOO_LARGE: (
-        "body_too_large",
-        _problem(413, "Content Too Large", "The request's body is too large."),
-    ),
-}
-_BUSY = _problem(
-    503, "Service Unavailable", "Too many connections from this address.", retry_after=1
-)
-
-
 class _Admission:
     """Open connections per (local port, client address) in one worker, capped."""
 
@@ -173,7 +146,7 @@ class _AdmittingListener:
         wrapped.settimeout(timeout)
         key = (self._listener.getsockname()[1], _host(address))
         if not self._admission.admit(key):
-            _refuse(wrapped, "client_cap", _BUSY, address)
+            _refuse(wrapped, "client_cap", BUSY, address)
             wrapped.close()
             raise BlockingIOError(errno.EAGAIN, "connection refused: per-client cap")
         wrapped.on_close = partial(self._admission.release, key)
@@ -223,7 +196,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         conn.framer = Framer()
         conn.continued = False
         conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
-        self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
+        self._waiting[conn] = _Gathering(self._deadline(), "read")
         # A kept-alive socket comes here readable: its request is usually all there already.
         if self._read(conn) and not self._advance(conn):
             compat.poller(self).register(
@@ -262,13 +235,13 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
             if not conn.continued and conn.framer.head_end >= 0:
                 conn.continued = True  # judged once, when the headers are in
                 if expects_continue(conn.inbox):  # gunicorn sends one too: clients take several
-                    _send_now(conn.sock, _CONTINUE)
+                    _send_now(conn.sock, CONTINUE)
             return False
         if found is Arrival.READY:
             self._release(conn)
             compat.submit(self, conn)
         else:
-            reason, answer = _TOO_LARGE[found]
+            reason, answer = TOO_LARGE[found]
             _refuse(conn.sock, reason, answer, conn.client)
             self._close(conn)
         return True
@@ -288,7 +261,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         gthread does (close it, keep it alive, or read its next pipelined request)."""
         result = None if fs.cancelled() or fs.exception() is not None else fs.result()
         if isinstance(result, _Flush):
-            self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "send")
+            self._waiting[conn] = _Gathering(self._deadline(), "send")
             conn.sock.setblocking(False)
             compat.poller(self).register(
                 conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, result.keepalive)
@@ -328,7 +301,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         for conn in expired:
             purpose = self._waiting[conn].purpose
             if purpose == "read":
-                _send_now(conn.sock, _TIMEOUT)
+                _send_now(conn.sock, TIMEOUT)
                 metrics.count_http_refused("timeout")
             _log.info(
                 "client too slow; connection closed",
@@ -338,6 +311,12 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
                 timeout_s=self.client_timeout,
             )
             self._close(conn)
+
+    def _deadline(self) -> float:
+        """When a client must have sent its request, or taken its response; a stopping worker
+        waits gthread's linger at most (a fresh client timeout kept it, and its replacement)."""
+        wait = self.client_timeout if self.alive else min(self.client_timeout, compat.STOP_LINGER)
+        return time.monotonic() + wait
 
     def _cap_for_stop(self, now: float) -> None:
         """A stopping worker (max_requests, SIGTERM) closes connections that have not begun a
