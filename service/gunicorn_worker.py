@@ -319,16 +319,12 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         return time.monotonic() + wait
 
     def _cap_for_stop(self, now: float) -> None:
-        """A stopping worker (max_requests, SIGTERM) closes connections that have not begun a
-        request (no request is lost: idle sockets kept it alive for the client timeout) and gives
-        the others gthread's linger for kept-alive connections at most."""
+        """A stopping worker (max_requests, SIGTERM) gives the connections it holds gthread's
+        linger for kept-alive ones at most: idle sockets kept it for the client timeout. Not
+        less: a connection accepted just before may have its request on the way."""
         for conn, waiting in list(self._waiting.items()):
-            if waiting.purpose == "read" and not conn.inbox:
-                self._close(conn)
-            else:
-                capped = min(waiting.deadline, now + compat.STOP_LINGER)
-                self._waiting[conn] = waiting._replace(deadline=capped)
-        self._next_sweep = now
+            capped = min(waiting.deadline, now + compat.STOP_LINGER)
+            self._waiting[conn] = waiting._replace(deadline=capped)
 
     def _release(self, conn: Any) -> None:
         """The event loop stops watching ``conn`` (registered for reading or sending, or not)."""
