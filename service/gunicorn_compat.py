@@ -21,6 +21,8 @@ from gunicorn.workers import gthread
 
 TESTED = "27.0"
 ThreadWorker = gthread.ThreadWorker
+# How long a stopping gthread worker keeps its kept-alive connections open.
+STOP_LINGER: float = getattr(gthread, "STOP_KEEPALIVE_LINGER", 2.0)
 
 # (owner, method, its parameters after self): what the worker overrides or calls.
 _METHODS: tuple[tuple[type, str, tuple[str, ...]], ...] = (

@@ -10,16 +10,16 @@ gunicorn's parser. A request that does not arrive within ``ORDERS_CLIENT_TIMEOUT
 the connection closes. Responses leave the same way: a thread sends what the socket takes at once
 and leaves the rest to the event loop, so a client that never reads holds no thread either.
 
-Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address and port
-(503 beyond it), and keeps accepting on the admin port when it is full, so the probes answer
-whatever the API port suffers. gunicorn internals are reached only through service.gunicorn_compat.
+Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address, whatever its
+source port, on each listening port (503 beyond it), and keeps accepting on the admin port when it
+is full, so the probes answer whatever the API port suffers. gunicorn internals are reached only
+through service.gunicorn_compat.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import selectors
 import socket
 import threading
@@ -29,7 +29,9 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from service import gunicorn_compat as compat
-from service.http_framing import Arrival, arrival
+from service.http_answers import BUSY, CONTINUE, TIMEOUT, TOO_LARGE
+from service.http_framing import REQUEST_MAX, Arrival, Framer, expects_continue
+from service.observability import metrics
 from service.observability.logging import get_logger
 
 _log = get_logger("service.http")
@@ -41,27 +43,28 @@ _READ_SIZE = 65536
 
 class DeadlineSocket(socket.socket):
     """A client socket whose sends, in a worker thread, never block: what the kernel does not take
-    at once goes to ``outbox`` for the event loop. Blocking reads (only gunicorn's body drain and
-    close can still block) end at ``deadline``. ``on_close`` runs once, when it closes."""
+    at once goes to ``outbox`` for the event loop. Nor do its reads once ``never_wait`` is set (a
+    thread has the connection): the event loop handed over a whole request, so a parser that wants
+    more has met a request the framing code misjudged, and gets an end of stream instead of holding
+    the thread. ``on_close`` runs once, when it closes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.deadline: float | None = None
+        self.never_wait = False
         self.outbox = bytearray()
         self.on_close: Any = None
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self.deadline is None or self.gettimeout() == 0.0:
+        if not self.never_wait or self.gettimeout() == 0.0:
             return super().recv(bufsize, flags)
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            return b""  # an end of stream to gunicorn's parser: it closes quietly
+        # Non-blocking for this call: with a timeout set, Python polls for it before any recv,
+        # whatever the flags (gunicorn sets one for its body drain).
         previous = self.gettimeout()
-        self.settimeout(remaining)
+        self.settimeout(0.0)
         try:
             return super().recv(bufsize, flags)
-        except TimeoutError:
-            return b""
+        except BlockingIOError:
+            return b""  # an end of stream to gunicorn's parser: it closes quietly
         finally:
             self.settimeout(previous)
 
@@ -107,28 +110,6 @@ class _Gathering(NamedTuple):
     purpose: str  # "read" a request or "send" a response
 
 
-def _problem(status: int, title: str, detail: str, retry_after: int | None = None) -> bytes:
-    """A whole problem+json response that closes the connection (service.api.errors' shape)."""
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    extra = f"Retry-After: {retry_after}\r\n" if retry_after is not None else ""
-    return (
-        f"HTTP/1.1 {status} {title}\r\nContent-Type: application/problem+json\r\n{extra}"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
-    ).encode()
-
-
-_TIMEOUT = _problem(408, "Request Timeout", "The request did not arrive in time.")
-_TOO_LARGE = {
-    Arrival.HEADERS_TOO_LARGE: _problem(
-        431, "Request Header Fields Too Large", "The request's headers are too large."
-    ),
-    Arrival.BODY_TOO_LARGE: _problem(413, "Content Too Large", "The request's body is too large."),
-}
-_BUSY = _problem(
-    503, "Service Unavailable", "Too many connections from this address.", retry_after=1
-)
-
-
 class _Admission:
     """Open connections per (local port, client address) in one worker, capped."""
 
@@ -165,7 +146,7 @@ class _AdmittingListener:
         wrapped.settimeout(timeout)
         key = (self._listener.getsockname()[1], _host(address))
         if not self._admission.admit(key):
-            _send_now(wrapped, _BUSY)
+            _refuse(wrapped, "client_cap", BUSY, address)
             wrapped.close()
             raise BlockingIOError(errno.EAGAIN, "connection refused: per-client cap")
         wrapped.on_close = partial(self._admission.release, key)
@@ -192,8 +173,11 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         self._admission = _Admission(self.max_client_connections)
+        for reason in metrics.HTTP_REFUSALS:  # at 0 from the start, so rate() sees the first
+            metrics.HTTP_REFUSED.labels(reason)
         self._waiting: dict[Any, _Gathering] = {}
         self._next_sweep = 0.0
+        self._stop_capped = False
         super().init_process()
 
     def set_accept_enabled(self, enabled: bool) -> None:
@@ -209,8 +193,10 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def enqueue_req(self, conn: Any) -> None:
         """Every way to a thread passes here: read the request in the event loop first."""
         conn.inbox = bytearray(compat.take_buffered(conn))
+        conn.framer = Framer()
+        conn.continued = False
         conn.sock.setblocking(False)  # a pipelined request comes here from a thread's socket
-        self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "read")
+        self._waiting[conn] = _Gathering(self._deadline(), "read")
         # A kept-alive socket comes here readable: its request is usually all there already.
         if self._read(conn) and not self._advance(conn):
             compat.poller(self).register(
@@ -224,10 +210,10 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _read(self, conn: Any) -> bool:
         """Take what the socket holds; False when that closed the connection."""
         try:
-            while len(conn.inbox) <= _READ_SIZE * 2:
+            while len(conn.inbox) <= REQUEST_MAX:  # then the request is whole or too large
                 data = conn.sock.recv(_READ_SIZE)
                 if not data:  # the client is done sending: answer what it sent, if whole
-                    if arrival(conn.inbox) is Arrival.WAIT:
+                    if conn.framer.arrival(conn.inbox) is Arrival.WAIT:
                         self._close(conn)
                         return False
                     return True
@@ -242,20 +228,27 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _advance(self, conn: Any) -> bool:
         """Start the request if it is all there, refuse it if it is too large; whether either
         happened (else it stays with the event loop)."""
-        found = arrival(conn.inbox)
+        found = conn.framer.arrival(conn.inbox)
+        if found is Arrival.WAIT and len(conn.inbox) > REQUEST_MAX:
+            found = Arrival.BODY_TOO_LARGE  # never reached; else the loop would spin on the socket
         if found is Arrival.WAIT:
+            if not conn.continued and conn.framer.head_end >= 0:
+                conn.continued = True  # judged once, when the headers are in
+                if expects_continue(conn.inbox):  # gunicorn sends one too: clients take several
+                    _send_now(conn.sock, CONTINUE)
             return False
         if found is Arrival.READY:
             self._release(conn)
             compat.submit(self, conn)
         else:
-            _send_now(conn.sock, _TOO_LARGE[found])
+            reason, answer = TOO_LARGE[found]
+            _refuse(conn.sock, reason, answer, conn.client)
             self._close(conn)
         return True
 
     def handle(self, conn: Any) -> Any:
         sock = conn.sock
-        sock.deadline = time.monotonic() + self.client_timeout
+        sock.never_wait = True
         compat.preload(conn, bytes(conn.inbox))
         conn.inbox = bytearray()
         result = super().handle(conn)
@@ -268,7 +261,7 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         gthread does (close it, keep it alive, or read its next pipelined request)."""
         result = None if fs.cancelled() or fs.exception() is not None else fs.result()
         if isinstance(result, _Flush):
-            self._waiting[conn] = _Gathering(time.monotonic() + self.client_timeout, "send")
+            self._waiting[conn] = _Gathering(self._deadline(), "send")
             conn.sock.setblocking(False)
             compat.poller(self).register(
                 conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn, result.keepalive)
@@ -298,6 +291,9 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         """Also close what did not arrive, or was not taken, within the client timeout."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and not self._stop_capped:
+            self._stop_capped = True
+            self._cap_for_stop(now)
         if now < self._next_sweep:  # the loop turns on every event; a sweep a tick is plenty
             return
         self._next_sweep = now + 0.2
@@ -305,14 +301,30 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
         for conn in expired:
             purpose = self._waiting[conn].purpose
             if purpose == "read":
-                _send_now(conn.sock, _TIMEOUT)
+                _send_now(conn.sock, TIMEOUT)
+                metrics.count_http_refused("timeout")
             _log.info(
                 "client too slow; connection closed",
                 client=_client(conn.client),
                 waiting_for=purpose,
+                reason="timeout" if purpose == "read" else "slow_reader",
                 timeout_s=self.client_timeout,
             )
             self._close(conn)
+
+    def _deadline(self) -> float:
+        """When a client must have sent its request, or taken its response; a stopping worker
+        waits gthread's linger at most (a fresh client timeout kept it, and its replacement)."""
+        wait = self.client_timeout if self.alive else min(self.client_timeout, compat.STOP_LINGER)
+        return time.monotonic() + wait
+
+    def _cap_for_stop(self, now: float) -> None:
+        """A stopping worker (max_requests, SIGTERM) gives the connections it holds gthread's
+        linger for kept-alive ones at most: idle sockets kept it for the client timeout. Not
+        less: a connection accepted just before may have its request on the way."""
+        for conn, waiting in list(self._waiting.items()):
+            capped = min(waiting.deadline, now + compat.STOP_LINGER)
+            self._waiting[conn] = waiting._replace(deadline=capped)
 
     def _release(self, conn: Any) -> None:
         """The event loop stops watching ``conn`` (registered for reading or sending, or not)."""
@@ -323,6 +335,13 @@ class BufferingThreadWorker(compat.ThreadWorker):  # type: ignore[misc]
     def _close(self, conn: Any) -> None:
         self._release(conn)
         compat.drop(self, conn)
+
+
+def _refuse(sock: socket.socket, reason: str, answer: bytes, client: Any) -> None:
+    """Answer a request the app never sees, and say so in the log and the metrics."""
+    _send_now(sock, answer)
+    metrics.count_http_refused(reason)
+    _log.info("request refused before the app", client=_client(client), reason=reason)
 
 
 def _send_now(sock: socket.socket, data: bytes) -> None:

@@ -92,6 +92,13 @@ INVALIDATIONS = Counter(
     "Cache invalidations the binlog follower applied, by kind.",
     ("kind",),
 )
+HTTP_REFUSED = Counter(
+    "orders_http_refused",
+    "Requests the gunicorn worker answered before the app, by reason: timeout (408), "
+    "body_too_large (413), headers_too_large (431), client_cap (503).",
+    ("reason",),
+)
+HTTP_REFUSALS = ("timeout", "body_too_large", "headers_too_large", "client_cap")
 BUILD_INFO = Gauge(
     "orders_build_info",
     "Always 1; the labels say which build and runtime is serving.",
@@ -157,6 +164,11 @@ def set_breaker_state(dependency: str, state: str) -> None:
         raise ValueError(f"unknown breaker state {state!r}; expected one of {BREAKER_STATES}")
     for name, child in children.items():
         child.set(1 if name == state else 0)
+
+
+def count_http_refused(reason: str) -> None:
+    """Count one request the worker's event loop refused; ``reason`` is one of HTTP_REFUSALS."""
+    HTTP_REFUSED.labels(reason).inc()
 
 
 def count_near_cache_reset(reason: str) -> None:

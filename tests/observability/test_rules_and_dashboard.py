@@ -126,6 +126,7 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_near_cache_entries",
         "orders_db_query_duration_seconds",
         "orders_db_errors_total",
+        "orders_http_refused_total",
         "orders_redis_call_duration_seconds",
         "orders_redis_errors_total",
         "orders_circuit_breaker_state",

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from service.http_framing import BODY_MAX, HEADERS_MAX, Arrival, arrival
+from service.http_framing import (
+    BODY_MAX,
+    HEADERS_MAX,
+    REQUEST_MAX,
+    Arrival,
+    Framer,
+    arrival,
+    expects_continue,
+)
 
 GET = b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -61,3 +71,61 @@ def test_a_body_over_the_limit_is_refused_before_it_arrives() -> None:
     assert arrival(head) is Arrival.BODY_TOO_LARGE
     chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert arrival(chunked + f"{BODY_MAX + 1:x}\r\n".encode()) is Arrival.BODY_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("buffer", "expected"),
+    [
+        (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", True),
+        (b"POST / HTTP/1.1\r\nexpect:  100-Continue \r\nContent-Length: 5\r\n\r\n", True),
+        (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n", False),
+        (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", False),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", False),
+    ],
+)
+def test_expects_continue_only_once_an_http11_requests_headers_ask_for_it(
+    buffer: bytes, expected: bool
+) -> None:
+    assert expects_continue(buffer) is expected
+
+
+def test_a_length_of_any_number_of_digits_past_the_limit_is_too_large() -> None:
+    for digits in (b"1" * 19, b"9" * 5000):
+        request = b"GET / HTTP/1.1\r\nContent-Length: " + digits + b"\r\n\r\n"
+        assert arrival(request) is Arrival.BODY_TOO_LARGE
+    assert arrival(b"GET / HTTP/1.1\r\nContent-Length: " + b"0" * 30 + b"2\r\n\r\nab") is (
+        Arrival.READY
+    )
+
+
+def test_headers_ending_at_the_limit_are_waited_for_whatever_the_packets() -> None:
+    """The verdict on a request must not depend on where the network cut it."""
+    start = b"GET / HTTP/1.1\r\nX: "
+    whole = start + b"a" * (HEADERS_MAX - len(start)) + b"\r\n\r\n"  # ends at the limit
+    assert arrival(whole) is Arrival.READY
+    for cut in (1, 2, 3):
+        assert arrival(whole[:-cut]) is Arrival.WAIT
+
+
+def test_a_body_trickled_byte_by_byte_costs_linear_time() -> None:
+    """The event loop judges a connection's buffer after every read; re-walking a 64 KiB body of
+    one-byte chunks took 9 ms a byte here, so one trickling socket kept the loop busy (probes and
+    every other connection wait on it)."""
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    buffer = bytearray(head + b"1\r\na\r\n" * 10_000)
+    framer = Framer()
+    assert framer.arrival(buffer) is Arrival.WAIT
+    started = time.perf_counter()
+    for byte in b"1\r\na\r\n" * 50:
+        buffer.append(byte)
+        assert framer.arrival(buffer) is Arrival.WAIT
+    # 300 calls: 2.7 s re-walking; a few ms resuming (bound: 100x that, for slow machines)
+    assert time.perf_counter() - started < 0.3
+
+
+def test_a_chunked_body_padded_past_its_wire_budget_is_too_large() -> None:
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    padded = head + (b"1;e=" + b"x" * 1000 + b"\r\na\r\n") * 200  # 200 bytes of data
+    assert arrival(padded) is Arrival.BODY_TOO_LARGE
+    # decided within what the event loop reads
+    assert arrival(padded[: REQUEST_MAX + 1]) is Arrival.BODY_TOO_LARGE
