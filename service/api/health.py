@@ -71,7 +71,13 @@ def readyz() -> Response:
         degraded.append("redis down: every page is read from MySQL, uncached")
     # Whether an invalidator keeps the cache current is reported, not judged: past the bound
     # entries are refilled, so serving stays correct either way (README: Guarantees).
-    document: dict[str, object] = {"checks": checks, "invalidation": _invalidation()}
+    invalidation = _invalidation()
+    if invalidation["status"] == "ahead":
+        degraded.append(
+            "invalidation checkpoint ahead of Redis' clock: not trusted, entries age by their "
+            "read time (a restore, a failover to a host whose clock is behind, or forged)"
+        )
+    document: dict[str, object] = {"checks": checks, "invalidation": invalidation}
     if degraded:
         document["degraded"] = degraded
     if checks["mysql"] != "ok" and checks["redis"] != "ok":
@@ -85,6 +91,13 @@ def _invalidation() -> dict[str, object]:
     freshness = services().freshness
     age = freshness.checkpoint_age()
     max_lag = freshness.max_lag_ms / 1000
+    ahead = freshness.ahead_seconds()
+    if ahead > 0:
+        return {
+            "status": "ahead",
+            "checkpoint_ahead_seconds": round(ahead, 3),
+            "max_lag_seconds": max_lag,
+        }
     if age is None:
         return {"status": "absent", "max_lag_seconds": max_lag}
     status = "ok" if age <= max_lag else "behind"

@@ -131,6 +131,7 @@ class InvalidationListener:
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._warned = False
+        self._warned_ahead = False
         self._thread = threading.Thread(target=self._run, name="near-cache-listener", daemon=True)
 
     def start(self) -> None:
@@ -207,14 +208,21 @@ class InvalidationListener:
         (seconds, micros), raw = pipe.execute()
         received = time.monotonic()
         self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
-        if raw:
-            self._freshness.saw_checkpoint(int(cast(bytes, raw)))
+        self._freshness.saw_checkpoint(int(cast(bytes, raw)) if raw else None, polled=True)
 
     def _report(self) -> None:
         """Publish the checkpoint's age; warn once if no invalidator follows this namespace."""
         age = self._freshness.checkpoint_age()
         waited = time.monotonic() - self._started
-        metrics.set_checkpoint_age(age, waited)
+        ahead = self._freshness.ahead_seconds()
+        metrics.set_checkpoint_age(age, waited, ahead)
+        if ahead > 0 and not self._warned_ahead:
+            log.error(
+                "the invalidation checkpoint is ahead of Redis' clock and is not trusted "
+                "(a restore, a failover to a host whose clock is behind, or a forged value)",
+                ahead_seconds=round(ahead, 3),
+            )
+        self._warned_ahead = ahead > 0
         if age is None and waited > UNFOLLOWED_AFTER and not self._warned:
             self._warned = True
             log.warning(

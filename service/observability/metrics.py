@@ -304,10 +304,11 @@ class _Checkpoint:
 
     age: Gauge | None = None
     seen: Gauge | None = None
+    ahead: Gauge | None = None
 
     @classmethod
-    def get(cls) -> tuple[Gauge, Gauge]:
-        if cls.age is None or cls.seen is None:
+    def get(cls) -> tuple[Gauge, Gauge, Gauge]:
+        if cls.age is None or cls.seen is None or cls.ahead is None:
             cls.age = Gauge(
                 "orders_cache_checkpoint_age_seconds",
                 "Seconds since the newest invalidation checkpoint this worker has seen (Redis "
@@ -320,14 +321,23 @@ class _Checkpoint:
                 "(an invalidator follows its page size and prefix), else 0.",
                 multiprocess_mode="livemin",
             )
-        return cls.age, cls.seen
+            cls.ahead = Gauge(
+                "orders_cache_checkpoint_ahead_seconds",
+                "Seconds the checkpoint in Redis is ahead of Redis' own clock (worst live worker; "
+                "0 normally). Above 0 it is not trusted: a restore, a failover to a host whose "
+                "clock is behind, a clock step or a forged value.",
+                multiprocess_mode="livemax",
+            )
+        return cls.age, cls.seen, cls.ahead
 
 
-def set_checkpoint_age(age: float | None, waited: float) -> None:
-    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds)."""
-    age_gauge, seen_gauge = _Checkpoint.get()
+def set_checkpoint_age(age: float | None, waited: float, ahead: float = 0.0) -> None:
+    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds) and
+    how far ahead of Redis' clock the checkpoint it read is."""
+    age_gauge, seen_gauge, ahead_gauge = _Checkpoint.get()
     age_gauge.set(waited if age is None else age)
     seen_gauge.set(0 if age is None else 1)
+    ahead_gauge.set(ahead)
 
 
 INSPECTOR_KINDS = ("page", "totals")

@@ -134,6 +134,7 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_build_info",
         "orders_cache_checkpoint_age_seconds",
         "orders_cache_checkpoint_seen",
+        "orders_cache_checkpoint_ahead_seconds",
         "orders_inspector_checks_total",
         "orders_inspector_mismatches_total",
         "orders_inspector_inconsistencies_total",

@@ -255,7 +255,7 @@ def test_the_invalidator_redis_user_invalidates_within_its_prefix_only(
     cache = build_redis_cache(settings)
     step = Invalidation(pages=frozenset((1, 2)), from_page=3, totals=DROP, position="bin.000001:4")
     cache.invalidate(step)
-    cache.invalidate(Invalidation(position="mysql-bin.000001:4", checkpoint_age_ms=5))
+    cache.invalidate(Invalidation(position="mysql-bin.000001:4", checkpoint_ms=5))
     assert cache.stored_position() == "mysql-bin.000001:4"
     cache.client.close()
     invalidator = redis.Redis.from_url(url)

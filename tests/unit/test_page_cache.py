@@ -466,11 +466,10 @@ def test_the_latest_checkpoint_read_wins_and_the_channel_one_is_kept_apart() -> 
     freshness = Freshness(MAX_LAG, RedisClock())
     assert freshness.checkpoint_age() is None
     freshness.saw_checkpoint(500, from_channel=True)
-    freshness.saw_checkpoint(900)
-    freshness.saw_checkpoint(700, from_channel=True)
-    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 700)
+    freshness.saw_checkpoint(900)  # an MGET can be ahead of the messages heard so far
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 500)
     freshness.saw_checkpoint(None, from_channel=True)  # a message without one says nothing
-    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 700)
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 500)
 
 
 def test_a_checkpoint_that_moves_back_resets_what_the_worker_believes() -> None:
