@@ -15,6 +15,7 @@ import orjson
 from flask import Blueprint, Response
 
 from service import lifecycle
+from service.cache import eviction
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import repository
 from service.orders.database import Database, DatabaseUnavailable
@@ -46,6 +47,16 @@ def _mysql_check(database: Database) -> str:
     return "ok"
 
 
+def _eviction_check(redis_cache: RedisCache) -> str:
+    """The policy and whether it spares the index and the control keys (eviction.py)."""
+    try:
+        return eviction.describe(redis_cache.maxmemory_policy())
+    except CacheUnavailable as exc:
+        return f"unknown: {exc}"
+    except Exception as exc:  # noqa: BLE001 - same rule as MySQL
+        return f"unknown: {type(exc).__name__}"
+
+
 def _redis_check(redis_cache: RedisCache) -> str:
     try:
         redis_cache.ping()
@@ -63,6 +74,9 @@ def readyz() -> Response:
     found = services()
     checks = {"mysql": _mysql_check(found.database), "redis": _redis_check(found.redis)}
     degraded: list[str] = []
+    redis_eviction = _eviction_check(found.redis) if checks["redis"] == "ok" else None
+    if redis_eviction is not None and redis_eviction.startswith("unsafe"):
+        degraded.append(f"redis may evict the cache's index and control keys: {redis_eviction}")
     if checks["mysql"].startswith("schema missing"):
         degraded.append("mysql schema missing: pages not in the cache answer 503")
     elif checks["mysql"] != "ok":
@@ -78,6 +92,8 @@ def readyz() -> Response:
             "read time (a restore, a failover to a host whose clock is behind, or forged)"
         )
     document: dict[str, object] = {"checks": checks, "invalidation": invalidation}
+    if redis_eviction is not None:
+        document["redis_eviction"] = redis_eviction
     if degraded:
         document["degraded"] = degraded
     if checks["mysql"] != "ok" and checks["redis"] != "ok":

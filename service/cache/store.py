@@ -180,6 +180,25 @@ class RedisCache:
         """Redis ``TIME``: (seconds, microseconds)."""
         return self._call("time", self.client.time)
 
+    def maxmemory_policy(self) -> str | None:
+        """Redis' ``maxmemory-policy``: CONFIG GET, or INFO memory where an ACL (or a managed
+        Redis) denies CONFIG; None if both are denied."""
+
+        def read() -> str | None:
+            try:
+                found = cast(dict[str, str], self.client.config_get("maxmemory-policy"))
+                return found.get("maxmemory-policy")
+            except redis.ResponseError:  # NOPERM, or CONFIG renamed away
+                pass
+            try:
+                info = self.client.info("memory")
+            except redis.ResponseError:
+                return None
+            policy = info.get("maxmemory_policy")
+            return str(policy) if policy is not None else None
+
+        return self._call("config", read)
+
     def ping(self) -> None:
         """Readiness: one PING, through the breaker like every other call."""
         self._call("ping", self.client.ping)

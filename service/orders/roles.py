@@ -30,7 +30,9 @@ _MIGRATE = (
 # its Lua scripts call (service/cache/keys.py; Redis checks a script's calls against the caller's
 # ACL too). EVALSHA runs the scripts; SCRIPT LOAD is redis-py's fallback when Redis lost them.
 # Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
-_REDIS_COMMON = ("ping", "evalsha", "script|load", "get", "set", "del", "time")
+# INFO (not CONFIG, whose GET would show requirepass): the maxmemory-policy check at start-up
+# and in /readyz (service/cache/eviction.py).
+_REDIS_COMMON = ("ping", "evalsha", "script|load", "get", "set", "del", "time", "info")
 REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
     # (LEASE/LEASE_AT: SET NX, ZADD, TIME; FILL: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
