@@ -42,7 +42,7 @@ MAX_LAG = 0.5
 # this, so a checkpoint that jumps over the pause is caught.
 MARGIN = 1.0
 ORDERS = 400
-PAUSES = [float(s) for s in os.environ.get("ORDERS_TEST_PAUSES", "2").split(",")]
+PAUSES = [float(s) for s in os.environ.get("ORDERS_TEST_PAUSES", "3").split(",")]
 
 
 # The writer runs in a process of its own: in the test's process, four reader threads starve a
