@@ -91,7 +91,15 @@ def readyz() -> Response:
             "invalidation checkpoint ahead of Redis' clock: not trusted, entries age by their "
             "read time (a restore, a failover to a host whose clock is behind, or forged)"
         )
+    inspection = _inspection(found.redis) if checks["redis"] == "ok" else None
+    if inspection is not None and inspection["status"] == "inconsistent":
+        degraded.append(
+            "the consistency inspector confirmed (and repaired) cached data older than the "
+            "bound in the last 10 minutes: see its log and OrdersCacheInconsistent"
+        )
     document: dict[str, object] = {"checks": checks, "invalidation": invalidation}
+    if inspection is not None:
+        document["inspection"] = inspection
     if redis_eviction is not None:
         document["redis_eviction"] = redis_eviction
     if degraded:
@@ -99,6 +107,19 @@ def readyz() -> Response:
     if checks["mysql"] != "ok" and checks["redis"] != "ok":
         return _json({"status": "unavailable", **document}, 503)
     return _json({"status": "degraded" if degraded else "ok", **document})
+
+
+def _inspection(redis_cache: RedisCache) -> dict[str, object]:
+    """Whether the inspector confirmed an inconsistency in the last 10 minutes (it records
+    when in Redis; an inspector that never ran says nothing)."""
+    try:
+        found = redis_cache.last_inconsistency()
+    except CacheUnavailable:
+        return {"status": "unknown"}
+    if found is None:
+        return {"status": "ok"}
+    ago = max(0.0, (services().freshness.clock.now_ms() - found) / 1000)
+    return {"status": "inconsistent", "found_seconds_ago": round(ago, 1)}
 
 
 def _invalidation() -> dict[str, object]:

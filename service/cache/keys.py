@@ -16,6 +16,10 @@ collide:
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
   config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
                ``prefix``), so an invalidator can follow the API's, and mismatches show
+  hot          sorted set: the pages readers asked for most in the last half second (each API
+               worker publishes its top ones; TTL 10 s): what the inspector samples first
+  inspector:found  Redis-clock ms of the inspector's last confirmed inconsistency (TTL 10 min):
+               ``/readyz`` says inconsistencies were found in the last minutes
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
@@ -307,6 +311,16 @@ class CacheKeys:
     def invalidator_fence(self) -> str:
         """The last fencing token handed out (INCR): newer leaders hold larger tokens."""
         return f"{self.base}invalidator:fence"
+
+    @property
+    def hot(self) -> str:
+        """Sorted set of the pages readers hit most (service/cache/hot.py)."""
+        return f"{self.base}hot"
+
+    @property
+    def inspector_found(self) -> str:
+        """When the inspector last confirmed an inconsistency (Redis ms; TTL 10 min)."""
+        return f"{self.base}inspector:found"
 
     @property
     def channel(self) -> str:

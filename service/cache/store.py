@@ -28,6 +28,7 @@ T = TypeVar("T")
 E = TypeVar("E", PageEntry, TotalsEntry)
 _log = structlog.get_logger(__name__)
 LEASE_MS = 3000  # longer than any fill (MySQL timeouts are below one second)
+FOUND_KEEP_MS = 600_000  # how long /readyz reports a confirmed inconsistency ("the last minutes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,33 @@ class RedisCache:
         recently had, an entry): what the consistency inspector looks at."""
         raw = self._call("zrandmember", lambda: self.client.zrandmember(self.keys.index, count))
         return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def drop(self, page: int | None) -> None:
+        """Delete one page entry and its lease (``None``: the totals), without telling the near
+        caches: the inspector's repair where its Redis user may not PUBLISH."""
+        if page is None:
+            keys = (self.keys.totals, self.keys.totals_lease)
+        else:
+            keys = (self.keys.page(page), self.keys.lease(page))
+        self._call("del", lambda: self.client.delete(*keys))
+
+    def hot_pages(self, count: int) -> list[int]:
+        """Up to ``count`` of the pages readers hit most lately, most hit first."""
+        raw = self._call(
+            "zrange", lambda: self.client.zrange(self.keys.hot, 0, count - 1, desc=True)
+        )
+        return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def note_inconsistency(self, at_ms: int) -> None:
+        """Record (for ``/readyz``, 10 minutes) that the inspector confirmed an inconsistency."""
+        self._call(
+            "set", lambda: self.client.set(self.keys.inspector_found, at_ms, px=FOUND_KEEP_MS)
+        )
+
+    def last_inconsistency(self) -> int | None:
+        """Redis ms of the last confirmed inconsistency in the last 10 minutes, or None."""
+        raw = self._call("get", lambda: self.client.get(self.keys.inspector_found))
+        return int(cast(bytes, raw)) if raw else None
 
     def checkpoint(self) -> int | None:
         """The invalidator's checkpoint (Redis-clock ms), or None if no invalidator ever wrote

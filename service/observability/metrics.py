@@ -347,10 +347,10 @@ class _Inspector:
     """The consistency inspector's counters (``orders-service inspect``), registered on first
     use so that the API and the invalidator do not export them at 0."""
 
-    counters: tuple[Counter, Counter, Counter] | None = None
+    counters: tuple[Counter, Counter, Counter, Counter] | None = None
 
     @classmethod
-    def get(cls) -> tuple[Counter, Counter, Counter]:
+    def get(cls) -> tuple[Counter, Counter, Counter, Counter]:
         if cls.counters is None:
             cls.counters = (
                 Counter(
@@ -371,6 +371,12 @@ class _Inspector:
                     "different from MySQL ORDERS_CACHE_MAX_LAG after it was first seen, by kind.",
                     ("kind",),
                 ),
+                Counter(
+                    "orders_inspector_repairs",
+                    "Confirmed inconsistencies the inspector repaired (invalidated: the entry "
+                    "deleted in Redis, dropped by every near cache), by kind.",
+                    ("kind",),
+                ),
             )
             for counter in cls.counters:
                 for kind in INSPECTOR_KINDS:
@@ -383,10 +389,14 @@ def prepare_inspector() -> None:
     _Inspector.get()
 
 
-def count_inspection(kind: str, *, mismatch: bool = False, confirmed: bool = False) -> None:
-    """Count one inspector comparison (or, with a flag, a mismatch or a confirmed one)."""
-    checks, mismatches, inconsistencies = _Inspector.get()
-    if confirmed:
+def count_inspection(
+    kind: str, *, mismatch: bool = False, confirmed: bool = False, repaired: bool = False
+) -> None:
+    """Count one inspector comparison (or, with a flag, a mismatch, a confirmed one, a repair)."""
+    checks, mismatches, inconsistencies, repairs = _Inspector.get()
+    if repaired:
+        repairs.labels(kind).inc()
+    elif confirmed:
         inconsistencies.labels(kind).inc()
     elif mismatch:
         mismatches.labels(kind).inc()

@@ -37,9 +37,15 @@ REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
     # (LEASE/LEASE_AT: SET NX, ZADD, TIME; FILL: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
     # PING, TIME + GET checkpoint) and the shared settings it publishes (HSET config); the
-    # consistency inspector runs as this user too (ZRANDMEMBER of the index).
+    # consistency inspector runs as this user too (ZRANDMEMBER of the index, ZRANGE of the hot
+    # pages; its repairs DEL the entry, and tell the near caches only where its user may
+    # PUBLISH, which this one may not: a forged message could vouch for stale near-cache
+    # entries); the hot pages each worker publishes (ZADD, ZREMRANGEBYRANK, PEXPIRE).
     "api": (
         *_REDIS_COMMON,
+        "zrange",
+        "zremrangebyrank",
+        "pexpire",
         "mget",
         "multi",
         "exec",
