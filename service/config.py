@@ -438,10 +438,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "inspector_pages",
-        "20",
+        "100",
         _positive_int,
-        "Pages the inspector looks at per sample (the most read first, then a tour of every "
-        "page number); its MySQL cost is bounded by ORDERS_INSPECTOR_MAX_QUERIES.",
+        "Pages the inspector looks at per sample (a quarter for the most read, the rest a tour "
+        "of every page number in blocks of 10); its MySQL cost is bounded by "
+        "ORDERS_INSPECTOR_MAX_QUERIES.",
     ),
     Setting(
         "inspector_max_queries",

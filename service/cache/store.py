@@ -165,6 +165,24 @@ class RedisCache:
             int(seconds) * 1000 + int(micros) // 1000,
         )
 
+    def read_block_at(self, first: int, count: int) -> tuple[list[Lookup], int]:
+        """Pages ``first``..``first + count - 1`` with the totals and the checkpoint, and Redis'
+        ``TIME``, in one MULTI (the inspector's tour)."""
+        numbers = range(first, first + count)
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(*(self.keys.page(n) for n in numbers), self.keys.totals, self.keys.checkpoint)
+            pipe.time()
+            return pipe.execute()
+
+        raw, (seconds, micros) = self._call("multi", both)
+        totals, checkpoint = raw[-2], raw[-1]
+        lookups = [
+            _lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
+        ]
+        return lookups, int(seconds) * 1000 + int(micros) // 1000
+
     def sample_pages(self, count: int) -> list[int]:
         """Up to ``count`` distinct page numbers at random from the index (pages that have, or
         recently had, an entry): what the consistency inspector looks at."""

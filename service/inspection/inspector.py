@@ -43,6 +43,7 @@ from service.orders.pagination import total_pages
 
 TOTALS = 0  # the page number under which the totals are tracked
 INDEX_SAMPLE = 4  # pages at random from the index per round, besides the hot ones and the tour
+BLOCK = 10  # consecutive pages per tour step: one Redis read, at most one MySQL read for all
 _log = get_logger("service.inspection")
 
 
@@ -69,6 +70,8 @@ class Inspector:
         max_lag: float,
         max_queries: float = 20.0,
         interval: float = 1.0,
+        load_pages: Callable[[int, int], list[bytes]] | None = None,
+        block: int = BLOCK,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -76,6 +79,8 @@ class Inspector:
         self.cache = cache
         self._load_page = load_page
         self._load_total = load_total
+        self._load_pages = load_pages
+        self._block = block if load_pages is not None else 1
         self._pages = pages
         self._max_lag_ms = int(max_lag * 1000)
         self._wall = wall
@@ -90,11 +95,16 @@ class Inspector:
         self._budget.refill()
         try:
             self._recheck_due()
-            for page in [TOTALS, *self._candidates()]:
+            if TOTALS not in self.suspects:
+                self._check(TOTALS)
+            for first, count in self._candidates():
                 if not self._budget.available:
                     return
-                if page not in self.suspects:
-                    self._check(page)
+                if count == 1:
+                    if first not in self.suspects:
+                        self._check(first)
+                else:
+                    self._check_block(first, count)
         except (CacheUnavailable, DatabaseUnavailable) as exc:
             _log.info("inspection round skipped", error=str(exc))
 
@@ -103,24 +113,55 @@ class Inspector:
             self.round()
             stop.wait(interval)
 
-    def _candidates(self) -> list[int]:
-        hot = self.cache.hot_pages(self._pages)
+    def _candidates(self) -> list[sampling.Span]:
+        """A quarter of the pages for what readers hit, the rest for the tour (in blocks)."""
+        share = max(1, self._pages // 4)
+        hot = self.cache.hot_pages(share)
         indexed = self.cache.sample_pages(INDEX_SAMPLE)
         last = max([self._last_page, *indexed, *hot])
-        toured = self._tour.next(last, self._pages)
-        return sampling.candidates(hot, toured, indexed)[: self._pages]
+        blocks = self._tour.next(
+            -(-last // self._block), max(1, (self._pages - share) // self._block)
+        )
+        spans = [((b - 1) * self._block + 1, self._block) for b in blocks]
+        return sampling.candidates(hot, spans, indexed)
+
+    def _check_block(self, first: int, count: int) -> None:
+        """``count`` pages from ``first``: one Redis read, and one MySQL read for every entry
+        in it that the API would serve as a hit."""
+        assert self._load_pages is not None
+        lookups, now_ms = self.cache.read_block_at(first, count)
+        self._saw_totals(lookups[0])
+        servable = [
+            (first + n, lookup.page)
+            for n, lookup in enumerate(lookups)
+            if lookup.page is not None
+            and first + n not in self.suspects
+            and self._servable(lookup.page, lookup, now_ms)
+        ]
+        if not servable or not self._budget.take():
+            return
+        fresh = self._load_pages(first, count)
+        for page, entry in servable:
+            metrics.count_inspection("page")
+            if entry.orders_json != fresh[page - first]:
+                metrics.count_inspection("page", mismatch=True)
+                self.suspects[page] = Suspect(
+                    "page", page, entry.encode(), now_ms + self._max_lag_ms
+                )
 
     # ---- one entry ---------------------------------------------------------------------------
 
     def _look(self, page: int) -> tuple[PageEntry | TotalsEntry | None, Lookup, int]:
         lookup, now_ms = self.cache.read_at(max(page, 1))
-        if lookup.totals is not None:
-            self._last_page = max(1, total_pages(lookup.totals.total_orders, self._page_size()))
+        self._saw_totals(lookup)
         entry: PageEntry | TotalsEntry | None = lookup.totals if page == TOTALS else lookup.page
         return entry, lookup, now_ms
 
-    def _page_size(self) -> int:
-        return self.cache.keys.page_size
+    def _saw_totals(self, lookup: Lookup) -> None:
+        """The tour's extent follows the cached count of orders."""
+        if lookup.totals is not None:
+            pages = total_pages(lookup.totals.total_orders, self.cache.keys.page_size)
+            self._last_page = max(1, pages)
 
     def _servable(self, entry: PageEntry | TotalsEntry, lookup: Lookup, now_ms: int) -> bool:
         """Would the API serve this entry as a hit now? (the same test as ``PageCache``; a
@@ -223,6 +264,7 @@ def run_inspector(settings: Settings) -> None:
         max_lag=settings.cache_max_lag,
         max_queries=settings.inspector_max_queries,
         interval=settings.inspector_interval,
+        load_pages=loaders.pages_loader(database, settings.page_size),
     )
     server, _thread = start_http_server(settings.inspector_metrics_port, settings.host)
     _log.info(

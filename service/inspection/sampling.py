@@ -76,17 +76,22 @@ class Tour:
         return found
 
 
-def candidates(hot: list[int], toured: list[int], indexed: list[int]) -> list[int]:
-    """Hot pages and the tour in turn (so neither starves the other of the budget), then the
-    index's random ones; each page once."""
-    interleaved: list[int] = []
-    for n in range(max(len(hot), len(toured))):
-        interleaved.extend(hot[n : n + 1])
-        interleaved.extend(toured[n : n + 1])
+Span = tuple[int, int]  # (first page, pages): one Redis read, and at most one MySQL read
+
+
+def candidates(hot: list[int], blocks: list[Span], indexed: list[int]) -> list[Span]:
+    """Hot pages and the tour's blocks in turn (so neither starves the other of the budget),
+    then the index's random pages; a single page once."""
+    singles = [(page, 1) for page in hot if page > 0]
+    interleaved: list[Span] = []
+    for n in range(max(len(singles), len(blocks))):
+        interleaved.extend(singles[n : n + 1])
+        interleaved.extend(blocks[n : n + 1])
     seen: set[int] = set()
-    ordered: list[int] = []
-    for page in (*interleaved, *indexed):
-        if page > 0 and page not in seen:
-            seen.add(page)
-            ordered.append(page)
+    ordered: list[Span] = []
+    for span in (*interleaved, *((page, 1) for page in indexed if page > 0)):
+        if span[1] == 1 and span[0] in seen:
+            continue
+        seen.add(span[0])
+        ordered.append(span)
     return ordered

@@ -5,7 +5,7 @@ MySQL queries a second, with 200, 2,000 and 20,000 cached pages (issue 18, Measu
 
 Each size: a database of its own on the shared MariaDB, a namespace of its own on the shared Redis
 (deleted after), every page cached through the app, a thread playing a healthy invalidator (the
-checkpoint = Redis now every 50 ms), the inspector at its defaults (ORDERS_INSPECTOR_PAGES 20,
+checkpoint = Redis now every 50 ms), the inspector at its defaults (ORDERS_INSPECTOR_PAGES 100,
 ORDERS_INSPECTOR_MAX_QUERIES 20, ORDERS_INSPECTOR_INTERVAL 1, ORDERS_CACHE_MAX_LAG 2). A wrong page
 in the service's own format is planted twice: once on a page a reader keeps asking for (the hot
 case), once on a page nobody reads and removed from the index (found by the tour only).
@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 from tests.integration.test_inspector import Heartbeat, counted
 
-GIVE_UP = 180.0
+GIVE_UP = 420.0
 
 
 def _plant(client: redis.Redis, keys: CacheKeys, page: int) -> None:
@@ -87,6 +87,7 @@ def measure(pages: int) -> dict[str, object]:
             max_lag=settings.cache_max_lag,
             max_queries=settings.inspector_max_queries,
             interval=settings.inspector_interval,
+            load_pages=loaders.pages_loader(database, settings.page_size),
         )
         stop = threading.Event()
         rounds = threading.Thread(

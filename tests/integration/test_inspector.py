@@ -100,6 +100,7 @@ def make_inspector(settings: Settings) -> tuple[Inspector, Database]:
         max_lag=settings.cache_max_lag,
         max_queries=settings.inspector_max_queries,
         interval=settings.inspector_interval,
+        load_pages=loaders.pages_loader(database, settings.page_size),
     )
     return inspector, database
 
@@ -319,3 +320,17 @@ def test_the_inspectors_mysql_queries_stay_within_its_budget(
         database.close()
     assert loads, "the inspector checked nothing"
     assert len(loads) <= 4 * elapsed + 2
+
+
+def test_a_block_of_pages_read_at_once_is_byte_for_byte_the_pages_read_one_by_one(
+    inspected: tuple[Settings, FlaskClient],
+) -> None:
+    """The tour compares a block of pages per MySQL read: each must be what a fill stores."""
+    settings, _client = inspected
+    database = build_database(settings)
+    try:
+        one = loaders.page_loader(database, settings.page_size)
+        block = loaders.pages_loader(database, settings.page_size)
+        assert block(2, 6) == [one(page) for page in range(2, 8)]  # the last two past the end
+    finally:
+        database.close()

@@ -14,8 +14,9 @@ def test_a_tour_visits_every_page_number_once_including_ones_no_index_lists() ->
     assert sorted(seen) == list(range(1, 21))
 
 
-def test_hot_pages_and_the_tour_take_turns_and_no_page_is_looked_at_twice() -> None:
-    assert candidates([5, 6, 7], [6, 1, 2], [9, 5]) == [5, 6, 1, 7, 2, 9]
+def test_hot_pages_and_the_tours_blocks_take_turns_and_no_single_page_comes_twice() -> None:
+    spans = candidates([5, 6, 7], [(11, 10), (1, 10)], [9, 5])
+    assert spans == [(5, 1), (11, 10), (6, 1), (1, 10), (7, 1), (9, 1)]
 
 
 def test_the_budget_allows_rate_queries_a_second_and_saves_up_no_more_than_a_burst() -> None:
