@@ -100,12 +100,34 @@ def _gunicorn_argv() -> list[str]:
     ]
 
 
+def _refuse_evicting_redis(settings: Settings) -> None:
+    """Exit 2 if Redis' maxmemory-policy may evict the index or the control keys
+    (service/cache/eviction.py). A Redis that does not answer yet is not a reason to stay down:
+    the cache fails open, and /readyz reports the policy once it answers."""
+    from service.cache.eviction import policy_problem
+    from service.cache.store import CacheUnavailable
+    from service.services import build_redis_cache
+
+    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0))
+    try:
+        problem = policy_problem(cache.maxmemory_policy())
+    except CacheUnavailable as exc:
+        click.echo(f"warning: cannot read Redis' maxmemory-policy yet ({exc})", err=True)
+        return
+    finally:
+        cache.client.close()
+    if problem is not None:
+        click.echo(f"error: refusing to run: Redis {problem}", err=True)
+        sys.exit(2)
+
+
 @main.command()
 def serve() -> NoReturn:
     """Serve the HTTP API with gunicorn (ORDERS_HOST:ORDERS_PORT, default 0.0.0.0:5001)."""
     settings = _settings()
     for port in filter(None, (settings.port, settings.admin_port)):
         _require_free(settings.host, port)
+    _refuse_evicting_redis(settings)
     prepare_metrics_dir(settings)
     argv = _gunicorn_argv()
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process: signals reach gunicorn directly
@@ -214,7 +236,9 @@ def invalidate() -> None:
     """Follow the MySQL binlog and invalidate cached pages on every committed change."""
     from service.invalidation.runner import run_invalidator
 
-    run_invalidator(_settings())
+    settings = _settings()
+    _refuse_evicting_redis(settings)
+    run_invalidator(settings)
 
 
 @main.command()

@@ -329,10 +329,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "inspector_pages",
-        "5",
+        "100",
         _positive_int,
-        "Cached pages the inspector compares with MySQL per sample: its MySQL cost is at most "
-        "this many page reads plus one count per ORDERS_INSPECTOR_INTERVAL.",
+        "Pages the inspector looks at per sample (a quarter for the most read, the rest a tour "
+        "of every page number in blocks of 10); its MySQL cost is bounded by "
+        "ORDERS_INSPECTOR_MAX_QUERIES.",
+    ),
+    Setting(
+        "inspector_max_queries",
+        "20",
+        _positive_float,
+        "MySQL queries a second the consistency inspector may make at most (first checks and "
+        "rechecks together; entries the API would not serve as hits cost none).",
     ),
     Setting(
         "inspector_metrics_port",
@@ -586,6 +594,7 @@ class Settings:
     cache_max_lag: float
     inspector_interval: float
     inspector_pages: int
+    inspector_max_queries: float
     inspector_metrics_port: int
     page_size: int
     http_max_age: int

@@ -16,6 +16,7 @@ from service.auth.tokens import TokenVerifier
 from service.breaker import CircuitBreaker
 from service.cache.aside import PageCache
 from service.cache.freshness import Freshness
+from service.cache.hot import HotPages
 from service.cache.keys import CacheKeys
 from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import RedisCache, redis_client
@@ -119,9 +120,10 @@ def build(settings: Settings) -> Services:
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
     freshness = Freshness(settings.cache_max_lag)
+    hot = HotPages()
     # Always started, near cache or not: it measures Redis' clock and hears the checkpoint.
     listener = InvalidationListener(
-        settings.redis_url, near, redis_cache.keys, freshness, config_fields(settings)
+        settings.redis_url, near, redis_cache.keys, freshness, config_fields(settings), hot=hot
     )
     pages = PageCache(
         redis_cache,
@@ -132,6 +134,7 @@ def build(settings: Settings) -> Services:
         ttl=settings.cache_ttl,
         lock_wait=settings.cache_lock_wait,
         freshness=freshness,
+        hot=hot,
     )
     return Services(
         settings=settings,

@@ -11,10 +11,13 @@ sending traffic before the listener closes). The body always says what is degrad
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from flask import Blueprint, Response
 
 from service import lifecycle
+from service.cache import eviction
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
@@ -64,6 +67,16 @@ def _schema_state(cursor: repository.Cursor) -> tuple[list[str], bool]:
     return catalog.schema_problems(cursor), catalog.sees_triggers(cursor)
 
 
+def _eviction_check(redis_cache: RedisCache) -> str:
+    """The policy and whether it spares the index and the control keys (eviction.py)."""
+    try:
+        return eviction.describe(redis_cache.maxmemory_policy())
+    except CacheUnavailable as exc:
+        return f"unknown: {exc}"
+    except Exception as exc:  # noqa: BLE001 - same rule as MySQL
+        return f"unknown: {type(exc).__name__}"
+
+
 def _redis_check(redis_cache: RedisCache) -> str:
     try:
         redis_cache.ping()
@@ -80,28 +93,64 @@ def readyz() -> Response:
         return _json({"status": "draining"}, 503)
     found = services()
     checks = {"mysql": _mysql_check(found.database), "redis": _redis_check(found.redis)}
-    degraded: list[str] = []
-    if checks["mysql"].startswith("schema missing"):
-        degraded.append("mysql schema missing: pages not in the cache answer 503")
-    elif checks["mysql"] != "ok":
-        degraded.append("mysql down: cached pages are served (STALE), others answer 503")
+    document: dict[str, object] = {"checks": checks}
     if checks["mysql"] == "ok":
         checks["schema"] = _schema_check(found.database)
-        if checks["schema"].startswith("problems"):
-            degraded.append(
-                "schema: pages and totals may be wrong even uncached; run `orders-service "
-                "migrate` (it restores what is missing and names what else to change)"
-            )
-    if checks["redis"] != "ok":
-        degraded.append("redis down: every page is read from MySQL, uncached")
     # Whether an invalidator keeps the cache current is reported, not judged: past the bound
-    # entries are refilled, so serving stays correct either way (README: Guarantees).
-    document: dict[str, object] = {"checks": checks, "invalidation": _invalidation()}
+    # entries are refilled, so serving stays correct either way (docs/guarantees.md).
+    document["invalidation"] = _invalidation()
+    if checks["redis"] == "ok":
+        document["inspection"] = _inspection(found.redis)
+        document["redis_eviction"] = _eviction_check(found.redis)
+    degraded = _degradations(document, checks)
     if degraded:
         document["degraded"] = degraded
     if checks["mysql"] != "ok" and checks["redis"] != "ok":
         return _json({"status": "unavailable", **document}, 503)
     return _json({"status": "degraded" if degraded else "ok", **document})
+
+
+def _degradations(document: dict[str, Any], checks: dict[str, str]) -> list[str]:
+    """What serves, but worse than it should, each in words an operator can act on."""
+    degraded: list[str] = []
+    eviction = document.get("redis_eviction")
+    if eviction is not None and eviction.startswith("unsafe"):
+        degraded.append(f"redis may evict the cache's index and control keys: {eviction}")
+    if checks["mysql"].startswith("schema missing"):
+        degraded.append("mysql schema missing: pages not in the cache answer 503")
+    elif checks["mysql"] != "ok":
+        degraded.append("mysql down: cached pages are served (STALE), others answer 503")
+    if checks.get("schema", "").startswith("problems"):
+        degraded.append(
+            "schema: pages and totals may be wrong even uncached; run `orders-service "
+            "migrate` (it restores what is missing and names what else to change)"
+        )
+    if checks["redis"] != "ok":
+        degraded.append("redis down: every page is read from MySQL, uncached")
+    if document["invalidation"]["status"] == "ahead":
+        degraded.append(
+            "invalidation checkpoint ahead of Redis' clock: not trusted, entries age by their "
+            "read time (a restore, a failover to a host whose clock is behind, or forged)"
+        )
+    if document.get("inspection", {}).get("status") == "inconsistent":
+        degraded.append(
+            "the consistency inspector confirmed (and repaired) cached data older than the "
+            "bound in the last 10 minutes: see its log and OrdersCacheInconsistent"
+        )
+    return degraded
+
+
+def _inspection(redis_cache: RedisCache) -> dict[str, object]:
+    """Whether the inspector confirmed an inconsistency in the last 10 minutes (it records
+    when in Redis; an inspector that never ran says nothing)."""
+    try:
+        found = redis_cache.last_inconsistency()
+    except CacheUnavailable:
+        return {"status": "unknown"}
+    if found is None:
+        return {"status": "ok"}
+    ago = max(0.0, (services().freshness.clock.now_ms() - found) / 1000)
+    return {"status": "inconsistent", "found_seconds_ago": round(ago, 1)}
 
 
 def _invalidation() -> dict[str, object]:
@@ -110,6 +159,13 @@ def _invalidation() -> dict[str, object]:
     freshness = services().freshness
     age = freshness.checkpoint_age()
     max_lag = freshness.max_lag_ms / 1000
+    ahead = freshness.ahead_seconds()
+    if ahead > 0:
+        return {
+            "status": "ahead",
+            "checkpoint_ahead_seconds": round(ahead, 3),
+            "max_lag_seconds": max_lag,
+        }
     if age is None:
         return {"status": "absent", "max_lag_seconds": max_lag}
     status = "ok" if age <= max_lag else "behind"

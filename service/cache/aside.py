@@ -27,6 +27,7 @@ from typing import NamedTuple, TypeVar
 
 from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.freshness import Freshness
+from service.cache.hot import HotPages
 from service.cache.near import NearCache
 from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, Lease, Lookup, RedisCache
@@ -92,7 +93,9 @@ class PageCache:
         lock_wait: float,
         freshness: Freshness,
         wall: Callable[[], float] = time.time,
+        hot: HotPages | None = None,
     ) -> None:
+        self.hot = hot or HotPages()
         self.redis = redis_cache
         self.near = near
         self.freshness = freshness
@@ -118,6 +121,7 @@ class PageCache:
         """The page if it is a hit, from the near cache or else Redis; otherwise what was read
         from Redis, for ``get`` to go on from. Never raises for Redis and never reaches MySQL:
         the fast path in front of Flask (``service.api.hits``) asks this."""
+        self.hot.saw(number)
         now_ms = int(self._wall() * 1000)
         near = self.near
         version = -1

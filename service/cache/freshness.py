@@ -93,40 +93,65 @@ class RedisClock:
 class Freshness:
     """The bound check, with what this worker knows of the checkpoint and of Redis' clock.
 
-    Two checkpoints are kept. ``checkpoint_ms`` is the newest seen anywhere (an MGET, the
-    listener's poll, the channel) and judges what was just read from Redis: an entry present in
-    the same MGET as checkpoint C survived every invalidation before C. ``channel_checkpoint_ms``
-    is the newest heard on the invalidation channel, *after* the near cache applied every message
-    published before it; only that one may vouch for near-cache entries (a checkpoint learnt from
-    an MGET can be ahead of invalidation messages this worker has not processed yet).
+    Two checkpoints are kept. ``checkpoint_ms`` is the latest read from Redis (an MGET, the
+    listener's poll) and judges what was just read from Redis: an entry present in the same MGET
+    as checkpoint C survived every invalidation before C. ``channel_checkpoint_ms`` is the latest
+    heard on the invalidation channel, *after* the near cache applied every message published
+    before it; only that one may vouch for near-cache entries (a checkpoint learnt from an MGET
+    can be ahead of invalidation messages this worker has not processed yet).
+
+    Invariant (docs/guarantees.md), kept here: a checkpoint vouches for nothing beyond what Redis
+    holds now and Redis' clock allows.
+
+    - The latest reading wins, not the largest ever seen: a checkpoint that moves back (a
+      restore, a failover, a clock step) or disappears resets what this worker believes (the
+      listener's poll, every ``CLOCK_EVERY``, also lowers the channel's). A reading that loses
+      a race to an older one only makes the worker more careful.
+    - A checkpoint later than Redis' current time (``clock.now_ms()``, which errs late) cannot
+      have been written by an invalidator keeping the invariant of
+      service/invalidation/checkpoint.py: it vouches for nothing (entries age by their read time
+      alone) and ``ahead_seconds`` reports it (metric, ``/readyz``, alert).
+
+    Survives: a forged or restored checkpoint, a Redis clock stepped back, a deleted one. Does
+    not survive: a forged checkpoint in the past but later than the truth (within the bound of
+    now), which no reader can tell from a real one.
     """
 
     def __init__(self, max_lag: float, clock: RedisClock | None = None) -> None:
         self.max_lag_ms = max_lag * 1000.0
         self.clock = clock or RedisClock()
-        self.checkpoint_ms = 0  # 0: none seen yet
+        self.checkpoint_ms = 0  # 0: none seen (or none trusted) yet
         self.channel_checkpoint_ms = 0
 
-    def saw_checkpoint(self, checkpoint_ms: int | None, *, from_channel: bool = False) -> None:
-        """Remember a checkpoint (never moves back; int stores are atomic under the GIL, and a
-        lost race between two threads only keeps a slightly older one, which errs safe)."""
-        if checkpoint_ms is None:
+    def saw_checkpoint(
+        self, checkpoint_ms: int | None, *, from_channel: bool = False, polled: bool = False
+    ) -> None:
+        """Remember a checkpoint read from Redis (``None``: absent). From the channel, ``None``
+        means the message carried none and says nothing; a poll also lowers the channel's (int
+        stores are atomic under the GIL)."""
+        if from_channel:
+            if checkpoint_ms is not None:
+                self.channel_checkpoint_ms = self.checkpoint_ms = checkpoint_ms
             return
-        self.checkpoint_ms = max(self.checkpoint_ms, checkpoint_ms)
-        if from_channel and checkpoint_ms > self.channel_checkpoint_ms:
-            self.channel_checkpoint_ms = checkpoint_ms
+        value = checkpoint_ms or 0
+        self.checkpoint_ms = value
+        if polled and value < self.channel_checkpoint_ms:
+            self.channel_checkpoint_ms = value
 
     @property
     def checkpoint_seen(self) -> bool:
         return self.checkpoint_ms > 0
 
+    def _trusted(self, checkpoint_ms: int, now_ms: float) -> int:
+        return checkpoint_ms if checkpoint_ms <= now_ms else 0
+
     def lag_ms(self, read_ms: int, now_ms: float) -> float:
         """How far behind MySQL data read at ``read_ms`` may be at ``now_ms`` (Redis clock)."""
-        return now_ms - max(read_ms, self.checkpoint_ms)
+        return now_ms - max(read_ms, self._trusted(self.checkpoint_ms, now_ms))
 
     def current(self, read_ms: int, now_ms: float) -> bool:
         """True if data from Redis read at ``read_ms`` is within the bound at ``now_ms``."""
-        return now_ms - max(read_ms, self.checkpoint_ms) <= self.max_lag_ms
+        return self.lag_ms(read_ms, now_ms) <= self.max_lag_ms
 
     def near_hit(self, page_read_ms: int, totals_read_ms: int) -> bool:
         """A near-cache page and its totals within the bound now, vouched for by the channel's
@@ -134,13 +159,19 @@ class Freshness:
         # Conditionals rather than min()/max(): this runs on every near-cache hit, and the two
         # builtin calls cost about as much as the rest of the check.
         vouched = page_read_ms if page_read_ms < totals_read_ms else totals_read_ms
+        now = self.clock.now_ms()
         checkpoint = self.channel_checkpoint_ms
-        if checkpoint > vouched:  # noqa: PLR1730
+        if vouched < checkpoint <= now:
             vouched = checkpoint
-        return self.clock.now_ms() - vouched <= self.max_lag_ms
+        return now - vouched <= self.max_lag_ms
 
     def checkpoint_age(self) -> float | None:
         """Seconds since the newest checkpoint this worker has seen, or None if it saw none."""
         if not self.checkpoint_seen:
             return None
         return max(0.0, (self.clock.now_ms() - self.checkpoint_ms) / 1000.0)
+
+    def ahead_seconds(self) -> float:
+        """How far the checkpoint read from Redis is ahead of Redis' clock (0: not ahead)."""
+        ahead = max(self.checkpoint_ms, self.channel_checkpoint_ms) - self.clock.now_ms()
+        return max(0.0, ahead / 1000.0)

@@ -19,6 +19,10 @@ collide:
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
   config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
                ``prefix``), so an invalidator can follow the API's, and mismatches show
+  hot          sorted set: the pages readers asked for most in the last half second (each API
+               worker publishes its top ones; TTL 10 s): what the inspector samples first
+  inspector:found  Redis-clock ms of the inspector's last confirmed inconsistency (TTL 10 min):
+               ``/readyz`` says inconsistencies were found in the last minutes
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
@@ -62,8 +66,12 @@ return 0
 #   ARGV[1] key prefix, ARGV[2] first page of a shift ('' = none),
 #   ARGV[3] totals: '-' keep, '' drop, otherwise the new encoded entry; ARGV[4] totals TTL seconds,
 #   ARGV[5] binlog position ('' = keep),
-#   ARGV[6] checkpoint age in ms ('' = none): everything committed before (Redis now - age) is
-#           applied once this step is; kept under ``checkpoint`` in Redis' clock, never moved back,
+#   ARGV[6] checkpoint, Redis-clock ms ('' = none): everything committed before it is applied
+#           once this step is (service/invalidation/checkpoint.py computes it from a TIME reading
+#           of this attempt). Refused if later than the script's own TIME (a reading from another
+#           clock); otherwise stored if later than the stored one, or if the stored one is itself
+#           in the future (a restore, a failover, a clock step, or forged): then it moves back.
+#           Every message carries the stored checkpoint, so a worker that missed one learns it,
 #   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
 #           holds this token, so an invalidator that lost its lease (paused, partitioned) can
 #           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
@@ -102,13 +110,18 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
+local stored = redis.call('GET', prefix .. 'checkpoint')
 if ARGV[6] ~= '' then
   local now = redis.call('TIME')
-  local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
-  local previous = tonumber(redis.call('GET', prefix .. 'checkpoint') or '0')
-  if at > previous then redis.call('SET', prefix .. 'checkpoint', at) else at = previous end
-  message[#message + 1] = 'c' .. at
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at = tonumber(ARGV[6])
+  local previous = tonumber(stored or '0') or 0
+  if at <= now and (at > previous or previous > now) then
+    redis.call('SET', prefix .. 'checkpoint', at)
+    stored = tostring(at)
+  end
 end
+if stored then message[#message + 1] = 'c' .. stored end
 if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end
@@ -219,13 +232,13 @@ KEEP, DROP = Keep(), Drop()
 @dataclass(frozen=True)
 class Invalidation:
     """One atomic step of the INVALIDATE script: what to drop, the totals, and the progress it
-    records (binlog position, checkpoint age)."""
+    records (binlog position, checkpoint in Redis' clock)."""
 
     pages: frozenset[int] = frozenset()
     from_page: int | None = None
     totals: TotalsChange = KEEP
     position: str | None = None
-    checkpoint_age_ms: int | None = None
+    checkpoint_ms: int | None = None
     fence: int | None = None
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
@@ -243,7 +256,7 @@ class Invalidation:
             totals_arg,
             totals_ttl,
             self.position or "",
-            "" if self.checkpoint_age_ms is None else max(0, self.checkpoint_age_ms),
+            "" if self.checkpoint_ms is None else self.checkpoint_ms,
             "" if self.fence is None else self.fence,
             *sorted(self.pages),
         ]
@@ -344,6 +357,16 @@ class CacheKeys:
     def invalidator_fence(self) -> str:
         """The last fencing token handed out (INCR): newer leaders hold larger tokens."""
         return f"{self.base}invalidator:fence"
+
+    @property
+    def hot(self) -> str:
+        """Sorted set of the pages readers hit most (service/cache/hot.py)."""
+        return f"{self.base}hot"
+
+    @property
+    def inspector_found(self) -> str:
+        """When the inspector last confirmed an inconsistency (Redis ms; TTL 10 min)."""
+        return f"{self.base}inspector:found"
 
     @property
     def channel(self) -> str:

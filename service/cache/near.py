@@ -32,6 +32,7 @@ import structlog
 
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness
+from service.cache.hot import HotPages
 from service.cache.keys import CacheKeys, Message
 from service.cache.store import redis_client
 from service.config import RedisURL
@@ -41,6 +42,8 @@ PING_EVERY = 0.1
 LIVE_WINDOW = 0.5
 RECONNECT_AFTER = 1.0
 CLOCK_EVERY = 0.5
+HOT_KEEP = 128  # pages kept in the hot set (every worker's top ones)
+HOT_TTL_MS = 10_000  # the hot set goes when no worker publishes
 # A namespace with no checkpoint this long after the listener first connected has no invalidator
 # following it (another ORDERS_PAGE_SIZE or ORDERS_CACHE_PREFIX, or none running): say so.
 UNFOLLOWED_AFTER = 10.0
@@ -122,7 +125,10 @@ class InvalidationListener:
         keys: CacheKeys,
         freshness: Freshness,
         config: Mapping[str, str | int | float],
+        *,
+        hot: HotPages | None = None,
     ) -> None:
+        self._hot = hot
         self._redis_url = redis_url
         self._near = near
         self._keys = keys
@@ -131,6 +137,7 @@ class InvalidationListener:
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._warned = False
+        self._warned_ahead = False
         self._thread = threading.Thread(target=self._run, name="near-cache-listener", daemon=True)
 
     def start(self) -> None:
@@ -164,6 +171,7 @@ class InvalidationListener:
                 now = time.monotonic()
                 if now - last_clock >= CLOCK_EVERY:
                     self._poll(client)
+                    self._publish_hot(client)
                     last_clock = now
                     self._report()
                 if now - last_ping >= PING_EVERY:
@@ -207,14 +215,38 @@ class InvalidationListener:
         (seconds, micros), raw = pipe.execute()
         received = time.monotonic()
         self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
-        if raw:
-            self._freshness.saw_checkpoint(int(cast(bytes, raw)))
+        self._freshness.saw_checkpoint(int(cast(bytes, raw)) if raw else None, polled=True)
+
+    def _publish_hot(self, client: redis.Redis) -> None:
+        """The pages this worker served most since the last call, for the inspector (hot.py);
+        best effort, like the settings."""
+        if self._hot is None:
+            return
+        top = self._hot.take()
+        if not top:
+            return
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(self._keys.hot, {str(page): count for page, count in top.items()})
+        pipe.zremrangebyrank(self._keys.hot, 0, -(HOT_KEEP + 1))
+        pipe.pexpire(self._keys.hot, HOT_TTL_MS)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.info("could not publish the pages readers hit", error=str(exc))
 
     def _report(self) -> None:
         """Publish the checkpoint's age; warn once if no invalidator follows this namespace."""
         age = self._freshness.checkpoint_age()
         waited = time.monotonic() - self._started
-        metrics.set_checkpoint_age(age, waited)
+        ahead = self._freshness.ahead_seconds()
+        metrics.set_checkpoint_age(age, waited, ahead)
+        if ahead > 0 and not self._warned_ahead:
+            log.error(
+                "the invalidation checkpoint is ahead of Redis' clock and is not trusted "
+                "(a restore, a failover to a host whose clock is behind, or a forged value)",
+                ahead_seconds=round(ahead, 3),
+            )
+        self._warned_ahead = ahead > 0
         if age is None and waited > UNFOLLOWED_AFTER and not self._warned:
             self._warned = True
             log.warning(

@@ -27,6 +27,7 @@ T = TypeVar("T")
 E = TypeVar("E", PageEntry, TotalsEntry)
 _log = structlog.get_logger(__name__)
 LEASE_MS = 3000  # longer than any fill (MySQL timeouts are below one second)
+FOUND_KEEP_MS = 600_000  # how long /readyz reports a confirmed inconsistency ("the last minutes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +213,56 @@ class RedisCache:
             int(seconds) * 1000 + int(micros) // 1000,
         )
 
+    def read_block_at(self, first: int, count: int) -> tuple[list[Lookup], int]:
+        """Pages ``first``..``first + count - 1`` with the totals and the checkpoint, and Redis'
+        ``TIME``, in one MULTI (the inspector's tour)."""
+        numbers = range(first, first + count)
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(*(self.keys.page(n) for n in numbers), self.keys.totals, self.keys.checkpoint)
+            pipe.time()
+            return pipe.execute()
+
+        raw, (seconds, micros) = self._call("multi", both)
+        totals, checkpoint = raw[-2], raw[-1]
+        lookups = [
+            _lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
+        ]
+        return lookups, int(seconds) * 1000 + int(micros) // 1000
+
     def sample_pages(self, count: int) -> list[int]:
         """Up to ``count`` distinct page numbers at random from the index (pages that have, or
         recently had, an entry): what the consistency inspector looks at."""
         raw = self._call("zrandmember", lambda: self.client.zrandmember(self.keys.index, count))
         return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def drop(self, page: int | None) -> None:
+        """Delete one page entry and its lease (``None``: the totals), without telling the near
+        caches: the inspector's repair where its Redis user may not PUBLISH."""
+        if page is None:
+            keys = (self.keys.totals, self.keys.totals_lease)
+        else:
+            keys = (self.keys.page(page), self.keys.lease(page))
+        self._call("del", lambda: self.client.delete(*keys))
+
+    def hot_pages(self, count: int) -> list[int]:
+        """Up to ``count`` of the pages readers hit most lately, most hit first."""
+        raw = self._call(
+            "zrange", lambda: self.client.zrange(self.keys.hot, 0, count - 1, desc=True)
+        )
+        return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def note_inconsistency(self, at_ms: int) -> None:
+        """Record (for ``/readyz``, 10 minutes) that the inspector confirmed an inconsistency."""
+        self._call(
+            "set", lambda: self.client.set(self.keys.inspector_found, at_ms, px=FOUND_KEEP_MS)
+        )
+
+    def last_inconsistency(self) -> int | None:
+        """Redis ms of the last confirmed inconsistency in the last 10 minutes, or None."""
+        raw = self._call("get", lambda: self.client.get(self.keys.inspector_found))
+        return int(cast(bytes, raw)) if raw else None
 
     def checkpoint(self) -> int | None:
         """The invalidator's checkpoint (Redis-clock ms), or None if no invalidator ever wrote
@@ -227,6 +273,25 @@ class RedisCache:
     def time(self) -> tuple[int, int]:
         """Redis ``TIME``: (seconds, microseconds)."""
         return self._call("time", self.client.time)
+
+    def maxmemory_policy(self) -> str | None:
+        """Redis' ``maxmemory-policy``: CONFIG GET, or INFO memory where an ACL (or a managed
+        Redis) denies CONFIG; None if both are denied."""
+
+        def read() -> str | None:
+            try:
+                found = cast(dict[str, str], self.client.config_get("maxmemory-policy"))
+                return found.get("maxmemory-policy")
+            except redis.ResponseError:  # NOPERM, or CONFIG renamed away
+                pass
+            try:
+                info = self.client.info("memory")
+            except redis.ResponseError:
+                return None
+            policy = info.get("maxmemory_policy")
+            return str(policy) if policy is not None else None
+
+        return self._call("config", read)
 
     def ping(self) -> None:
         """Readiness: one PING, through the breaker like every other call."""

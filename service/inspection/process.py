@@ -106,6 +106,9 @@ def run_inspector(settings: Settings) -> None:
         load_total=loaders.total_loader(database),
         pages=settings.inspector_pages,
         max_lag=settings.cache_max_lag,
+        max_queries=settings.inspector_max_queries,
+        interval=settings.inspector_interval,
+        load_pages=loaders.pages_loader(database, settings.page_size),
     )
     summary = Summary()
     stalled_after = max(10 * settings.inspector_interval, 60.0)

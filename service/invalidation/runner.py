@@ -12,9 +12,10 @@ harmless: invalidating twice is the same as once.
 Progress is proven end to end (pt-heartbeat's idea): every ``heartbeat_seconds`` the invalidator
 writes a row of the ``heartbeat`` table and notes the local monotonic time it sent it. When the
 row comes back through the binlog and everything before it has been applied, the step carries
-``checkpoint_age_ms = now - sent``; the script turns that age into a time in Redis' own clock
-(``checkpoint``): every change committed to MySQL before it is applied. Only differences of
-one clock are ever taken, so no two hosts' clocks are compared.
+that send time converted to Redis' clock from a ``TIME`` reading taken for each attempt
+(``checkpoint``, see checkpoint.py for the invariant): every change committed to MySQL before it
+is applied. Only differences of one clock are ever taken, so no two hosts' clocks are compared,
+and a step that waited on Redis never claims the time it waited.
 
 One invalidator is active at a time: it holds a lease in Redis whose fencing token every step
 carries, and the script refuses a step whose token is no longer the newest (``leadership``).
@@ -23,6 +24,7 @@ carries, and the script refuses a step whose token is no longer the newest (``le
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import secrets
 import signal
@@ -40,6 +42,7 @@ from service.cache.store import CacheUnavailable, RedisCache
 from service.config import DatabaseURL, Settings
 from service.invalidation import planner
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
+from service.invalidation.checkpoint import Checkpointer
 from service.invalidation.follower import BinlogFollower
 from service.invalidation.leadership import Lease
 from service.invalidation.repair import SchemaRepair
@@ -129,6 +132,7 @@ class Invalidator:
         self._verifier = CountVerifier(
             database.run, blocks=options.verify_blocks, interval=options.verify_interval
         )
+        self._checkpoints = Checkpointer(cache.time)
         self.active = threading.Event()
         self.applied = 0
 
@@ -295,8 +299,8 @@ class Invalidator:
                     from_page=plan.from_page,
                     totals=totals,
                     position=position.stored() if position is not None and not delay else None,
-                    checkpoint_age_ms=self._age_ms(sent) if not delay else None,
-                )
+                ),
+                sent=None if delay else sent,
             )
             self._count(plan)
             if not delay:
@@ -337,8 +341,8 @@ class Invalidator:
                 from_page=from_page,
                 totals=totals,
                 position=position.stored() if position is not None else None,
-                checkpoint_age_ms=self._age_ms(sent),
-            )
+            ),
+            sent=sent,
         )
         self._checkpointed(sent)
 
@@ -398,22 +402,27 @@ class Invalidator:
     def _rows_before(self, order_id: int) -> int:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
 
-    def _step(self, change: Invalidation) -> None:
-        """Apply one step under this term's fencing token. A step without a checkpoint of its
-        own repeats the newest one already proven, so every message carries it (a near cache
-        that missed one learns it from the next)."""
-        age = change.checkpoint_age_ms
-        if age is None:
-            age = self._age_ms(self._checkpoint_sent)
+    def _step(self, change: Invalidation, sent: float | None = None) -> None:
+        """Apply one step under this term's fencing token. ``sent``: when the newest heartbeat
+        the step covers was sent (monotonic); each attempt converts it to Redis' clock with a
+        reading of its own, so a retry after a pause or an outage claims no more than the first
+        try would have (checkpoint.py). The script repeats the stored checkpoint in every
+        message, so a near cache that missed one learns it from the next."""
         fenced = Invalidation(
             pages=change.pages,
             from_page=change.from_page,
             totals=change.totals,
             position=change.position,
-            checkpoint_age_ms=age,
             fence=self.lease.token,
         )
-        if not self._retry(lambda: self.cache.invalidate(fenced)):
+
+        def attempt() -> bool:
+            if sent is None:
+                return self.cache.invalidate(fenced)
+            stamped = dataclasses.replace(fenced, checkpoint_ms=self._checkpoints.vouch(sent))
+            return self.cache.invalidate(stamped)
+
+        if not self._retry(attempt):
             metrics.count_invalidator_event("fenced_step")
             raise Fenced(f"fencing token {self.lease.token} is no longer the newest")
 
@@ -423,9 +432,6 @@ class Invalidator:
             metrics.count_invalidations("shift")
         if plan.totals_changed:
             metrics.count_invalidations("totals")
-
-    def _age_ms(self, sent: float | None) -> int | None:
-        return None if sent is None else int((time.monotonic() - sent) * 1000) + 1
 
     def _retry(self, call: Callable[[], T]) -> T:
         """Redis calls are repeated until they succeed (or we are stopped): nothing is skipped."""

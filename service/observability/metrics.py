@@ -312,10 +312,11 @@ class _Checkpoint:
 
     age: Gauge | None = None
     seen: Gauge | None = None
+    ahead: Gauge | None = None
 
     @classmethod
-    def get(cls) -> tuple[Gauge, Gauge]:
-        if cls.age is None or cls.seen is None:
+    def get(cls) -> tuple[Gauge, Gauge, Gauge]:
+        if cls.age is None or cls.seen is None or cls.ahead is None:
             cls.age = Gauge(
                 "orders_cache_checkpoint_age_seconds",
                 "Seconds since the newest invalidation checkpoint this worker has seen (Redis "
@@ -328,14 +329,23 @@ class _Checkpoint:
                 "(an invalidator follows its page size and prefix), else 0.",
                 multiprocess_mode="livemin",
             )
-        return cls.age, cls.seen
+            cls.ahead = Gauge(
+                "orders_cache_checkpoint_ahead_seconds",
+                "Seconds the checkpoint in Redis is ahead of Redis' own clock (worst live worker; "
+                "0 normally). Above 0 it is not trusted: a restore, a failover to a host whose "
+                "clock is behind, a clock step or a forged value.",
+                multiprocess_mode="livemax",
+            )
+        return cls.age, cls.seen, cls.ahead
 
 
-def set_checkpoint_age(age: float | None, waited: float) -> None:
-    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds)."""
-    age_gauge, seen_gauge = _Checkpoint.get()
+def set_checkpoint_age(age: float | None, waited: float, ahead: float = 0.0) -> None:
+    """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds) and
+    how far ahead of Redis' clock the checkpoint it read is."""
+    age_gauge, seen_gauge, ahead_gauge = _Checkpoint.get()
     age_gauge.set(waited if age is None else age)
     seen_gauge.set(0 if age is None else 1)
+    ahead_gauge.set(ahead)
 
 
 INSPECTOR_KINDS = ("page", "totals")
@@ -345,10 +355,10 @@ class _Inspector:
     """The consistency inspector's counters (``orders-service inspect``), registered on first
     use so that the API and the invalidator do not export them at 0."""
 
-    counters: tuple[Counter, Counter, Counter] | None = None
+    counters: tuple[Counter, Counter, Counter, Counter] | None = None
 
     @classmethod
-    def get(cls) -> tuple[Counter, Counter, Counter]:
+    def get(cls) -> tuple[Counter, Counter, Counter, Counter]:
         if cls.counters is None:
             cls.counters = (
                 Counter(
@@ -369,6 +379,12 @@ class _Inspector:
                     "different from MySQL ORDERS_CACHE_MAX_LAG after it was first seen, by kind.",
                     ("kind",),
                 ),
+                Counter(
+                    "orders_inspector_repairs",
+                    "Confirmed inconsistencies the inspector repaired (invalidated: the entry "
+                    "deleted in Redis, dropped by every near cache), by kind.",
+                    ("kind",),
+                ),
             )
             for counter in cls.counters:
                 for kind in INSPECTOR_KINDS:
@@ -381,10 +397,14 @@ def prepare_inspector() -> None:
     _Inspector.get()
 
 
-def count_inspection(kind: str, *, mismatch: bool = False, confirmed: bool = False) -> None:
-    """Count one inspector comparison (or, with a flag, a mismatch or a confirmed one)."""
-    checks, mismatches, inconsistencies = _Inspector.get()
-    if confirmed:
+def count_inspection(
+    kind: str, *, mismatch: bool = False, confirmed: bool = False, repaired: bool = False
+) -> None:
+    """Count one inspector comparison (or, with a flag, a mismatch, a confirmed one, a repair)."""
+    checks, mismatches, inconsistencies, repairs = _Inspector.get()
+    if repaired:
+        repairs.labels(kind).inc()
+    elif confirmed:
         inconsistencies.labels(kind).inc()
     elif mismatch:
         mismatches.labels(kind).inc()

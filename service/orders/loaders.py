@@ -19,6 +19,20 @@ def page_loader(database: Database, page_size: int) -> Callable[[int], bytes]:
     return load
 
 
+def pages_loader(database: Database, page_size: int) -> Callable[[int, int], list[bytes]]:
+    """``count`` consecutive pages from ``first`` in one read, each encoded as ``page_loader``
+    encodes it (the consistency inspector's tour)."""
+
+    def load(first: int, count: int) -> list[bytes]:
+        with tracing.span("db.pages", page=first, pages=count):
+            pages = database.run(
+                "pages", lambda cur: repository.fetch_pages(cur, first, count, page_size)
+            )
+        return [orders_json(orders) for orders in pages]
+
+    return load
+
+
 def total_loader(database: Database) -> Callable[[], int]:
     def load() -> int:
         with tracing.span("db.total"):

@@ -95,17 +95,28 @@ class Order:
 
 def fetch_page(cursor: Cursor, page: int, page_size: int) -> list[Order]:
     """The orders of 1-based ``page``, ordered by id; empty when the page is past the end."""
-    rank = first_rank(page, page_size)
+    return fetch_pages(cursor, page, 1, page_size)[0]
+
+
+def fetch_pages(cursor: Cursor, first_page: int, pages: int, page_size: int) -> list[list[Order]]:
+    """``pages`` consecutive pages from ``first_page`` in one read (the same statements as one
+    page: the consistency inspector's tour compares a block of pages per query)."""
+    rank = first_rank(first_page, page_size)
     cursor.execute(_BUCKET_OF_RANK, {"rank": rank})
     located = cursor.fetchone()
     if located is None:
-        return []
+        return [[] for _ in range(pages)]
     bucket, rows_before = located
     cursor.execute(
         _PAGE_FROM_BUCKET,
-        {"first_id": int(bucket) * BUCKET_WIDTH, "limit": page_size, "skip": rank - rows_before},
+        {
+            "first_id": int(bucket) * BUCKET_WIDTH,
+            "limit": page_size * pages,
+            "skip": rank - rows_before,
+        },
     )
-    return [Order(*row) for row in cursor.fetchall()]
+    rows = [Order(*row) for row in cursor.fetchall()]
+    return [rows[n * page_size : (n + 1) * page_size] for n in range(pages)]
 
 
 def count_orders(cursor: Cursor) -> int:

@@ -33,14 +33,22 @@ _MIGRATE = (
 # ACL too). FCALL runs the functions; no role may EVAL, SCRIPT or FUNCTION LOAD (arbitrary Lua,
 # outside maxmemory): a Redis admin loads the library (`orders-service load-functions`).
 # Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
-_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time")
+# INFO (not CONFIG, whose GET would show requirepass): the maxmemory-policy check at start-up
+# and in /readyz (service/cache/eviction.py).
+_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time", "info")
 REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
     # (lease_at: SET NX, ZADD, TIME; fill: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
     # PING, TIME + GET checkpoint) and the shared settings it publishes (HSET config); the
-    # consistency inspector runs as this user too (ZRANDMEMBER of the index).
+    # consistency inspector runs as this user too (ZRANDMEMBER of the index, ZRANGE of the hot
+    # pages; its repairs DEL the entry, and tell the near caches only where its user may
+    # PUBLISH, which this one may not: a forged message could vouch for stale near-cache
+    # entries); the hot pages each worker publishes (ZADD, ZREMRANGEBYRANK, PEXPIRE).
     "api": (
         *_REDIS_COMMON,
+        "zrange",
+        "zremrangebyrank",
+        "pexpire",
         "mget",
         "multi",
         "exec",

@@ -42,16 +42,37 @@ def test_the_checkpoint_is_stored_in_redis_clock_and_never_moves_back(
 ) -> None:
     cache = build_redis_cache(settings)
     seconds, micros = shared_redis.time()
-    redis_now_ms = seconds * 1000 + micros // 1000
-    message = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=1500, totals=DROP)))
+    at = seconds * 1000 + micros // 1000 - 1500
+    message = Message.parse(_published(cache, Invalidation(checkpoint_ms=at, totals=DROP)))
     assert message.totals
-    assert message.checkpoint_ms is not None
-    assert redis_now_ms - 1500 <= message.checkpoint_ms <= redis_now_ms - 1500 + 10_000
+    assert message.checkpoint_ms == at
     stored = int(shared_redis.get(CacheKeys(settings.cache_prefix, settings.page_size).checkpoint))
-    assert stored == message.checkpoint_ms
+    assert stored == at
 
-    older = Message.parse(_published(cache, Invalidation(checkpoint_age_ms=3_600_000)))
+    older = Message.parse(_published(cache, Invalidation(checkpoint_ms=at - 3_600_000)))
     assert older.checkpoint_ms == stored  # an older proof does not undo a newer one
+    plain = Message.parse(_published(cache, Invalidation(pages=frozenset({1}))))
+    assert plain.checkpoint_ms == stored  # every message repeats the stored checkpoint
+
+
+def test_a_checkpoint_beyond_redis_clock_is_refused_and_a_stored_one_in_the_future_replaced(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    """Issue 18 case 2: a step never stores a checkpoint later than Redis' TIME, and a stored one
+    ahead of it (a restore, a failover to a host whose clock is behind) is moved back."""
+    cache = build_redis_cache(settings)
+    key = CacheKeys(settings.cache_prefix, settings.page_size).checkpoint
+    seconds, micros = shared_redis.time()
+    now = seconds * 1000 + micros // 1000
+    refused = Message.parse(
+        _published(cache, Invalidation(pages=frozenset({1}), checkpoint_ms=now + 30_000))
+    )
+    assert refused.checkpoint_ms is None
+    assert shared_redis.get(key) is None
+    shared_redis.set(key, now + 30_000)
+    moved = Message.parse(_published(cache, Invalidation(checkpoint_ms=now - 100)))
+    assert moved.checkpoint_ms == now - 100
+    assert int(shared_redis.get(key)) == now - 100
 
 
 def test_a_step_with_an_old_fencing_token_changes_nothing(

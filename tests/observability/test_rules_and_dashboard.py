@@ -135,9 +135,11 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_build_info",
         "orders_cache_checkpoint_age_seconds",
         "orders_cache_checkpoint_seen",
+        "orders_cache_checkpoint_ahead_seconds",
         "orders_inspector_checks_total",
         "orders_inspector_mismatches_total",
         "orders_inspector_inconsistencies_total",
+        "orders_inspector_repairs_total",
     ]
     declared = {
         m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")

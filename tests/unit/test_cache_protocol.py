@@ -17,14 +17,14 @@ def test_totals_are_kept_dropped_or_set_by_type_not_by_a_magic_value() -> None:
 
 def test_the_argument_layout_puts_single_pages_last_in_order() -> None:
     args = Invalidation(
-        pages=frozenset({3, 1}), from_page=9, position="f:4", checkpoint_age_ms=12, fence=5
+        pages=frozenset({3, 1}), from_page=9, position="f:4", checkpoint_ms=12, fence=5
     ).script_args("p:s10:", 60)
     assert args == ["p:s10:", 9, "-", 60, "f:4", 12, 5, 1, 3]
     assert Invalidation(pages=frozenset({2})).script_args("p:s10:", 60)[6:] == ["", 2]
 
 
-def test_a_negative_checkpoint_age_never_moves_the_checkpoint_into_the_future() -> None:
-    assert Invalidation(checkpoint_age_ms=-5).script_args("b:", 1)[5] == 0
+def test_no_checkpoint_is_an_empty_argument() -> None:
+    assert Invalidation().script_args("b:", 1)[5] == ""
 
 
 @pytest.mark.parametrize(

@@ -462,15 +462,47 @@ def test_an_old_sample_gives_way_to_a_noisier_new_one() -> None:
     assert clock.now_ms() == pytest.approx(clocks.redis_ms() + 10, abs=0.01)
 
 
-def test_the_checkpoint_never_moves_back_and_the_channel_one_is_kept_apart() -> None:
+def test_the_latest_checkpoint_read_wins_and_the_channel_one_is_kept_apart() -> None:
     freshness = Freshness(MAX_LAG, RedisClock())
     assert freshness.checkpoint_age() is None
     freshness.saw_checkpoint(500, from_channel=True)
+    freshness.saw_checkpoint(900)  # an MGET can be ahead of the messages heard so far
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 500)
+    freshness.saw_checkpoint(None, from_channel=True)  # a message without one says nothing
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 500)
+
+
+def test_a_checkpoint_that_moves_back_resets_what_the_worker_believes() -> None:
+    """A restore, a failover or a clock step: the worker believes the value Redis holds now,
+    not the largest it ever saw (issue 18 case 2)."""
+    freshness = Freshness(MAX_LAG, RedisClock())
+    freshness.saw_checkpoint(900, from_channel=True)
     freshness.saw_checkpoint(900)
-    freshness.saw_checkpoint(700, from_channel=True)
-    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (900, 700)
-    freshness.saw_checkpoint(None)
-    assert freshness.checkpoint_ms == 900
+    freshness.saw_checkpoint(400, polled=True)
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (400, 400)
+    freshness.saw_checkpoint(None)  # deleted: read as absent in an MGET
+    assert freshness.checkpoint_ms == 0
+    freshness.saw_checkpoint(900, from_channel=True)
+    freshness.saw_checkpoint(None, polled=True)
+    assert (freshness.checkpoint_ms, freshness.channel_checkpoint_ms) == (0, 0)
+
+
+def test_a_checkpoint_ahead_of_redis_clock_vouches_for_nothing_and_is_reported() -> None:
+    clocks = Clocks()
+    clock = RedisClock(monotonic=clocks.monotonic, wall=clocks.wall)
+    clock.observe(clocks.redis_ms(), clocks.t - 0.001, clocks.t + 0.001)
+    freshness = Freshness(MAX_LAG, clock)
+    old_read = clocks.redis_ms() - 10_000
+    freshness.saw_checkpoint(clocks.redis_ms() + 30_000)
+    freshness.saw_checkpoint(clocks.redis_ms() + 30_000, from_channel=True)
+    now = clock.now_ms()
+    assert not freshness.current(old_read, now)
+    assert not freshness.near_hit(old_read, old_read)
+    assert freshness.lag_ms(old_read, now) >= 10_000
+    assert freshness.ahead_seconds() == pytest.approx(30.0, abs=0.01)
+    freshness.saw_checkpoint(clocks.redis_ms() - 100, polled=True)
+    assert freshness.current(old_read, clock.now_ms())
+    assert freshness.ahead_seconds() == 0.0
 
 
 # --- a namespace no invalidator follows ------------------------------------------------------
