@@ -17,7 +17,7 @@ import redis
 from service import close_app, create_app
 from service.cache import store
 from service.cache.keys import DROP, LIBRARY, CacheKeys, Invalidation, function_library
-from service.cache.store import CacheUnavailable
+from service.cache.store import CacheUnavailable, RedisCache
 from service.config import Settings
 from service.invalidation.leadership import Lease
 from service.services import build_redis_cache
@@ -170,6 +170,11 @@ def test_the_api_role_serves_misses_fills_and_hits(
     api.close()
 
 
+def redis_ms(cache: RedisCache) -> int:
+    seconds, micros = cache.time()
+    return seconds * 1000 + micros // 1000
+
+
 def test_the_invalidator_role_leads_and_invalidates(
     role_url: Callable[[str], str], loaded: str
 ) -> None:
@@ -183,7 +188,7 @@ def test_the_invalidator_role_leads_and_invalidates(
         from_page=3,
         totals=DROP,
         position="mysql-bin.000001:4",
-        checkpoint_age_ms=5,
+        checkpoint_ms=redis_ms(cache) - 5,  # Redis-clock ms: 5 ms ago
         fence=lease.token,
     )
     assert cache.invalidate(step)

@@ -15,8 +15,8 @@ umask 077
 orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
 # (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
-orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
-orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
+orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +zrange +zremrangebyrank +pexpire +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
+orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
 	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_api_rules}"
@@ -25,8 +25,8 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_36cf7f0941de
-redis.register_function{function_name='orders_36cf7f0941de_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_2572eb140d0d
+redis.register_function{function_name='orders_2572eb140d0d_lease_at', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
@@ -34,7 +34,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_36cf7f0941de_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_2572eb140d0d_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -42,7 +42,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_36cf7f0941de_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_2572eb140d0d_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -75,19 +75,24 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
+local stored = redis.call('GET', prefix .. 'checkpoint')
 if ARGV[6] ~= '' then
   local now = redis.call('TIME')
-  local at = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
-  local previous = tonumber(redis.call('GET', prefix .. 'checkpoint') or '0')
-  if at > previous then redis.call('SET', prefix .. 'checkpoint', at) else at = previous end
-  message[#message + 1] = 'c' .. at
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at = tonumber(ARGV[6])
+  local previous = tonumber(stored or '0') or 0
+  if at <= now and (at > previous or previous > now) then
+    redis.call('SET', prefix .. 'checkpoint', at)
+    stored = tostring(at)
+  end
 end
+if stored then message[#message + 1] = 'c' .. stored end
 if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 end}
-redis.register_function{function_name='orders_36cf7f0941de_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_2572eb140d0d_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -95,14 +100,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_36cf7f0941de_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_2572eb140d0d_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_36cf7f0941de_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_2572eb140d0d_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
