@@ -12,7 +12,7 @@ and leaves the rest to the event loop, so a client that never reads holds no thr
 
 Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address and port
 (503 beyond it), and keeps accepting on the admin port when it is full, so the probes answer
-whatever the API port suffers. gunicorn internals are reached only through service.gunicorn_compat.
+whatever the API port suffers. gunicorn internals are reached only through service.compat.gunicorn.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import Counter
 from functools import partial
 from typing import Any, NamedTuple
 
-from service import gunicorn_compat as compat
+from service.compat import gunicorn as compat
 from service.http_framing import Arrival, arrival
 from service.observability.logging import get_logger
 
