@@ -18,7 +18,7 @@ from service import lifecycle
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
-from service.services import services
+from service.wiring import api_services
 
 bp = Blueprint("health", __name__)
 
@@ -78,7 +78,7 @@ def _redis_check(redis_cache: RedisCache) -> str:
 def readyz() -> Response:
     if lifecycle.draining.is_set():
         return _json({"status": "draining"}, 503)
-    found = services()
+    found = api_services()
     checks = {"mysql": _mysql_check(found.database), "redis": _redis_check(found.redis)}
     degraded: list[str] = []
     if checks["mysql"].startswith("schema missing"):
@@ -107,7 +107,7 @@ def readyz() -> Response:
 def _invalidation() -> dict[str, object]:
     """Whether an invalidator keeps this worker's cache current: never a reason to be unready
     (past ``ORDERS_CACHE_MAX_LAG`` entries are refilled instead), but worth saying."""
-    freshness = services().freshness
+    freshness = api_services().freshness
     age = freshness.checkpoint_age()
     max_lag = freshness.max_lag_ms / 1000
     if age is None:

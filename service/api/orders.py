@@ -15,7 +15,7 @@ from service.cache.outcomes import X_CACHE, CacheOutcome
 from service.observability.web import note_cache_outcome
 from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
-from service.services import services
+from service.wiring import api_services
 
 bp = Blueprint("orders", __name__)
 # Where the fast path leaves what it read from Redis when it hands a request on (aside.RedisRead).
@@ -50,7 +50,7 @@ def render(
 @bp.get("/orders/<page>")
 def get_page(page: str) -> Response:
     number = parse_page(page)
-    found = services()
+    found = api_services()
     pages = found.pages
     cached = pages.get(number, request.environ.get(CACHE_READ_KEY))
     note_cache_outcome(cached.outcome)
