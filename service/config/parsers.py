@@ -37,7 +37,7 @@ def non_negative_float(raw: str) -> float:
     return value
 
 
-def port(raw: str) -> int:
+def tcp_port(raw: str) -> int:
     value = int(raw)
     if not 1 <= value <= 65535:
         raise ValueError("must be a TCP port between 1 and 65535")
@@ -46,7 +46,7 @@ def port(raw: str) -> int:
 
 def optional_port(raw: str) -> int:
     """A port, or empty for "not used" (0)."""
-    return port(raw) if raw.strip() else 0
+    return tcp_port(raw) if raw.strip() else 0
 
 
 def boolean(raw: str) -> bool:
@@ -75,7 +75,7 @@ def prefix(raw: str) -> str:
     return value
 
 
-def workers(raw: str) -> int:
+def worker_count(raw: str) -> int:
     """A worker count; empty: two per core, at least two (the usual gunicorn starting point)."""
     if raw == "":
         return max(2, 2 * (os.cpu_count() or 1))
@@ -111,7 +111,7 @@ class AlgorithmList(tuple[str, ...]):
         return ",".join(self)
 
 
-def auth_algorithms(raw: str) -> tuple[str, ...]:
+def algorithm_list(raw: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in raw.split(",") if name.strip())
     unknown = [name for name in names if name not in AUTH_ALGORITHMS]
     if not names or unknown:

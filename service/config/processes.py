@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config import parsers
 from service.config.declare import setting
+from service.config.parsers import non_negative_float, positive_float, positive_int, tcp_port
 
 
 @dataclass(frozen=True)
@@ -15,58 +15,58 @@ class InvalidatorSettings:
 
     invalidator_metrics_port: int = setting(
         "9102",
-        parsers.port,
+        tcp_port,
         "Port of the invalidator's own /metrics (and /healthz) endpoint.",
     )
     invalidator_server_id: int = setting(
         "4242",
-        parsers.positive_int,
+        positive_int,
         "Replica server id the invalidator uses on the binlog stream; unique per MySQL.",
     )
     invalidator_stall_after: float = setting(
         "10",
-        parsers.positive_float,
+        positive_float,
         "Seconds without progress on the binlog stream (no event, no heartbeat) after which the"
         " invalidator's /healthz answers 503.",
     )
     invalidator_heartbeat: float = setting(
         "0.5",
-        parsers.positive_float,
+        positive_float,
         "Seconds between the invalidator's heartbeat writes to MySQL; each proves, once it "
         "comes back through the binlog, that every earlier commit is applied (the checkpoint).",
     )
     invalidator_recheck_delay: float = setting(
         "0.1",
-        parsers.non_negative_float,
+        non_negative_float,
         "Seconds after an invalidation that the same pages are invalidated again: a binlog "
         "reader can see a commit a moment before other sessions can read it (0: off).",
     )
     invalidator_chunk_rows: int = setting(
         "5000",
-        parsers.positive_int,
+        positive_int,
         "Rows of a large transaction applied per step while it is still being read.",
     )
     invalidator_lease_ttl: float = setting(
         "3",
-        parsers.positive_float,
+        positive_float,
         "Seconds the active invalidator's lease lasts without renewal; a standby takes over "
         "after it lapses.",
     )
     invalidator_verify_blocks: int = setting(
         "4",
-        parsers.positive_int,
+        positive_int,
         "Block counts (4096 ids each) the active invalidator checks against the rows every "
         "ORDERS_INVALIDATOR_VERIFY_INTERVAL; a drifted one is recounted and its pages dropped.",
     )
     invalidator_verify_interval: float = setting(
         "1",
-        parsers.positive_float,
+        positive_float,
         "Seconds between two rounds of block-count checks (a full tour takes blocks / "
         "ORDERS_INVALIDATOR_VERIFY_BLOCKS rounds).",
     )
     invalidator_repair_settle: float = setting(
         "0",
-        parsers.non_negative_float,
+        non_negative_float,
         "Seconds without DDL on orders before the invalidator rebuilds the block counts after "
         "one; it always waits for orders to exist (it never creates tables or triggers: "
         "`orders-service migrate` does).",
@@ -79,18 +79,18 @@ class InspectorSettings:
 
     inspector_interval: float = setting(
         "1",
-        parsers.positive_float,
+        positive_float,
         "Seconds between two samples of the consistency inspector (orders-service inspect).",
     )
     inspector_pages: int = setting(
         "5",
-        parsers.positive_int,
+        positive_int,
         "Cached pages the inspector compares with MySQL per sample: its MySQL cost is at most "
         "this many page reads plus one count per ORDERS_INSPECTOR_INTERVAL.",
     )
     inspector_metrics_port: int = setting(
         "9103",
-        parsers.port,
+        tcp_port,
         "Port of the inspector's own /metrics endpoint.",
     )
     inspector_host: str = setting(

@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config import parsers
 from service.config.declare import setting
+from service.config.parsers import (
+    choice,
+    http_urls,
+    non_negative_int,
+    optional_port,
+    positive_float,
+    positive_int,
+    proxy_addresses,
+    tcp_port,
+    worker_count,
+)
 
 
 @dataclass(frozen=True)
@@ -15,12 +25,12 @@ class ServerSettings:
 
     page_size: int = setting(
         "10",
-        parsers.positive_int,
+        positive_int,
         "Orders per page.",
     )
     http_max_age: int = setting(
         "1",
-        parsers.non_negative_int,
+        non_negative_int,
         "max-age of the Cache-Control header, in seconds (clients then revalidate with ETag).",
     )
     host: str = setting(
@@ -30,56 +40,56 @@ class ServerSettings:
     )
     port: int = setting(
         "5001",
-        parsers.port,
+        tcp_port,
         "Port the HTTP server listens on.",
     )
     workers: int = setting(
         "",
-        parsers.workers,
+        worker_count,
         "gunicorn worker processes (default: 2 per CPU).",
     )
     threads: int = setting(
         "4",
-        parsers.positive_int,
+        positive_int,
         "Threads per worker (gthread worker class).",
     )
     graceful_timeout: int = setting(
         "20",
-        parsers.positive_int,
+        positive_int,
         "Seconds gunicorn gives in-flight requests on shutdown.",
     )
     shutdown_delay: int = setting(
         "3",
-        parsers.non_negative_int,
+        non_negative_int,
         "Seconds /readyz reports 503 after SIGTERM before the server stops accepting, so load "
         "balancers drain first.",
     )
     max_requests: int = setting(
         "0",
-        parsers.non_negative_int,
+        non_negative_int,
         "Recycle a worker after this many requests (0: never).",
     )
     admin_port: int = setting(
         "",
-        parsers.optional_port,
+        optional_port,
         "Port for /metrics, /healthz and /readyz only (they then answer 404 on ORDERS_PORT, and"
         " /orders/* answers 404 here); empty: everything on ORDERS_PORT.",
     )
     forwarded_allow_ips: tuple[str, ...] = setting(
         "",
-        parsers.proxy_addresses,
+        proxy_addresses,
         "Proxies (IPs or CIDRs, comma-separated, or *) trusted to set X-Forwarded-Proto and "
         "friends; empty: none, not even 127.0.0.1.",
     )
     client_timeout: float = setting(
         "10",
-        parsers.positive_float,
+        positive_float,
         "Seconds a client has to send a whole request (headers and body) and to take the "
         "response; slower clients are disconnected, so they cannot hold worker threads.",
     )
     client_max_connections: int = setting(
         "64",
-        parsers.non_negative_int,
+        non_negative_int,
         "Open connections each gunicorn worker admits from one client address (per port; 503 "
         "beyond it); 0: no cap. Behind a proxy every client is the proxy: raise it.",
     )
@@ -91,12 +101,12 @@ class ObservabilitySettings:
 
     log_level: str = setting(
         "info",
-        parsers.choice("debug", "info", "warning", "error"),
+        choice("debug", "info", "warning", "error"),
         "Log level.",
     )
     log_format: str = setting(
         "auto",
-        parsers.choice("auto", "json", "console"),
+        choice("auto", "json", "console"),
         "auto: JSON when stdout is not a terminal, readable console output when it is.",
     )
     metrics_dir: str = setting(
@@ -107,7 +117,7 @@ class ObservabilitySettings:
     )
     status_sources: tuple[str, ...] = setting(
         "",
-        parsers.http_urls,
+        http_urls,
         "/metrics URLs of the invalidator and the inspector that /status and `orders-service "
         "stats` read besides the API's own (comma-separated); empty: both on 127.0.0.1 at "
         "ORDERS_INVALIDATOR_METRICS_PORT and ORDERS_INSPECTOR_METRICS_PORT.",
