@@ -27,6 +27,7 @@ from service.invalidation.runner import Invalidator, InvalidatorOptions
 from service.observability import metrics
 from service.orders import loaders
 from service.orders.database import Connection, Database
+from service.orders.representation import cache_control
 
 EXTENSION = "orders"
 
@@ -116,8 +117,6 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 
 def build_api(settings: Settings) -> ApiServices:
     """Everything an API process needs; nothing is started yet (see ``ApiServices.start``)."""
-    from service.api.orders import cache_control
-
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
