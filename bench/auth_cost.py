@@ -36,7 +36,7 @@ from service import auth
 from service.auth.jwks import JWKSCache
 from service.auth.tokens import TokenVerifier
 from service.config import AUTH_ALGORITHMS, Settings
-from service.services import build_verifier
+from service.wiring import build_verifier
 
 ISSUER, AUDIENCE = "https://idp.bench/", "orders-api"
 ALGORITHMS = ("RS256", "ES256", "EdDSA")

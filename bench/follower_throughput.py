@@ -39,9 +39,9 @@ from service.cache.entries import TotalsEntry
 from service.config import Settings
 from service.invalidation.changes import BinlogPosition
 from service.invalidation.follower import BinlogFollower
-from service.invalidation.runner import build_invalidator
 from service.invalidation.server import current_position
 from service.orders import schema
+from service.wiring import build_invalidator
 from tests.support.servers import MariaDBServer
 
 SHARED_REDIS = os.environ.get("ORDERS_TEST_REDIS", "redis://127.0.0.1:6379/0")

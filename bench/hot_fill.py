@@ -171,7 +171,7 @@ class Filler:
         self.client = client
         self.keys = CacheKeys(settings.cache_prefix, settings.page_size)
         self.ttl = settings.cache_ttl
-        self.hard_ttl = settings.cache_ttl + settings.cache_max_stale  # as services.py sets it
+        self.hard_ttl = settings.cache_ttl + settings.cache_max_stale  # as wiring.py sets it
         self.pages_per_batch = pages_per_batch
         self.filled = 0  # pages 1..filled are in Redis
 

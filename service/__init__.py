@@ -1,6 +1,6 @@
 """Orders service: paginated orders from MySQL through an exact Redis cache.
 
-``create_app`` wires settings, services (``service.services``, the composition root) and
+``create_app`` wires settings, the API's services (``service.wiring``, the composition root) and
 blueprints; nothing happens at import time.
 """
 
@@ -16,15 +16,15 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
-    from service import auth, observability, services
+    from service import auth, observability, wiring
     from service.api import errors, health, hits, openapi, orders, ports
 
     settings = settings or config.load()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    built = services.build(settings)
-    services.install(app, built)
+    built = wiring.build_api(settings)
+    wiring.install(app, built)
     built.start()
 
     errors.init_app(app)
@@ -47,6 +47,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def close_app(app: Flask) -> None:
     """Stop the listener thread and close pools (tests and graceful shutdown)."""
-    from service import services
+    from service import wiring
 
-    services.services(app).close()
+    wiring.api_services(app).close()

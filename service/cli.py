@@ -106,7 +106,7 @@ def _refuse_evicting_redis(settings: Settings) -> None:
     the cache fails open, and /readyz reports the policy once it answers."""
     from service.cache.eviction import policy_problem
     from service.cache.store import CacheUnavailable
-    from service.services import build_redis_cache
+    from service.wiring import build_redis_cache
 
     cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0))
     try:
@@ -210,7 +210,7 @@ def recount() -> None:
     from service.cache.store import CacheUnavailable
     from service.orders import repository
     from service.orders.database import connect
-    from service.services import build_redis_cache
+    from service.wiring import build_redis_cache
 
     settings = _settings()
     click.echo(f"recounting {_target(settings)}", err=True)
@@ -234,7 +234,7 @@ def recount() -> None:
 @main.command()
 def invalidate() -> None:
     """Follow the MySQL binlog and invalidate cached pages on every committed change."""
-    from service.invalidation.runner import run_invalidator
+    from service.wiring import run_invalidator
 
     settings = _settings()
     _refuse_evicting_redis(settings)
@@ -244,7 +244,7 @@ def invalidate() -> None:
 @main.command()
 def inspect() -> None:
     """Compare cached pages and totals with MySQL continuously; count confirmed inconsistencies."""
-    from service.inspection.process import run_inspector
+    from service.wiring import run_inspector
 
     settings = _settings()
     click.echo(f"inspecting {_target(settings)}", err=True)

@@ -58,7 +58,7 @@ def post_fork(server: Any, worker: Any) -> None:
     worker.client_timeout = _settings.client_timeout
     worker.max_client_connections = _settings.client_max_connections
     worker.admin_port = _settings.admin_port
-    observability.gunicorn_post_fork(_settings, worker)
+    observability.gunicorn_post_fork()
     # Request lines are written in batches: a write and flush per line cost more than the rest
     # of the log call under threads (see LineBuffer).
     service_logging.configure(_settings, buffered=True)
@@ -115,4 +115,4 @@ def on_exit(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    observability.gunicorn_child_exit(_settings, worker)
+    observability.gunicorn_child_exit(worker)

@@ -13,7 +13,7 @@ and leaves the rest to the event loop, so a client that never reads holds no thr
 Each worker admits ``ORDERS_CLIENT_MAX_CONNECTIONS`` connections per client address, whatever its
 source port, on each listening port (503 beyond it), and keeps accepting on the admin port when it
 is full, so the probes answer whatever the API port suffers. gunicorn internals are reached only
-through service.gunicorn_compat.
+through service.compat.gunicorn.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import Counter
 from functools import partial
 from typing import Any, NamedTuple
 
-from service import gunicorn_compat as compat
+from service.compat import gunicorn as compat
 from service.http_answers import BUSY, CONTINUE, TIMEOUT, TOO_LARGE
 from service.http_framing import REQUEST_MAX, Arrival, Framer, expects_continue
 from service.observability import metrics

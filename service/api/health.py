@@ -21,7 +21,7 @@ from service.cache import eviction
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
-from service.services import services
+from service.wiring import api_services
 
 bp = Blueprint("health", __name__)
 
@@ -91,7 +91,7 @@ def _redis_check(redis_cache: RedisCache) -> str:
 def readyz() -> Response:
     if lifecycle.draining.is_set():
         return _json({"status": "draining"}, 503)
-    found = services()
+    found = api_services()
     checks = {"mysql": _mysql_check(found.database), "redis": _redis_check(found.redis)}
     document: dict[str, object] = {"checks": checks}
     if checks["mysql"] == "ok":
@@ -149,14 +149,14 @@ def _inspection(redis_cache: RedisCache) -> dict[str, object]:
         return {"status": "unknown"}
     if found is None:
         return {"status": "ok"}
-    ago = max(0.0, (services().freshness.clock.now_ms() - found) / 1000)
+    ago = max(0.0, (api_services().freshness.clock.now_ms() - found) / 1000)
     return {"status": "inconsistent", "found_seconds_ago": round(ago, 1)}
 
 
 def _invalidation() -> dict[str, object]:
     """Whether an invalidator keeps this worker's cache current: never a reason to be unready
     (past ``ORDERS_CACHE_MAX_LAG`` entries are refilled instead), but worth saying."""
-    freshness = services().freshness
+    freshness = api_services().freshness
     age = freshness.checkpoint_age()
     max_lag = freshness.max_lag_ms / 1000
     ahead = freshness.ahead_seconds()

@@ -15,7 +15,7 @@ from service.cache.outcomes import X_CACHE, CacheOutcome
 from service.observability.web import note_cache_outcome
 from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
-from service.services import services
+from service.wiring import api_services
 
 bp = Blueprint("orders", __name__)
 # Where the fast path leaves what it read from Redis when it hands a request on (aside.RedisRead).
@@ -50,7 +50,7 @@ def render(
 @bp.get("/orders/<page>")
 def get_page(page: str) -> Response:
     number = parse_page(page)
-    found = services()
+    found = api_services()
     pages = found.pages
     cached = pages.get(number, request.environ.get(CACHE_READ_KEY))
     note_cache_outcome(cached.outcome)
@@ -69,19 +69,6 @@ def missing_page() -> Response:
 def _body(cached: CachedPage, page_size: int) -> bytes:
     last = total_pages(cached.total_orders, page_size)
     return page_body(cached.number, page_size, cached.total_orders, last, cached.entry.orders_json)
-
-
-def cache_control(max_age: int, max_stale: int) -> str:
-    """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
-    the service fails they may keep using it as long as the service itself would.
-
-    Always ``private``: with authentication on a page is one caller's answer, and with it off
-    the service cannot know that a proxy in front is not authenticating users (the README's
-    oauth2-proxy example), so no shared cache may hand a page to another caller
-    (RFC 9111 5.2.2.7). service.auth adds ``Vary: Authorization`` when it is on."""
-    return (
-        f"private, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
-    )
 
 
 def _matches(if_none_match: str, page_etag: str, total_orders: int) -> bool:

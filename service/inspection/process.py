@@ -13,13 +13,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import REGISTRY, disable_created_metrics, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from service.config import Settings
+from service.inspection.inspector import Inspector
 from service.observability import metrics
 from service.observability.invalidator_server import BoundedHTTPServer, _answer
 from service.observability.logging import get_logger
@@ -85,50 +85,41 @@ class Summary:
         _log.info("inspector summary", rounds=self.rounds, suspects=len(list(pending)), **_totals())
 
 
-def run_inspector(settings: Settings) -> None:
-    """Serve /metrics and /healthz, then run rounds every ORDERS_INSPECTOR_INTERVAL seconds
-    until SIGTERM/SIGINT; healthy while rounds keep finishing."""
-    from service.inspection.inspector import Inspector
-    from service.observability import logging as service_logging
-    from service.orders import loaders
-    from service.services import build_database, build_redis_cache
-
-    service_logging.configure(settings)
+def run_inspector(
+    inspector: Inspector,
+    *,
+    close: Callable[[], None],
+    host: str,
+    port: int,
+    interval: float,
+    pages: int,
+) -> None:
+    """Serve /metrics and /healthz on ``host:port``, then run rounds every ``interval`` seconds
+    until SIGTERM/SIGINT; healthy while rounds keep finishing. ``close`` releases the MySQL pool."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics.publish_build_info(COMPONENT)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    database = build_database(settings)
-    inspector = Inspector(
-        build_redis_cache(settings),
-        load_page=loaders.page_loader(database, settings.page_size),
-        load_total=loaders.total_loader(database),
-        pages=settings.inspector_pages,
-        max_lag=settings.cache_max_lag,
-        max_queries=settings.inspector_max_queries,
-        interval=settings.inspector_interval,
-        load_pages=loaders.pages_loader(database, settings.page_size),
-    )
     summary = Summary()
-    stalled_after = max(10 * settings.inspector_interval, 60.0)
+    stalled_after = max(10 * interval, 60.0)
 
     def healthy() -> bool:
         return time.monotonic() - summary.last_round < stalled_after
 
     server = BoundedHTTPServer(
-        settings.inspector_host,
-        settings.inspector_metrics_port,
+        host,
+        port,
         lambda path: _answer(healthy, path, labelled_exposition),
         name="inspector-http",
     )
     server.start()
     _log.info(
         "inspector started",
-        pages=settings.inspector_pages,
-        interval=settings.inspector_interval,
+        pages=pages,
+        interval=interval,
         namespace=inspector.cache.keys.base,
-        listen=f"{settings.inspector_host}:{settings.inspector_metrics_port}",
+        listen=f"{host}:{port}",
     )
     try:
         while not stop.is_set():
@@ -136,8 +127,8 @@ def run_inspector(settings: Settings) -> None:
             summary.round_done()
             if summary.due():
                 summary.log(inspector.suspects)
-            stop.wait(settings.inspector_interval)
+            stop.wait(interval)
     finally:
         summary.log(inspector.suspects)
         server.shutdown()
-        database.close()
+        close()

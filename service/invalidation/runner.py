@@ -39,7 +39,7 @@ import pymysql
 from service.cache.entries import TotalsEntry, fresh_until
 from service.cache.keys import DROP, KEEP, Invalidation, SetTotals, TotalsChange
 from service.cache.store import CacheUnavailable, RedisCache
-from service.config import DatabaseURL, Settings
+from service.config import DatabaseURL
 from service.invalidation import planner
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
 from service.invalidation.checkpoint import Checkpointer
@@ -489,44 +489,8 @@ def _write_heartbeat(cursor: repository.Cursor, *, invalidator: int, seq: int) -
     repository.write_heartbeat(cursor, invalidator, seq)
 
 
-def build_invalidator(settings: Settings) -> Invalidator:
-    """The invalidator's parts from the settings (its composition root)."""
-    from service.services import build_redis_cache
-
-    # Off the request path: a longer Redis timeout and a quick breaker retry suit it better.
-    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2)
-    options = InvalidatorOptions(
-        page_size=settings.page_size,
-        server_id=settings.invalidator_server_id,
-        cache_ttl=settings.cache_ttl,
-        heartbeat_seconds=settings.invalidator_heartbeat,
-        recheck_delay=settings.invalidator_recheck_delay,
-        stall_after=settings.invalidator_stall_after,
-        chunk_rows=settings.invalidator_chunk_rows,
-        lease_ttl=settings.invalidator_lease_ttl,
-        first_contact_timeout=settings.database_wait_timeout,
-        verify_blocks=settings.invalidator_verify_blocks,
-        verify_interval=settings.invalidator_verify_interval,
-        repair_settle=settings.invalidator_repair_settle,
-    )
-    return Invalidator(
-        settings.database_url,
-        cache,
-        Connection(settings.database_url, timeout=5),
-        Connection(settings.database_url, timeout=2),
-        options,
-    )
-
-
-def run_invalidator(settings: Settings) -> None:
-    """The process: metrics endpoint, signal handling, then follow until SIGTERM/SIGINT."""
-    from service import observability
-    from service.observability import logging as service_logging
-
-    service_logging.configure(settings)
-    invalidator = build_invalidator(settings)
-    observability.start_invalidator_metrics_server(settings, invalidator.healthy)
-    metrics.track_invalidation_lag(invalidator.checkpoint_age)
+def serve(invalidator: Invalidator) -> None:
+    """Follow until SIGTERM/SIGINT; cascading foreign keys on orders end the process (exit 2)."""
 
     def stop(_signum: int, _frame: object) -> None:
         invalidator.stop()

@@ -43,16 +43,14 @@ def gunicorn_on_starting(settings: Settings) -> None:
     _log.info("metrics directory ready", metrics_dir=path, workers=settings.workers)
 
 
-def gunicorn_post_fork(settings: Settings, worker: Any) -> None:
+def gunicorn_post_fork() -> None:
     """Per-worker tracing (a batch exporter thread cannot cross fork) and build info."""
-    del settings, worker
     tracing.configure()
     metrics.publish_build_info("api")
 
 
-def gunicorn_child_exit(settings: Settings, worker: Any) -> None:
+def gunicorn_child_exit(worker: Any) -> None:
     """Mark the worker dead: live gauges go, counters and histograms move into the archive."""
-    del settings
     path = multiproc.directory()
     if path and os.path.isdir(path):
         multiproc.retire(int(worker.pid), path)

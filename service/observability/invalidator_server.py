@@ -25,7 +25,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.config import Settings
 from service.observability import metrics, multiproc
 from service.observability.logging import get_logger
 
@@ -201,9 +200,9 @@ class BoundedHTTPServer:
 
 
 def start_invalidator_metrics_server(
-    settings: Settings, healthy: Callable[[], bool] | None = None
+    host: str, port: int, healthy: Callable[[], bool] | None = None
 ) -> BoundedHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` on ``settings.invalidator_metrics_port`` in a thread.
+    """Serve ``/metrics`` and ``/healthz`` on ``host:port`` in a thread.
 
     ``healthy`` lets the follower report a stalled stream as 503; by default the endpoint is
     healthy while the process runs. Call ``.shutdown()`` on the result to stop it.
@@ -219,8 +218,8 @@ def start_invalidator_metrics_server(
     metrics.prepare_invalidator()
     check = healthy or (lambda: True)
     server = BoundedHTTPServer(
-        settings.host,
-        settings.invalidator_metrics_port,
+        host,
+        port,
         lambda path: _answer(check, path),
     )
     server.start()

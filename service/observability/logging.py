@@ -24,10 +24,10 @@ from urllib.parse import quote
 
 import orjson
 import structlog
-from structlog._config import BoundLoggerLazyProxy
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from service.compat import structlog as compat
 from service.config import DatabaseURL, RedisURL, is_secret_name
 
 _LEVELS = {
@@ -345,9 +345,5 @@ def configure(settings: LogSettings, *, buffered: bool = False) -> None:
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
-    """A structlog logger whose lines carry ``logger=name``."""
-    # structlog.get_logger(logger=...) would hand the name to wrap_logger's own ``logger``
-    # parameter; the lazy proxy takes the initial values directly and still resolves the
-    # configuration on first use (so module-level loggers follow configure()).
-    proxy = BoundLoggerLazyProxy(None, initial_values={"logger": name}, logger_factory_args=())
-    return cast(FilteringBoundLogger, proxy)
+    """A structlog logger whose lines carry ``logger=name`` (configured on first use)."""
+    return compat.lazy_logger(name)

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from service.compat import prometheus as compat
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 # Set by ``serve`` when it made the directory itself (no ORDERS_METRICS_DIR): gunicorn's master
@@ -78,33 +78,27 @@ def _combine(
     return current[0] + new[0], max(current[1], new[1])
 
 
-def _read(filename: str) -> Iterable[tuple[str, float, float]]:
-    for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(filename):  # type: ignore[no-untyped-call]
-        yield key, value, timestamp
-
-
 def retire(pid: int, path: str) -> int:
     """Fold a dead process's files into the archives; returns how many files it removed.
 
     Runs in the gunicorn master (``child_exit``), one worker at a time, after the worker is gone.
     """
-    suffix = f"_{pid}.db"
-    dead = sorted(glob.glob(os.path.join(path, f"*{suffix}")))
+    dead = sorted(glob.glob(os.path.join(path, compat.file_name("*", pid))))
     swaps: list[tuple[str, str]] = []
     drop: list[str] = []
     for filename in dead:
-        prefix = os.path.basename(filename)[: -len(suffix)]
+        prefix = compat.file_kind(filename, pid)
         if prefix.startswith("gauge_live"):
             drop.append(filename)  # a live gauge ends with its process
             continue
         if prefix == "gauge_all":
             continue  # "all" gauges are per pid on purpose: keep them as they are
-        archive = os.path.join(path, f"{prefix}_{ARCHIVE}.db")
+        archive = os.path.join(path, compat.file_name(prefix, ARCHIVE))
         merged: dict[str, tuple[float, float]] = {}
         for source in (archive, filename):
             if not os.path.exists(source):
                 continue
-            for key, value, timestamp in _read(source):
+            for key, value, timestamp in compat.read_values(source):
                 seen = merged.get(key)
                 merged[key] = (
                     (value, timestamp)
@@ -114,12 +108,7 @@ def retire(pid: int, path: str) -> int:
         staged = archive + ".tmp"
         if os.path.exists(staged):
             os.unlink(staged)
-        out = MmapedDict(staged)  # type: ignore[no-untyped-call]
-        try:
-            for key, (value, timestamp) in merged.items():
-                out.write_value(key, value, timestamp)  # type: ignore[no-untyped-call]
-        finally:
-            out.close()  # type: ignore[no-untyped-call]
+        compat.write_values(staged, ((key, *value) for key, value in merged.items()))
         swaps.append((staged, archive))
         drop.append(filename)
     if not drop:
@@ -141,7 +130,7 @@ class LockedMultiProcessCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         with _locked(self._path, fcntl.LOCK_SH):
             files = glob.glob(os.path.join(self._path, "*.db"))
-            return list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+            return compat.merge(files)
 
 
 def registry(path: str) -> CollectorRegistry:

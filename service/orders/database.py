@@ -114,7 +114,7 @@ def connect(url: DatabaseURL, timeout: float | None = None, **options: Any) -> A
         "read_timeout": timeout,
         "write_timeout": timeout,
         "init_command": "SET time_zone = '+00:00'",
-        "ssl": url.ssl,  # None: plain TCP; else CA, client cert and host name check (config.py)
+        "ssl": url.ssl,  # None: plain TCP; else CA, client cert and host name check (urls.py)
     }
     arguments.update(options)
     return GuardedConnection(**arguments)

@@ -1,5 +1,6 @@
-"""The chart and the service agree: the rendered Deployment's command, env, port and probe paths,
-run locally exactly as written, give a working service.
+"""The chart and the service agree: every ORDERS_* variable the chart renders or documents is a
+declared setting, and the rendered Deployment's command, env, port and probe paths, run locally
+exactly as written, give a working service.
 
 The chart is rendered for an external MySQL and Redis pointing at this machine's shared MariaDB
 (throwaway database, created and dropped here) and Redis (a unique key prefix, deleted after).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,10 +28,29 @@ import pytest
 import redis
 import requests
 
-from tests.chart.chart_support import local_command, one, process_env, render
+from service.config import SETTINGS
+from tests.chart.chart_support import (
+    CHART,
+    SCENARIOS,
+    Scenario,
+    local_command,
+    one,
+    process_env,
+    render,
+)
 from tests.support.servers import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DECLARED = {setting.env for setting in SETTINGS}
+# The scenarios every chart test renders, plus authentication on (its variables appear only then).
+WITH_AUTH = Scenario(
+    "auth",
+    sets={
+        "auth.issuer": "https://idp.example.com/",
+        "auth.audience": "orders-api",
+        "auth.jwksUrl": "https://idp.example.com/jwks.json",
+        "auth.jwksAllowHttp": "true",
+    },
+)
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -124,6 +145,8 @@ def readiness_turns_503(url: str, within: int) -> bool:
     return False
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any]]) -> None:
     pod = one(rendered, "Deployment", "orders")["spec"]["template"]["spec"]
     job = one(rendered, "Job", "orders-seed")["spec"]["template"]["spec"]
@@ -210,6 +233,8 @@ def test_the_job_and_the_deployment_run_as_rendered(rendered: list[dict[str, Any
         server.stderr.close()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_invalidator_command_exists(rendered: list[dict[str, Any]]) -> None:
     """The shared MariaDB has no binlog, so the invalidator is not run; its command must exist."""
     container = one(rendered, "Deployment", "orders-invalidator")["spec"]["template"]["spec"][
@@ -224,6 +249,8 @@ def test_the_invalidator_command_exists(rendered: list[dict[str, Any]]) -> None:
     )
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_inspector_runs_as_rendered_and_answers_its_probe(
     rendered: list[dict[str, Any]],
 ) -> None:
@@ -271,3 +298,53 @@ def test_the_inspector_runs_as_rendered_and_answers_its_probe(
         assert inspector.stderr is not None
         inspector.stderr.close()
     assert inspector.returncode == 0
+
+
+def _pod_specs(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if doc["kind"] == "Pod":
+            yield spec
+        elif "template" in spec:
+            yield spec["template"]["spec"]
+
+
+def orders_variables(docs: list[dict[str, Any]]) -> set[str]:
+    """ORDERS_* names the chart hands to orders-service containers (env and envFrom ConfigMaps)."""
+    config_maps = {
+        d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"
+    }
+    names: set[str] = set()
+    for pod in _pod_specs(docs):
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            if (container.get("command") or [""])[0] != "orders-service":
+                continue
+            names |= {item["name"] for item in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    names |= set(config_maps[source["configMapRef"]["name"]])
+    return {name for name in names if name.startswith("ORDERS_")}
+
+
+@pytest.mark.parametrize("scenario", [*SCENARIOS, WITH_AUTH], ids=lambda s: s.name)
+def test_every_orders_variable_the_chart_renders_is_a_declared_setting(scenario: Scenario) -> None:
+    rendered_names = orders_variables(render(scenario.args()))
+    assert {"ORDERS_DATABASE_URL", "ORDERS_REDIS_URL", "ORDERS_PORT"} <= rendered_names
+    assert rendered_names - DECLARED == set()
+
+
+def test_the_auth_scenario_renders_the_auth_variables() -> None:
+    """The extra scenario above is not vacuous: the auth block reaches the containers."""
+    assert {"ORDERS_AUTH_ISSUER", "ORDERS_AUTH_JWKS_URL"} <= orders_variables(
+        render(WITH_AUTH.args())
+    )
+
+
+def test_every_value_documented_as_a_variable_names_a_declared_setting() -> None:
+    """values.yaml documents a value as ``# -- ORDERS_X: ...``: X must be a setting's variable."""
+    text = (CHART / "values.yaml").read_text()
+    documented = set(re.findall(r"^\s*# -- (ORDERS_[A-Z0-9_]+):", text, flags=re.MULTILINE))
+    assert len(documented) >= 20
+    assert documented - DECLARED == set()

@@ -27,7 +27,7 @@ from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
-from service.services import build_database, build_redis_cache
+from service.wiring import build_database, build_redis_cache
 from tests.conftest import (
     SHARED_MYSQL,
     SHARED_REDIS,

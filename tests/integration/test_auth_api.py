@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from service import close_app, create_app
 from service.auth.jwks import JWKS_MAX_BYTES, http_fetch, parse_jwks
 from service.config import Settings
-from service.services import services
+from service.wiring import api_services
 from tests.support.tokens import (
     AUDIENCE,
     ISSUER,
@@ -61,7 +61,7 @@ def auth_settings(settings: Settings, jwks_url: str, **extra: object) -> Setting
 
 def keys_loaded(app: Flask) -> Flask:
     """Wait for the worker's first key set fetch (it runs in the background)."""
-    keys = services(app).verifier.keys  # type: ignore[union-attr]
+    keys = api_services(app).verifier.keys  # type: ignore[union-attr]
     wait_for(lambda: keys.generation > 0, 10, "the first JWKS fetch")
     return app
 
@@ -297,7 +297,7 @@ def test_cached_keys_keep_working_while_the_jwks_endpoint_is_down(
             idp.stop()
         else:
             idp.failing = True
-        keys = services(app).verifier.keys  # type: ignore[union-attr]
+        keys = api_services(app).verifier.keys  # type: ignore[union-attr]
         fetches = keys.fetches
         wait_for(lambda: keys.fetches >= fetches + 1 and keys._last_error, 10, "a failed fetch")
         response = client.get("/orders/1", headers=bearer(rsa_key.sign(claims(sub="other"))))
@@ -330,7 +330,7 @@ def test_a_verified_token_is_not_verified_again(
     auth_app: Flask, rsa_key: SigningKey, idp: IdentityProvider
 ) -> None:
     client = auth_app.test_client()
-    verifier = services(auth_app).verifier
+    verifier = api_services(auth_app).verifier
     headers = bearer(rsa_key.sign(claims()))
     for page in (1, 2, 3, 1):
         assert client.get(f"/orders/{page}", headers=headers).status_code == 200
@@ -427,7 +427,7 @@ def test_the_fast_path_serves_a_cached_page_only_to_a_valid_token(
     app = keys_loaded(create_app(auth_settings(settings, idp.jwks_url, cache_max_lag=3600.0)))
     try:
         client = app.test_client()
-        near = services(app).near
+        near = api_services(app).near
         assert near is not None
         wait_for(near.live, 10, "the near cache's invalidation feed")
         good = bearer(rsa_key.sign(claims()))
@@ -469,7 +469,7 @@ def test_a_jwks_failure_during_the_fast_path_is_logged_with_this_requests_id(
     down = IdentityProvider(rsa_key)  # never started: connection refused
     app = create_app(auth_settings(settings, down.jwks_url))
     try:
-        verifier = services(app).verifier
+        verifier = api_services(app).verifier
         assert verifier is not None
         bound: list[object] = []
         verify = verifier.verify

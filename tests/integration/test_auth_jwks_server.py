@@ -14,7 +14,7 @@ from flask import Flask
 from service import close_app, create_app
 from service.auth.jwks import http_fetch
 from service.config import Settings
-from service.services import services
+from service.wiring import api_services
 from tests.support.tokens import AUDIENCE, ISSUER, IdentityProvider, SigningKey, claims
 from tests.support.waiting import wait_for
 
@@ -57,7 +57,7 @@ def get(app: Flask, token: str) -> tuple[int, dict[str, str], float]:
 
 
 def loaded(app: Flask) -> None:
-    keys = services(app).verifier.keys  # type: ignore[union-attr]
+    keys = api_services(app).verifier.keys  # type: ignore[union-attr]
     wait_for(lambda: keys.publishes("current"), timeout=10, what="the first key set fetch")
 
 

@@ -10,7 +10,7 @@ from service.cache.entries import TotalsEntry
 from service.cache.keys import DROP, CacheKeys, Invalidation, Message, SetTotals
 from service.cache.store import RedisCache
 from service.config import Settings
-from service.services import build_redis_cache
+from service.wiring import build_redis_cache
 
 
 def _published(cache: RedisCache, change: Invalidation) -> bytes:

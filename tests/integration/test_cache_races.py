@@ -16,14 +16,14 @@ from service.cache.aside import PageCache
 from service.cache.keys import Invalidation
 from service.config import RedisURL, Settings
 from service.orders.database import connect
-from service.services import services
+from service.wiring import api_services
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def page_cache(app: Flask) -> PageCache:
-    cache: PageCache = services(app).pages
+    cache: PageCache = api_services(app).pages
     return cache
 
 

@@ -21,7 +21,7 @@ from service import close_app, create_app
 from service.cache.eviction import policy_problem
 from service.cache.keys import CacheKeys
 from service.config import Settings
-from service.services import build_redis_cache
+from service.wiring import build_redis_cache
 from tests.conftest import SHARED_MYSQL, drop_database, make_database
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import RedisServer, free_port

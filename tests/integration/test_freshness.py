@@ -18,7 +18,7 @@ from service.cache.entries import PageEntry
 from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.orders.database import connect as open_connection
-from service.services import services
+from service.wiring import api_services
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.consistency import assert_consistent
 from tests.support.waiting import wait_for
@@ -34,8 +34,8 @@ def own_database_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def lag_app(own_database_url: str, cache_prefix: str) -> Iterator[Flask]:
-    settings = Settings.from_env(
+def lag_settings(own_database_url: str, cache_prefix: str) -> Settings:
+    return Settings.from_env(
         {
             "ORDERS_DATABASE_URL": own_database_url,
             "ORDERS_REDIS_URL": SHARED_REDIS,
@@ -44,14 +44,17 @@ def lag_app(own_database_url: str, cache_prefix: str) -> Iterator[Flask]:
             "ORDERS_LOG_FORMAT": "json",
         }
     )
-    app = create_app(settings)
+
+
+@pytest.fixture
+def lag_app(lag_settings: Settings) -> Iterator[Flask]:
+    app = create_app(lag_settings)
     yield app
     close_app(app)
 
 
 def keys_of(app: Flask) -> CacheKeys:
-    settings: Settings = services(app).settings
-    return CacheKeys(settings.cache_prefix, settings.page_size)
+    return api_services(app).redis.keys
 
 
 def redis_ms(client: redis.Redis) -> int:
@@ -70,9 +73,9 @@ def test_a_fill_is_stamped_with_redis_time_taken_before_the_query(
 
 
 def test_the_api_publishes_the_settings_the_invalidator_must_share(
-    lag_app: Flask, shared_redis: redis.Redis
+    lag_app: Flask, lag_settings: Settings, shared_redis: redis.Redis
 ) -> None:
-    settings: Settings = services(lag_app).settings
+    settings = lag_settings
     key = keys_of(lag_app).config
     wait_for(lambda: shared_redis.hgetall(key).get(b"page_size") == b"10", 15, "the config")
     config = {k.decode(): v.decode() for k, v in shared_redis.hgetall(key).items()}
@@ -109,7 +112,7 @@ def test_readyz_says_absent_then_ok_then_behind_and_stays_200(
 
 
 def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agrees(
-    lag_app: Flask, own_database_url: str
+    lag_app: Flask, lag_settings: Settings, own_database_url: str
 ) -> None:
     client: FlaskClient = lag_app.test_client()
     for page in (1, 2, 3):
@@ -117,7 +120,7 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
     assert client.get("/orders/2").headers["X-Cache"] == "HIT"
     first = client.get("/orders/2").get_json()["orders"][0]["id"]
     # a writer of its own: the API's pool opens read-only sessions
-    with open_connection(services(lag_app).settings.database_url) as writer, writer.cursor() as cur:
+    with open_connection(lag_settings.database_url) as writer, writer.cursor() as cur:
         cur.execute("UPDATE orders SET customer_name = 'no invalidator' WHERE id = %s", (first,))
     committed = time.monotonic()
 
@@ -131,8 +134,7 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
         response = client.get(f"/orders/{number}")
         return response.status_code, response.get_json() if response.status_code == 200 else None
 
-    settings: Settings = services(lag_app).settings
-    url = settings.database_url
+    url = lag_settings.database_url
 
     def connect() -> Any:
         import pymysql
@@ -145,4 +147,4 @@ def test_with_no_invalidator_a_write_shows_within_the_bound_and_every_page_agree
             database=url.database,
         )
 
-    assert_consistent(fetch, connect, settings.page_size, settle=MAX_LAG + 5)
+    assert_consistent(fetch, connect, lag_settings.page_size, settle=MAX_LAG + 5)

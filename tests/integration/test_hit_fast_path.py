@@ -23,7 +23,7 @@ from service.cache.aside import RedisRead
 from service.config import RedisURL, Settings
 from service.observability import logging as obs_logging
 from service.observability import metrics, tracing
-from service.services import services
+from service.wiring import api_services
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
@@ -35,7 +35,7 @@ def fast_app(settings: Settings) -> Iterator[Flask]:
     # A wide lag bound: no invalidator runs here, and these tests are not about the bound.
     app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0))
     app.testing = True
-    near = services(app).near
+    near = api_services(app).near
     assert near is not None
     wait_for(near.live, 10, "the near cache's invalidation feed")
     yield app
@@ -109,13 +109,14 @@ def test_a_revalidation_is_a_304_from_the_fast_path_as_from_the_view(
 def test_every_fast_hit_is_counted_and_logged_like_any_request(
     fast_app: Flask,
     fast_client: FlaskClient,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
     restore_logging: None,
 ) -> None:
     route = "/orders/<page>"
     histogram = metrics.HTTP_REQUEST_SECONDS.labels(route, "GET", "200")
     hits = metrics.CACHE_REQUESTS.labels(route, "hit")
-    obs_logging.configure(services(fast_app).settings)  # writes to this test's captured stdout
+    obs_logging.configure(settings)  # writes to this test's captured stdout
     warm(fast_client, "/orders/9")
     handled = flask_requests(fast_app)
     capsys.readouterr()
@@ -209,12 +210,12 @@ def test_past_the_lag_bound_the_fast_path_steps_aside(settings: Settings) -> Non
     app = create_app(dataclasses.replace(settings, cache_max_lag=0.3))
     try:
         client = app.test_client()
-        near = services(app).near
+        near = api_services(app).near
         assert near is not None
         wait_for(near.live, 10, "the near cache's invalidation feed")
         warm(client, "/orders/15")
         handled = flask_requests(app)
-        pages = services(app).pages
+        pages = api_services(app).pages
 
         def page_past_the_bound() -> bool:
             # The page itself, not only the totals (filled a moment earlier, so past it first).
@@ -236,7 +237,7 @@ def test_on_the_admin_port_pages_are_not_served(settings: Settings) -> None:
     app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, admin_port=9464))
     try:
         client = app.test_client()
-        near = services(app).near
+        near = api_services(app).near
         assert near is not None
         wait_for(near.live, 10, "the near cache's invalidation feed")
         public = {"SERVER_PORT": "5001"}
@@ -309,7 +310,7 @@ def test_a_failure_after_the_fast_path_counted_a_hit_does_not_count_it_again(
     second time nor read Redis a second time."""
     app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0, near_cache=False))
     try:
-        obs_logging.configure(services(app).settings)
+        obs_logging.configure(settings)
         client = app.test_client()
         assert client.get("/orders/22").headers["X-Cache"] == "MISS"
         writer = obs_logging._state.request_line
@@ -352,7 +353,7 @@ def test_an_entry_redis_cannot_decode_is_read_once_per_request(
     try:
         client = app.test_client()
         assert client.get("/orders/23").headers["X-Cache"] == "MISS"
-        key = services(app).pages.redis.keys.page(23)
+        key = api_services(app).pages.redis.keys.page(23)
         shared_redis.set(key, b"not|an-entry")  # type: ignore[attr-defined]
         redis_reads = metrics.REDIS_CALL_SECONDS.labels("mget")
         before = _count(redis_reads)
@@ -372,7 +373,7 @@ def test_a_fast_redis_hit_read_before_an_invalidation_is_not_kept_in_the_near_ca
     """The no-stale-set guarantee on the fast path: an invalidation that lands while hit() reads
     Redis keeps what it read out of the near cache (the answer itself may be the old copy)."""
     assert fast_client.get("/orders/24").headers["X-Cache"] == "MISS"  # now in Redis only
-    pages = services(fast_app).pages
+    pages = api_services(fast_app).pages
     near = pages.near
     assert near is not None
     near.clear()

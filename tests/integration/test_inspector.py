@@ -29,7 +29,7 @@ from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.orders.database import Database, connect
-from service.services import build_database, build_redis_cache
+from service.wiring import build_database, build_redis_cache
 from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for

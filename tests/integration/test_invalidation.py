@@ -15,10 +15,11 @@ from flask.testing import FlaskClient
 
 from service import close_app, create_app
 from service.config import Settings
-from service.invalidation.runner import Invalidator, build_invalidator
+from service.invalidation.runner import Invalidator
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
+from service.wiring import build_invalidator
 from tests.conftest import SHARED_REDIS
 from tests.support.servers import Database
 from tests.support.waiting import wait_for

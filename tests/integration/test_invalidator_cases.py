@@ -27,12 +27,12 @@ from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import CacheKeys
 from service.cli import main
 from service.config import Settings
-from service.invalidation.runner import Invalidator, build_invalidator
+from service.invalidation.runner import Invalidator
 from service.invalidation.server import check_server
 from service.orders import catalog, repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect
-from service.services import build_redis_cache
+from service.wiring import build_invalidator, build_redis_cache
 from tests.conftest import SHARED_REDIS
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import Database, MariaDBServer, RedisServer

@@ -20,7 +20,7 @@ from service.cache.keys import DROP, LIBRARY, CacheKeys, Invalidation, function_
 from service.cache.store import CacheUnavailable, RedisCache
 from service.config import Settings
 from service.invalidation.leadership import Lease
-from service.services import build_redis_cache
+from service.wiring import build_redis_cache
 from tests.security.conftest import CLI, base_env, run_command
 from tests.support.servers import RedisServer
 

@@ -287,7 +287,7 @@ def test_the_api_sessions_take_no_row_locks(
     is refused even on MariaDB, whose SELECT grant allows it (MySQL 8.0.22+ needs UPDATE, DELETE
     or LOCK TABLES, which the API lacks). MariaDB still allows LOCK IN SHARE MODE there; with
     autocommit it ends with its statement (docs/security.md, "Roles")."""
-    from service.services import build_database
+    from service.wiring import build_database
 
     database = database_of(seeded_database_url)
     user = shared_accounts.create("api", database)

@@ -11,7 +11,7 @@ import pytest
 
 from service import close_app, create_app
 from service.config import Settings
-from service.services import services
+from service.wiring import api_services
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def test_pages_are_private_without_auth_on_the_flask_path_and_the_fast_path(
 ) -> None:
     app = create_app(dataclasses.replace(settings, cache_max_lag=3600.0))
     try:
-        near = services(app).near
+        near = api_services(app).near
         assert near is not None
         wait_for(near.live, 10, "the near cache's invalidation feed")
         client = app.test_client()

@@ -147,3 +147,22 @@ def test_password_variables_are_masked_by_name() -> None:
     )
     shown = settings.redacted()
     assert shown["ORDERS_DATABASE_PASSWORD"] == shown["ORDERS_REDIS_PASSWORD"] == "***"
+
+
+def test_a_setting_is_declared_once_on_its_field() -> None:
+    """SETTINGS is read back from the fields: each has its variable, a default that parses and a
+    type its parser returns, so a field cannot exist without a declaration or the reverse."""
+    settings = Settings.from_env({})
+    for setting in SETTINGS:
+        assert setting.env == f"ORDERS_{setting.field.upper()}"
+        parsed = setting.parse(setting.default)
+        assert type(getattr(settings, setting.field)) is type(parsed), setting.field
+    assert len({setting.env for setting in SETTINGS}) == len(SETTINGS)
+
+
+def test_every_secret_setting_stays_out_of_the_repr() -> None:
+    secrets = [setting for setting in SETTINGS if setting.secret]
+    assert {setting.field for setting in secrets} >= {"database_password", "redis_password"}
+    shown = repr(Settings.from_env({"ORDERS_DATABASE_PASSWORD": "pw-in-repr?"}))
+    assert all(f"{setting.field}=" not in shown for setting in secrets)
+    assert "pw-in-repr?" not in shown

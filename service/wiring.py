@@ -1,8 +1,10 @@
-"""The composition root: every long-lived object of an API process, built from ``Settings``.
+"""The composition root of all three processes: every long-lived object of the API, the
+invalidator and the inspector, built from ``Settings``.
 
 This is the only module that reads ``Settings`` to build things; each constructor gets the values
-it uses. ``create_app`` keeps the result as one typed object in ``app.extensions``, views reach it
-through ``services()``, and ``close()`` releases everything in reverse order of creation.
+it uses. ``create_app`` keeps the API's as one typed ``ApiServices`` in ``app.extensions``, views
+reach it through ``api_services()``, and ``close()`` releases everything in reverse order of
+creation. ``build_invalidator`` and ``build_inspector`` build the other two processes.
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ from service.cache.keys import CacheKeys
 from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import RedisCache, redis_client
 from service.config import Settings
+from service.inspection.inspector import Inspector
+from service.invalidation.runner import Invalidator, InvalidatorOptions
 from service.observability import metrics
 from service.orders import loaders
-from service.orders.database import Database
+from service.orders.database import Connection, Database
+from service.orders.representation import cache_control
 
 EXTENSION = "orders"
 
 
 @dataclass(frozen=True)
-class Services:
+class ApiServices:
     """What the views and hooks of one API process use."""
 
-    settings: Settings
     database: Database
     redis: RedisCache
     near: NearCache | None
@@ -112,10 +116,8 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
-def build(settings: Settings) -> Services:
-    """Everything an API process needs; nothing is started yet (see ``Services.start``)."""
-    from service.api.orders import cache_control
-
+def build_api(settings: Settings) -> ApiServices:
+    """Everything an API process needs; nothing is started yet (see ``ApiServices.start``)."""
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
@@ -136,8 +138,7 @@ def build(settings: Settings) -> Services:
         freshness=freshness,
         hot=hot,
     )
-    return Services(
-        settings=settings,
+    return ApiServices(
         database=database,
         redis=redis_cache,
         near=near,
@@ -160,11 +161,84 @@ def config_fields(settings: Settings) -> dict[str, str | int | float]:
     }
 
 
-def install(app: Flask, built: Services) -> None:
+def install(app: Flask, built: ApiServices) -> None:
     app.extensions[EXTENSION] = built
 
 
-def services(app: Flask | None = None) -> Services:
+def api_services(app: Flask | None = None) -> ApiServices:
     """The services of ``app`` (default: the current app)."""
-    found: Services = (app or current_app).extensions[EXTENSION]
+    found: ApiServices = (app or current_app).extensions[EXTENSION]
     return found
+
+
+def build_invalidator(settings: Settings) -> Invalidator:
+    """The invalidator's parts from the settings."""
+    # Off the request path: a longer Redis timeout and a quick breaker retry suit it better.
+    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0), breaker_reset=0.2)
+    options = InvalidatorOptions(
+        page_size=settings.page_size,
+        server_id=settings.invalidator_server_id,
+        cache_ttl=settings.cache_ttl,
+        heartbeat_seconds=settings.invalidator_heartbeat,
+        recheck_delay=settings.invalidator_recheck_delay,
+        stall_after=settings.invalidator_stall_after,
+        chunk_rows=settings.invalidator_chunk_rows,
+        lease_ttl=settings.invalidator_lease_ttl,
+        first_contact_timeout=settings.database_wait_timeout,
+        verify_blocks=settings.invalidator_verify_blocks,
+        verify_interval=settings.invalidator_verify_interval,
+        repair_settle=settings.invalidator_repair_settle,
+    )
+    return Invalidator(
+        settings.database_url,
+        cache,
+        Connection(settings.database_url, timeout=5),
+        Connection(settings.database_url, timeout=2),
+        options,
+    )
+
+
+def run_invalidator(settings: Settings) -> None:
+    """``orders-service invalidate``: logging, the metrics endpoint, then follow until stopped."""
+    from service.invalidation import runner
+    from service.observability import logging as service_logging
+    from service.observability.invalidator_server import start_invalidator_metrics_server
+
+    service_logging.configure(settings)
+    invalidator = build_invalidator(settings)
+    start_invalidator_metrics_server(
+        settings.host, settings.invalidator_metrics_port, invalidator.healthy
+    )
+    metrics.track_invalidation_lag(invalidator.checkpoint_age)
+    runner.serve(invalidator)
+
+
+def build_inspector(settings: Settings, database: Database) -> Inspector:
+    """The inspector, reading pages through ``database`` (the caller closes it)."""
+    return Inspector(
+        build_redis_cache(settings),
+        load_page=loaders.page_loader(database, settings.page_size),
+        load_total=loaders.total_loader(database),
+        pages=settings.inspector_pages,
+        max_lag=settings.cache_max_lag,
+        max_queries=settings.inspector_max_queries,
+        interval=settings.inspector_interval,
+        load_pages=loaders.pages_loader(database, settings.page_size),
+    )
+
+
+def run_inspector(settings: Settings) -> None:
+    """``orders-service inspect``: logging, then rounds and /metrics until stopped."""
+    from service.inspection import process
+    from service.observability import logging as service_logging
+
+    service_logging.configure(settings)
+    database = build_database(settings)
+    process.run_inspector(
+        build_inspector(settings, database),
+        close=database.close,
+        host=settings.inspector_host,
+        port=settings.inspector_metrics_port,
+        interval=settings.inspector_interval,
+        pages=settings.inspector_pages,
+    )

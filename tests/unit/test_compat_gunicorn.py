@@ -11,7 +11,7 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.workers import gthread
 
-from service import gunicorn_compat as compat
+from service.compat import gunicorn as compat
 
 
 def test_the_installed_gunicorn_is_the_tested_series() -> None:

@@ -4,7 +4,7 @@ gunicorn has no public interface for "read the request in the event loop": the w
 ``ThreadWorker``'s methods and attributes and preloads bytes into a connection's parser. Every
 such name is used here and nowhere else, ``check()`` verifies them when a worker starts (so an
 upgrade that renames one stops the worker at start, not on the first slow client), and
-tests/unit/test_gunicorn_compat.py drives each with real gunicorn objects. pyproject.toml holds
+tests/unit/test_compat_gunicorn.py drives each with real gunicorn objects. pyproject.toml holds
 gunicorn to the release series this was written and tested against (``TESTED``).
 """
 
