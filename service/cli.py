@@ -234,7 +234,7 @@ def recount() -> None:
 @main.command()
 def invalidate() -> None:
     """Follow the MySQL binlog and invalidate cached pages on every committed change."""
-    from service.invalidation.runner import run_invalidator
+    from service.invalidation.invalidator import run_invalidator
 
     settings = _settings()
     _refuse_evicting_redis(settings)

@@ -4,7 +4,7 @@ A thin, typed layer over the `mysql-replication` package (import name `pymysqlre
 turns the library's event stream into one `ChangeBatch` per committed transaction (large ones in
 chunks), carrying the keys each row had before and after, and the binlog position to resume
 from. Storing that position (after the caller's invalidation succeeded) is the caller's job.
-What the server must provide: see `service.invalidation.server`. The follower's server_id must
+What the server must provide: see `service.invalidation.mysql_source`. The follower's server_id must
 differ from the server's and between two followers of one server (the server drops the older
 connection of a pair).
 
@@ -66,6 +66,15 @@ from pymysqlreplication.row_event import (
 )
 
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange, merge_gtid
+from service.invalidation.mysql_source import (
+    PositionUnavailable,
+    ServerInfo,
+    ServerNotSuitable,
+    SourceAddress,
+    check_server,
+    current_position,
+    tls_options,
+)
 from service.invalidation.rows import (
     ROWS_EVENTS,
     UPDATE_ROWS,
@@ -75,15 +84,6 @@ from service.invalidation.rows import (
     raw_rows,
     read_keys,
     read_rows,
-)
-from service.invalidation.server import (
-    PositionUnavailable,
-    ServerInfo,
-    ServerNotSuitable,
-    SourceAddress,
-    check_server,
-    current_position,
-    tls_options,
 )
 from service.invalidation.statements import SAVEPOINT, TX_CONTROL, TX_END, statement_changes
 from service.orders.database import GuardedConnection

@@ -17,7 +17,7 @@ import pytest
 
 from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
 from service.invalidation.follower import BinlogFollower
-from service.invalidation.server import (
+from service.invalidation.mysql_source import (
     PositionUnavailable,
     ServerInfo,
     ServerNotSuitable,

@@ -45,13 +45,13 @@ from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
 from service.invalidation.checkpoint import Checkpointer
 from service.invalidation.follower import BinlogFollower
 from service.invalidation.leadership import Lease
-from service.invalidation.repair import SchemaRepair
-from service.invalidation.server import (
+from service.invalidation.mysql_source import (
     PositionUnavailable,
     check_server,
     current_position,
     foreign_history,
 )
+from service.invalidation.repair import SchemaRepair
 from service.invalidation.verifier import CountVerifier
 from service.observability import metrics
 from service.observability.logging import get_logger
