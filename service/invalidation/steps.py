@@ -80,6 +80,7 @@ class Steps:
         self._rechecks.clear()
 
     def handle(self, batch: ChangeBatch) -> None:
+        """One batch: its pages dropped now; the recheck, position and checkpoint later."""
         changes = planner.order_changes(batch.changes, self._schema)
         sent = None if batch.partial else self._heartbeats.sent_in(batch.changes)
         position = None if batch.partial else batch.position
