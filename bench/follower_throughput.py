@@ -39,7 +39,7 @@ from service.cache.entries import TotalsEntry
 from service.config import Settings
 from service.invalidation.changes import BinlogPosition
 from service.invalidation.follower import BinlogFollower
-from service.invalidation.server import current_position
+from service.invalidation.mysql_source import current_position
 from service.orders import schema
 from service.wiring import build_invalidator
 from tests.support.servers import MariaDBServer

@@ -24,7 +24,8 @@ from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import RedisCache, redis_client
 from service.config import Settings
 from service.inspection.inspector import Inspector
-from service.invalidation.runner import Invalidator, InvalidatorOptions
+from service.invalidation.invalidator import Invalidator
+from service.invalidation.options import InvalidatorOptions
 from service.observability import metrics
 from service.orders import loaders
 from service.orders.database import Connection, Database
@@ -200,7 +201,7 @@ def build_invalidator(settings: Settings) -> Invalidator:
 
 def run_invalidator(settings: Settings) -> None:
     """``orders-service invalidate``: logging, the metrics endpoint, then follow until stopped."""
-    from service.invalidation import runner
+    from service.invalidation import invalidator as process
     from service.observability import logging as service_logging
     from service.observability.invalidator_server import start_invalidator_metrics_server
 
@@ -210,7 +211,7 @@ def run_invalidator(settings: Settings) -> None:
         settings.host, settings.invalidator_metrics_port, invalidator.healthy
     )
     metrics.track_invalidation_lag(invalidator.checkpoint_age)
-    runner.serve(invalidator)
+    process.serve(invalidator)
 
 
 def build_inspector(settings: Settings, database: Database) -> Inspector:

@@ -22,6 +22,8 @@ from typing import Any, Final, NamedTuple
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import UpdateRowsEvent
 
+from service.compat import mysql_replication
+
 __all__ = ["RawRows", "RowLayout", "UnreadableRows", "raw_rows", "read_keys", "read_rows"]
 
 _FIXED: Final = {
@@ -254,10 +256,10 @@ def read_keys(event: Any, layout: RowLayout) -> list[tuple[tuple[int, ...], ...]
     of its payload."""
     if type(event).__name__.startswith("Partial"):
         raise UnreadableRows("partial JSON updates are not read")
-    data = bytes(event.packet.read(event.event_size - event.packet.read_bytes))
-    update = isinstance(event, UpdateRowsEvent)
-    second = event.columns_present_bitmap2 if update else None
-    return read_rows(data, 0, len(data), layout, first=event.columns_present_bitmap, second=second)
+    data = mysql_replication.rows_payload(event)
+    first, second = mysql_replication.present_columns(event)
+    second = second if isinstance(event, UpdateRowsEvent) else None
+    return read_rows(data, 0, len(data), layout, first=first, second=second)
 
 
 # Raw rows events (the follower's fast path, which never builds the library's event objects).

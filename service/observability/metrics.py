@@ -271,8 +271,8 @@ def set_invalidator_gauge(name: str, value: float) -> None:
     gauge.set(value)
 
 
-# What the binlog follower reports (service.invalidation.runner): single pages, a shift of every
-# page from one on (insert/delete), and the totals.
+# What the binlog follower reports (service.invalidation.invalidator): single pages, a shift
+# of every page from one on (insert/delete), and the totals.
 INVALIDATION_KINDS = ("page", "shift", "totals")
 
 

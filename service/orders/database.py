@@ -11,17 +11,17 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pymysql
 from pymysql.constants import CR, ER
-from pymysql.protocol import MysqlPacket
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 from service.breaker import CircuitBreaker
+from service.compat.pymysql import HookedConnection, socket_timeouts
 from service.config import DatabaseURL
 from service.observability import metrics
 
@@ -29,6 +29,20 @@ T = TypeVar("T")
 PING_AFTER_IDLE_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 0.1
 READ_ONLY_SESSION = "SET SESSION TRANSACTION READ ONLY"
+
+
+class Address(Protocol):
+    """Where a server is and who to log in as (``DatabaseURL`` fits; ``database`` and ``ssl``
+    are read when present)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> str: ...
 
 
 class DatabaseUnavailable(Exception):
@@ -70,54 +84,62 @@ def scrubbed(exc: pymysql.MySQLError) -> pymysql.MySQLError:
     return type(exc)(code, f"MySQL error {code} ({name}; the server's text is not shown)")
 
 
-class GuardedConnection(pymysql.connections.Connection):  # type: ignore[type-arg, unused-ignore]
+class GuardedConnection(HookedConnection):
     """PyMySQL's connection, except that it refuses to send the password in clear text
     (``mysql_clear_password``, PAM's ``dialog``) unless the connection is TLS (PyMySQL answers
     a server's switch to those with the password, TLS or not), and that an error a server sends
     keeps its number but not its text, so nothing a server says reaches a log, stderr or a
     /readyz body. Every connection the service opens, the binlog stream's included, is one."""
 
-    def _process_auth(self, plugin_name: Any, auth_packet: Any, handler: Any = None) -> Any:
+    def process_auth(self, plugin_name: Any, auth_packet: Any, handler: Any = None) -> Any:
         name = plugin_name if isinstance(plugin_name, bytes) else str(plugin_name).encode()
         if name not in KNOWN_PLUGINS:
             raise pymysql.err.OperationalError(
                 CR_AUTH_PLUGIN_ERR, "the server asked for an authentication method not supported"
             )
-        if name in CLEARTEXT_PLUGINS and not getattr(self, "_secure", False):
+        if name in CLEARTEXT_PLUGINS and not self.uses_tls:
             raise ClearTextRefused(
                 CR_AUTH_PLUGIN_ERR,
                 f"the server asked for the password in clear text ({name.decode()}) on a "
                 "connection without TLS; refused (use TLS: ?ssl_ca=... in the URL)",
             )
-        process = super()._process_auth  # type: ignore[misc]  # PyMySQL's private, untyped
-        return process(plugin_name, auth_packet, handler)
+        return super().process_auth(plugin_name, auth_packet, handler)
 
-    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+    def read_packet(self, *packet_type: Any) -> Any:
         try:
-            return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]
+            return super().read_packet(*packet_type)
         except pymysql.MySQLError as exc:
             raise scrubbed(exc) from None
 
 
-def connect(url: DatabaseURL, timeout: float | None = None, **options: Any) -> Any:
+def connect(
+    url: DatabaseURL | Address,
+    timeout: float | None = None,
+    *,
+    connection_class: type[GuardedConnection] | None = None,
+    **options: Any,
+) -> Any:
     """One PyMySQL connection in UTC with autocommit; ``timeout`` bounds connect, read and write.
-    The password goes to the server in clear only over TLS (``GuardedConnection``)."""
+    The only way the service opens one: ``options`` override the defaults (the binlog library
+    passes its own), ``connection_class`` is a ``GuardedConnection``, so the password goes to the
+    server in clear only over TLS, and TLS verifies the server as the URL says."""
     arguments: dict[str, Any] = {
         "host": url.host,
         "port": url.port,
         "user": url.user,
         "password": url.password,
-        "database": url.database,
+        "database": getattr(url, "database", None),
         "charset": "utf8mb4",
         "autocommit": True,
         "connect_timeout": timeout or 10,
         "read_timeout": timeout,
         "write_timeout": timeout,
         "init_command": "SET time_zone = '+00:00'",
-        "ssl": url.ssl,  # None: plain TCP; else CA, client cert and host name check (urls.py)
+        # None: plain TCP; else CA, client cert and host name check (service/config/urls.py)
+        "ssl": getattr(url, "ssl", None),
     }
     arguments.update(options)
-    return GuardedConnection(**arguments)
+    return (connection_class or GuardedConnection)(**arguments)
 
 
 def _note_idle_since(_connection: Any, record: Any) -> None:
@@ -130,15 +152,11 @@ def _ping_if_idle(connection: Any, record: Any, _proxy: Any) -> None:
     short timeout, so a hung MySQL costs 0.1 s here plus one reconnect, not two full timeouts."""
     if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
         return
-    # PyMySQL has no per-call timeout; these are the attributes its socket reads and writes use.
-    saved = connection._read_timeout, connection._write_timeout
-    connection._read_timeout = connection._write_timeout = PING_TIMEOUT_SECONDS
     try:
-        connection.ping(reconnect=False)
+        with socket_timeouts(connection, PING_TIMEOUT_SECONDS):
+            connection.ping(reconnect=False)
     except Exception as exc:  # noqa: BLE001 - any failure: let the pool replace the connection
         raise DisconnectionError(failure_reason(exc)) from None
-    finally:
-        connection._read_timeout, connection._write_timeout = saved
 
 
 class Database:

@@ -1,7 +1,7 @@
 """Every SQL statement on the service's tables: orders, block counts, heartbeats, migrations.
 
 The other SQL lives beside what it serves: the schema's shape from information_schema in
-``catalog``, the binlog server's settings and position in ``invalidation.server``, grants in
+``catalog``, the binlog server's settings and position in ``invalidation.mysql_source``, grants in
 ``roles`` and the migrations' DDL in ``migrations/`` (the binlog library runs its own).
 
 Pages are found without OFFSET scans or COUNT(*): ``order_buckets`` holds an exact row count per

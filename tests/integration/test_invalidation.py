@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from service import close_app, create_app
 from service.config import Settings
-from service.invalidation.runner import Invalidator
+from service.invalidation.invalidator import Invalidator
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect

@@ -27,8 +27,8 @@ from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import CacheKeys
 from service.cli import main
 from service.config import Settings
-from service.invalidation.runner import Invalidator
-from service.invalidation.server import check_server
+from service.invalidation.invalidator import Invalidator
+from service.invalidation.mysql_source import check_server
 from service.orders import catalog, repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect

@@ -18,7 +18,7 @@ import pytest
 
 from service import close_app, create_app
 from service.config import Settings
-from service.invalidation import server
+from service.invalidation import mysql_source as server
 from service.invalidation.follower import BinlogFollower
 from service.orders.database import connect
 from tests.security.conftest import Launched, base_env, run_command

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from service import close_app, create_app
 from service.config import Settings
-from service.invalidation.server import current_position
+from service.invalidation.mysql_source import current_position
 from service.orders.database import connect
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import MariaDBServer, free_port

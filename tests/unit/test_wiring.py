@@ -8,7 +8,7 @@ import dataclasses
 
 from service import wiring
 from service.config import Settings
-from service.invalidation.runner import InvalidatorOptions
+from service.invalidation.options import InvalidatorOptions
 
 ENV = {
     "ORDERS_PAGE_SIZE": "7",

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import pymysql
 
 from service.invalidation.changes import BinlogPosition
-from service.orders.database import GuardedConnection
+from service.orders.database import Address, connect
 
 _REQUIRED_SETTINGS: Final = {
     "log_bin": "ON",
@@ -44,17 +44,7 @@ class PositionUnavailable(BinlogError):
     """
 
 
-class SourceAddress(Protocol):
-    """Where the server is and who to log in as (the service's `DatabaseURL` fits)."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def user(self) -> str: ...
-    @property
-    def password(self) -> str: ...
+SourceAddress = Address  # where the server is and who to log in as (`DatabaseURL` fits)
 
 
 @dataclass(frozen=True)
@@ -86,26 +76,12 @@ class ServerInfo:
         return self.settings.get("binlog_format", "").upper() == "ROW"
 
 
-def tls_options(source: SourceAddress) -> dict[str, Any]:
-    """PyMySQL's ``ssl`` argument when the source asks for TLS (``DatabaseURL.ssl``): the control,
-    position and stream connections verify the server as the API's connections do."""
-    ssl = getattr(source, "ssl", None)
-    return {"ssl": ssl} if ssl else {}
-
-
 def _connect(source: SourceAddress, timeout: float) -> pymysql.connections.Connection[Any]:
-    return GuardedConnection(
-        **tls_options(source),
-        host=source.host,
-        port=source.port,
-        user=source.user,
-        password=source.password,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        write_timeout=timeout,
-        autocommit=True,
-        charset="utf8mb4",
+    """A probe's connection: no default schema, no session settings (replication statements)."""
+    connection: pymysql.connections.Connection[Any] = connect(
+        source, timeout, database=None, init_command=None
     )
+    return connection
 
 
 def _parse_version(text: str) -> tuple[int, int, int]:

@@ -1,0 +1,198 @@
+"""Applying the stream: each batch of the binlog becomes a fenced Redis step (the INVALIDATE
+script) that drops the pages it made wrong, replaces the totals and publishes the change to the
+workers' near caches; the rechecks (rechecks.py) repeat it and record the position and the
+checkpoint. Redis failing means retrying the same step; the position never moves past an
+invalidation that did not happen. Replays are harmless: invalidating twice is the same as once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pymysql
+
+from service.cache.keys import DROP, KEEP, Invalidation, TotalsChange
+from service.cache.store import CacheUnavailable, RedisCache
+from service.invalidation import planner
+from service.invalidation.changes import ChangeBatch
+from service.invalidation.checkpoint import Checkpointer
+from service.invalidation.heartbeat import Heartbeats
+from service.invalidation.leadership import Lease
+from service.invalidation.options import InvalidatorOptions
+from service.invalidation.rechecks import RecheckQueue
+from service.invalidation.repair import SchemaRepair
+from service.invalidation.totals import Totals
+from service.invalidation.verifier import CountVerifier
+from service.observability import metrics
+from service.observability.logging import get_logger
+from service.orders import repository
+from service.orders.database import Connection
+
+T = TypeVar("T")
+RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 0.5  # Redis back: pending invalidations land within half a second
+
+log = get_logger("service.invalidation")
+
+
+class Fenced(Exception):
+    """A newer invalidator holds the lease: this one must stop applying and stand by."""
+
+
+class Steps:
+    """One leader's way from batches to Redis steps, under its lease's fencing token."""
+
+    def __init__(
+        self,
+        schema: str,
+        cache: RedisCache,
+        database: Connection,
+        options: InvalidatorOptions,
+        *,
+        lease: Lease,
+        heartbeats: Heartbeats,
+        stop: threading.Event,
+    ) -> None:
+        self._schema = schema
+        self.cache = cache
+        self._db = database
+        self._page_size = options.page_size
+        self._recheck_delay = options.recheck_delay
+        self.lease = lease
+        self._heartbeats = heartbeats
+        self._stop = stop
+        self._rechecks = RecheckQueue()
+        self._totals = Totals(database, cache, options.cache_ttl)
+        self._repair = SchemaRepair(database.run, settle=options.repair_settle)
+        self._verifier = CountVerifier(
+            database.run, blocks=options.verify_blocks, interval=options.verify_interval
+        )
+        self._checkpoints = Checkpointer(cache.time)
+        self.checkpoint_sent: float | None = None
+        self.applied = 0
+
+    def new_term(self) -> None:
+        """Rechecks left from an earlier term carry positions a newer leader may have passed."""
+        self._rechecks.clear()
+
+    def handle(self, batch: ChangeBatch) -> None:
+        """One batch: its pages dropped now; the recheck, position and checkpoint later."""
+        changes = planner.order_changes(batch.changes, self._schema)
+        sent = None if batch.partial else self._heartbeats.sent_in(batch.changes)
+        position = None if batch.partial else batch.position
+        now = time.monotonic()
+        if changes:
+            plan, totals = self._plan(changes)
+            delay = self._recheck_delay
+            self.step(
+                Invalidation(
+                    pages=frozenset(plan.pages),
+                    from_page=plan.from_page,
+                    totals=totals,
+                    position=position.stored() if position is not None and not delay else None,
+                ),
+                sent=None if delay else sent,
+            )
+            self._count(plan)
+            if not delay:
+                self._checkpointed(sent)
+            else:
+                self._rechecks.schedule(now + delay, plan, position, sent)
+        elif position is not None and (sent is not None or not batch.idle):
+            self._rechecks.progress(now, position, sent)
+        self.applied += 1 if changes else 0
+
+    def drain(self, now: float) -> None:
+        """Apply every recheck that is due, merged into one step."""
+        due = self._rechecks.due(now)
+        if due is None:
+            return
+        self.step(
+            Invalidation(
+                pages=due.pages,
+                from_page=due.from_page,
+                totals=self._totals.fresh() if due.totals_changed else KEEP,
+                position=due.position.stored() if due.position is not None else None,
+            ),
+            sent=due.heartbeat_sent,
+        )
+        self._checkpointed(due.heartbeat_sent)
+
+    def _checkpointed(self, sent: float | None) -> None:
+        if sent is not None:
+            self.checkpoint_sent = max(self.checkpoint_sent or sent, sent)
+
+    def _plan(self, changes: planner.OrderChanges) -> tuple[planner.Plan, TotalsChange]:
+        try:
+            if changes.reset:
+                metrics.count_invalidator_event("reset")
+                self._repair.after_reset(changes)
+            self._verifier.suspect(changes.inserted | changes.deleted)
+            plan = planner.plan(changes, self._rows_before, self._page_size)
+            totals = self._totals.fresh() if plan.totals_changed else KEEP
+        except pymysql.MySQLError as exc:
+            # Cannot locate the rows: drop every page and the totals, which is always correct.
+            log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
+            plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
+        return plan, totals
+
+    def check_counts(self) -> None:
+        """Counts rebuilt after DDL (repair) or a drifted block repaired (verifier): the pages
+        filled from the old counts, from that block's first order on, and the totals go."""
+        first_page = 1 if self._repair.tick() else None
+        if first_page is None and (block := self._verifier.tick()) is not None:
+            rank = self._rows_before(block * repository.BUCKET_WIDTH)
+            first_page = rank // self._page_size + 1
+        if first_page is not None:
+            self.step(Invalidation(from_page=first_page, totals=self._totals.fresh()))
+
+    def _rows_before(self, order_id: int) -> int:
+        return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
+
+    def step(self, change: Invalidation, sent: float | None = None) -> None:
+        """Apply one step under this term's fencing token. ``sent``: when the newest heartbeat
+        the step covers was sent (monotonic); each attempt converts it to Redis' clock with a
+        reading of its own, so a retry after a pause or an outage claims no more than the first
+        try would have (checkpoint.py). The script repeats the stored checkpoint in every
+        message, so a near cache that missed one learns it from the next."""
+        fenced = Invalidation(
+            pages=change.pages,
+            from_page=change.from_page,
+            totals=change.totals,
+            position=change.position,
+            fence=self.lease.token,
+        )
+
+        def attempt() -> bool:
+            if sent is None:
+                return self.cache.invalidate(fenced)
+            stamped = dataclasses.replace(fenced, checkpoint_ms=self._checkpoints.vouch(sent))
+            return self.cache.invalidate(stamped)
+
+        if not self.retry(attempt):
+            metrics.count_invalidator_event("fenced_step")
+            raise Fenced(f"fencing token {self.lease.token} is no longer the newest")
+
+    def _count(self, plan: planner.Plan) -> None:
+        metrics.count_invalidations("page", len(plan.pages))
+        if plan.from_page is not None:
+            metrics.count_invalidations("shift")
+        if plan.totals_changed:
+            metrics.count_invalidations("totals")
+
+    def retry(self, call: Callable[[], T]) -> T:
+        """Redis calls are repeated until they succeed (or we are stopped): nothing is skipped."""
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                return call()
+            except CacheUnavailable as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("redis unavailable; retrying", error=str(exc), retry_in=delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
