@@ -127,3 +127,17 @@ def test_release_checks_that_an_anonymous_user_can_pull_what_it_published() -> N
     assert "ghcr.io/token?scope=repository:" in text
     assert "orders-service charts/orders" in text
     assert "Change visibility" in text
+
+
+def test_every_action_is_pinned_by_commit_with_its_tag_beside_it() -> None:
+    """A tag can be moved to other code by whoever controls the action's repository; a commit
+    cannot. The tag stays in a comment so a reader (and a bump tool) sees the version."""
+    import re
+
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yaml")):
+        for number, line in enumerate(workflow.read_text().splitlines(), 1):
+            if "uses:" not in line:
+                continue
+            assert re.search(r"uses: [\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), (
+                f"{workflow.name}:{number}: {line.strip()}"
+            )
