@@ -23,6 +23,7 @@ from service.config import Settings
 from service.observability import metrics
 from service.orders import loaders
 from service.orders.database import Database
+from service.orders.representation import cache_control
 
 EXTENSION = "orders"
 
@@ -113,8 +114,6 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 
 def build(settings: Settings) -> Services:
     """Everything an API process needs; nothing is started yet (see ``Services.start``)."""
-    from service.api.orders import cache_control
-
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None

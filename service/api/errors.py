@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from service.cache.aside import PageNotFound
 from service.orders.database import DatabaseUnavailable
 from service.orders.pagination import InvalidPage
+from service.problems import problem
 
-PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
 
 bp = Blueprint("errors", __name__)
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    """A problem document; ``type`` stays about:blank, so ``title`` is the HTTP phrase."""
-    document = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    document["instance"] = request.path
-    document.update(extra)
-    return Response(orjson.dumps(document), status=status, mimetype=PROBLEM_TYPE)
 
 
 @bp.app_errorhandler(InvalidPage)

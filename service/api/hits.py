@@ -33,7 +33,7 @@ from service.api.orders import CACHE_READ_KEY, render
 from service.auth.tokens import Principal, TokenVerifier
 from service.auth.web import VERDICT_KEY, verdict
 from service.cache.aside import CachedPage, PageCache
-from service.cache.outcomes import CacheOutcome
+from service.cache_outcomes import CacheOutcome
 from service.observability import tracing
 from service.observability.web import (
     REQUEST_ID_HEADER,

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from flask import Blueprint, Response, request
 
 from service.cache.aside import CachedPage
-from service.cache.outcomes import X_CACHE, CacheOutcome
+from service.cache_outcomes import X_CACHE, CacheOutcome
 from service.observability.web import note_cache_outcome
 from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
@@ -69,19 +69,6 @@ def missing_page() -> Response:
 def _body(cached: CachedPage, page_size: int) -> bytes:
     last = total_pages(cached.total_orders, page_size)
     return page_body(cached.number, page_size, cached.total_orders, last, cached.entry.orders_json)
-
-
-def cache_control(max_age: int, max_stale: int) -> str:
-    """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
-    the service fails they may keep using it as long as the service itself would.
-
-    Always ``private``: with authentication on a page is one caller's answer, and with it off
-    the service cannot know that a proxy in front is not authenticating users (the README's
-    oauth2-proxy example), so no shared cache may hand a page to another caller
-    (RFC 9111 5.2.2.7). service.auth adds ``Vary: Authorization`` when it is on."""
-    return (
-        f"private, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
-    )
 
 
 def _matches(if_none_match: str, page_etag: str, total_orders: int) -> bool:

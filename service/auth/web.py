@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, request
 
-from service.api.errors import problem
 from service.auth.jwks import KeysUnavailable
 from service.auth.tokens import InsufficientScope, InvalidToken, Principal, TokenVerifier
+from service.problems import problem
 
 PUBLIC_ENDPOINTS = frozenset(("health.healthz", "health.readyz", "metrics", "openapi.openapi"))
 REALM = "orders"

@@ -17,7 +17,7 @@ from importlib import metadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from service.breaker import BreakerState
-from service.cache.outcomes import CacheOutcome
+from service.cache_outcomes import CacheOutcome
 
 # Latency buckets: a near-cache or Redis hit answers in well under a millisecond, a MySQL miss in
 # a few; the upper buckets catch timeouts (ORDERS_DATABASE_TIMEOUT, 0.4 s by default).

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from service.cache.outcomes import CacheOutcome
+from service.cache_outcomes import CacheOutcome
 from service.observability import metrics, multiproc, tracing
 from service.observability.logging import log_request
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 
-from service.cache.outcomes import CacheOutcome
+from service.cache_outcomes import CacheOutcome
 from service.config import DatabaseURL
 from service.observability import logging as obs_logging
 from service.observability import tracing, web
