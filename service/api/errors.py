@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from service.cache.aside import PageNotFound
 from service.orders.database import DatabaseUnavailable
 from service.orders.pagination import InvalidPage
-from service.problems import problem
+from service.problems import problem, problem_at
 
 RETRY_AFTER_SECONDS = 1
 
@@ -30,6 +30,13 @@ def page_not_found(error: PageNotFound) -> Response:
     )
 
 
+def not_found(path: str) -> Response:
+    """The 404 of a path no route answers (here, or on this port: service.api.pipeline)."""
+    return problem_at(
+        path, 404, "Not Found", f"There is no resource at {path}. Pages live at /orders/<page>."
+    )
+
+
 @bp.app_errorhandler(DatabaseUnavailable)
 def database_unavailable(error: DatabaseUnavailable) -> Response:
     response = problem(
@@ -45,10 +52,9 @@ def database_unavailable(error: DatabaseUnavailable) -> Response:
 def http_error(error: HTTPException) -> Response:
     """404, 405 (with its Allow header) and the rest of werkzeug's errors, as problems."""
     status = error.code or 500
-    details = {
-        404: f"There is no resource at {request.path}. Pages live at /orders/<page>.",
-        405: f"{request.method} is not allowed here.",
-    }
+    if status == 404:
+        return not_found(request.path)  # NotFound's only header is its HTML Content-Type
+    details = {405: f"{request.method} is not allowed here."}
     response = problem(status, error.name, details.get(status, error.description or error.name))
     for name, value in error.get_headers():
         if name.lower() != "content-type":
