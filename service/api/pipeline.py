@@ -27,7 +27,7 @@ from werkzeug.wrappers import Request
 
 from service.api import ports
 from service.api.errors import not_found
-from service.api.exchange import Exchange, current, current_exchange
+from service.api.exchange import UNMATCHED, Exchange, current, current_exchange
 from service.api.hits import ROUTE, CacheHits, Hit
 from service.auth.tokens import Principal, TokenVerifier
 from service.auth.web import PUBLIC_ENDPOINTS, refusal_response, verdict, with_vary
@@ -62,42 +62,52 @@ class Pipeline:
         self._urls = url_map
         self._verifier = verifier
         self._admin_port = str(admin_port) if admin_port else None
+        self._guarded = self._admin_port is not None or verifier is not None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         started = perf_counter()
         # The id first: a line logged on the way (a JWKS fetch failing, a breaker opening)
         # belongs to this request.
-        exchange = Exchange(request_id_for(environ.get("HTTP_X_REQUEST_ID")))
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=exchange.request_id)
-        token = current_exchange.set(exchange)
-        try:
-            return self._serve(environ, start_response, exchange, started)
-        finally:
-            current_exchange.reset(token)
-
-    def _serve(
-        self,
-        environ: dict[str, Any],
-        start_response: Callable[..., Any],
-        exchange: Exchange,
-        started: float,
-    ) -> Any:
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         raw_path = environ.get("PATH_INFO", "")
-        number = self.hits.claims(method, raw_path) if self.hits is not None else None
-        endpoint = self._route(environ, exchange) if number is None else self._page(exchange)
+        hits = self.hits
+        number = hits.claims(method, raw_path) if hits is not None else None
+        if number is None:
+            route, endpoint = self._route(environ)
+        else:  # a fast-path candidate, GET /orders/<digits>: its route is known without routing
+            route, endpoint = ROUTE, PAGE_ENDPOINT
         vary = self._verifier is not None and endpoint not in PUBLIC_ENDPOINTS
-        refusal = self._refusal(environ, exchange.route, endpoint, raw_path)
-        if refusal is None and number is not None and self.hits is not None:
-            decided = self.hits.decide(number, environ.get("HTTP_IF_NONE_MATCH"))
+        refusal = self._refusal(environ, route, endpoint, raw_path) if self._guarded else None
+        exchange = Exchange(request_id, route)
+        if refusal is None and number is not None and hits is not None:
+            decided = hits.decide(number, environ.get("HTTP_IF_NONE_MATCH"))
             if isinstance(decided, Hit):
                 exchange.outcome = decided.outcome
-                headers = self._finish(decided.headers, vary, exchange.request_id)
+                headers = self._finish(decided.headers, vary, request_id)
                 self._record(exchange, method, decided.status, started, raw_path)
                 start_response(_STATUS_LINES[decided.status], headers)
                 return (decided.body,)
             exchange.cache_read = decided
+        token = current_exchange.set(exchange)  # only Flask's side reads it
+        try:
+            body = self._handover(refusal or self.app, environ, start_response, exchange, vary)
+        finally:
+            current_exchange.reset(token)
+        self._record(exchange, method, body[1], started, _path(raw_path, environ))
+        return body[0]
+
+    def _handover(
+        self,
+        app: WSGIApp,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        exchange: Exchange,
+        vary: bool,
+    ) -> tuple[Iterable[bytes], int]:
+        """``app``'s answer (Flask's or a refusal's) with the pipeline's headers; its status."""
         statuses: list[str] = []
 
         def finishing(status: str, headers: Headers, exc_info: Any = None) -> Any:
@@ -106,26 +116,18 @@ class Pipeline:
                 status, self._finish(headers, vary, exchange.request_id), exc_info
             )
 
-        body = (refusal or self.app)(environ, finishing)
-        status = int(statuses[0][:3]) if statuses else 500
-        self._record(exchange, method, status, started, _path(raw_path, environ))
-        return body
+        body = app(environ, finishing)
+        return body, int(statuses[0][:3]) if statuses else 500
 
-    def _page(self, exchange: Exchange) -> str:
-        """A fast-path candidate (``GET /orders/<digits>``): its route is known without routing."""
-        exchange.route = ROUTE
-        return PAGE_ENDPOINT
-
-    def _route(self, environ: dict[str, Any], exchange: Exchange) -> str | None:
+    def _route(self, environ: dict[str, Any]) -> tuple[str, str | None]:
         """The route template and endpoint Flask will match (the same map, the same environ);
-        None when nothing matches (Flask answers 404 or 405)."""
+        no endpoint when nothing matches (Flask answers 404 or 405)."""
         try:
             rule, _ = self._urls.bind_to_environ(environ).match(return_rule=True)
         except Exception:  # noqa: BLE001 - a routing exception: Flask answers it
-            return None
-        exchange.route = rule.rule
+            return UNMATCHED, None
         endpoint: str = rule.endpoint
-        return endpoint
+        return rule.rule, endpoint
 
     def _refusal(
         self, environ: dict[str, Any], route: str, endpoint: str | None, raw_path: str
