@@ -69,7 +69,6 @@ class Pipeline:
         # The id first: a line logged on the way (a JWKS fetch failing, a breaker opening)
         # belongs to this request.
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
-        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         raw_path = environ.get("PATH_INFO", "")
@@ -91,6 +90,9 @@ class Pipeline:
                 start_response(_STATUS_LINES[decided.status], headers)
                 return (decided.body,)
             exchange.cache_read = decided
+        # Flask's side may bind more log context: it starts from this request's id alone.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         token = current_exchange.set(exchange)  # only Flask's side reads it
         try:
             body = self._handover(refusal or self.app, environ, start_response, exchange, vary)
