@@ -4,7 +4,7 @@ Two levels, each side by side in one process:
 
 - the verifier alone: a token seen for the first time (hash, header, key lookup, signature and
   claims) against the same token again (the verified-token cache), for RS256, ES256 and EdDSA;
-- the whole Flask request path of a trivial view through ``service.auth.init_app``, called as
+- the whole Flask request path of a trivial view behind ``service.api.pipeline``, called as
   WSGI: authentication off, on with a cached token, on with a new token per request. The
   difference between "off" and "cached" is what auth adds to every cache hit of the service.
 
@@ -32,7 +32,7 @@ from flask import Flask, Response
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from werkzeug.test import EnvironBuilder
 
-from service import auth
+from service.api import pipeline
 from service.auth.jwks import JWKSCache
 from service.auth.tokens import TokenVerifier
 from service.config import AUTH_ALGORITHMS, Settings
@@ -156,7 +156,7 @@ def _app(settings: Settings) -> Flask:
         deadline = time.monotonic() + 10
         while verifier.keys.generation == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-    auth.init_app(app, verifier)
+    pipeline.install(app, hits=None, verifier=verifier, admin_port=0)
     return app
 
 

@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI application. Settings come from ``ORDERS_*`` unless given (tests)."""
-    from service import auth, observability, wiring
-    from service.api import errors, health, hits, openapi, orders, ports
+    from service import observability, wiring
+    from service.api import errors, health, hits, openapi, orders, pipeline
 
     settings = settings or config.load()
     app = Flask(__name__)
@@ -32,13 +32,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     observability.init_app(app, settings, breakers=built.breakers)
-    ports.init_app(app, settings.admin_port)  # after the request hooks: a 404 is still logged
-    auth.init_app(app, built.verifier)
-    # Cache hits are answered before Flask's routing (service.api.hits).
-    app.wsgi_app = hits.CacheHits(  # type: ignore[method-assign]
-        app.wsgi_app,
-        built.pages,
-        cache_control=built.cache_control,
+    # One pipeline in front of Flask owns request id, metrics, log line, ports and tokens, and
+    # lets the fast path answer cache hits (service.api.pipeline).
+    pipeline.install(
+        app,
+        hits=hits.CacheHits(built.pages, cache_control=built.cache_control),
         verifier=built.verifier,
         admin_port=settings.admin_port,
     )

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from service.cache.aside import PageNotFound
 from service.orders.database import DatabaseUnavailable
 from service.orders.pagination import InvalidPage
+from service.problems import problem, problem_at
 
-PROBLEM_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
 
 bp = Blueprint("errors", __name__)
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    """A problem document; ``type`` stays about:blank, so ``title`` is the HTTP phrase."""
-    document = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    document["instance"] = request.path
-    document.update(extra)
-    return Response(orjson.dumps(document), status=status, mimetype=PROBLEM_TYPE)
 
 
 @bp.app_errorhandler(InvalidPage)
@@ -38,6 +27,13 @@ def page_not_found(error: PageNotFound) -> Response:
         "Not Found",
         f"Page {error.page} is past the last page, {error.total_pages}.",
         total_pages=error.total_pages,
+    )
+
+
+def not_found(path: str) -> Response:
+    """The 404 of a path no route answers (here, or on this port: service.api.pipeline)."""
+    return problem_at(
+        path, 404, "Not Found", f"There is no resource at {path}. Pages live at /orders/<page>."
     )
 
 
@@ -56,10 +52,9 @@ def database_unavailable(error: DatabaseUnavailable) -> Response:
 def http_error(error: HTTPException) -> Response:
     """404, 405 (with its Allow header) and the rest of werkzeug's errors, as problems."""
     status = error.code or 500
-    details = {
-        404: f"There is no resource at {request.path}. Pages live at /orders/<page>.",
-        405: f"{request.method} is not allowed here.",
-    }
+    if status == 404:
+        return not_found(request.path)  # NotFound's only header is its HTML Content-Type
+    details = {405: f"{request.method} is not allowed here."}
     response = problem(status, error.name, details.get(status, error.description or error.name))
     for name, value in error.get_headers():
         if name.lower() != "content-type":

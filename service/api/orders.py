@@ -1,7 +1,7 @@
 """``GET /orders/<page>``: validate the number, ask the page cache, shape the response.
 
 ``render`` is the one place a served page becomes status, headers and body: the Flask view below
-and the near-cache fast path in front of Flask (``service.api.hits``) both answer through it.
+and the fast path (``service.api.hits``) both answer through it.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from typing import NamedTuple
 
 from flask import Blueprint, Response, request
 
+from service.api.exchange import current
 from service.cache.aside import CachedPage
-from service.cache.outcomes import X_CACHE, CacheOutcome
-from service.observability.web import note_cache_outcome
+from service.cache_outcomes import X_CACHE, CacheOutcome
 from service.orders.pagination import InvalidPage, parse_page, total_pages
 from service.orders.representation import MEDIA_TYPE, page_body
 from service.wiring import api_services
 
 bp = Blueprint("orders", __name__)
-# Where the fast path leaves what it read from Redis when it hands a request on (aside.RedisRead).
-CACHE_READ_KEY = "orders.cache.read"
 
 
 class RenderedPage(NamedTuple):
@@ -52,8 +50,9 @@ def get_page(page: str) -> Response:
     number = parse_page(page)
     found = api_services()
     pages = found.pages
-    cached = pages.get(number, request.environ.get(CACHE_READ_KEY))
-    note_cache_outcome(cached.outcome)
+    exchange = current()
+    cached = pages.get(number, exchange.cache_read)
+    exchange.outcome = cached.outcome
     rendered = render(
         cached, pages.page_size, found.cache_control, request.headers.get("If-None-Match")
     )

@@ -4,26 +4,17 @@ and the probes answer only on the admin port and everything else only on the pub
 
 The port is the one the request arrived on: gunicorn sets ``SERVER_PORT`` from the listening
 socket's own address, not from the Host header, so a client cannot pick it (tests/security).
+The request pipeline (service.api.pipeline) asks this for every request that matched a route.
 """
 
 from __future__ import annotations
 
-from flask import Flask, abort, request
-
 ADMIN_ROUTES = frozenset(("/metrics", "/healthz", "/readyz", "/status"))
 
 
-def init_app(app: Flask, admin_port: int) -> None:
-    """Split the routes between the two ports; does nothing when there is no admin port."""
-    if not admin_port:
-        return
-    admin = str(admin_port)
-
-    def only_on_its_port() -> None:
-        rule = request.url_rule
-        if rule is None:
-            return  # 404 anyway
-        if (request.environ.get("SERVER_PORT") == admin) != (rule.rule in ADMIN_ROUTES):
-            abort(404)
-
-    app.before_request(only_on_its_port)
+def on_its_port(route: str, server_port: str | None, admin_port: str | None) -> bool:
+    """Whether ``route`` answers on the port the request arrived on (always, with no admin
+    port)."""
+    if admin_port is None:
+        return True
+    return (server_port == admin_port) == (route in ADMIN_ROUTES)

@@ -1,5 +1,6 @@
-"""Flask glue: with authentication on, every request needs a bearer token except the probes,
-``/metrics`` and ``/openapi.json`` (kubelets, Prometheus and API clients read those without one).
+"""The HTTP side of authentication: with it on, every request needs a bearer token except the
+probes, ``/metrics`` and ``/openapi.json`` (kubelets, Prometheus and API clients read those
+without one).
 
 Anything else is refused by default, unknown paths included, so a route added later is protected
 without anyone remembering to. Failures are RFC 6750 challenges as problem+json: no credentials
@@ -7,6 +8,8 @@ without anyone remembering to. Failures are RFC 6750 challenges as problem+json:
 a bad token 401 ``invalid_token``, a valid token without the scope 403 ``insufficient_scope``,
 keys that cannot be fetched for an uncached ``kid`` 503 with Retry-After (service.auth.jwks).
 Tokens are read from the Authorization header only: never the query string (RFC 6750 5.3, logs).
+The request pipeline (service.api.pipeline) asks ``verdict`` once per request and answers a
+refusal with ``refusal_response``, before the fast path or Flask sees the request.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from flask import Flask, Response, request
+from flask import Response
 
-from service.api.errors import problem
 from service.auth.jwks import KeysUnavailable
 from service.auth.tokens import InsufficientScope, InvalidToken, Principal, TokenVerifier
+from service.problems import problem_at
 
 PUBLIC_ENDPOINTS = frozenset(("health.healthz", "health.readyz", "metrics", "openapi.openapi"))
 REALM = "orders"
@@ -27,39 +30,17 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _UNQUOTABLE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
-def init_app(app: Flask, verifier: TokenVerifier | None) -> None:
-    """Require tokens checked by ``verifier`` (None: authentication is off, nothing to do).
-
-    Register after the observability hooks: a refused request still gets its metrics, request
-    id and log line, because Flask runs every after-request hook on a response that a
-    before-request hook returned. (The pages' Cache-Control, always private, is chosen by
-    service.api.orders.)
-    """
-    if verifier is None:
-        return
-
-    def authenticate() -> Response | None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        if req.endpoint in PUBLIC_ENDPOINTS:
-            return None
-        found = req.environ.get(VERDICT_KEY)  # the fast path asked already: same answer
-        if found is None:
-            found = verdict(verifier, req.headers.get("Authorization"))
-        return _refusal(found)
-
-    def vary(response: Response) -> Response:
-        """Every protected answer depends on who asks: shared caches must key on the token.
-        (Edits the header as text: ``response.vary`` parses and rebuilds it, ~10x the cost.)"""
-        if request.endpoint not in PUBLIC_ENDPOINTS:
-            existing = response.headers.get("Vary")
-            if not existing:
-                response.headers["Vary"] = "Authorization"
-            elif "authorization" not in existing.lower():
-                response.headers["Vary"] = f"{existing}, Authorization"
-        return response
-
-    app.before_request(authenticate)
-    app.after_request(vary)
+def with_vary(headers: list[tuple[str, str]]) -> None:
+    """Every protected answer depends on who asks: shared caches must key on the token. Adds
+    Authorization to ``headers``' Vary (a WSGI header list), or the header itself."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == "vary":
+            if not value:
+                headers[index] = (name, "Authorization")
+            elif "authorization" not in value.lower():
+                headers[index] = (name, f"{value}, Authorization")
+            return
+    headers.append(("Vary", "Authorization"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +74,6 @@ def bearer_token(header: str | None) -> str | Refusal:
     return token
 
 
-# Where the fast path (service.api.hits) leaves its verdict when it hands a request to Flask, so
-# a token is verified once per request (a refused one could otherwise fetch the JWKS twice).
-VERDICT_KEY = "orders.auth.verdict"
-
-
 def verdict(verifier: TokenVerifier, header: str | None) -> Principal | Refusal:
     """Who the Authorization header speaks for, or why it is refused."""
     token = bearer_token(header)
@@ -118,22 +94,20 @@ def verdict(verifier: TokenVerifier, header: str | None) -> Principal | Refusal:
         )
 
 
-def _refusal(found: Principal | Refusal) -> Response | None:
-    """None when the request may go on, else the refusal to send."""
-    if isinstance(found, Principal):
-        return None
+def refusal_response(found: Refusal, path: str) -> Response:
+    """The answer to a request for ``path`` whose credentials are refused."""
     if found.retry_after is not None:
-        response = problem(found.status, "Service Unavailable", found.description)
+        response = problem_at(path, found.status, "Service Unavailable", found.description)
         response.headers["Retry-After"] = str(found.retry_after)
         return response
-    return _challenge(found.status, found.description, error=found.error, scope=found.scope)
+    return _challenge(path, found.status, found.description, error=found.error, scope=found.scope)
 
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
 
 
 def _challenge(
-    status: int, description: str, *, error: str | None = None, scope: str | None = None
+    path: str, status: int, description: str, *, error: str | None = None, scope: str | None = None
 ) -> Response:
     """A problem document with the RFC 6750 3 ``WWW-Authenticate: Bearer`` challenge."""
     params = [f'realm="{REALM}"']
@@ -142,6 +116,6 @@ def _challenge(
         params.append(f'error_description="{_UNQUOTABLE.sub("", description)}"')
     if scope is not None:
         params.append(f'scope="{_UNQUOTABLE.sub("", scope)}"')
-    response = problem(status, _TITLES[status], description)
+    response = problem_at(path, status, _TITLES[status], description)
     response.headers["WWW-Authenticate"] = "Bearer " + ", ".join(params)
     return response

@@ -1,31 +1,27 @@
-"""Per-request hooks (RED metrics, cache outcome, canonical log line, request id) and ``/metrics``.
+"""What every request leaves behind (RED metrics, cache counter, canonical log line, request id),
+recorded by the request pipeline (service.api.pipeline), and ``/metrics``.
 
-The after-request hook is on every request's path, the cache-hit path included, so it does the
-least it can: one ``perf_counter``, dict lookups of pre-bound metric children keyed by
-(route template, method, status), one histogram observation, one counter increment when the view
-reported a cache outcome, and one log line. Tracing work happens only when tracing is on.
+``record_request`` is on every request's path, the cache-hit path included, so it does the least
+it can: dict lookups of pre-bound metric children keyed by (route template, method, status), one
+histogram observation, one counter increment when the cache answered, and one log line. Tracing
+work happens only when tracing is on.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from time import perf_counter
 
-import structlog
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from service.cache.outcomes import CacheOutcome
+from service.cache_outcomes import CacheOutcome
 from service.observability import metrics, multiproc, tracing
 from service.observability.logging import log_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# Where the fast path (service.api.hits) leaves the id it gave a request it hands to Flask.
-REQUEST_ID_KEY = "orders.request_id"
-UNMATCHED = "unmatched"
 # Routes whose canonical line is logged at debug level: probes and scrapes would drown the rest.
 QUIET_ROUTES = frozenset(("/healthz", "/readyz", "/metrics", "/status"))
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
@@ -60,14 +56,6 @@ def _cache_child(route: str, outcome: str) -> Counter:
                 route, outcome
             )
     return child
-
-
-_OUTCOME = "orders_cache_outcome"
-
-
-def note_cache_outcome(outcome: CacheOutcome) -> None:
-    """The view's report of how the cache answered, for this request's metrics and log line."""
-    setattr(g._get_current_object(), _OUTCOME, outcome)
 
 
 def _new_request_id() -> str:
@@ -111,45 +99,21 @@ def record_request(  # noqa: PLR0917 - one call per request: positional is the c
     log_request(fields, request_id, quiet=route in QUIET_ROUTES)
 
 
-def _before_request() -> None:
-    # Each proxy access (request, g) costs a context lookup: resolve them once per hook.
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    ctx = g._get_current_object()
-    ctx.obs_started = perf_counter()
-    request_id = req.environ.get(REQUEST_ID_KEY) or request_id_for(
-        req.headers.get(REQUEST_ID_HEADER)
-    )
-    ctx.request_id = request_id
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-
-
-def _after_request(response: Response) -> Response:
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    ctx = g._get_current_object()
-    started = getattr(ctx, "obs_started", None)
-    duration = perf_counter() - started if started is not None else 0.0
-    rule = req.url_rule
-    route = rule.rule if rule is not None else UNMATCHED
-    method = req.method if req.method in metrics.KNOWN_METHODS else "other"
-    status = response.status_code
-    outcome: CacheOutcome | None = getattr(ctx, _OUTCOME, None)
-    request_id = getattr(ctx, "request_id", None)
-    if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    extra: dict[str, object] | None = None
-    if tracing.active():
-        span = trace.get_current_span()
-        context = span.get_span_context()
-        if context.is_valid:
-            extra = {
-                "trace_id": format(context.trace_id, "032x"),
-                "span_id": format(context.span_id, "016x"),
-            }
-            if outcome is not None and span.is_recording():
-                span.set_attribute(tracing.CACHE_OUTCOME_ATTRIBUTE, outcome)
-    record_request(route, method, status, duration, outcome, req.path, request_id, extra)
-    return response
+def trace_fields(outcome: CacheOutcome | None) -> dict[str, object] | None:
+    """Inside a traced request: its trace and span ids for the log line, and the cache outcome
+    on its span. None when tracing is off (the common case: one cheap check)."""
+    if not tracing.active():
+        return None
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    if outcome is not None and span.is_recording():
+        span.set_attribute(tracing.CACHE_OUTCOME_ATTRIBUTE, outcome)
+    return {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+    }
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -159,13 +123,11 @@ def metrics_registry() -> CollectorRegistry:
 
 
 def init_app(app: Flask) -> CollectorRegistry:
-    """Register the request hooks, the ``/metrics`` endpoint and (when configured) tracing;
-    returns the registry ``/metrics`` reads (the status page reads the same)."""
+    """Register the ``/metrics`` endpoint and (when configured) tracing; returns the registry
+    ``/metrics`` reads (the status page reads the same)."""
     if tracing.enabled():
         # Registered first, so its span exists when our hooks run.
         tracing.instrument_app(app)
-    app.before_request(_before_request)
-    app.after_request(_after_request)
     registry = metrics_registry()
 
     def metrics_view() -> Response:

@@ -22,8 +22,8 @@ def parse_page(raw: str) -> int:
     if raw == "":
         raise InvalidPage("The page number is missing: use /orders/1 for the first page.")
     if not (raw.isascii() and raw.isdigit()):
-        shown = raw if len(raw) <= 40 and raw.isprintable() else repr(raw[:40])
-        raise InvalidPage(f"The page must be a positive whole number, not {shown!r}.")
+        # repr once: it quotes the text and escapes what cannot be printed (a NUL, a newline).
+        raise InvalidPage(f"The page must be a positive whole number, not {raw[:40]!r}.")
     if len(raw) > 13 or int(raw) > MAX_PAGE:
         raise InvalidPage(f"The page must be at most {MAX_PAGE}.")
     number = int(raw)

@@ -16,6 +16,19 @@ from service.orders.repository import Order
 MEDIA_TYPE = "application/json"
 
 
+def cache_control(max_age: int, max_stale: int) -> str:
+    """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
+    the service fails they may keep using it as long as the service itself would.
+
+    Always ``private``: with authentication on a page is one caller's answer, and with it off
+    the service cannot know that a proxy in front is not authenticating users (the README's
+    oauth2-proxy example), so no shared cache may hand a page to another caller
+    (RFC 9111 5.2.2.7). service.auth adds ``Vary: Authorization`` when it is on."""
+    return (
+        f"private, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
+    )
+
+
 def _timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with a Z; MySQL DATETIMEs are stored in UTC by this service."""
     return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
@@ -66,16 +79,3 @@ _ENVELOPE = (
     b'"links":{"self":"/orders/%d","first":"/orders/1","prev":%s,"next":%s,"last":"/orders/%d"},'
     b'"orders":%s}'
 )
-
-
-def cache_control(max_age: int, max_stale: int) -> str:
-    """Clients may reuse a page for ``max_age`` seconds, then revalidate with If-None-Match; if
-    the service fails they may keep using it as long as the service itself would.
-
-    Always ``private``: with authentication on a page is one caller's answer, and with it off
-    the service cannot know that a proxy in front is not authenticating users (the README's
-    oauth2-proxy example), so no shared cache may hand a page to another caller
-    (RFC 9111 5.2.2.7). service.auth adds ``Vary: Authorization`` when it is on."""
-    return (
-        f"private, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_stale}"
-    )

@@ -1,12 +1,13 @@
 """The fast path for cache hits (service.api.hits) against the real MariaDB and Redis.
 
 It must answer exactly what Flask's view would (status, headers, body), leave the same metrics and
-log line, hand everything it cannot answer exactly to Flask, and never make a request read Redis
-twice.
+log line (both the pipeline's), hand everything it cannot answer exactly to Flask, and never make a
+request read Redis twice. tests/integration/test_pipeline.py compares the two on every route.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from werkzeug.test import Client
 
 from service import close_app, create_app
 from service.api import hits
-from service.api.hits import CacheHits
+from service.api.pipeline import Pipeline
 from service.cache.aside import RedisRead
 from service.config import RedisURL, Settings
 from service.observability import logging as obs_logging
@@ -61,10 +62,12 @@ def flask_requests(app: Flask) -> list[str]:
 
 
 def flask_only(app: Flask) -> Client:
-    """A client of the Flask app behind the fast path: the view's own answer."""
-    middleware = app.wsgi_app
-    assert isinstance(middleware, CacheHits)
-    return Client(middleware.app)
+    """A client of the same pipeline with the fast path off: the view's own answer."""
+    pipeline = app.wsgi_app
+    assert isinstance(pipeline, Pipeline)
+    slow = copy.copy(pipeline)
+    slow.hits = None
+    return Client(slow)
 
 
 def warm(client: FlaskClient, path: str) -> None:

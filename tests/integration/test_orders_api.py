@@ -166,6 +166,20 @@ def test_openapi_describes_every_route(client: FlaskClient, app: Flask) -> None:
     assert routes <= set(document["paths"])
 
 
+def test_openapi_names_no_host_of_its_own(client: FlaskClient) -> None:
+    """A relative server: the document's own location (RFC 3986 5.2), whatever host serves it,
+    never a developer's localhost."""
+    document = client.get("/openapi.json", base_url="https://orders.example.test").get_json()
+    assert [server["url"] for server in document["servers"]] == ["/"]
+
+
+def test_an_unprintable_page_is_shown_escaped_once(client: FlaskClient) -> None:
+    response = client.get("/orders/%00")
+    assert response.status_code == 400
+    detail = orjson.loads(response.data)["detail"]
+    assert detail == "The page must be a positive whole number, not '\\x00'."
+
+
 def test_keys_live_under_the_namespace_so_runs_can_share_redis(
     client: FlaskClient, settings: Settings, shared_redis: redis.Redis
 ) -> None:

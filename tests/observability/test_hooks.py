@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 
-from service.cache.outcomes import CacheOutcome
+from service.api import pipeline
+from service.api.exchange import current
+from service.cache_outcomes import CacheOutcome
 from service.config import DatabaseURL
 from service.observability import logging as obs_logging
 from service.observability import tracing, web
@@ -28,7 +30,7 @@ def app(restore_logging: None) -> Flask:
 
     @app.get("/orders/<int:page>")
     def page(page: int) -> str:
-        web.note_cache_outcome(CacheOutcome.HIT if page % 2 else CacheOutcome.MISS)
+        current().outcome = CacheOutcome.HIT if page % 2 else CacheOutcome.MISS
         return "ok"
 
     @app.get("/plain")
@@ -36,6 +38,7 @@ def app(restore_logging: None) -> Flask:
         return "plain"
 
     web.init_app(app)
+    pipeline.install(app, hits=None, verifier=None, admin_port=0)
     return app
 
 

@@ -18,8 +18,8 @@ from service.cache.aside import PageCache, PageNotFound
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness, RedisClock
 from service.cache.near import NearCache
-from service.cache.outcomes import CacheOutcome
 from service.cache.store import CacheUnavailable, Lease, Lookup
+from service.cache_outcomes import CacheOutcome
 from service.orders.database import DatabaseUnavailable
 
 HIT, MISS, STALE = CacheOutcome.HIT, CacheOutcome.MISS, CacheOutcome.STALE
