@@ -26,7 +26,7 @@ import pytest
 import redis
 import requests
 
-from tests.chart.chart_support import local_command, one, process_env, render
+from tests.support.chart import local_command, one, process_env, render
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -9,13 +9,8 @@ resort. The shared servers on 3306/6379 are never touched.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +21,9 @@ import pytest
 import redis
 import requests
 
+from tests.support import processes
 from tests.support.fixtures import ThrowawayServers
+from tests.support.processes import ORDERS_SERVICE, clean_env, orders_service
 from tests.support.servers import Database, HungRedis, MariaDBServer, RedisServer, free_port
 from tests.support.waiting import wait_for as wait_until
 
@@ -34,89 +31,32 @@ PAGE_SIZE = 10
 CACHE_PREFIX = "faults"
 REPO = Path(__file__).resolve().parents[2]
 REPORT_PATH = REPO / "build" / "faults-report.json"
-_CLI = Path(sys.executable).parent / "orders-service"
 
 # ---------------------------------------------------------------------------------------------
 # Service processes
 # ---------------------------------------------------------------------------------------------
 
-_LIVE: set[ServiceProcess] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _reap() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for process in live:
-        with contextlib.suppress(Exception):
-            process.kill()
-
 
 def _cli() -> str:
-    if not _CLI.exists():
-        pytest.fail(f"{_CLI} is missing: run `make install` (or `make test-faults`) first")
-    return str(_CLI)
+    if not ORDERS_SERVICE.exists():
+        pytest.fail(
+            f"{ORDERS_SERVICE} is missing: run `make install` (or `make test-faults`) first"
+        )
+    return str(ORDERS_SERVICE)
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     """One short `orders-service` command (migrate, seed); fails the test with its output."""
-    done = subprocess.run(
-        [_cli(), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"orders-service {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+    return orders_service(*args, env=env, timeout=timeout).stdout
 
 
-class ServiceProcess:
-    """A long-running `orders-service` subcommand in its own process group (gunicorn forks
-    workers: signals go to the whole group so no worker outlives the test)."""
+class ServiceProcess(processes.ServiceProcess):
+    """A long-running `orders-service` subcommand (the suite's launcher), logging to
+    ``log_dir/<name>.log``, started by ``start()``."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        super().__init__([_cli(), *args], env, log_dir / f"{name}.log", start=False)
         self.name = name
-        self.args = args
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [_cli(), *self.args],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal_group(self, signum: int) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signum)  # our own child's group: it leads it
-
-    def kill(self) -> None:
-        """SIGKILL to the process and its children; waits for it."""
-        if self.proc is None:
-            return
-        self.signal_group(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +204,7 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
         metrics_dir = tmp_path / f"metrics-{http_port}"
         metrics_dir.mkdir()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))},
+            **clean_env(),
             "ORDERS_DATABASE_URL": database.url,
             "ORDERS_REDIS_URL": redis_server.url,
             "ORDERS_CACHE_PREFIX": CACHE_PREFIX,

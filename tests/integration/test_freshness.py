@@ -18,8 +18,8 @@ from service.cache.entries import PageEntry
 from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.services import services
-from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.consistency import assert_consistent
+from tests.support.shared import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.waiting import wait_for
 
 MAX_LAG = 0.5

@@ -19,8 +19,8 @@ from service.invalidation.runner import Invalidator, build_invalidator
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
-from tests.conftest import SHARED_REDIS
 from tests.support.servers import Database
+from tests.support.shared import SHARED_REDIS
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
