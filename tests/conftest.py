@@ -27,7 +27,7 @@ from tests.support.shared import (
     unique_name,
 )
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.tiers"]
 
 
 @pytest.fixture(scope="session")

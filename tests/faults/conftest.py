@@ -10,8 +10,11 @@ resort. The shared servers on 3306/6379 are never touched.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,12 +256,10 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
 # ---------------------------------------------------------------------------------------------
 
 _REPORT_LOCK = threading.Lock()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_report() -> None:
-    """Each session's figures only: a section of an earlier run must not pass for this one's."""
-    REPORT_PATH.unlink(missing_ok=True)
+# Each run's figures only (a section of an earlier run must not pass for this one's): the report
+# starts afresh when its run file names another run. xdist's workers share one run id.
+REPORT_RUN = REPORT_PATH.with_suffix(".run")
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -267,10 +268,19 @@ def report(record_property: Callable[[str, object], None]) -> Callable[[str, dic
     (record_property) and to stdout (shown with ``-rA`` or ``-s``)."""
 
     def write(section: str, figures: dict[str, Any]) -> None:
-        with _REPORT_LOCK:
-            REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        # Several xdist workers may write at once: a thread lock, then an flock on the run file
+        # beside the report, which names the run whose figures the report holds.
+        REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        with _REPORT_LOCK, REPORT_RUN.open("a+") as run:
+            fcntl.flock(run, fcntl.LOCK_EX)
+            run.seek(0)
+            this_run = run.read() == _RUN_ID
+            if not this_run:
+                run.truncate(0)
+                run.write(_RUN_ID)
+                run.flush()
             current: dict[str, Any] = {}
-            if REPORT_PATH.exists():
+            if this_run and REPORT_PATH.exists():
                 with contextlib.suppress(ValueError):
                     current = json.loads(REPORT_PATH.read_text())
             current[section] = figures
