@@ -113,11 +113,18 @@ class ServiceProcess:
     stdout and stderr in ``log_path``; started at once unless ``start=False``."""
 
     def __init__(
-        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, start: bool = True
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        start: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.env = dict(env)
         self.log_path = log_path
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         if start:
             self.start()
@@ -131,6 +138,7 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -188,16 +196,18 @@ class ServiceProcess:
             self.stop()
             raise
 
-    def stop(self, timeout: float = 20.0, *, group: bool = False) -> int | None:
-        """SIGTERM to the process (to its whole group with ``group``), SIGKILL to the group after
-        ``timeout``; returns the exit code."""
+    def stop(
+        self, timeout: float = 20.0, *, group: bool = False, signum: int = signal.SIGTERM
+    ) -> int | None:
+        """``signum`` to the process (to its whole group with ``group``), SIGKILL to the group
+        after ``timeout``; returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             if group:
-                self.signal_group(signal.SIGTERM)
+                self.signal_group(signum)
             else:
-                self.proc.send_signal(signal.SIGTERM)
+                self.proc.send_signal(signum)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
