@@ -12,7 +12,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 # Assert on elapsed time or latency with bounds a 3x slower machine passes, but not two of them
 # at once on two cores: one at a time, beside the other workers.
@@ -69,15 +73,32 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m selects and before xdist names the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+# A wrapper: `serial` goes on before every other implementation runs (-m selects on it); the
+# order is set after them.
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
     for item in items:
-        module = _module(item)
-        if module in SERIAL:
+        if _module(item) in SERIAL:
             item.add_marker(pytest.mark.serial)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_group(module)))
-    if config.getoption("numprocesses", None):
+    yield
+    if getattr(config.option, "loadgroup", False):  # an xdist worker of the parallel tier
         items.sort(key=lambda item: -_weight(_module(item)))
     else:
         items.sort(key=lambda item: not _module(item).startswith("tests/unit/"))
+
+
+class _GroupScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with the groups above as scopes. (``xdist_group`` marks are no
+    use here: xdist 3.8 suffixes ``item._nodeid``, which pytest 9.2's ``nodeid`` no longer
+    reads, so every test would become a scope of its own.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return _group(nodeid.split("::", 1)[0])
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return _GroupScheduling(config, log)
