@@ -113,17 +113,39 @@ fmt: install ## Ruff: fix what can be fixed and format.
 typecheck: install ## mypy --strict on the package.
 	$(BIN)/mypy
 
+## pytest-xdist workers of the parallel tier: its tests mostly wait on servers, so more than the
+## cores; TEST_WORKERS=0 runs the tier in one process.
+TEST_WORKERS ?= 3
+TEST_ARGS ?=
+PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 .PHONY: test-unit
 test-unit: install ## Unit tests only (pure logic, no servers).
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit $(TEST_ARGS)
+
+.PHONY: test-fast
+test-fast: install ## Inner loop: unit, then integration against the machine's MariaDB and Redis (no fault, slow, chart or container tiers).
+	$(BIN)/pytest tests/unit -q $(TEST_ARGS)
+	$(BIN)/pytest tests/integration -m 'not faults and not slow and not docs' $(PARALLEL) -q $(TEST_ARGS)
 
 .PHONY: docs
 docs: install ## Regenerate the generated docs: docs/configuration.md's table and the chart's values table.
 	$(BIN)/python hack/docs.py
 	$(BIN)/python tests/chart/values_doc.py
 
+# Three tiers (tests/support/tiers.py): unit first, then the rest on TEST_WORKERS xdist workers,
+# then the `serial` tests alone. Every tier runs, each one's failures are reported, and the target
+# fails if any tier failed.
+.PHONY: test-tools
+test-tools: install ## Every tool `make test` needs (wrk, chromium, helm, podman, prometheus ...), installed side by side.
+	$(MAKE) --no-print-directory -j4 bench-tools browser chart-tools container-tools observability-tools
+
 .PHONY: test
-test: install lint typecheck ## Everything CI runs: lint, types, and the whole test suite against real servers.
-	$(BIN)/pytest
+test: install test-tools lint typecheck ## Everything CI runs: lint, types, then the suite against real servers (unit, parallel, serial tiers).
+	status=0; \
+	$(BIN)/pytest tests/unit $(TEST_ARGS) || status=1; \
+	$(BIN)/pytest --ignore=tests/unit -m 'not docs and not serial' $(PARALLEL) $(TEST_ARGS) || status=1; \
+	$(BIN)/pytest --ignore=tests/unit -m 'serial and not docs' $(TEST_ARGS) || status=1; \
+	exit $$status
 
 -include mk/*.mk

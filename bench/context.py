@@ -11,8 +11,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,15 +23,12 @@ import redis
 from bench import seeding
 from bench.servers import VENV_BIN, BenchError, Gunicorn, MariaDB, redis_clear
 from service.config import Settings
+from tests.support.processes import CommandFailed
+from tests.support.processes import orders_service as run_orders_service
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".run" / "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 HIT_PHASE_MAX_LAG = "3600"
@@ -229,12 +224,11 @@ class Context:
 
 
 def orders_service(*args: str, env: dict[str, str], bin_dir: Path = VENV_BIN) -> None:
-    cmd = [str(bin_dir / "orders-service"), *args]
-    proc = subprocess.run(
-        cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-800:]}")
+    """One ``orders-service`` command through the test suite's runner; a failure is a BenchError."""
+    try:
+        run_orders_service(*args, env={**os.environ, **env}, binary=bin_dir / "orders-service")
+    except CommandFailed as failed:
+        raise BenchError(str(failed)) from None
 
 
 def database_name(orders: int) -> str:

@@ -23,6 +23,8 @@ import psutil
 import pymysql
 import redis
 
+from tests.support.processes import ServiceProcess
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -158,7 +160,7 @@ class Gunicorn:
     argv: list[str]
     env: Mapping[str, str]
     log: Path
-    proc: subprocess.Popen[bytes] | None = None
+    process: ServiceProcess | None = None  # the suite's launcher (tests/support/processes.py)
     extra: dict[str, str] = field(default_factory=dict)
     # Sent with every measured request (a bearer token when the system has auth on).
     headers: dict[str, str] = field(default_factory=dict)
@@ -172,15 +174,7 @@ class Gunicorn:
 
     def start(self, ready_path: str = "/orders/1", timeout: float = 60) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env={**os.environ, **self.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.cwd,
-            )
+        self.process = ServiceProcess(self.argv, {**os.environ, **self.env}, self.log, cwd=self.cwd)
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -196,6 +190,10 @@ class Gunicorn:
         # every worker must have booted, or the first measurement pays for imports
         _wait(f"{self.name} workers", lambda: len(self.workers()) >= self.expected_workers(), 30)
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc if self.process is not None else None
+
     def expected_workers(self) -> int:
         return int(self.extra.get("workers", "1"))
 
@@ -208,18 +206,11 @@ class Gunicorn:
             return []
 
     def stop(self) -> None:
-        if self.proc is None:
+        if self.process is None:
             return
-        if self.proc.poll() is None:
-            # SIGINT: gunicorn's quick shutdown; the service's drain delay is not what we measure
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+        # SIGINT: gunicorn's quick shutdown; the service's drain delay is not what we measure
+        self.process.stop(30, signum=signal.SIGINT)
+        self.process = None
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Fixtures for the chart tests; the helpers themselves live in chart_support.py."""
+"""Fixtures for the chart tests; the helpers themselves live in tests/support/chart.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.chart.chart_support import NODE_MODULES, tool
+from tests.support.chart import NODE_MODULES, tool
 
 
 @pytest.fixture(scope="session")

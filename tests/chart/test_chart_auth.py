@@ -5,16 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.config import SETTINGS, Settings
-from tests.chart.chart_support import CHART, find, one, render, run, tool
-
-AUTH = (
-    "--set",
-    "auth.issuer=https://idp.example.com/realms/shop",
-    "--set",
-    "auth.audience=orders-api",
-    "--set",
-    "auth.jwksUrl=https://idp.example.com/realms/shop/protocol/openid-connect/certs",
-)
+from tests.support.chart import AUTH, CHART, find, one, render, run, tool
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_support import (
+from tests.support.chart import (
     CHART,
     KUBE_VERSIONS,
     SCENARIOS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.chart.chart_support import SCENARIOS, find, one, render
+from tests.support.chart import SCENARIOS, find, one, render
 
 MANAGED = next(s for s in SCENARIOS if s.name == "managed-tls-ingress")
 ORDERS_PODS = ("orders", "orders-invalidator")

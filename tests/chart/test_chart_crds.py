@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_support import CHART, NODE_MODULES, SCENARIOS, find, render
+from tests.support.chart import CHART, NODE_MODULES, SCENARIOS, find, render
 
 HERE = Path(__file__).parent
 MONITORING = next(s for s in SCENARIOS if s.name == "monitoring")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.chart import values_doc
-from tests.chart.chart_support import CHART
+from tests.support.chart import CHART
 
 VALUES_YAML = (CHART / "values.yaml").read_text()
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_support import CHART, find, one, render, run, tool
+from tests.support.chart import CHART, find, one, render, run, tool
 
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 DIGEST = "sha256:" + "ab" * 32

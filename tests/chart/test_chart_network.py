@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_support import find, render
+from tests.support.chart import find, render
 
 MONITORING_NS = {"kubernetes.io/metadata.name": "monitoring"}
 KUBE_SYSTEM = {"kubernetes.io/metadata.name": "kube-system"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.chart_support import (
+from tests.support.chart import (
     CHART,
     KUBE_VERSIONS,
     SCENARIOS,

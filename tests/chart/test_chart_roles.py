@@ -36,7 +36,7 @@ import redis
 from service import close_app, create_app
 from service.config import Settings
 from service.orders import repository, roles
-from tests.chart.chart_support import CHART, local_command, one, process_env, render
+from tests.support.chart import CHART, local_command, one, process_env, render
 from tests.support.servers import MariaDBServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_support import one, render
+from tests.support.chart import one, render
 
 TOKEN = "test-token"  # the stand-in's bearer token, not a credential
 SECRETS = "/api/v1/namespaces/orders/secrets"

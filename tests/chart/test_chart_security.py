@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart.chart_support import ROOT, SCENARIOS, render_text, run, tool
+from tests.support.chart import ROOT, SCENARIOS, render_text, run, tool
 
 IGNORES = Path(__file__).parent / "trivyignore.yaml"
 # Keep trivy's cache in the project, never in $HOME.

@@ -29,7 +29,7 @@ import redis
 import requests
 
 from service.config import SETTINGS
-from tests.chart.chart_support import (
+from tests.support.chart import (
     CHART,
     SCENARIOS,
     Scenario,

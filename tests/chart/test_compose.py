@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.config import SETTINGS
-from tests.chart.chart_support import ROOT, helm_env, one, render, tool
+from tests.support.chart import ROOT, helm_env, one, render, tool
 
 # compose.yaml has no password defaults (run.sh writes random ones into .env): supply stand-ins.
 PASSWORDS = dict.fromkeys(

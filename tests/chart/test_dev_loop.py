@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_support import CHART, KUBE_VERSIONS, ROOT, find, one, render, run, tool
+from tests.support.chart import CHART, KUBE_VERSIONS, ROOT, find, one, render, run, tool
 
 SKAFFOLD = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.chart_support import ROOT, tool
+from tests.support.chart import ROOT, tool
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yaml"))
 

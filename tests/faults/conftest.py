@@ -9,14 +9,12 @@ resort. The shared servers on 3306/6379 are never touched.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import fcntl
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,9 @@ import pytest
 import redis
 import requests
 
+from tests.support import processes
 from tests.support.fixtures import ThrowawayServers
+from tests.support.processes import ORDERS_SERVICE, clean_env, orders_service
 from tests.support.servers import Database, HungRedis, MariaDBServer, RedisServer, free_port
 from tests.support.waiting import wait_for as wait_until
 
@@ -34,89 +34,32 @@ PAGE_SIZE = 10
 CACHE_PREFIX = "faults"
 REPO = Path(__file__).resolve().parents[2]
 REPORT_PATH = REPO / "build" / "faults-report.json"
-_CLI = Path(sys.executable).parent / "orders-service"
 
 # ---------------------------------------------------------------------------------------------
 # Service processes
 # ---------------------------------------------------------------------------------------------
 
-_LIVE: set[ServiceProcess] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _reap() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for process in live:
-        with contextlib.suppress(Exception):
-            process.kill()
-
 
 def _cli() -> str:
-    if not _CLI.exists():
-        pytest.fail(f"{_CLI} is missing: run `make install` (or `make test-faults`) first")
-    return str(_CLI)
+    if not ORDERS_SERVICE.exists():
+        pytest.fail(
+            f"{ORDERS_SERVICE} is missing: run `make install` (or `make test-faults`) first"
+        )
+    return str(ORDERS_SERVICE)
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     """One short `orders-service` command (migrate, seed); fails the test with its output."""
-    done = subprocess.run(
-        [_cli(), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"orders-service {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+    return orders_service(*args, env=env, timeout=timeout).stdout
 
 
-class ServiceProcess:
-    """A long-running `orders-service` subcommand in its own process group (gunicorn forks
-    workers: signals go to the whole group so no worker outlives the test)."""
+class ServiceProcess(processes.ServiceProcess):
+    """A long-running `orders-service` subcommand (the suite's launcher), logging to
+    ``log_dir/<name>.log``, started by ``start()``."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        super().__init__([_cli(), *args], env, log_dir / f"{name}.log", start=False)
         self.name = name
-        self.args = args
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [_cli(), *self.args],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal_group(self, signum: int) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signum)  # our own child's group: it leads it
-
-    def kill(self) -> None:
-        """SIGKILL to the process and its children; waits for it."""
-        if self.proc is None:
-            return
-        self.signal_group(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +207,7 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
         metrics_dir = tmp_path / f"metrics-{http_port}"
         metrics_dir.mkdir()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))},
+            **clean_env(),
             "ORDERS_DATABASE_URL": database.url,
             "ORDERS_REDIS_URL": redis_server.url,
             "ORDERS_CACHE_PREFIX": CACHE_PREFIX,
@@ -313,12 +256,10 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
 # ---------------------------------------------------------------------------------------------
 
 _REPORT_LOCK = threading.Lock()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_report() -> None:
-    """Each session's figures only: a section of an earlier run must not pass for this one's."""
-    REPORT_PATH.unlink(missing_ok=True)
+# Each run's figures only (a section of an earlier run must not pass for this one's): the report
+# starts afresh when its run file names another run. xdist's workers share one run id.
+REPORT_RUN = REPORT_PATH.with_suffix(".run")
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -327,10 +268,19 @@ def report(record_property: Callable[[str, object], None]) -> Callable[[str, dic
     (record_property) and to stdout (shown with ``-rA`` or ``-s``)."""
 
     def write(section: str, figures: dict[str, Any]) -> None:
-        with _REPORT_LOCK:
-            REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        # Several xdist workers may write at once: a thread lock, then an flock on the run file
+        # beside the report, which names the run whose figures the report holds.
+        REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        with _REPORT_LOCK, REPORT_RUN.open("a+") as run:
+            fcntl.flock(run, fcntl.LOCK_EX)
+            run.seek(0)
+            this_run = run.read() == _RUN_ID
+            if not this_run:
+                run.truncate(0)
+                run.write(_RUN_ID)
+                run.flush()
             current: dict[str, Any] = {}
-            if REPORT_PATH.exists():
+            if this_run and REPORT_PATH.exists():
                 with contextlib.suppress(ValueError):
                     current = json.loads(REPORT_PATH.read_text())
             current[section] = figures

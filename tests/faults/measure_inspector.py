@@ -28,14 +28,14 @@ from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.wiring import build_database, build_redis_cache
-from tests.conftest import (
+from tests.integration.test_inspector import Heartbeat, counted
+from tests.support.shared import (
     SHARED_MYSQL,
     SHARED_REDIS,
     delete_namespace,
     drop_database,
     make_database,
 )
-from tests.integration.test_inspector import Heartbeat, counted
 
 GIVE_UP = 420.0
 

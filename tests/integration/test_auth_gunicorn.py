@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.observability import harness
+from tests.support import processes as harness
 from tests.support.tokens import AUDIENCE, ISSUER, IdentityProvider, SigningKey, claims
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,8 +87,7 @@ def test_the_charts_helm_test_expects_a_challenge_when_auth_is_on(
 ) -> None:
     """The chart's `helm test` pod script, run as rendered against this server: with auth on it
     passes on the 401 challenge; told auth is off, the same 401 fails it."""
-    from tests.chart.chart_support import one, render
-    from tests.chart.test_chart_auth import AUTH
+    from tests.support.chart import AUTH, one, render
 
     base = served[0]
     pod = one(render(AUTH), "Pod", "orders-test-page")

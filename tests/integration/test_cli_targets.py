@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_MYSQL, SHARED_REDIS
-from tests.observability.harness import ORDERS_SERVICE
+from tests.support.processes import ORDERS_SERVICE
+from tests.support.shared import SHARED_MYSQL, SHARED_REDIS
 
 pytestmark = [pytest.mark.integration]
 SECRET = "s3cret-in-the-env-file"

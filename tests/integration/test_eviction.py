@@ -22,9 +22,9 @@ from service.cache.eviction import policy_problem
 from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.wiring import build_redis_cache
-from tests.conftest import SHARED_MYSQL, drop_database, make_database
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import RedisServer, free_port
+from tests.support.shared import SHARED_MYSQL, drop_database, make_database
 
 ORDERS = 600  # 60 pages: with big orders padding, enough to fill a few MB
 _CLI = Path(sys.executable).parent / "orders-service"

@@ -19,8 +19,8 @@ from service.cache.keys import CacheKeys
 from service.config import Settings
 from service.orders.database import connect as open_connection
 from service.wiring import api_services
-from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.consistency import assert_consistent
+from tests.support.shared import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.waiting import wait_for
 
 MAX_LAG = 0.5

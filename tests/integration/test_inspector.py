@@ -30,8 +30,8 @@ from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.orders.database import Database, connect
 from service.wiring import build_database, build_redis_cache
-from tests.conftest import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.servers import free_port
+from tests.support.shared import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.waiting import wait_for
 
 MAX_LAG = 0.5

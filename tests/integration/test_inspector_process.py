@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SHARED_REDIS
-from tests.observability.harness import ORDERS_SERVICE
+from tests.support.processes import ORDERS_SERVICE
 from tests.support.servers import free_port
+from tests.support.shared import SHARED_REDIS
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration]

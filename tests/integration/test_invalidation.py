@@ -20,8 +20,8 @@ from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
 from service.wiring import build_invalidator
-from tests.conftest import SHARED_REDIS
 from tests.support.servers import Database
+from tests.support.shared import SHARED_REDIS
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration

@@ -33,9 +33,9 @@ from service.orders import catalog, repository, roles, schema
 from service.orders import seed as generator
 from service.orders.database import connect
 from service.wiring import build_invalidator, build_redis_cache
-from tests.conftest import SHARED_REDIS
 from tests.support.fixtures import ThrowawayServers
 from tests.support.servers import Database, MariaDBServer, RedisServer
+from tests.support.shared import SHARED_REDIS
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.observability.harness import ORDERS_SERVICE, http_ok
+from tests.support.processes import ORDERS_SERVICE, http_ok
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 

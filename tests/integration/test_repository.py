@@ -12,7 +12,7 @@ import pytest
 from service.orders import repository, schema
 from service.orders import seed as generator
 from service.orders.database import connect
-from tests.conftest import SHARED_MYSQL, drop_database, make_database
+from tests.support.shared import SHARED_MYSQL, drop_database, make_database
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,6 @@ import gzip
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,8 +27,33 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.support.processes import (
+    ORDERS_SERVICE,
+    Process,
+    http_ok,
+    orders_cli,
+    service_env,
+    start_inspector,
+    start_invalidator,
+    start_service,
+)
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
+
+# The service's processes come from the suite's one launcher (tests/support/processes.py); they are
+# named here too for the observability tests that reach them as ``harness.<name>``.
+__all__ = [
+    "ORDERS_SERVICE",
+    "Process",
+    "free_port",
+    "http_ok",
+    "orders_cli",
+    "service_env",
+    "start_inspector",
+    "start_invalidator",
+    "start_service",
+    "wait_for",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".tools" / "bin"
@@ -40,7 +62,6 @@ DASHBOARD_SCHEMA = ROOT / ".tools" / "grafana-dashboard.schema.json"
 DASHBOARD = ROOT / "helm" / "orders" / "dashboards" / "orders.json"
 RULES = ROOT / "helm" / "orders" / "rules" / "orders-rules.yaml"
 RULE_TESTS = ROOT / "helm" / "orders" / "rules" / "tests"
-ORDERS_SERVICE = Path(sys.executable).parent / "orders-service"
 INSTALL_TARGET = "make observability-tools"
 
 
@@ -61,138 +82,6 @@ def tool(name: str) -> Path:
     if not path.exists():
         raise ToolMissing(f"{name} is not installed at {path}: run `{INSTALL_TARGET}`")
     return path
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-# ---------------------------------------------------------------------------------------------
-class Process:
-    """A child process in its own session, its output in a log file, stopped with SIGTERM."""
-
-    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.argv = argv
-        self.env = dict(env)
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.popen = subprocess.Popen(
-            argv,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        self._log.close()
-        return self.popen.returncode
-
-
-def service_env(
-    *,
-    database_url: str,
-    redis_url: str,
-    prefix: str,
-    port: int,
-    metrics_dir: Path,
-    workers: int = 2,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment `orders-service` runs with: ORDERS_* only, plus OTEL_* when given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        {
-            "ORDERS_DATABASE_URL": database_url,
-            "ORDERS_REDIS_URL": redis_url,
-            "ORDERS_CACHE_PREFIX": prefix,
-            "ORDERS_HOST": "127.0.0.1",
-            "ORDERS_PORT": str(port),
-            "ORDERS_WORKERS": str(workers),
-            "ORDERS_THREADS": "2",
-            "ORDERS_METRICS_DIR": str(metrics_dir),
-            "ORDERS_LOG_FORMAT": "json",
-            "ORDERS_SHUTDOWN_DELAY": "0",
-            "ORDERS_GRACEFUL_TIMEOUT": "5",
-        }
-    )
-    env.update(extra or {})
-    return env
-
-
-def orders_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        [str(ORDERS_SERVICE), *args],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"orders-service {' '.join(args)} failed: {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def start_service(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Process:
-    """`orders-service serve` (gunicorn), returned once /healthz answers."""
-    process = Process([str(ORDERS_SERVICE), "serve"], env, log_path)
-    base = f"http://127.0.0.1:{env['ORDERS_PORT']}"
-    try:
-        wait_for(lambda: not process.alive() or http_ok(f"{base}/healthz"), timeout, "the API")
-        if not process.alive():
-            raise RuntimeError(f"orders-service serve exited:\n{process.log_text()[-3000:]}")
-    except BaseException:
-        process.stop()
-        raise
-    return process
-
-
-def start_invalidator(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Process:
-    process = Process([str(ORDERS_SERVICE), "invalidate"], env, log_path)
-    url = f"http://127.0.0.1:{env['ORDERS_INVALIDATOR_METRICS_PORT']}/healthz"
-    try:
-        wait_for(lambda: not process.alive() or http_ok(url), timeout, "the invalidator")
-        if not process.alive():
-            raise RuntimeError(f"orders-service invalidate exited:\n{process.log_text()[-3000:]}")
-    except BaseException:
-        process.stop()
-        raise
-    return process
-
-
-def start_inspector(env: Mapping[str, str], log_path: Path, timeout: float = 60) -> Process:
-    """`orders-service inspect`, returned once its /metrics answers."""
-    process = Process([str(ORDERS_SERVICE), "inspect"], env, log_path)
-    url = f"http://127.0.0.1:{env['ORDERS_INSPECTOR_METRICS_PORT']}/metrics"
-    try:
-        wait_for(lambda: not process.alive() or http_ok(url), timeout, "the inspector")
-        if not process.alive():
-            raise RuntimeError(f"orders-service inspect exited:\n{process.log_text()[-3000:]}")
-    except BaseException:
-        process.stop()
-        raise
-    return process
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,25 +8,19 @@ file; teardown kills the group, also when the test fails.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support.processes import ORDERS_SERVICE, ServiceProcess, clean_env, orders_service
 from tests.support.servers import free_port
-
-CLI = Path(sys.executable).parent / "orders-service"
 
 
 def base_env(**overrides: str) -> dict[str, str]:
     """The machine's environment without ORDERS_*/OTEL_* variables, plus a small server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERS_", "OTEL_"))}
+    env = clean_env()
     env.update(
         {
             "ORDERS_HOST": "127.0.0.1",
@@ -47,23 +41,12 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-class Launched:
-    """One ``orders-service`` command; ``output()`` is everything it printed so far."""
+class Launched(ServiceProcess):
+    """One ``orders-service`` command (the suite's launcher); ``output()`` is everything it
+    printed so far, ``stop()`` signals the whole group and returns that output."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        if not CLI.exists():
-            pytest.fail(f"{CLI} is missing: run `make install` first")
-        self.env = env
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(CLI), *args],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().__init__([str(ORDERS_SERVICE), *args], env, log_path)
 
     @property
     def port(self) -> int:
@@ -72,22 +55,8 @@ class Launched:
     def url(self, path: str, port: int | None = None) -> str:
         return f"http://127.0.0.1:{port or self.port}{path}"
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"{what}: the process exited with {self.proc.returncode}\n"
-                    f"{self.output()[-3000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout} s waiting for {what}\n{self.output()[-3000:]}"
-                )
-            time.sleep(0.05)
+        self.wait_until(condition, what, timeout)
 
     def wait_http(self, port: int | None = None, path: str = "/healthz") -> None:
         def answers() -> bool:
@@ -96,24 +65,12 @@ class Launched:
                 return True
             return False
 
-        self.wait_for(answers, f"HTTP on :{port or self.port}")
+        self.wait_until(answers, f"HTTP on :{port or self.port}")
 
-    def stop(self, timeout: float = 30) -> str:
+    def stop(self, timeout: float = 30, *, group: bool = True) -> str:  # type: ignore[override]
         """SIGTERM to the group, SIGKILL after ``timeout``; returns the whole output."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().stop(timeout, group=group)
         return self.output()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -132,13 +89,5 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Launched]]:
 
 def run_command(args: list[str], env: dict[str, str], timeout: float = 60) -> str:
     """A one-shot command; returns stdout and stderr together (whatever its exit code)."""
-    done = subprocess.run(
-        [str(CLI), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    done = orders_service(*args, env=env, timeout=timeout, check=False)
     return done.stdout + done.stderr

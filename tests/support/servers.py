@@ -299,10 +299,15 @@ def _template_datadir(*, as_root: bool) -> Path:
         root = Path(tempfile.mkdtemp(prefix="mariadb-template-"))
         atexit.register(shutil.rmtree, root, True)
         datadir = root / "data"
+        # A tmpdir of its own: bootstraps running at once (xdist workers) in the shared /tmp
+        # collide on their temporary tables ("Unknown table 'mysql.tmp_proxies_priv'").
+        tmpdir = root / "tmp"
+        tmpdir.mkdir()
         argv = [
             _require("mariadb-install-db"),
             "--no-defaults",
             f"--datadir={datadir}",
+            f"--tmpdir={tmpdir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",

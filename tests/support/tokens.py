@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 import uuid
@@ -24,6 +23,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from tests.support.servers import free_port
 
 ISSUER = "https://idp.test/realms/orders"
 AUDIENCE = "orders-api"
@@ -118,12 +119,6 @@ def hmac_with_public_key(key: SigningKey, payload: dict[str, Any]) -> str:
     body = _b64(json.dumps(payload).encode())
     signature = hmac.new(key.public_pem(), f"{header}.{body}".encode(), hashlib.sha256).digest()
     return f"{header}.{body}.{_b64(signature)}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class IdentityProvider:

@@ -170,6 +170,17 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+# The chart with bearer-token auth on (the chart tests and the API under gunicorn render it).
+AUTH = (
+    "--set",
+    "auth.issuer=https://idp.example.com/realms/shop",
+    "--set",
+    "auth.audience=orders-api",
+    "--set",
+    "auth.jwksUrl=https://idp.example.com/realms/shop/protocol/openid-connect/certs",
+)
+
+
 VENV_BIN = Path(sys.executable).parent
 
 
