@@ -91,10 +91,10 @@ def test_the_charts_helm_test_expects_a_challenge_when_auth_is_on(
 
     base = served[0]
     pod = one(render(AUTH), "Pod", "orders-test-page")
-    script, auth_flag, _url, _seeded = pod["spec"]["containers"][0]["args"]
+    script, auth_flag, _url, _seeded, _inspector = pod["spec"]["containers"][0]["args"]
     assert auth_flag == "true"
     ok = subprocess.run(
-        [sys.executable, "-c", script, "true", f"{base}/orders/1", "false"],
+        [sys.executable, "-c", script, "true", f"{base}/orders/1", "false", ""],
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,7 +103,7 @@ def test_the_charts_helm_test_expects_a_challenge_when_auth_is_on(
     assert ok.returncode == 0, ok.stderr
     assert "401 Bearer" in ok.stdout
     wrong = subprocess.run(
-        [sys.executable, "-c", script, "false", f"{base}/orders/1", "false"],
+        [sys.executable, "-c", script, "false", f"{base}/orders/1", "false", ""],
         capture_output=True,
         text=True,
         timeout=60,
