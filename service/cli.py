@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import NoReturn
 
 import click
 
+from service import cli_checks as checks
 from service import devstack
 from service.config import SETTINGS, Settings, SettingsError
 from service.observability.logging import configure as configure_logging
-
-ER_BAD_DB_ERROR = 1049  # MySQL: unknown database
 
 
 def _settings() -> Settings:
@@ -39,35 +34,6 @@ def main() -> None:
     where `make run` is running, also by the .run/orders.env it writes (the environment wins).
     """
     devstack.load()
-
-
-def _target(settings: Settings) -> str:
-    return f"MySQL {settings.database_url.redacted()}, Redis keys under {settings.cache_prefix}:"
-
-
-@contextlib.contextmanager
-def _clear_failures(settings: Settings) -> Iterator[None]:
-    """One line naming the target instead of a driver's traceback (its message only: the
-    server's own words, never the password, which the redacted URL leaves out)."""
-    import pymysql
-    import redis
-
-    from service.cache.store import CacheUnavailable
-    from service.orders.database import DatabaseUnavailable, failure_reason
-
-    try:
-        yield
-    except (pymysql.MySQLError, OSError, struct.error) as exc:
-        # failure_reason: the error's number and name, never what the server said (database.py)
-        raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()}: {failure_reason(exc)}"
-        ) from None
-    except DatabaseUnavailable as exc:
-        raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()}: {exc.reason}"
-        ) from None
-    except (redis.RedisError, CacheUnavailable) as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url.redacted()}: {exc}") from None
 
 
 def prepare_metrics_dir(settings: Settings) -> str:
@@ -100,34 +66,13 @@ def _gunicorn_argv() -> list[str]:
     ]
 
 
-def _refuse_evicting_redis(settings: Settings) -> None:
-    """Exit 2 if Redis' maxmemory-policy may evict the index or the control keys
-    (service/cache/eviction.py). A Redis that does not answer yet is not a reason to stay down:
-    the cache fails open, and /readyz reports the policy once it answers."""
-    from service.cache.eviction import policy_problem
-    from service.cache.store import CacheUnavailable
-    from service.wiring import build_redis_cache
-
-    cache = build_redis_cache(settings, timeout=max(settings.cache_timeout, 2.0))
-    try:
-        problem = policy_problem(cache.maxmemory_policy())
-    except CacheUnavailable as exc:
-        click.echo(f"warning: cannot read Redis' maxmemory-policy yet ({exc})", err=True)
-        return
-    finally:
-        cache.client.close()
-    if problem is not None:
-        click.echo(f"error: refusing to run: Redis {problem}", err=True)
-        sys.exit(2)
-
-
 @main.command()
 def serve() -> NoReturn:
     """Serve the HTTP API with gunicorn (ORDERS_HOST:ORDERS_PORT, default 0.0.0.0:5001)."""
     settings = _settings()
     for port in filter(None, (settings.port, settings.admin_port)):
-        _require_free(settings.host, port)
-    _refuse_evicting_redis(settings)
+        checks.require_free(settings.host, port)
+    checks.refuse_evicting_redis(settings)
     prepare_metrics_dir(settings)
     argv = _gunicorn_argv()
     os.execv(argv[0], argv)  # noqa: S606 - replaces this process: signals reach gunicorn directly
@@ -141,9 +86,9 @@ def migrate() -> None:
 
     settings = _settings()
     configure_logging(settings)
-    click.echo(f"migrating {_target(settings)}", err=True)
-    _wait_for_database(settings)
-    _create_database_if_missing(settings)
+    click.echo(f"migrating {checks.target(settings)}", err=True)
+    checks.wait_for_mysql(settings)
+    checks.create_database_if_missing(settings)
     with connect(settings.database_url) as connection:
         try:
             applied = schema.migrate(connection)
@@ -178,8 +123,8 @@ def seed(count: int, seed: int, if_empty: bool, yes: bool) -> None:
     from service.orders.database import connect
 
     settings = _settings()
-    click.echo(f"seeding {count} orders into {_target(settings)}", err=True)
-    with _clear_failures(settings):
+    click.echo(f"seeding {count} orders into {checks.target(settings)}", err=True)
+    with checks.clear_failures(settings):
         with connect(settings.database_url) as connection, connection.cursor() as cursor:
             present = repository.has_orders(cursor)
             first_id = repository.max_order_id(cursor) + 1
@@ -213,9 +158,9 @@ def recount() -> None:
     from service.wiring import build_redis_cache
 
     settings = _settings()
-    click.echo(f"recounting {_target(settings)}", err=True)
+    click.echo(f"recounting {checks.target(settings)}", err=True)
     with (
-        _clear_failures(settings),
+        checks.clear_failures(settings),
         connect(settings.database_url) as connection,
         connection.cursor() as cursor,
     ):
@@ -237,7 +182,7 @@ def invalidate() -> None:
     from service.wiring import run_invalidator
 
     settings = _settings()
-    _refuse_evicting_redis(settings)
+    checks.refuse_evicting_redis(settings)
     run_invalidator(settings)
 
 
@@ -247,8 +192,8 @@ def inspect() -> None:
     from service.wiring import run_inspector
 
     settings = _settings()
-    click.echo(f"inspecting {_target(settings)}", err=True)
-    with _clear_failures(settings):
+    click.echo(f"inspecting {checks.target(settings)}", err=True)
+    with checks.clear_failures(settings):
         run_inspector(settings)
 
 
@@ -263,7 +208,7 @@ def run_all() -> None:
         settings.inspector_metrics_port,
     ]
     for port in filter(None, ports):
-        _require_free(settings.host, port)
+        checks.require_free(settings.host, port)
     children = [
         subprocess.Popen([sys.executable, "-m", "service.cli", "invalidate"]),
         subprocess.Popen([sys.executable, "-m", "service.cli", "inspect"]),
@@ -380,50 +325,6 @@ def grants(role: str, user: str, database: str, host: str, redis_prefix: str | N
             click.echo(f"{statement};")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _require_free(host: str, port: int) -> None:
-    """Fail in one line when another server (often another `make run`) holds the port."""
-    try:
-        socket.create_server((host, port)).close()
-    except OSError as exc:
-        raise click.ClickException(
-            f"{host}:{port} is in use ({exc.strerror}): is another `make run` or server running?"
-        ) from None
-
-
-def _wait_for_database(settings: Settings) -> None:
-    """Init containers, Jobs and compose start beside MySQL: wait for it (with backoff, up to
-    ORDERS_DATABASE_WAIT_TIMEOUT) rather than fail on the first try."""
-    import pymysql
-
-    from service.orders.startup import DatabaseWaitTimeout, wait_for_database
-
-    try:
-        wait_for_database(settings.database_url, settings.database_wait_timeout)
-    except DatabaseWaitTimeout as exc:
-        raise click.ClickException(str(exc)) from None
-    except pymysql.MySQLError as exc:
-        raise click.ClickException(
-            f"MySQL at {settings.database_url.redacted()} refused: {exc.args[-1]}"  # scrubbed
-        ) from None
-
-
-def _create_database_if_missing(settings: Settings) -> None:
-    """A fresh MySQL (tests, a new chart install) may lack the database; create it if allowed."""
-    import pymysql
-
-    from service.orders import repository
-    from service.orders.database import connect
-
-    try:
-        connect(settings.database_url, timeout=5).close()
-    except pymysql.err.OperationalError as exc:
-        if exc.args[0] != ER_BAD_DB_ERROR:
-            raise
-        server = connect(settings.database_url, timeout=5, database=None)
-        with server, server.cursor() as cursor:
-            repository.create_database(cursor, settings.database_url.database)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import DROP, Invalidation
 from service.cache.store import CacheUnavailable, Lookup, RedisCache
 from service.inspection import sampling
-from service.observability import metrics
+from service.observability import inspector_metrics
 from service.observability.logging import get_logger
 from service.orders.database import DatabaseUnavailable
 from service.orders.pagination import total_pages
@@ -86,7 +86,7 @@ class Inspector:
         self._tour = sampling.Tour(rng or random.Random())  # noqa: S311 - sampling, not secrets
         self._last_page = 1  # the tour's extent: the last page the totals or the index know
         self.suspects: dict[int, Suspect] = {}
-        metrics.prepare_inspector()
+        inspector_metrics.prepare_inspector()
 
     def round(self) -> None:
         """Recheck the suspects that are due, then sample new entries, within the budget."""
@@ -140,9 +140,9 @@ class Inspector:
             return
         fresh = self._load_pages(first, count)
         for page, entry in servable:
-            metrics.count_inspection("page")
+            inspector_metrics.count_inspection("page")
             if entry.orders_json != fresh[page - first]:
-                metrics.count_inspection("page", mismatch=True)
+                inspector_metrics.count_inspection("page", mismatch=True)
                 self.suspects[page] = Suspect(
                     "page", page, entry.encode(), now_ms + self._max_lag_ms
                 )
@@ -183,10 +183,10 @@ class Inspector:
         if not self._budget.take():
             return
         kind = "totals" if page == TOTALS else "page"
-        metrics.count_inspection(kind)
+        inspector_metrics.count_inspection(kind)
         if self._agrees(page, entry):
             return
-        metrics.count_inspection(kind, mismatch=True)
+        inspector_metrics.count_inspection(kind, mismatch=True)
         self.suspects[page] = Suspect(kind, page, entry.encode(), now_ms + self._max_lag_ms)
 
     def _recheck_due(self) -> None:
@@ -211,7 +211,7 @@ class Inspector:
     def _confirmed(self, suspect: Suspect, now_ms: int) -> None:
         """Count it, repair it (invalidate: deleted in Redis, dropped by every near cache), and
         record when, for ``/readyz``."""
-        metrics.count_inspection(suspect.kind, confirmed=True)
+        inspector_metrics.count_inspection(suspect.kind, confirmed=True)
         if suspect.kind == "totals":
             repair = Invalidation(totals=DROP)
         else:
@@ -228,7 +228,7 @@ class Inspector:
                 error=str(exc),
             )
         self.cache.note_inconsistency(now_ms)
-        metrics.count_inspection(suspect.kind, repaired=True)
+        inspector_metrics.count_inspection(suspect.kind, repaired=True)
         _log.error(
             "cache inconsistency confirmed and repaired: a hit would serve data older than the "
             "bound; the entry is invalidated",

@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from service.inspection.inspector import Inspector
-from service.observability import metrics
+from service.observability import inspector_metrics, metrics
 from service.observability.invalidator_server import BoundedHTTPServer, _answer
 from service.observability.logging import get_logger
 
@@ -59,7 +59,7 @@ def _totals() -> dict[str, float]:
     for name in ("checks", "mismatches", "inconsistencies"):
         found[name] = sum(
             REGISTRY.get_sample_value(f"orders_inspector_{name}_total", {"kind": kind}) or 0.0
-            for kind in metrics.INSPECTOR_KINDS
+            for kind in inspector_metrics.INSPECTOR_KINDS
         )
     return found
 

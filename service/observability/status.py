@@ -59,40 +59,43 @@ def _add(current: float | None, value: float) -> float:
     return (current or 0.0) + value
 
 
-def read(figures: Figures, text: str) -> Figures:  # noqa: PLR0912 - one branch per metric
+# Families summed over processes and label values, and families whose last value is the figure.
+_SUMMED = {
+    "orders_db_query_duration_seconds_count": "db_queries",
+    "orders_db_errors_total": "db_errors",
+    "orders_near_cache_entries": "near_cache_entries",
+    "orders_invalidations_total": "invalidations",
+    "orders_inspector_checks_total": "inspector_checks",
+    "orders_inspector_mismatches_total": "inspector_mismatches",
+    "orders_inspector_inconsistencies_total": "inspector_inconsistencies",
+}
+_LATEST = {
+    "orders_cache_checkpoint_age_seconds": "checkpoint_age",
+    "orders_invalidation_lag_seconds": "invalidation_lag",
+}
+
+
+def read(figures: Figures, text: str) -> Figures:
     """Add what one process's exposition text says to ``figures``."""
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, float(sample.value)
             if labels.get("component") == "inspector" and not name.startswith(INSPECTOR):
                 continue  # the inspector's own reads are not the API's traffic
-            if name == "http_request_duration_seconds_count":
+            if name in _SUMMED:
+                field = _SUMMED[name]
+                setattr(figures, field, _add(getattr(figures, field), value))
+            elif name in _LATEST:
+                setattr(figures, _LATEST[name], value)
+            elif name == "http_request_duration_seconds_count":
                 if labels.get("route") not in NOT_TRAFFIC:
                     figures.requests += value
             elif name == "orders_cache_requests_total":
                 outcome = labels.get("outcome", "")
                 figures.outcomes[outcome] = figures.outcomes.get(outcome, 0.0) + value
-            elif name == "orders_db_query_duration_seconds_count":
-                figures.db_queries += value
-            elif name == "orders_db_errors_total":
-                figures.db_errors += value
-            elif name == "orders_cache_checkpoint_age_seconds":
-                figures.checkpoint_age = value
-            elif name == "orders_near_cache_entries":
-                figures.near_cache_entries = _add(figures.near_cache_entries, value)
             elif name == "orders_circuit_breaker_state":
                 states = figures.breakers.setdefault(labels.get("dependency", "?"), {})
                 states[labels.get("state", "?")] = value
-            elif name == "orders_invalidation_lag_seconds":
-                figures.invalidation_lag = value
-            elif name == "orders_invalidations_total":
-                figures.invalidations = _add(figures.invalidations, value)
-            elif name == "orders_inspector_checks_total":
-                figures.inspector_checks = _add(figures.inspector_checks, value)
-            elif name == "orders_inspector_mismatches_total":
-                figures.inspector_mismatches = _add(figures.inspector_mismatches, value)
-            elif name == "orders_inspector_inconsistencies_total":
-                figures.inspector_inconsistencies = _add(figures.inspector_inconsistencies, value)
     return figures
 
 
