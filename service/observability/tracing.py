@@ -133,6 +133,17 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+def traced_connection(connection: Any) -> Any:
+    """``connection`` with a span per query while tracing is on. PyMySQL's instrumentation wraps
+    ``pymysql.connect``; the service opens its own ``Connection`` subclass (it refuses cleartext
+    auth, service/orders/database.py), which that wrapper never sees."""
+    if _state.tracer is None:
+        return connection
+    from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor
+
+    return PyMySQLInstrumentor.instrument_connection(connection, trace.get_tracer_provider())  # type: ignore[no-untyped-call]
+
+
 def instrument_app(app: Flask) -> None:
     """Trace every request except probes and scrapes. Spans start once a provider exists."""
     from opentelemetry.instrumentation.flask import FlaskInstrumentor

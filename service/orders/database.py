@@ -23,7 +23,7 @@ from sqlalchemy.pool import QueuePool
 from service.breaker import CircuitBreaker
 from service.compat.pymysql import HookedConnection, socket_timeouts
 from service.config import DatabaseURL
-from service.observability import metrics
+from service.observability import metrics, tracing
 
 T = TypeVar("T")
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -139,7 +139,7 @@ def connect(
         "ssl": getattr(url, "ssl", None),
     }
     arguments.update(options)
-    return (connection_class or GuardedConnection)(**arguments)
+    return tracing.traced_connection((connection_class or GuardedConnection)(**arguments))
 
 
 def _note_idle_since(_connection: Any, record: Any) -> None:

@@ -21,7 +21,8 @@ from service.cache.store import CacheUnavailable, RedisCache
 from service.config import Settings
 from service.invalidation.leadership import Lease
 from service.wiring import build_redis_cache
-from tests.security.conftest import CLI, base_env, run_command
+from tests.security.conftest import base_env, run_command
+from tests.support.processes import ORDERS_SERVICE
 from tests.support.servers import RedisServer
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "orders"
@@ -37,7 +38,7 @@ LEADER_KEYS = (KEYS.invalidator_lease, KEYS.invalidator_fence)
 def printed_rules(role: str, user: str) -> list[str]:
     """The rules exactly as the command prints them (what an operator pastes)."""
     done = subprocess.run(
-        [str(CLI), "grants", role, "--user", user, "--redis-prefix", PREFIX],
+        [str(ORDERS_SERVICE), "grants", role, "--user", user, "--redis-prefix", PREFIX],
         capture_output=True,
         text=True,
         check=True,
