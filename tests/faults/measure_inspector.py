@@ -28,7 +28,7 @@ from service.config import Settings
 from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.wiring import build_database, build_redis_cache
-from tests.integration.test_inspector import Heartbeat, counted
+from tests.support.inspection import Heartbeat, counted
 from tests.support.shared import (
     SHARED_MYSQL,
     SHARED_REDIS,

@@ -20,7 +20,6 @@ import pytest
 import redis
 import requests
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
 
 from service import close_app, create_app
 from service.cache.entries import PageEntry
@@ -30,6 +29,7 @@ from service.inspection.inspector import Inspector
 from service.orders import loaders
 from service.orders.database import Database, connect
 from service.wiring import build_database, build_redis_cache
+from tests.support.inspection import Heartbeat, counted
 from tests.support.servers import free_port
 from tests.support.shared import SHARED_MYSQL, SHARED_REDIS, drop_database, make_database
 from tests.support.waiting import wait_for
@@ -61,33 +61,6 @@ def inspected(small_database_url: str, cache_prefix: str) -> Iterator[tuple[Sett
     app = create_app(settings)
     yield settings, app.test_client()
     close_app(app)
-
-
-class Heartbeat:
-    """Plays a healthy invalidator: ``checkpoint`` = Redis now, every 50 ms."""
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self._client, self._key = client, key
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            seconds, micros = self._client.time()
-            self._client.set(self._key, seconds * 1000 + micros // 1000)
-            self._stop.wait(0.05)
-
-
-def counted(name: str, kind: str) -> float:
-    return REGISTRY.get_sample_value(f"orders_inspector_{name}_total", {"kind": kind}) or 0.0
 
 
 def make_inspector(settings: Settings) -> tuple[Inspector, Database]:

@@ -24,7 +24,8 @@ from service.cli import main
 from service.config import Settings
 from service.orders import catalog, roles, schema
 from service.orders.database import connect
-from tests.integration.test_invalidator_cases import (
+from tests.support.consistency import assert_consistent
+from tests.support.invalidator_runs import (
     ORDERS,
     api,
     following,
@@ -32,7 +33,6 @@ from tests.integration.test_invalidator_cases import (
     settings_for,
     warm,
 )
-from tests.support.consistency import assert_consistent
 from tests.support.servers import Database, MariaDBServer
 from tests.support.waiting import wait_for
 
