@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.test_chart_network import KUBE_SYSTEM, Network
 from tests.support.chart import CHART, ROOT, find, one, render, render_text, run, tool
+from tests.support.network_policy import KUBE_SYSTEM, Network
 
 # ---- 1. MySQL on cloud block volumes (lost+found at the volume's root) ---------------------
 

@@ -26,7 +26,7 @@ import requests
 
 from service.cache.keys import Message
 from tests.faults.conftest import Stack
-from tests.faults.test_bounded_staleness import (
+from tests.faults.staleness import (
     PAGES,
     Readers,
     Writes,
