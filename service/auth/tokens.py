@@ -190,6 +190,8 @@ class TokenVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("The token's kid is not a string.")
+        if _expired_on_its_face(token, now - self._leeway):
+            raise InvalidToken(_EXPIRED)
         try:
             key = self.keys.key(kid, alg)
         except UnknownKey:
@@ -219,10 +221,25 @@ class TokenVerifier:
         return principal, kid
 
 
+_EXPIRED = "The token has expired."
+
+
+def _expired_on_its_face(token: str, cutoff: float) -> bool:
+    """Whether the token's unverified ``exp`` is before ``cutoff``. Checked before its key is
+    looked up: an expired token is refused as expired even while the identity provider is down
+    (not a 503) and never costs a JWKS fetch. Unverified claims can only refuse here, never
+    admit, so no signature is needed for it."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.InvalidTokenError:
+        return False  # the full check says what is wrong with it
+    return isinstance(exp, int | float) and not isinstance(exp, bool) and exp < cutoff
+
+
 # A short, fixed reason per failure for the WWW-Authenticate header and the problem detail;
 # the first matching class wins (they subclass each other).
 _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
-    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ExpiredSignatureError, _EXPIRED),
     (jwt.ImmatureSignatureError, "The token is not valid yet."),
     (jwt.InvalidIssuerError, "The token was issued by another issuer."),
     (jwt.InvalidAudienceError, "The token is meant for another audience."),

@@ -10,7 +10,6 @@ from service.config.parsers import (
     AUTH_ALGORITHMS,
     algorithm_list,
     boolean,
-    non_negative_float,
     non_negative_int,
     optional_http_url,
     positive_float,
@@ -71,9 +70,9 @@ class AuthSettings:
     )
     auth_jwks_refresh_interval: float = setting(
         "10",
-        non_negative_float,
+        positive_float,
         "Least seconds between two JWKS fetches (an unknown `kid` triggers one), so tokens with"
-        " made-up key ids cannot hammer the identity provider.",
+        " made-up key ids cannot hammer the identity provider (0 would let them: refused).",
     )
     auth_jwks_timeout: float = setting(
         "2",

@@ -31,6 +31,7 @@ def test_defaults_point_at_localhost_and_match_the_brief() -> None:
         ("ORDERS_LOG_FORMAT", "xml"),
         ("ORDERS_CACHE_TIMEOUT", "nan"),
         ("ORDERS_CACHE_PREFIX", "has space"),
+        ("ORDERS_AUTH_JWKS_REFRESH_INTERVAL", "0"),
     ],
 )
 def test_an_invalid_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
