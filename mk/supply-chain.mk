@@ -30,6 +30,10 @@ lock: $(PIP_COMPILE) ## Re-resolve requirements/*.txt from pyproject.toml (LOCK_
 	  -o requirements/bench.txt pyproject.toml requirements/platform.in
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/build.txt requirements/build.in
 	$(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/tools.txt requirements/tools.in
+	for tools in chart-tools actionlint container-tools observability-tools; do \
+	  $(PIP_COMPILE) $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/$$tools.txt requirements/$$tools.in \
+	    || exit 1; \
+	done
 
 ## Where `make image` writes the image's SBOM (CycloneDX JSON, made offline by trivy).
 SBOM ?= build/sbom.cdx.json

@@ -1,11 +1,14 @@
-"""Supply chain: the tools `make lock` and CI install for themselves come from a lock file with
-hashes (requirements/tools.txt), like the service's own dependencies; the image's base and its
+"""Supply chain: every tool `make` installs with pip (the lock tools, the chart, container and
+observability checkers, actionlint) comes from a lock file with hashes under requirements/, like
+the service's own dependencies; the image's base and its
 Dockerfile frontend name exact versions, never a floating tag."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "requirements" / "tools.txt"
@@ -24,6 +27,32 @@ def test_every_tool_install_of_make_lock_and_ci_is_hashed() -> None:
         for line in pip_installs(path.read_text()):
             assert "--require-hashes" in line, f"{path.name}: {line.strip()}"
             assert "requirements/" in line, f"{path.name}: {line.strip()}"
+
+
+def make_files() -> list[Path]:
+    return [ROOT / "Makefile", *sorted((ROOT / "mk").glob("*.mk"))]
+
+
+def test_every_pip_install_of_make_is_hashed_from_a_lock() -> None:
+    """The project's own editable install is the one exception: it downloads nothing."""
+    for path in make_files():
+        for line in pip_installs(path.read_text()):
+            if line.lstrip().startswith("@echo") or line.rstrip().endswith(" -e ."):
+                continue
+            assert "--require-hashes" in line, f"{path.name}: {line.strip()}"
+            assert "-r requirements/" in line, f"{path.name}: {line.strip()}"
+
+
+@pytest.mark.parametrize(
+    "lock", ["chart-tools.txt", "actionlint.txt", "container-tools.txt", "observability-tools.txt"]
+)
+def test_each_tool_lock_pins_every_package_with_hashes_and_make_lock_renews_it(lock: str) -> None:
+    text = (ROOT / "requirements" / lock).read_text()
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if _PIN.match(b)]
+    assert blocks
+    for block in blocks:
+        assert "--hash=sha256:" in block, block.splitlines()[0]
+    assert lock.removesuffix(".txt") in (ROOT / "mk" / "supply-chain.mk").read_text()
 
 
 def test_the_tools_lock_pins_every_package_with_hashes() -> None:
