@@ -18,7 +18,11 @@ import pytest
 
 from service.invalidation.changes import ChangeBatch
 from service.invalidation.follower import BinlogFollower
-from service.invalidation.mysql_source import PositionUnavailable, current_position
+from service.invalidation.mysql_source import (
+    PositionUnavailable,
+    current_position,
+    foreign_history,
+)
 from tests.support.forwarder import Forwarder
 from tests.support.mysql_replication import ReplicationSet
 from tests.support.servers import MariaDBServer
@@ -84,10 +88,18 @@ def test_a_promoted_replica_is_followed_on_from_the_last_transaction_handed_out(
         rs.kill_primary()
         promoted = rs.promote(rs.most_advanced())
         insert(endpoint, 4)
+        handed_out = []
         for batch in stream:
             seen.extend(inserted(batch))
+            handed_out.append(batch.position)
             if len(seen) >= 4:
                 break
+        handed_out += [batch.position for _, batch in zip(range(5), stream, strict=False)]
+    # Every position handed out since the switch, idle ones included, resumes on the new
+    # server (what a restarted invalidator checks first).
+    source = Source("127.0.0.1", endpoint.port, "root", "")
+    for position in handed_out:
+        assert foreign_history(source, position) is None, position
     assert seen == [1, 2, 3, 4]
     assert tail.watch.primary_changes == 1
     assert tail.position is not None
