@@ -4,8 +4,10 @@ Built on `servers.MariaDBServer`: every server is a private `mariadbd` on a spar
 binlog the invalidator needs plus `--log-slave-updates` (a replica's binlog holds the primary's
 transactions under their original GTIDs, so it can be promoted and followed by GTID) and
 `--gtid-strict-mode` (a server refuses a binlog dump from a GTID that is not in its history).
-Replicas follow with `MASTER_USE_GTID=slave_pos`. Nothing here imports pytest: tests, the bench
-and one-off scripts use it alike (`with ReplicationSet.create(replicas=2) as rs: ...`).
+Replicas follow with `MASTER_USE_GTID=slave_pos`; `semisync=True` adds semi-synchronous
+replication (AFTER_SYNC). `rs.endpoint` is the primary's address as clients keep it (a forwarder
+that `promote()` moves). Nothing here imports pytest: tests, the bench and one-off scripts use it
+alike (`with ReplicationSet.create(replicas=2) as rs: ...`).
 """
 
 from __future__ import annotations
