@@ -76,6 +76,10 @@ bench-invalidation: install bench-tools ## Only the invalidation targets (~2 min
 	$(BIN)/python -m bench.follower_throughput --out $(BENCH_OUT)
 	$(BENCH) invalidation --out $(BENCH_OUT) $(BENCH_ARGS_INVALIDATION)
 
+.PHONY: bench-promotion
+bench-promotion: install bench-tools ## Only the MySQL failover figures (~1 min): promotion to the first invalidation from the new primary, pages stale after 20 promotions (bench/promotion.py).
+	$(BENCH) promotion --out $(BENCH_OUT) $(BENCH_ARGS)
+
 .PHONY: bench-pagination
 bench-pagination: install bench-tools ## Miss latency of page 1 vs the last page at BENCH_ORDERS orders (seeds once; 10M takes a while).
 	$(BENCH) pagination --orders $(BENCH_ORDERS) --out $(BENCH_OUT) $(BENCH_ARGS)
