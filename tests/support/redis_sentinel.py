@@ -84,15 +84,25 @@ class SentinelServer(ProcessServer):
         return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
 
 
+class _Pair:
+    """One forwarded connection; ``replication``: a replica's link (it sent PSYNC/REPLCONF)."""
+
+    def __init__(self) -> None:
+        self.replication = False
+
+
 class Forwarder:
     """Forwards 127.0.0.1:port to 127.0.0.1:target; ``hold()`` keeps what either side sends
     (reading it, so a closed side is still noticed: then what was held is dropped, never
-    delivered); ``retarget()`` moves new connections elsewhere and drops the current ones."""
+    delivered), ``hold_replication()`` only that of replicas' links (the Sentinels' and
+    clients' connections through it go on); ``retarget()`` moves new connections elsewhere and
+    drops the current ones."""
 
     def __init__(self, target: int, port: int | None = None) -> None:
         self.port = port or free_port()
         self.target = target
         self._held = threading.Event()
+        self._held_replication = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -106,8 +116,12 @@ class Forwarder:
     def hold(self) -> None:
         self._held.set()
 
+    def hold_replication(self) -> None:
+        self._held_replication.set()
+
     def release(self) -> None:
         self._held.clear()
+        self._held_replication.clear()
 
     def retarget(self, target: int) -> None:
         """Send new connections to ``target``; cut the current ones (clients reconnect)."""
@@ -142,10 +156,16 @@ class Forwarder:
                 continue
             with self._lock:
                 self._sockets |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            pair = _Pair()
+            for src, dst, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, pair, outbound), daemon=True
+                ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _holding(self, pair: _Pair) -> bool:
+        return self._held.is_set() or (pair.replication and self._held_replication.is_set())
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: _Pair, outbound: bool) -> None:
         pending = bytearray()
         try:
             while not self._closed.is_set():
@@ -155,7 +175,9 @@ class Forwarder:
                     if not data:
                         break  # held bytes are dropped: the other side never gets them
                     pending += data
-                if pending and not self._held.is_set():
+                    if outbound and (b"PSYNC" in data.upper() or b"REPLCONF" in data.upper()):
+                        pair.replication = True
+                if pending and not self._holding(pair):
                     dst.sendall(pending)
                     pending.clear()
         except (OSError, ValueError):
@@ -167,7 +189,10 @@ class Forwarder:
 
 
 class SentinelGroup:
-    """Primary, replica (through ``link``), three Sentinels, and ``front``."""
+    """Primary, replica, three Sentinels, and ``front``. The primary's address, for the
+    replica and the Sentinels alike, is ``link`` (a Sentinel would otherwise point a replica
+    that replicates through a forwarder back at the primary's own port): holding the link
+    holds only the replica's replication traffic."""
 
     def __init__(self) -> None:
         self.primary = Redis.create(extra_args=("--repl-diskless-sync-delay", "0"))
@@ -183,9 +208,7 @@ class SentinelGroup:
         )
         self.front = Forwarder(self.primary.port)
         self.sentinels = [
-            SentinelServer(
-                Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.primary.port
-            )
+            SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.link.port)
             for _ in range(3)
         ]
         for sentinel in self.sentinels:
@@ -244,7 +267,7 @@ class SentinelGroup:
     # ---- faults -------------------------------------------------------------------------------
     def hold_replica_link(self) -> None:
         """From now on the replica receives nothing the primary writes (until released)."""
-        self.link.hold()
+        self.link.hold_replication()
 
     def release_replica_link(self) -> None:
         self.link.release()
