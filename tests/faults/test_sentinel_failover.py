@@ -23,7 +23,7 @@ import pytest
 
 from tests.faults.conftest import ServiceProcess, Stack, wait_until
 from tests.faults.test_invalidator_faults import assert_consistent, sample, scrape
-from tests.support.redis_sentinel import SentinelGroup
+from tests.support.redis_sentinel import MASTER, LyingSentinel, SentinelGroup
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -38,11 +38,12 @@ def sentinel_group() -> Iterator[SentinelGroup]:
 
 
 def failover_stack(
-    stack_factory: Callable[..., Stack], group: SentinelGroup, url: str, orders: int = 500
+    stack_factory: Callable[..., Stack], group: SentinelGroup, url: str, **env: str
 ) -> Stack:
     """serve and invalidate against ``url`` (the Sentinels, or the front that moves)."""
     stack = stack_factory(
-        orders=orders,
+        orders=500,
+        **env,
         invalidator=False,
         ORDERS_REDIS_URL=url,
         ORDERS_CACHE_MAX_LAG=str(MAX_LAG),
@@ -93,8 +94,11 @@ def watching(stack: Stack, page: int, order_id: int) -> Iterator[Watch]:
         thread.join(timeout=10)
 
 
+SINGLE_ROW = "UPDATE orders SET customer_name = 'after-failover' WHERE id = 25"
+
+
 def lose_an_acknowledged_invalidation(
-    stack: Stack, group: SentinelGroup, promote: Callable[[], None]
+    stack: Stack, group: SentinelGroup, promote: Callable[[], None], update: str = SINGLE_ROW
 ) -> dict[str, Any]:
     """The scenario; returns its figures. Page 3's entry is cached (and replicated), then the
     replica's link is held, an UPDATE on page 3 is invalidated on the primary only, the primary
@@ -102,7 +106,7 @@ def lose_an_acknowledged_invalidation(
     page, order_id = 3, 25
     replica = group.client(group.replica)
     wait_until(lambda: replica.get(stack.key("checkpoint")), 30, "a checkpoint on the replica")
-    for number in range(1, 8):
+    for number in range(1, 41):
         stack.get(number)
     wait_until(
         lambda: (
@@ -113,7 +117,7 @@ def lose_an_acknowledged_invalidation(
         "page 3 cached, on the replica too",
     )
     group.hold_replica_link()
-    stack.sql("UPDATE orders SET customer_name = 'after-failover' WHERE id = %s", (order_id,))
+    stack.sql(update)
     updated_at = time.monotonic()
     primary = group.client(group.primary)
     seconds, micros = primary.time()
@@ -180,3 +184,49 @@ def test_a_replica_promoted_by_hand_at_once_serves_no_stale_page(
     )
     report("hand_promotion_lost_steps", figures)
     assert (figures["rewinds"] or 0) + (figures["failovers"] or 0) >= 1, figures
+
+
+def test_a_failover_during_a_large_transaction_serves_no_stale_page(
+    stack_factory: Callable[..., Stack],
+    sentinel_group: SentinelGroup,
+    report: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """One transaction over 40 pages, applied in 10 chunk steps (no position of their own) and
+    a last one: all lost, the replica promoted at once. The chunks are in the chain too."""
+    stack = failover_stack(
+        stack_factory,
+        sentinel_group,
+        sentinel_group.front_url,
+        ORDERS_INVALIDATOR_CHUNK_ROWS="40",
+    )
+    figures = lose_an_acknowledged_invalidation(
+        stack,
+        sentinel_group,
+        sentinel_group.promote_by_hand,
+        "UPDATE orders SET customer_name = 'after-failover' WHERE id <= 400",
+    )
+    report("failover_during_large_transaction", figures)
+    assert (figures["rewinds"] or 0) + (figures["failovers"] or 0) >= 1, figures
+
+
+def test_a_sentinel_down_and_one_that_lies_are_survived(
+    stack_factory: Callable[..., Stack],
+    sentinel_group: SentinelGroup,
+    report: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """The service's Sentinel list starts with one that names the replica as the primary and
+    one that is down; the client checks ROLE, distrusts the liar, skips the dead one, and the
+    failover that loses the last steps is survived as with honest Sentinels."""
+    group = sentinel_group
+    liar = LyingSentinel(group.replica.port)
+    try:
+        group.sentinels[0].kill()
+        hosts = ",".join(
+            [f"127.0.0.1:{liar.port}", *(f"127.0.0.1:{s.port}" for s in group.sentinels)]
+        )
+        stack = failover_stack(stack_factory, group, f"redis+sentinel://{hosts}/{MASTER}")
+        figures = lose_an_acknowledged_invalidation(stack, group, group.wait_sentinel_promotion)
+    finally:
+        liar.close()
+    report("sentinel_down_and_lying", figures)
+    assert figures["failovers"], figures

@@ -188,6 +188,93 @@ class Forwarder:
                     sock.close()
 
 
+def _one_command(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """The first whole RESP command in ``buffer`` (its words joined) and the rest, or None."""
+    if not buffer.startswith(b"*"):
+        line, sep, rest = buffer.partition(b"\r\n")
+        return (line, rest) if sep else None
+    head, sep, rest = buffer.partition(b"\r\n")
+    if not sep:
+        return None
+    words = []
+    for _ in range(int(head[1:])):
+        size, sep, rest = rest.partition(b"\r\n")
+        length = int(size[1:]) if sep else -1
+        if length < 0 or len(rest) < length + 2:
+            return None
+        words.append(rest[:length])
+        rest = rest[length + 2 :]
+    return b" ".join(words), rest
+
+
+class LyingSentinel:
+    """Answers ``SENTINEL MASTERS`` naming ``port`` as ``MASTER``'s primary, whatever is true
+    (a Sentinel cut off from its peers, or misconfigured); every other command but PING is an
+    error. A thread of this process on a free port."""
+
+    def __init__(self, port: int) -> None:
+        self.named = port
+        self._resp3 = False
+        self.port = free_port()
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        threading.Thread(target=self._serve, name="lying-sentinel", daemon=True).start()
+
+    def _answer(self, command: bytes) -> bytes:
+        words = command.upper()
+        if words.startswith(b"HELLO"):  # redis-py speaks RESP3: answer as a Redis 7 would
+            self._resp3 = b" 3" in words
+            hello = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n"
+            return hello if self._resp3 else b"+OK\r\n"
+        if b"PING" in words:
+            return b"+PONG\r\n"
+        if b"SENTINEL" in words and b"MASTERS" in words:
+            fields = {
+                "name": MASTER,
+                "ip": "127.0.0.1",
+                "port": str(self.named),
+                "runid": "0" * 40,
+                "flags": "master",
+                "num-slaves": "1",
+                "num-other-sentinels": "2",
+                "quorum": "2",
+            }
+            flat = [item for pair in fields.items() for item in pair]
+            body = b"".join(b"$%d\r\n%s\r\n" % (len(x), x.encode()) for x in flat)
+            if self._resp3:
+                return b"*1\r\n%%%d\r\n%s" % (len(fields), body)
+            return b"*1\r\n*%d\r\n%s" % (len(flat), body)
+        return b"-ERR this Sentinel only lies about the primary\r\n"
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        buffer = b""
+        with contextlib.suppress(OSError), conn:
+            while not self._closed.is_set():
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while (taken := _one_command(buffer)) is not None:
+                    command, buffer = taken
+                    conn.sendall(self._answer(command))
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+
 class SentinelGroup:
     """Primary, replica, three Sentinels, and ``front``. The primary's address, for the
     replica and the Sentinels alike, is ``link`` (a Sentinel would otherwise point a replica
@@ -235,8 +322,10 @@ class SentinelGroup:
     def front_url(self) -> str:
         return f"redis://127.0.0.1:{self.front.port}/0"
 
-    def master_port(self, sentinel: int = 0) -> int:
-        """The primary's port as one Sentinel tells it."""
+    def master_port(self, sentinel: int | None = None) -> int:
+        """The primary's port as one Sentinel (default: the first one running) tells it."""
+        if sentinel is None:
+            sentinel = next(i for i, s in enumerate(self.sentinels) if s.running)
         _, port = self.sentinels[sentinel].client().sentinel_get_master_addr_by_name(MASTER)
         return int(port)
 
@@ -287,7 +376,8 @@ class SentinelGroup:
         def promoted() -> bool:
             if self.client(self.replica).info("replication")["role"] != "master":
                 return False
-            return all(self.master_port(i) == self.replica.port for i in range(3))
+            live = [i for i, sentinel in enumerate(self.sentinels) if sentinel.running]
+            return all(self.master_port(i) == self.replica.port for i in live)
 
         return wait_for(promoted, timeout, "the Sentinels to promote the replica")
 
