@@ -156,8 +156,13 @@ def _cluster_client(url: RedisURL, timeout: float | None, **options: Any) -> red
 def primary_identity(connection: redis.Redis) -> str:
     """Which data set ``connection`` reaches: the server's run id and its replication id. Both
     change when another server is promoted, and when the same server restarts without its data
-    or is made a replica of another and then promoted again (its data replaced)."""
-    info = connection.info("server", "replication")
+    or is made a replica of another and then promoted again (its data replaced). Where INFO is
+    refused the answer is always ``unknown``: no change is seen, and the chain of steps
+    (docs/guarantees.md) still refuses what a failover made wrong."""
+    try:
+        info = connection.info("server", "replication")
+    except redis.ResponseError:  # INFO refused (an ACL without it): unknown, never "changed"
+        return "unknown"
     return f"{info.get('run_id', '')}/{info.get('master_replid', '')}"
 
 
