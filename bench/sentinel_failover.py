@@ -33,7 +33,7 @@ from typing import Any
 from bench import phases
 from bench.servers import VENV_BIN, Gunicorn
 from tests.support.processes import orders_cli, service_env, start_invalidator, start_service
-from tests.support.redis_sentinel import SentinelGroup
+from tests.support.redis_sentinel import MASTER, Redis, SentinelGroup, SentinelServer
 from tests.support.servers import MariaDBServer, free_port
 from tests.support.waiting import wait_for
 
@@ -147,15 +147,37 @@ def _one_failover(base: str, db: Any, group: SentinelGroup, round_no: int) -> di
     return {"promote_s": promoted, "to_correct_s": correct, "lost": lost, "stale": stale}
 
 
-def _throughput(
-    workdir: Path, env: dict[str, str], group: SentinelGroup, plan: phases.Plan
+@contextlib.contextmanager
+def _watched_redis() -> Iterator[tuple[str, str]]:
+    """One Redis and three Sentinels watching it directly (no forwarder in the way): its own
+    URL and the Sentinels' URL, for the throughput comparison."""
+    with Redis.create() as server:
+        sentinels = [
+            SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), server.port)
+            for _ in range(3)
+        ]
+        try:
+            for sentinel in sentinels:
+                sentinel.start()
+            hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+            yield f"redis://127.0.0.1:{server.port}/0", f"redis+sentinel://{hosts}/{MASTER}"
+        finally:
+            for sentinel in sentinels:
+                sentinel.close()
+
+
+def _throughput(workdir: Path, env: dict[str, str], plan: phases.Plan) -> dict[str, Any]:
+    """Hits through one server's URL and through the Sentinels' (the same server), near cache
+    off so every hit reads Redis."""
+    with _watched_redis() as (direct, through_sentinels):
+        return _compare(workdir, env, plan, direct, through_sentinels)
+
+
+def _compare(
+    workdir: Path, env: dict[str, str], plan: phases.Plan, direct: str, through_sentinels: str
 ) -> dict[str, Any]:
-    """Hits through one server's URL and through the Sentinels', near cache off."""
     systems = []
-    for name, url in (
-        ("one_server", f"redis://127.0.0.1:{group.primary.port}/0"),
-        ("sentinel", group.sentinel_url),
-    ):
+    for name, url in (("one_server", direct), ("sentinel", through_sentinels)):
         port = free_port()
         (workdir / f"metrics-{name}").mkdir()
         systems.append(
@@ -199,7 +221,7 @@ def run(plan: phases.Plan, failovers: int) -> dict[str, Any]:
         workdir = Path(scratch)
         with _stack(workdir) as (base, db, group, env):
             rounds = [_one_failover(base, db, group, i) for i in range(failovers)]
-            throughput = _throughput(workdir, env, group, plan)
+            throughput = _throughput(workdir, env, plan)
     to_correct = [r["to_correct_s"] for r in rounds]
     return {
         "failovers": failovers,
