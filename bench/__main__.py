@@ -27,6 +27,7 @@ from bench import (
     plots,
     promotion,
     report,
+    sentinel_failover,
     sweep,
     targets,
 )
@@ -35,7 +36,15 @@ from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation", "promotion")
+PHASES = (
+    "redis_hits",
+    "auth",
+    "hot_set",
+    "table_sizes",
+    "invalidation",
+    "promotion",
+    "sentinel_failover",
+)
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -55,6 +64,9 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "promotion" not in skip:
         print(f"MySQL failover: {plan.promotions} promotions under writes ...", flush=True)
         out["promotion"] = promotion.run(plan.promotions, ctx.scratch / "promotion")
+    if "sentinel_failover" not in skip:
+        print(f"Sentinel: {plan.failovers} failovers, hits through Sentinel ...", flush=True)
+        out["sentinel_failover"] = sentinel_failover.run(plan, plan.failovers)
     return out
 
 
@@ -232,6 +244,21 @@ def _plan(args: argparse.Namespace) -> phases.Plan:
     return plan
 
 
+FAILOVER_COMMANDS = ("promotion", "sentinel-failover")
+
+
+def _failovers(args: argparse.Namespace, plan: phases.Plan, out: Path) -> None:
+    """The failover phases run alone, each on servers of its own."""
+    if args.command == "promotion":
+        results = {"machine": report.machine(), "promotion": promotion.run(args.promotions)}
+        report.write(out, "promotion", results, promotion.markdown(results["promotion"]))
+        print(promotion.markdown(results["promotion"]))
+    elif args.command == "sentinel-failover":
+        results = sentinel_failover.run(plan, args.failovers or plan.failovers)
+        report.write(out, "sentinel_failover", results, sentinel_failover.markdown(results))
+        print(sentinel_failover.markdown(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -248,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             "sweep",
             "invalidation",
             "promotion",
+            "sentinel-failover",
         ],
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
@@ -332,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--promotions", type=int, default=20, help="promotion: MySQL failovers in a row"
     )
+    parser.add_argument(
+        "--failovers", type=int, default=0, help="sentinel-failover: failovers (default 20)"
+    )
     parser.add_argument("--minutes", type=float, default=10, help="soak length")
     parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
     parser.add_argument("--seconds", type=int, default=20, help="profile length")
@@ -355,10 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             report.write(out, "invalidation", results, invalidation.markdown(results))
             plots.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
-        elif args.command == "promotion":
-            results = {"machine": report.machine(), "promotion": promotion.run(args.promotions)}
-            report.write(out, "promotion", results, promotion.markdown(results["promotion"]))
-            print(promotion.markdown(results["promotion"]))
+        elif args.command in FAILOVER_COMMANDS:
+            _failovers(args, plan, out)
         elif args.command == "curves":
             results = curves.run(args, plan)
             report.write(out, "curves", results, curves_report.curves_markdown(results))

@@ -61,6 +61,8 @@ class Plan:
     visible_timeout: float = 60
     # MySQL primary failover (bench/promotion.py): promotions in a row under writes
     promotions: int = 20
+    # Redis Sentinel failovers (bench/sentinel_failover.py), on servers of its own
+    failovers: int = 20
 
 
 SMOKE = Plan(
@@ -90,6 +92,7 @@ SMOKE = Plan(
     rows_per_transaction=100,
     visible_timeout=30,
     promotions=1,
+    failovers=2,
 )
 
 
