@@ -28,6 +28,9 @@ collide:
 
 Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL, so Redis'
 ``volatile-lru`` never evicts them; entries and leases carry TTLs and may be evicted safely.
+
+On a Redis Cluster the pages are grouped (``service/cache/layout.py``): each group's keys share one
+hash tag, ``INVALIDATE_GROUP`` is the step for one group, ``groups`` lists the groups in use.
 """
 
 from __future__ import annotations
@@ -36,12 +39,23 @@ import hashlib
 from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
+from service.cache.layout import CacheKeys, GroupKeys
+
+__all__ = ["CacheKeys", "GroupKeys"]  # the key names live in layout.py, re-exported here
 
 # Take the lease only if nobody holds it (remembering the page in the index so shifts can find
 # it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
 # checkpoint, with no offset estimate involved.
+# On a cluster (grouped layout) KEYS[3] is the group's fence and ARGV[4] the fence the caller
+# read when it registered the group (REGISTER_GROUP): a new group never holds a fence older than
+# the newest leader's, so a deposed invalidator's step is refused there too.
 LEASE_AT = """
+if KEYS[3] and ARGV[4] ~= '' then
+  if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
+    redis.call('SET', KEYS[3], ARGV[4])
+  end
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
@@ -129,6 +143,45 @@ return #message
 """
 
 
+# The same step for one group of a cluster's grouped layout: ARGV[1] is the group's base (its hash
+# tag), so every key it builds is in the group's slot; KEYS[1] (the group's index) only routes
+# the call there. Two differences: the fence is the newest token this group has seen (a larger
+# token is adopted, a smaller one refused: the leader re-takes every group's fence when it takes
+# the lease, LEASE_AT seeds new groups), and the message goes out on the group's shard channel
+# (SPUBLISH), so only the shard holding the group carries it.
+_FENCE_EXACT = """
+if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
+  return -1
+end"""
+_FENCE_NEWEST = """
+if ARGV[7] ~= '' then
+  local fence = tonumber(redis.call('GET', prefix .. 'invalidator:fence') or '0')
+  if fence > tonumber(ARGV[7]) then return -1 end
+  if fence < tonumber(ARGV[7]) then redis.call('SET', prefix .. 'invalidator:fence', ARGV[7]) end
+end"""
+assert _FENCE_EXACT in INVALIDATE
+assert INVALIDATE.count("'PUBLISH'") == 1
+INVALIDATE_GROUP = INVALIDATE.replace(_FENCE_EXACT, _FENCE_NEWEST).replace(
+    "'PUBLISH'", "'SPUBLISH'"
+)
+
+# Grouped layout only. REGISTER_GROUP (control slot): KEYS[1] the ``groups`` set, KEYS[2] the
+# leader's fence; ARGV[1] the group. Records that the group may hold entries (the invalidator
+# applies every step to each registered group) and answers the newest fence for LEASE_AT's seed.
+# TAKE_FENCE (a group's slot): KEYS[1] the group's fence, ARGV[1] a new leader's token; answers
+# 1 if the group now holds it, 0 if it holds a newer one (this leader is deposed).
+REGISTER_GROUP = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+"""
+TAKE_FENCE = """
+local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
+if fence > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 # The invalidators' lease (one active, the others standing by). ACQUIRE takes a free lease and
 # hands out the next fencing token (INCR, so a newer leader always holds a larger one):
 #   KEYS[1] lease, KEYS[2] fence; ARGV[1] owner id, ARGV[2] lease TTL ms. Returns the token or 0.
@@ -168,6 +221,9 @@ FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "acquire_lease": (ACQUIRE_LEASE, ()),
     "renew_lease": (RENEW_LEASE, ()),
     "release_lease": (RELEASE_LEASE, ("allow-oom",)),
+    "invalidate_group": (INVALIDATE_GROUP, ("allow-oom",)),
+    "register_group": (REGISTER_GROUP, ()),
+    "take_fence": (TAKE_FENCE, ()),
 }
 LIBRARY_PREFIX = "orders_"
 
@@ -304,75 +360,3 @@ class Message:
         if self.checkpoint_ms is not None:
             tokens.append(f"c{self.checkpoint_ms}")
         return " ".join(tokens).encode()
-
-
-@dataclass(frozen=True)
-class CacheKeys:
-    """Names of the service's Redis keys for one namespace and page size."""
-
-    prefix: str
-    page_size: int
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:s{self.page_size}:"
-
-    def page(self, number: int) -> str:
-        return f"{self.base}page:{number}"
-
-    def lease(self, number: int) -> str:
-        return f"{self.base}lease:{number}"
-
-    @property
-    def totals(self) -> str:
-        return f"{self.base}totals"
-
-    @property
-    def totals_lease(self) -> str:
-        return f"{self.base}lease:totals"
-
-    @property
-    def index(self) -> str:
-        return f"{self.base}index"
-
-    @property
-    def binlog_position(self) -> str:
-        return f"{self.base}binlog"
-
-    @property
-    def checkpoint(self) -> str:
-        return f"{self.base}checkpoint"
-
-    @property
-    def config(self) -> str:
-        """HASH the API publishes its shared settings in (``ttl``, ``page_size``, ``max_lag``)."""
-        return f"{self.base}config"
-
-    @property
-    def invalidator_lease(self) -> str:
-        """The active invalidator's lease: its fencing token, with a TTL it keeps renewing."""
-        return f"{self.base}invalidator:lease"
-
-    @property
-    def invalidator_fence(self) -> str:
-        """The last fencing token handed out (INCR): newer leaders hold larger tokens."""
-        return f"{self.base}invalidator:fence"
-
-    @property
-    def hot(self) -> str:
-        """Sorted set of the pages readers hit most (service/cache/hot.py)."""
-        return f"{self.base}hot"
-
-    @property
-    def inspector_found(self) -> str:
-        """When the inspector last confirmed an inconsistency (Redis ms; TTL 10 min)."""
-        return f"{self.base}inspector:found"
-
-    @property
-    def channel(self) -> str:
-        return f"{self.base}invalidations"
-
-    @property
-    def pattern(self) -> str:
-        """Matches every key of this namespace (for tests and tooling that clean up)."""
-        return f"{self.base}*"

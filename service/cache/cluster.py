@@ -1,0 +1,225 @@
+"""The cache's operations on a Redis Cluster: every command and script within one group's slot.
+
+A Redis Cluster refuses a multi-key command or script whose keys are in different slots
+(``CROSSSLOT``), and one hash tag for the whole cache would put it on one shard. So the pages are
+grouped (``layout.py``): a read is one MGET of the page, its group's totals copy and its group's
+checkpoint; a fill takes and checks the group's lease; an invalidation step becomes one
+``INVALIDATE_GROUP`` per group it touches, each atomic in its group:
+
+- a step that changes the totals, or records a position or a checkpoint, touches every group in
+  ``groups`` (a reader registers a group before its first lease there, so a group the step did
+  not see was filled after the step's changes committed);
+- the invalidator resumes from the oldest group position (replaying into a group that is ahead
+  is harmless: invalidating twice is the same as once, and a checkpoint never moves back), and
+  starts fresh when a registered group has no position (it lost it, or never had one);
+- the fence is per group: the new leader re-takes every group's fence (``claim_fence``) before
+  it applies anything, and a new group is seeded with the newest fence when it is registered.
+
+MOVED, ASK and TRYAGAIN are redis-py's (it follows the redirection, refreshing its slot map);
+a connection error refreshes the map too and surfaces as ``CacheUnavailable``, like any failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any, cast
+
+from service.cache.keys import CacheKeys, Invalidation, Keep
+from service.cache.store import LEASE_MS, Lease, Lookup, RedisCache, _lookup
+from service.invalidation.changes import BinlogPosition
+
+
+class ClusterCache(RedisCache):
+    """``RedisCache`` for the grouped layout; the flat one stays ``RedisCache``'s own."""
+
+    keys: CacheKeys
+
+    def read(self, page: int) -> Lookup:
+        group = self.keys.of_page(page)
+        raw_page, raw_totals, raw_checkpoint = self._call(
+            "mget",
+            lambda: self.client.mget(group.page(page), group.totals, group.checkpoint),
+        )
+        return _lookup(page, raw_page, raw_totals, raw_checkpoint)
+
+    def _register(self, page: int) -> int:
+        """Put the page's group in ``groups``; answers the newest fence (LEASE_AT's seed)."""
+        keys = [self.keys.groups, self.keys.invalidator_fence]
+        group = self.keys.group_of(page)
+        return int(self._call("lease", lambda: self.run_function("register_group", keys, [group])))
+
+    def _lease_in_group(self, page: int, lease_key: str, member: str) -> Lease | None:
+        fence = self._register(page)
+        group = self.keys.of_page(page)
+        token = secrets.token_hex(8)
+        taken_at = self._call(
+            "lease",
+            lambda: self.run_function(
+                "lease_at",
+                [lease_key, group.index, group.fence],
+                [token, LEASE_MS, member, fence or ""],
+            ),
+        )
+        return Lease(token, int(taken_at)) if taken_at else None
+
+    def lease_page(self, page: int) -> Lease | None:
+        return self._lease_in_group(page, self.keys.lease(page), str(page))
+
+    def lease_totals(self, page: int = 1) -> Lease | None:
+        return self._lease_in_group(page, self.keys.of_page(page).totals_lease, "")
+
+    def fill_totals(self, token: str, entry: Any, page: int = 1) -> bool:
+        group = self.keys.of_page(page)
+        return self._fill_if_leased(group.totals_lease, group.totals, token, entry)
+
+    # ---- the invalidator ---------------------------------------------------------------------
+    def registered_groups(self) -> list[int]:
+        raw = self._call("zrange", lambda: self.client.zrange(self.keys.groups, 0, -1))
+        return sorted(int(member) for member in cast(list[bytes], raw or []))
+
+    def _touched(self, change: Invalidation) -> list[int]:
+        """The groups a step must reach: all registered ones when it changes the totals or
+        records progress; otherwise those of its pages and, for a shift, the groups from the
+        first shifted page on."""
+        registered = self.registered_groups()
+        wide = not isinstance(change.totals, Keep) or (
+            change.position is not None or change.checkpoint_ms is not None
+        )
+        if wide:
+            touched = set(registered)
+        else:
+            touched = {g for g in registered if self._shifted(g, change.from_page)}
+        touched.update(self.keys.group_of(page) for page in change.pages)
+        return sorted(touched)
+
+    def _shifted(self, group: int, from_page: int | None) -> bool:
+        return from_page is not None and self.keys.pages_of(group).stop > from_page
+
+    def invalidate(self, change: Invalidation) -> bool:
+        """The step in every group it touches, each group's part atomic; False when a group
+        holds a newer fence (a newer leader took over: this one stops)."""
+        results = self._call(
+            "invalidate", lambda: [self._invalidate_group(g, change) for g in self._touched(change)]
+        )
+        return all(int(result) >= 0 for result in results)
+
+    def _invalidate_group(self, group: int, change: Invalidation) -> Any:
+        keys = self.keys.group(group)
+        pages = frozenset(p for p in change.pages if self.keys.group_of(p) == group)
+        from_page = change.from_page if self._shifted(group, change.from_page) else None
+        part = Invalidation(
+            pages=pages,
+            from_page=from_page,
+            totals=change.totals,
+            position=change.position,
+            checkpoint_ms=change.checkpoint_ms,
+            fence=change.fence,
+        )
+        args = part.script_args(keys.base, self.hard_ttl)
+        return self.run_function("invalidate_group", [keys.index], args)
+
+    def claim_fence(self, token: int) -> bool:
+        """A new leader's fence in every registered group; False if one holds a newer one."""
+        groups = self.registered_groups()
+
+        def take() -> list[Any]:
+            return [
+                self.run_function("take_fence", [self.keys.group(g).fence], [token]) for g in groups
+            ]
+
+        return all(int(taken) for taken in self._call("fence", take))
+
+    def stored_position(self) -> str | None:
+        """The oldest position of the registered groups: everything before it is applied in
+        every group. None (start fresh) if a group has none or they are of different streams."""
+        groups = self.registered_groups()
+        if not groups:
+            return None
+        raw = self._call(
+            "get", lambda: [self.client.get(self.keys.group(g).binlog_position) for g in groups]
+        )
+        return oldest(cast(bytes, value).decode() if value else None for value in raw)
+
+    def checkpoint(self) -> int | None:
+        """The oldest group checkpoint (what every group has applied), or None if a registered
+        group has none."""
+        groups = self.registered_groups()
+        raw = self._call(
+            "get", lambda: [self.client.get(self.keys.group(g).checkpoint) for g in groups]
+        )
+        values = [int(cast(bytes, value)) if value else None for value in raw]
+        if not values or None in values:
+            return None
+        return min(cast(list[int], values))
+
+    # ---- the inspector -------------------------------------------------------------------------
+    def read_at(self, page: int) -> tuple[Lookup, int]:
+        lookups, now_ms = self.read_block_at(page, 1)
+        return lookups[0], now_ms
+
+    def read_block_at(self, first: int, count: int) -> tuple[list[Lookup], int]:
+        """Pages ``first``.. (count of them) that share ``first``'s group (the block is cut at
+        the group's end), its totals and checkpoint, and Redis' TIME, in one MULTI."""
+        group_keys = self.keys.of_page(first)
+        numbers = range(
+            first, min(first + count, self.keys.pages_of(self.keys.group_of(first)).stop)
+        )
+
+        def both() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.mget(
+                *(group_keys.page(n) for n in numbers), group_keys.totals, group_keys.checkpoint
+            )
+            pipe.time()
+            return pipe.execute()
+
+        raw, (seconds, micros) = self._call("multi", both)
+        totals, checkpoint = raw[-2], raw[-1]
+        lookups = [
+            _lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
+        ]
+        return lookups, int(seconds) * 1000 + int(micros) // 1000
+
+    def sample_pages(self, count: int) -> list[int]:
+        groups = self.registered_groups()
+        found: list[int] = []
+        for group in groups:
+            found.extend(self._sample(self.keys.group(group).index, count))
+        return found[:count] if len(found) <= count else _spread(found, count)
+
+    def drop(self, page: int | None) -> None:
+        if page is not None:
+            self._delete(self.keys.page(page), self.keys.lease(page))
+            return
+        for group in self.registered_groups():
+            self._delete(self.keys.group(group).totals, self.keys.group(group).totals_lease)
+
+    def _delete(self, *keys: str) -> None:
+        for key in keys:  # one by one: DEL of several keys must stay in one slot
+            self._call("del", lambda key=key: self.client.delete(key))  # type: ignore[misc]
+
+    def _sample(self, index: str, count: int) -> list[int]:
+        raw = self._call("zrandmember", lambda: self.client.zrandmember(index, count))
+        return [int(member) for member in cast(list[bytes], raw or [])]
+
+
+def _spread(found: list[int], count: int) -> list[int]:
+    step = len(found) / count
+    return [found[int(i * step)] for i in range(count)]
+
+
+def oldest(stored: Iterable[str | None]) -> str | None:
+    """The earliest of the groups' stored positions; None when one is missing, unreadable, or
+    from another stream (another server's identity) than the others."""
+    parsed: list[tuple[BinlogPosition, str]] = []
+    for text in stored:
+        if not text:
+            return None
+        try:
+            parsed.append((BinlogPosition.parse(text), text))
+        except ValueError:
+            return None
+    if not parsed or len({position.server for position, _ in parsed}) > 1:
+        return None
+    return min(parsed, key=lambda pair: pair[0])[1]
