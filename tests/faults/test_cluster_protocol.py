@@ -1,0 +1,190 @@
+"""The cache protocol on a real six-node Redis Cluster: every function's keys in one slot, the
+groups spread over the shards, and each operation of ``ClusterCache`` doing what the flat
+layout does, without a CROSSSLOT (or a script touching a key of another slot) ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from service.breaker import CircuitBreaker
+from service.cache.cluster import ClusterCache, oldest
+from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.keys import DROP, CacheKeys, Invalidation, SetTotals
+from service.cache.store import load_functions
+from tests.support.redis_cluster import RedisCluster
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+GROUP_PAGES = 4
+KEYS = CacheKeys("clu", 10, GROUP_PAGES)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster.create() as made:
+        yield made
+
+
+@pytest.fixture
+def cache(cluster: RedisCluster) -> Iterator[ClusterCache]:
+    client = cluster.client()
+    load_functions(client)
+    made = ClusterCache(
+        client, KEYS, CircuitBreaker("redis", failures=100, reset_after=0.1), hard_ttl=60
+    )
+    try:
+        yield made
+    finally:
+        for node in cluster.primaries():
+            with contextlib.closing(node.client()) as direct:
+                direct.flushall()
+        client.close()
+
+
+def _group_keys(group: int) -> dict[str, str]:
+    """Every key a step, a read or a fill builds for group ``group`` (by kind)."""
+    keys = KEYS.group(group)
+    page = KEYS.pages_of(group)[1]
+    return {
+        "page": KEYS.page(page),
+        "lease": KEYS.lease(page),
+        "index": keys.index,
+        "totals": keys.totals,
+        "totals_lease": keys.totals_lease,
+        "checkpoint": keys.checkpoint,
+        "fence": keys.fence,
+        "position": keys.binlog_position,
+        "gtid": keys.gtid,
+        "channel": keys.channel,
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "page",
+        "lease",
+        "index",
+        "totals",
+        "totals_lease",
+        "checkpoint",
+        "fence",
+        "position",
+        "gtid",
+        "channel",
+    ],
+)
+def test_each_key_kind_of_a_group_is_in_the_groups_slot(cluster: RedisCluster, kind: str) -> None:
+    for group in (0, 1, 9, 250):
+        keys = _group_keys(group)
+        assert cluster.keyslot(keys[kind]) == cluster.keyslot(keys["index"]), (group, keys[kind])
+
+
+def test_the_singleton_keys_share_the_control_slot(cluster: RedisCluster) -> None:
+    singletons = [
+        KEYS.config,
+        KEYS.hot,
+        KEYS.invalidator_lease,
+        KEYS.invalidator_fence,
+        KEYS.inspector_found,
+        KEYS.groups,
+    ]
+    assert len({cluster.keyslot(key) for key in singletons}) == 1
+
+
+def test_the_flat_layout_keeps_todays_names() -> None:
+    flat = CacheKeys("clu", 10)
+    assert (flat.page(3), flat.totals, flat.checkpoint, flat.invalidator_fence) == (
+        "clu:s10:page:3",
+        "clu:s10:totals",
+        "clu:s10:checkpoint",
+        "clu:s10:invalidator:fence",
+    )
+
+
+def test_groups_spread_over_every_shard(cluster: RedisCluster) -> None:
+    owners = {cluster.slot_owner(cluster.keyslot(KEYS.group(g).index)).port for g in range(60)}
+    assert len(owners) == len(cluster.primaries())
+
+
+def _fill(cache: ClusterCache, page: int, text: str) -> None:
+    lease = cache.lease_page(page)
+    assert lease is not None
+    entry = PageEntry.build(f'[{{"x":"{text}"}}]'.encode(), 2**62, lease.at_ms)
+    assert cache.fill_page(page, lease.token, entry)
+    totals = cache.lease_totals(page)
+    if totals is not None:
+        assert cache.fill_totals(totals.token, TotalsEntry(2**62, 1000, totals.at_ms), page)
+
+
+def test_reads_fills_and_steps_stay_in_their_groups(cache: ClusterCache) -> None:
+    """Every function runs on the real cluster (a key outside its slot would be an error)."""
+    pages = [1, 2, 5, 9, 40, 41]
+    for page in pages:
+        _fill(cache, page, f"p{page}")
+    assert cache.registered_groups() == sorted({KEYS.group_of(p) for p in pages})
+    assert all(cache.read(page).page is not None for page in pages)
+
+    # A page step reaches only its group; a shift every group from its page on.
+    assert cache.invalidate(Invalidation(pages=frozenset({5})))
+    assert cache.read(5).page is None
+    assert cache.read(1).page is not None
+    assert cache.invalidate(Invalidation(from_page=9))
+    assert [cache.read(p).page is not None for p in pages] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+    # A totals change (every insert or delete) reaches every group's copy.
+    entry = TotalsEntry(2**62, 7, 1)
+    assert cache.invalidate(Invalidation(totals=SetTotals(entry)))
+    assert {cache.read(p).totals for p in pages} == {entry}
+    assert cache.invalidate(Invalidation(totals=DROP))
+    assert {cache.read(p).totals for p in pages} == {None}
+
+
+def test_the_oldest_group_position_is_where_to_resume(cache: ClusterCache) -> None:
+    for page in (1, 9, 40):
+        _fill(cache, page, "x")
+    assert cache.stored_position() is None  # registered groups without a position: start fresh
+    assert cache.invalidate(Invalidation(position="bin.000002:500|server=s|gtid="))
+    assert cache.stored_position() == "bin.000002:500|server=s|gtid="
+    # A step that reaches one group only (its page) leaves the others' positions as they were.
+    cache.run_function(
+        "invalidate_group",
+        [KEYS.group(2).index],
+        Invalidation(position="bin.000002:900|server=s|gtid=").script_args(KEYS.group(2).base, 60),
+    )
+    assert cache.stored_position() == "bin.000002:500|server=s|gtid="
+
+
+def test_oldest_refuses_mixed_streams_and_gaps() -> None:
+    assert oldest(["a.000001:9|server=s|gtid=", "a.000001:4|server=s|gtid="]) == (
+        "a.000001:4|server=s|gtid="
+    )
+    assert oldest(["a.000001:9|server=s|gtid=", None]) is None
+    assert oldest(["a.000001:9|server=s|gtid=", "a.000001:4|server=t|gtid="]) is None
+
+
+def test_a_deposed_leaders_step_is_refused_in_every_group(cache: ClusterCache) -> None:
+    for page in (1, 9, 40):
+        _fill(cache, page, "x")
+    assert cache.invalidate(Invalidation(pages=frozenset({1}), fence=1))
+    assert cache.claim_fence(2)
+    assert not cache.invalidate(Invalidation(totals=DROP, fence=1))
+    assert {cache.read(p).totals is not None for p in (9, 40)} == {True}
+    assert cache.invalidate(Invalidation(totals=DROP, fence=2))
+    # A group registered after the new leader took over starts with its fence.
+    cache.client.set(KEYS.invalidator_fence, 2)
+    _fill(cache, 200, "y")
+    assert int(cache.client.get(KEYS.group(KEYS.group_of(200)).fence) or 0) == 2
+    assert not cache.invalidate(Invalidation(pages=frozenset({200}), fence=1))
+    assert cache.read(200).page is not None
