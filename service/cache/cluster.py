@@ -104,20 +104,33 @@ class ClusterCache(RedisCache):
         )
         return all(int(result) >= 0 for result in results)
 
-    def _invalidate_group(self, group: int, change: Invalidation) -> Any:
+    def _invalidate_group(self, group: int, change: Invalidation, expected: str = "") -> Any:
+        """INVALIDATE_GROUP for ``group``'s share of ``change``, every key declared."""
         keys = self.keys.group(group)
-        pages = frozenset(p for p in change.pages if self.keys.group_of(p) == group)
+        pages = sorted(p for p in change.pages if self.keys.group_of(p) == group)
+        dropped = set(pages)
         from_page = change.from_page if self._shifted(group, change.from_page) else None
-        part = Invalidation(
-            pages=pages,
+        if from_page is not None:
+            dropped.update(p for p in self.keys.pages_of(group) if p >= from_page)
+        declared = [
+            keys.index,
+            keys.totals,
+            keys.totals_lease,
+            keys.binlog_position,
+            keys.checkpoint,
+            keys.fence,
+            keys.gtid,
+        ]
+        for page in sorted(dropped):
+            declared += [keys.page(page), keys.lease(page)]
+        args = Invalidation(
             from_page=from_page,
             totals=change.totals,
             position=change.position,
             checkpoint_ms=change.checkpoint_ms,
             fence=change.fence,
-        )
-        args = part.script_args(keys.base, self.hard_ttl)
-        return self.run_function("invalidate_group", [keys.index], args)
+        ).script_args(keys.base, self.hard_ttl)
+        return self.run_function("invalidate_group", declared, [*args[:7], expected, "", *pages])
 
     def claim_fence(self, token: int) -> bool:
         """A new leader's fence in every registered group; False if one holds a newer one."""

@@ -143,27 +143,59 @@ return #message
 """
 
 
-# The same step for one group of a cluster's grouped layout: ARGV[1] is the group's base (its hash
-# tag), so every key it builds is in the group's slot; KEYS[1] (the group's index) only routes
-# the call there. Two differences: the fence is the newest token this group has seen (a larger
-# token is adopted, a smaller one refused: the leader re-takes every group's fence when it takes
-# the lease, LEASE_AT seeds new groups), and the message goes out on the group's shard channel
-# (SPUBLISH), so only the shard holding the group carries it.
-_FENCE_EXACT = """
-if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
-  return -1
-end"""
-_FENCE_NEWEST = """
-if ARGV[7] ~= '' then
-  local fence = tonumber(redis.call('GET', prefix .. 'invalidator:fence') or '0')
-  if fence > tonumber(ARGV[7]) then return -1 end
-  if fence < tonumber(ARGV[7]) then redis.call('SET', prefix .. 'invalidator:fence', ARGV[7]) end
-end"""
-assert _FENCE_EXACT in INVALIDATE
-assert INVALIDATE.count("'PUBLISH'") == 1
-INVALIDATE_GROUP = INVALIDATE.replace(_FENCE_EXACT, _FENCE_NEWEST).replace(
-    "'PUBLISH'", "'SPUBLISH'"
-)
+# The same step for one group of a cluster's grouped layout. Every key it touches is declared,
+# so that during a slot migration the cluster redirects (ASK) or defers (TRYAGAIN) the whole
+# step instead of running it where only some of the group's keys still are:
+#   KEYS[1] index, [2] totals, [3] totals lease, [4] position, [5] checkpoint, [6] fence,
+#   [7] gtid, then (page, lease) pairs: the step's pages and, for a shift, every page of the
+#   group from the first shifted one (a group's pages are a known, small set).
+#   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the position
+#   expected before this step ('' = do not check), ARGV[9] the GTID state this step applied
+#   ('' = none), ARGV[10..] the step's own pages (for the message).
+# The fence is the newest token this group has seen: a larger one is adopted, a smaller one
+# refused (-1); the leader re-takes every group's fence when it takes the lease, and LEASE_AT
+# seeds a new group's. A stored position other than the expected one refuses the step (-2,
+# nothing changed): the group lost a step (a failover) and the invalidator replays. The message
+# goes out on the group's shard channel (SPUBLISH): only the shard holding the group carries it.
+INVALIDATE_GROUP = """
+local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
+if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
+if ARGV[8] ~= '' and (redis.call('GET', KEYS[4]) or '') ~= ARGV[8] then return -2 end
+if ARGV[7] ~= '' and fence < tonumber(ARGV[7]) then redis.call('SET', KEYS[6], ARGV[7]) end
+local message = {}
+for i = 8, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
+for i = 10, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+if ARGV[2] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
+  message[#message + 1] = 'f' .. ARGV[2]
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  message[#message + 1] = 't'
+elseif ARGV[3] ~= '-' then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('DEL', KEYS[3])
+  message[#message + 1] = 't'
+end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9]) end
+local stored = redis.call('GET', KEYS[5])
+if ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at = tonumber(ARGV[6])
+  local previous = tonumber(stored or '0') or 0
+  if at <= now and (at > previous or previous > now) then
+    redis.call('SET', KEYS[5], at)
+    stored = tostring(at)
+  end
+end
+if stored then message[#message + 1] = 'c' .. stored end
+if #message > 0 then
+  redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
+end
+return #message
+"""
 
 # Grouped layout only. REGISTER_GROUP (control slot): KEYS[1] the ``groups`` set, KEYS[2] the
 # leader's fence; ARGV[1] the group. Records that the group may hold entries (the invalidator
