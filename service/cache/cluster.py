@@ -21,12 +21,13 @@ a connection error refreshes the map too and surfaces as ``CacheUnavailable``, l
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterable
 from typing import Any, cast
 
 from service.cache.keys import CacheKeys, Invalidation, Keep
-from service.cache.store import LEASE_MS, Lease, Lookup, RedisCache, _lookup
+from service.cache.store import LEASE_MS, Lease, Lookup, RedisCache, StepLost, _lookup
 from service.invalidation.changes import BinlogPosition
 
 
@@ -34,6 +35,14 @@ class ClusterCache(RedisCache):
     """``RedisCache`` for the grouped layout; the flat one stays ``RedisCache``'s own."""
 
     keys: CacheKeys
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The stamp each group holds after this invalidator's last step there (its next step
+        # expects it): a group whose shard forgot a step shows an older one.
+        self._stamps: dict[int, str] = {}
+        self._steps = itertools.count(1)
+        self._term = secrets.token_hex(4)
 
     def read(self, page: int) -> Lookup:
         group = self.keys.of_page(page)
@@ -102,10 +111,13 @@ class ClusterCache(RedisCache):
         results = self._call(
             "invalidate", lambda: [self._invalidate_group(g, change) for g in self._touched(change)]
         )
+        if any(int(result) == -2 for result in results):
+            raise StepLost("a group's shard lost steps it had acknowledged (a failover)")
         return all(int(result) >= 0 for result in results)
 
-    def _invalidate_group(self, group: int, change: Invalidation, expected: str = "") -> Any:
-        """INVALIDATE_GROUP for ``group``'s share of ``change``, every key declared."""
+    def _invalidate_group(self, group: int, change: Invalidation) -> Any:
+        """INVALIDATE_GROUP for ``group``'s share of ``change``, every key declared, expecting
+        the stamp this invalidator's previous step left there."""
         keys = self.keys.group(group)
         pages = sorted(p for p in change.pages if self.keys.group_of(p) == group)
         dropped = set(pages)
@@ -120,6 +132,7 @@ class ClusterCache(RedisCache):
             keys.checkpoint,
             keys.fence,
             keys.gtid,
+            keys.stamp,
         ]
         for page in sorted(dropped):
             declared += [keys.page(page), keys.lease(page)]
@@ -130,7 +143,14 @@ class ClusterCache(RedisCache):
             checkpoint_ms=change.checkpoint_ms,
             fence=change.fence,
         ).script_args(keys.base, self.hard_ttl)
-        return self.run_function("invalidate_group", declared, [*args[:7], expected, "", *pages])
+        stamp = f"{self._term}.{next(self._steps)}"
+        expected = self._stamps.get(group, "")
+        result = self.run_function(
+            "invalidate_group", declared, [*args[:7], expected, "", stamp, *pages]
+        )
+        if int(result) >= 0:
+            self._stamps[group] = stamp
+        return result
 
     def claim_fence(self, token: int) -> bool:
         """A new leader's fence in every registered group; False if one holds a newer one."""
@@ -150,9 +170,20 @@ class ClusterCache(RedisCache):
         if not groups:
             return None
         raw = self._call(
-            "get", lambda: [self.client.get(self.keys.group(g).binlog_position) for g in groups]
+            "get",
+            lambda: [
+                self.client.mget(self.keys.group(g).binlog_position, self.keys.group(g).stamp)
+                for g in groups
+            ],
         )
-        return oldest(cast(bytes, value).decode() if value else None for value in raw)
+        # Where this term starts: each group's stamp as it is now (a step lost from here on is
+        # caught by the next step there).
+        self._stamps = {
+            g: cast(bytes, stamp).decode()
+            for g, (_, stamp) in zip(groups, raw, strict=True)
+            if stamp
+        }
+        return oldest(cast(bytes, value).decode() if value else None for value, _ in raw)
 
     def checkpoint(self) -> int | None:
         """The oldest group checkpoint (what every group has applied), or None if a registered

@@ -147,24 +147,26 @@ return #message
 # so that during a slot migration the cluster redirects (ASK) or defers (TRYAGAIN) the whole
 # step instead of running it where only some of the group's keys still are:
 #   KEYS[1] index, [2] totals, [3] totals lease, [4] position, [5] checkpoint, [6] fence,
-#   [7] gtid, then (page, lease) pairs: the step's pages and, for a shift, every page of the
-#   group from the first shifted one (a group's pages are a known, small set).
-#   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the position
+#   [7] gtid, [8] stamp, then (page, lease) pairs: the step's pages and, for a shift, every page
+#   of the group from the first shifted one (a group's pages are a known, small set).
+#   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the stamp
 #   expected before this step ('' = do not check), ARGV[9] the GTID state this step applied
-#   ('' = none), ARGV[10..] the step's own pages (for the message).
+#   ('' = none), ARGV[10] this step's stamp, ARGV[11..] the step's own pages (for the message).
 # The fence is the newest token this group has seen: a larger one is adopted, a smaller one
 # refused (-1); the leader re-takes every group's fence when it takes the lease, and LEASE_AT
-# seeds a new group's. A stored position other than the expected one refuses the step (-2,
-# nothing changed): the group lost a step (a failover) and the invalidator replays. The message
+# seeds a new group's. Every step leaves its stamp; a stored stamp other than the expected one
+# refuses the step (-2, nothing changed): the group's shard lost a step it had acknowledged (a
+# failover), and the invalidator replays from the groups' stored positions. The message
 # goes out on the group's shard channel (SPUBLISH): only the shard holding the group carries it.
 INVALIDATE_GROUP = """
 local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
 if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
-if ARGV[8] ~= '' and (redis.call('GET', KEYS[4]) or '') ~= ARGV[8] then return -2 end
+if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
 if ARGV[7] ~= '' and fence < tonumber(ARGV[7]) then redis.call('SET', KEYS[6], ARGV[7]) end
 local message = {}
-for i = 8, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
-for i = 10, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+for i = 9, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
+for i = 11, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+if ARGV[10] ~= '' then redis.call('SET', KEYS[8], ARGV[10]) end
 if ARGV[2] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
   message[#message + 1] = 'f' .. ARGV[2]

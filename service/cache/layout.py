@@ -5,8 +5,9 @@ lists them). Grouped (``group_pages`` set, a cluster): page n belongs to group `
 and everything a step or a read of that page touches shares the group's hash tag
 ``{prefix:sSIZE:gN}``, so it is in one slot and the groups spread over the shards: the pages and
 their leases, the group's index, its copy of the totals (and that copy's lease), its checkpoint,
-fence, binlog position, GTID and shard channel. The singletons (config, hot, the invalidator's
-lease and newest fence, inspector:found, the ``groups`` set) share ``{prefix:sSIZE}``.
+fence, binlog position, GTID, last step's stamp and shard channel. The singletons (config, hot,
+the invalidator's lease and newest fence, inspector:found, the ``groups`` set) share
+``{prefix:sSIZE}``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class GroupKeys:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}checkpoint"
+
+    @property
+    def stamp(self) -> str:
+        """Grouped layout: the last step this group applied (INVALIDATE_GROUP's lost-step check)."""
+        return f"{self.base}stamp"
 
     @property
     def fence(self) -> str:

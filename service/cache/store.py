@@ -50,6 +50,11 @@ class CacheUnavailable(Exception):
     """Redis failed, timed out, or the breaker is open. Callers fall back to MySQL."""
 
 
+class StepLost(Exception):
+    """A Redis primary no longer holds a step it acknowledged (a failover lost it): the
+    invalidator must replay from the stored positions, not carry on past the gap."""
+
+
 class FunctionsNotLoaded(Exception):
     """The cache's function library is not in Redis and this user may not load it."""
 

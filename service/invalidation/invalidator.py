@@ -22,7 +22,7 @@ from typing import TypeVar
 import pymysql
 
 from service.cache.keys import DROP, Invalidation
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.store import CacheUnavailable, RedisCache, StepLost
 from service.config import DatabaseURL
 from service.invalidation import planner
 from service.invalidation.changes import BinlogPosition
@@ -136,6 +136,9 @@ class Invalidator:
                 self._lead()
             except Fenced:
                 log.warning("another invalidator took over; standing by")
+            except StepLost as exc:
+                metrics.count_rewind()
+                log.warning("replaying from the stored positions", reason=str(exc))
             finally:
                 self.active.clear()
                 metrics.set_invalidator_gauge("leader", 0)

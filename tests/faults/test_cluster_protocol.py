@@ -6,7 +6,9 @@ layout does, without a CROSSSLOT (or a script touching a key of another slot) ev
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -14,11 +16,13 @@ from service.breaker import CircuitBreaker
 from service.cache.cluster import ClusterCache, oldest
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import DROP, CacheKeys, Invalidation, SetTotals
-from service.cache.store import load_functions
-from tests.support.redis_cluster import RedisCluster
+from service.cache.store import CacheUnavailable, StepLost, load_functions
+from tests.support.redis_cluster import ClusterNode, RedisCluster
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
+T = TypeVar("T")
 GROUP_PAGES = 4
 KEYS = CacheKeys("clu", 10, GROUP_PAGES)
 
@@ -184,3 +188,57 @@ def test_a_deposed_leaders_step_is_refused_in_every_group(cache: ClusterCache) -
     assert int(cache.client.get(KEYS.group(KEYS.group_of(200)).fence) or 0) == 2
     assert not cache.invalidate(Invalidation(pages=frozenset({200}), fence=1))
     assert cache.read(200).page is not None
+
+
+def test_a_step_a_failover_lost_is_caught_and_replayed_from_the_group() -> None:
+    """The replica is cut off while a step lands on its primary, which is then killed: the
+    promoted replica never had the step. The next step there is refused (StepLost), and the
+    resume position is that group's older one, so the replay covers the lost step."""
+    with RedisCluster.create() as own:
+        client = own.client()
+        load_functions(client)
+        cache = ClusterCache(
+            client, KEYS, CircuitBreaker("redis", failures=100, reset_after=0.1), hard_ttl=60
+        )
+        for page in (1, 9, 40, 200):
+            _fill(cache, page, "x")
+        first = "bin.000001:100|server=s|gtid="
+        assert cache.invalidate(Invalidation(position=first))
+        group = KEYS.group_of(200)
+        primary = own.slot_owner(own.keyslot(KEYS.group(group).index))
+        (replica,) = own.replicas_of(primary)
+        wait_for(lambda: _replicated(primary, replica), 10, "the replica caught up")
+        replica.pause()
+        # The link is cut while the replica is stopped: what the primary acknowledges from now
+        # on is in no replica's socket buffer either.
+        primary.client().client_kill_filter(_type="replica")
+        try:
+            assert cache.invalidate(
+                Invalidation(pages=frozenset({200}), position="bin.000001:200|server=s|gtid=")
+            )
+            primary.kill()
+        finally:
+            replica.resume()
+        wait_for(lambda: replica.role() == "master" and own.ok(), 60, "the replica promoted")
+        with pytest.raises(StepLost):
+            _retry(lambda: cache.invalidate(Invalidation(position="bin.000001:300|server=s|gtid=")))
+        assert cache.stored_position() == first
+        assert cache.read(200).page is not None  # the lost step's page is back: replay drops it
+        assert _retry(lambda: cache.invalidate(Invalidation(pages=frozenset({200}))))
+        assert cache.read(200).page is None
+        client.close()
+
+
+def _replicated(primary: ClusterNode, replica: ClusterNode) -> bool:
+    offset = primary.client().info("replication")["master_repl_offset"]
+    return int(replica.client().info("replication")["slave_repl_offset"]) >= int(offset)
+
+
+def _retry(call: Callable[[], T]) -> T:
+    """Calls during a failover fail until the client's slot map follows it."""
+    for _ in range(100):
+        try:
+            return call()
+        except CacheUnavailable:
+            time.sleep(0.1)
+    return call()

@@ -25,8 +25,8 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_4932fb9b6199
-redis.register_function{function_name='orders_4932fb9b6199_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_ec0aba1bf2f1
+redis.register_function{function_name='orders_ec0aba1bf2f1_lease_at', flags={}, callback=function(KEYS, ARGV)
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
     redis.call('SET', KEYS[3], ARGV[4])
@@ -39,7 +39,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_4932fb9b6199_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -47,7 +47,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_4932fb9b6199_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -97,7 +97,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_4932fb9b6199_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -105,25 +105,26 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_4932fb9b6199_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_4932fb9b6199_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
-redis.register_function{function_name='orders_4932fb9b6199_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
 if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
-if ARGV[8] ~= '' and (redis.call('GET', KEYS[4]) or '') ~= ARGV[8] then return -2 end
+if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
 if ARGV[7] ~= '' and fence < tonumber(ARGV[7]) then redis.call('SET', KEYS[6], ARGV[7]) end
 local message = {}
-for i = 8, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
-for i = 10, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+for i = 9, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
+for i = 11, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+if ARGV[10] ~= '' then redis.call('SET', KEYS[8], ARGV[10]) end
 if ARGV[2] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
   message[#message + 1] = 'f' .. ARGV[2]
@@ -155,11 +156,11 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_4932fb9b6199_register_group', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_register_group', flags={}, callback=function(KEYS, ARGV)
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
 return tonumber(redis.call('GET', KEYS[2]) or '0')
 end}
-redis.register_function{function_name='orders_4932fb9b6199_take_fence', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_ec0aba1bf2f1_take_fence', flags={}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
 if fence > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
