@@ -313,13 +313,21 @@ def load_functions(print_only: bool) -> None:
 @click.option("--database", default="orders", show_default=True, help="The orders database.")
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")
 @click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
-def grants(role: str, user: str, database: str, host: str, redis_prefix: str | None) -> None:
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    help="With --redis-prefix: the rules for a Redis Cluster (grouped keys; set on every node).",
+)
+def grants(
+    role: str, user: str, database: str, host: str, redis_prefix: str | None, *, redis_cluster: bool
+) -> None:
     """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
     from service.orders import roles
 
     try:
         if redis_prefix is not None:
-            click.echo(" ".join(roles.redis_acl(role, user, redis_prefix)))
+            rules = roles.redis_acl(role, user, redis_prefix, cluster=redis_cluster)
+            click.echo(" ".join(rules))
             return
         for statement in roles.grants(role, user, database, host):
             click.echo(f"{statement};")

@@ -53,10 +53,18 @@ class ClusterCache(RedisCache):
         return _lookup(page, raw_page, raw_totals, raw_checkpoint)
 
     def _register(self, page: int) -> int:
-        """Put the page's group in ``groups``; answers the newest fence (LEASE_AT's seed)."""
-        keys = [self.keys.groups, self.keys.invalidator_fence]
+        """Put the page's group in ``groups`` and read the newest fence (LEASE_AT's seed), in
+        one MULTI in the control slot."""
         group = self.keys.group_of(page)
-        return int(self._call("lease", lambda: self.run_function("register_group", keys, [group])))
+
+        def register() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zadd(self.keys.groups, {str(group): group})
+            pipe.get(self.keys.invalidator_fence)
+            return pipe.execute()
+
+        _, fence = self._call("lease", register)
+        return int(cast(bytes, fence)) if fence else 0
 
     def _lease_in_group(self, page: int, lease_key: str, member: str) -> Lease | None:
         fence = self._register(page)

@@ -48,8 +48,8 @@ __all__ = ["CacheKeys", "GroupKeys"]  # the key names live in layout.py, re-expo
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
 # checkpoint, with no offset estimate involved.
 # On a cluster (grouped layout) KEYS[3] is the group's fence and ARGV[4] the fence the caller
-# read when it registered the group (REGISTER_GROUP): a new group never holds a fence older than
-# the newest leader's, so a deposed invalidator's step is refused there too.
+# read when it registered the group (in the MULTI that added it to ``groups``): a new group never
+# holds a fence older than the newest leader's, so a deposed invalidator's step is refused there.
 LEASE_AT = """
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
@@ -199,15 +199,10 @@ end
 return #message
 """
 
-# Grouped layout only. REGISTER_GROUP (control slot): KEYS[1] the ``groups`` set, KEYS[2] the
-# leader's fence; ARGV[1] the group. Records that the group may hold entries (the invalidator
-# applies every step to each registered group) and answers the newest fence for LEASE_AT's seed.
-# TAKE_FENCE (a group's slot): KEYS[1] the group's fence, ARGV[1] a new leader's token; answers
-# 1 if the group now holds it, 0 if it holds a newer one (this leader is deposed).
-REGISTER_GROUP = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
-return tonumber(redis.call('GET', KEYS[2]) or '0')
-"""
+# Grouped layout only. TAKE_FENCE (a group's slot): KEYS[1] the group's fence, ARGV[1] a new
+# leader's token; answers 1 if the group now holds it, 0 if it holds a newer one (this leader is
+# deposed). (A reader registers a group with ZADD to ``groups`` and GET of the leader's fence in
+# one MULTI: a function would need write access to every key it declares, the fence included.)
 TAKE_FENCE = """
 local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
 if fence > tonumber(ARGV[1]) then return 0 end
@@ -256,7 +251,6 @@ FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "renew_lease": (RENEW_LEASE, ()),
     "release_lease": (RELEASE_LEASE, ("allow-oom",)),
     "invalidate_group": (INVALIDATE_GROUP, ("allow-oom",)),
-    "register_group": (REGISTER_GROUP, ()),
     "take_fence": (TAKE_FENCE, ()),
 }
 LIBRARY_PREFIX = "orders_"

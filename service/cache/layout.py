@@ -113,7 +113,8 @@ class CacheKeys(GroupKeys):
 
     @property
     def groups(self) -> str:
-        """Grouped layout: sorted set of the groups that may hold entries (REGISTER_GROUP)."""
+        """Grouped layout: sorted set of the groups that may hold entries (a reader registers a
+        group before its first lease there)."""
         return f"{self.base}groups"
 
     @property

@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+import redis
 
 from service.breaker import CircuitBreaker
 from service.cache.cluster import ClusterCache, oldest
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import DROP, CacheKeys, Invalidation, SetTotals
 from service.cache.store import CacheUnavailable, StepLost, load_functions
+from service.orders import roles
 from tests.support.redis_cluster import ClusterNode, RedisCluster
 from tests.support.waiting import wait_for
 
@@ -242,3 +244,48 @@ def _retry(call: Callable[[], T]) -> T:
         except CacheUnavailable:
             time.sleep(0.1)
     return call()
+
+
+def test_each_roles_acl_user_can_do_its_part_on_a_cluster(cluster: RedisCluster) -> None:
+    """`orders-service grants --redis-prefix P --redis-cluster` on every node: the API's user
+    reads, registers, leases and fills; the invalidator's leads and applies steps; neither may
+    write what the other owns."""
+    for role in ("api", "invalidator"):
+        rules = roles.redis_acl(role, f"clu_{role}", "clu", cluster=True)
+        for node in cluster.primaries() + [
+            r for p in cluster.primaries() for r in cluster.replicas_of(p)
+        ]:
+            with contextlib.closing(node.client()) as direct:
+                direct.execute_command("ACL", "SETUSER", f"clu_{role}", *rules, ">pw")
+    admin = cluster.client()
+    load_functions(admin)
+    breaker = CircuitBreaker("redis", failures=100, reset_after=0.1)
+    api = ClusterCache(
+        cluster.client(username="clu_api", password="pw"), KEYS, breaker, hard_ttl=60
+    )
+    invalidator = ClusterCache(
+        cluster.client(username="clu_invalidator", password="pw"), KEYS, breaker, hard_ttl=60
+    )
+    try:
+        admin.set(KEYS.invalidator_fence, 3)
+        _fill(api, 9, "x")
+        assert api.read(9).page is not None
+        assert invalidator.claim_fence(3)
+        assert invalidator.invalidate(
+            Invalidation(
+                pages=frozenset({9}), totals=DROP, position="b.1:1|server=s|gtid=", fence=3
+            )
+        )
+        assert api.read(9).page is None
+        assert invalidator.stored_position() == "b.1:1|server=s|gtid="
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            api.client.set(KEYS.group(KEYS.group_of(9)).checkpoint, 1)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            invalidator.client.set(KEYS.config, 1)
+    finally:
+        for node in cluster.primaries():
+            with contextlib.closing(node.client()) as direct:
+                direct.flushall()
+        api.client.close()
+        invalidator.client.close()
+        admin.close()

@@ -149,8 +149,12 @@ def _diagnosis(stack: Stack, cluster: RedisCluster) -> str:
                 kind = direct.type(key)
                 value = direct.get(key) if kind == "string" else direct.zrange(key, 0, -1)
                 lines.append(f":{node.port} {key} {str(value)[:90]}")
+    for page in range(1, 9):
+        response = stack.get(page)
+        first = response.json()["orders"][0]["id"] if response.status_code == 200 else None
+        lines.append(f"page {page}: {response.headers.get('X-Cache')} first id {first}")
     assert stack.invalidator is not None
-    return "\n".join([*lines, stack.invalidator.tail()])
+    return "\n".join([*lines, stack.invalidator.tail(), stack.web.tail()])
 
 
 def test_slot_migration_under_readers_and_writers(
