@@ -183,7 +183,9 @@ class RedisCluster:
         """A redis-py cluster client on the live nodes (for tests that look underneath)."""
         from redis.cluster import ClusterNode as Seed
 
-        return redis.RedisCluster(
+        from service.cache.topology import _Cluster
+
+        return _Cluster(
             startup_nodes=[Seed(host, port) for host, port in self.startup_nodes],
             socket_timeout=5,
             socket_connect_timeout=5,
