@@ -116,16 +116,38 @@ class ClusterCache(RedisCache):
     def invalidate(self, change: Invalidation) -> bool:
         """The step in every group it touches, each group's part atomic; False when a group
         holds a newer fence (a newer leader took over: this one stops)."""
-        results = self._call(
-            "invalidate", lambda: [self._invalidate_group(g, change) for g in self._touched(change)]
-        )
+        results = self._call("invalidate", lambda: self._invalidate_groups(change))
         if any(int(result) == -2 for result in results):
             raise StepLost("a group's shard lost steps it had acknowledged (a failover)")
         return all(int(result) >= 0 for result in results)
 
-    def _invalidate_group(self, group: int, change: Invalidation) -> Any:
-        """INVALIDATE_GROUP for ``group``'s share of ``change``, every key declared, expecting
-        the stamp this invalidator's previous step left there."""
+    def _invalidate_groups(self, change: Invalidation) -> list[Any]:
+        """One INVALIDATE_GROUP per group the step touches, pipelined: one round trip per
+        shard (redis-py follows a MOVED or ASK per command). A group whose call failed keeps
+        its expected stamp; the step is then retried whole (replaying is harmless)."""
+        touched = self._touched(change)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.determine_slot = self.client.determine_slot  # type: ignore[attr-defined]
+        stamps = []
+        for group in touched:
+            declared, args, stamp = self._group_call(group, change)
+            stamps.append(stamp)
+            pipe.fcall(self.library.function("invalidate_group"), len(declared), *declared, *args)
+        results = pipe.execute(raise_on_error=False)
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        for group, stamp, result in zip(touched, stamps, results, strict=True):
+            if not isinstance(result, Exception) and int(result) >= 0:
+                self._stamps[group] = stamp
+        if failed is not None:
+            raise failed
+        return list(results)
+
+    def _group_call(
+        self, group: int, change: Invalidation
+    ) -> tuple[list[str], list[str | int], str]:
+        """INVALIDATE_GROUP's keys and arguments for ``group``'s share of ``change``, every key
+        declared, expecting the stamp this invalidator's previous step left there; and the
+        stamp this one leaves."""
         keys = self.keys.group(group)
         pages = sorted(p for p in change.pages if self.keys.group_of(p) == group)
         dropped = set(pages)
@@ -144,7 +166,7 @@ class ClusterCache(RedisCache):
         ]
         for page in sorted(dropped):
             declared += [keys.page(page), keys.lease(page)]
-        args = Invalidation(
+        args: list[str | int] = Invalidation(
             from_page=from_page,
             totals=change.totals,
             position=change.position,
@@ -153,12 +175,7 @@ class ClusterCache(RedisCache):
         ).script_args(keys.base, self.hard_ttl)
         stamp = f"{self._term}.{next(self._steps)}"
         expected = self._stamps.get(group, "")
-        result = self.run_function(
-            "invalidate_group", declared, [*args[:7], expected, "", stamp, *pages]
-        )
-        if int(result) >= 0:
-            self._stamps[group] = stamp
-        return result
+        return declared, [*args[:7], expected, "", stamp, *pages], stamp
 
     def claim_fence(self, token: int) -> bool:
         """A new leader's fence in every registered group; False if one holds a newer one."""

@@ -164,7 +164,8 @@ def test_the_oldest_group_position_is_where_to_resume(cache: ClusterCache) -> No
     assert cache.invalidate(Invalidation(position="bin.000002:500|server=s|gtid="))
     assert cache.stored_position() == "bin.000002:500|server=s|gtid="
     # A step that reaches one group only (its page) leaves the others' positions as they were.
-    cache._invalidate_group(2, Invalidation(position="bin.000002:900|server=s|gtid="))
+    declared, args, _ = cache._group_call(2, Invalidation(position="bin.000002:900|server=s|gtid="))
+    cache.run_function("invalidate_group", declared, args)
     assert cache.stored_position() == "bin.000002:500|server=s|gtid="
 
 
