@@ -314,20 +314,30 @@ def load_functions(print_only: bool) -> None:
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")
 @click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
 @click.option(
-    "--redis-cluster",
-    is_flag=True,
-    help="With --redis-prefix: the rules for a Redis Cluster (grouped keys; set on every node).",
+    "--topology",
+    type=click.Choice(["standalone", "sentinel", "cluster"]),
+    default="standalone",
+    show_default=True,
+    help="With --redis-prefix: sentinel adds the rules of the Sentinels' user (a second line); "
+    "cluster gives the grouped keys' rules (set them on every node).",
 )
 def grants(
-    role: str, user: str, database: str, host: str, redis_prefix: str | None, *, redis_cluster: bool
+    role: str, user: str, database: str, host: str, *, redis_prefix: str | None, topology: str
 ) -> None:
     """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
     from service.orders import roles
 
     try:
         if redis_prefix is not None:
-            rules = roles.redis_acl(role, user, redis_prefix, cluster=redis_cluster)
+            if topology == "sentinel":
+                click.echo("# the Redis servers (primary and replicas alike): ACL SETUSER " + user)
+            if topology == "cluster":
+                click.echo(f"# every node of the cluster (ACLs are not shared): ACL SETUSER {user}")
+            rules = roles.redis_acl(role, user, redis_prefix, cluster=topology == "cluster")
             click.echo(" ".join(rules))
+            if topology == "sentinel":
+                click.echo(f"# each Sentinel (ORDERS_REDIS_SENTINEL_PASSWORD): ACL SETUSER {user}")
+                click.echo(" ".join(roles.sentinel_acl(user)))
             return
         for statement in roles.grants(role, user, database, host):
             click.echo(f"{statement};")

@@ -26,8 +26,16 @@ import secrets
 from collections.abc import Iterable
 from typing import Any, cast
 
-from service.cache.keys import CacheKeys, Invalidation, Keep
-from service.cache.store import LEASE_MS, Lease, Lookup, RedisCache, StepLost, _lookup
+from service.cache.keys import CacheKeys, Invalidation, Keep, strip_step
+from service.cache.store import (
+    FENCED,
+    LEASE_MS,
+    NOT_FOLLOWING,
+    Lease,
+    Lookup,
+    RedisCache,
+    _lookup,
+)
 from service.invalidation.changes import BinlogPosition
 
 
@@ -43,6 +51,10 @@ class ClusterCache(RedisCache):
         self._stamps: dict[int, str] = {}
         self._steps = itertools.count(1)
         self._term = secrets.token_hex(4)
+        # The position (without its step number) the last applied step recorded: a step that
+        # only carries it on (every step records one, service/invalidation/steps.py) need not
+        # reach every group.
+        self._applied_position: str | None = None
 
     def read(self, page: int) -> Lookup:
         group = self.keys.of_page(page)
@@ -100,9 +112,10 @@ class ClusterCache(RedisCache):
         records progress; otherwise those of its pages and, for a shift, the groups from the
         first shifted page on."""
         registered = self.registered_groups()
-        wide = not isinstance(change.totals, Keep) or (
-            change.position is not None or change.checkpoint_ms is not None
+        moved = change.position is not None and (
+            strip_step(change.position) != self._applied_position
         )
+        wide = not isinstance(change.totals, Keep) or moved or change.checkpoint_ms is not None
         if wide:
             touched = set(registered)
         else:
@@ -113,13 +126,22 @@ class ClusterCache(RedisCache):
     def _shifted(self, group: int, from_page: int | None) -> bool:
         return from_page is not None and self.keys.pages_of(group).stop > from_page
 
-    def invalidate(self, change: Invalidation) -> bool:
-        """The step in every group it touches, each group's part atomic; False when a group
-        holds a newer fence (a newer leader took over: this one stops)."""
-        results = self._call("invalidate", lambda: self._invalidate_groups(change))
-        if any(int(result) == -2 for result in results):
-            raise StepLost("a group's shard lost steps it had acknowledged (a failover)")
-        return all(int(result) >= 0 for result in results)
+    def apply_step(self, change: Invalidation) -> int:
+        """The step in every group it touches, each group's part atomic: ``FENCED`` when a
+        group holds a newer fence (a newer leader took over), ``NOT_FOLLOWING`` when a group
+        does not hold the stamp this invalidator's last step there left (its shard lost steps
+        in a failover: the invalidator replays). ``change.expected`` (one server's chain) is
+        not used: each group has its own stamp."""
+        results = [
+            int(r) for r in self._call("invalidate", lambda: self._invalidate_groups(change))
+        ]
+        if FENCED in results:
+            return FENCED
+        if NOT_FOLLOWING in results:
+            return NOT_FOLLOWING
+        if change.position is not None:
+            self._applied_position = strip_step(change.position)
+        return len(results)
 
     def _invalidate_groups(self, change: Invalidation) -> list[Any]:
         """One INVALIDATE_GROUP per group the step touches, pipelined: one round trip per
@@ -188,9 +210,10 @@ class ClusterCache(RedisCache):
 
         return all(int(taken) for taken in self._call("fence", take))
 
-    def stored_position(self) -> str | None:
+    def stored_chain(self) -> str | None:
         """The oldest position of the registered groups: everything before it is applied in
-        every group. None (start fresh) if a group has none or they are of different streams."""
+        every group. None (start fresh) if a group has none or they are of different streams.
+        Read at the start of a term, with each group's stamp (the next step there expects it)."""
         groups = self.registered_groups()
         if not groups:
             return None
@@ -203,6 +226,7 @@ class ClusterCache(RedisCache):
         )
         # Where this term starts: each group's stamp as it is now (a step lost from here on is
         # caught by the next step there).
+        self._applied_position = None
         self._stamps = {
             g: cast(bytes, stamp).decode()
             for g, (_, stamp) in zip(groups, raw, strict=True)
@@ -286,7 +310,7 @@ def oldest(stored: Iterable[str | None]) -> str | None:
         if not text:
             return None
         try:
-            parsed.append((BinlogPosition.parse(text), text))
+            parsed.append((BinlogPosition.parse(strip_step(text)), text))
         except ValueError:
             return None
     if not parsed or len({position.server for position, _ in parsed}) > 1:

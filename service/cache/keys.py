@@ -12,8 +12,8 @@ collide:
   lease:totals the fill lease of ``totals``
   index        sorted set of page numbers that have (or had) an entry or a lease: a shift
                invalidation finds the pages after a point without scanning the key space
-  binlog       the invalidator's binlog position (and server identity), stored atomically
-               with its invalidations
+  binlog       the invalidator's binlog position (and server identity, step number), stored
+               atomically with its invalidations
   invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
   invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
@@ -39,17 +39,15 @@ import hashlib
 from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
-from service.cache.layout import CacheKeys, GroupKeys
+from service.cache.layout import INVALIDATE_GROUP, TAKE_FENCE, CacheKeys, GroupKeys
 
-__all__ = ["CacheKeys", "GroupKeys"]  # the key names live in layout.py, re-exported here
+# The key names and the grouped layout's scripts live in layout.py, re-exported here.
+__all__ = ["INVALIDATE_GROUP", "TAKE_FENCE", "CacheKeys", "GroupKeys"]
 
-# Take the lease only if nobody holds it (remembering the page in the index so shifts can find
-# it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
-# the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
-# checkpoint, with no offset estimate involved.
-# On a cluster (grouped layout) KEYS[3] is the group's fence and ARGV[4] the fence the caller
-# read when it registered the group (in the MULTI that added it to ``groups``): a new group never
-# holds a fence older than the newest leader's, so a deposed invalidator's step is refused there.
+# Take the lease if free (the page noted in the index, for shifts) and answer Redis' clock (ms),
+# 0 if taken: the filler stamps the entry it reads next with it (``read_ms``, the checkpoint's
+# clock, no offset estimate). On a cluster KEYS[3] is the page's group's fence and ARGV[4] the
+# leader's fence read when the group was registered: a new group never holds an older one.
 LEASE_AT = """
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
@@ -64,8 +62,7 @@ end
 return 0
 """
 
-# The conditional store: write the entry only if our lease is still the live one. Any invalidation
-# since the lease was taken deleted it, so a page read before a write committed is never stored.
+# Store the entry only if our lease is live: an invalidation since it was taken deleted it.
 FILL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
@@ -89,16 +86,24 @@ return 0
 #   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
 #           holds this token, so an invalidator that lost its lease (paused, partitioned) can
 #           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
-#   ARGV[8..] single pages.
+#   ARGV[8] the ``binlog`` value this step follows ('' = unchecked), as the previous step wrote
+#           it (every step writes one: position and step number). Another value (a replica that
+#           missed the last steps was promoted) refuses the step: nothing changes, returns -2,
+#           the invalidator replays (docs/guarantees.md, "Redis failover (Sentinel)"),
+#   ARGV[9] GTID state applied by this step ('' = none; MySQL replicas, written to ``gtid``),
+#   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
 end
+if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
+  return -2
+end
 local index = prefix .. 'index'
 local message = {}
-for i = 8, #ARGV do
+for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -143,74 +148,6 @@ return #message
 """
 
 
-# The same step for one group of a cluster's grouped layout. Every key it touches is declared,
-# so that during a slot migration the cluster redirects (ASK) or defers (TRYAGAIN) the whole
-# step instead of running it where only some of the group's keys still are:
-#   KEYS[1] index, [2] totals, [3] totals lease, [4] position, [5] checkpoint, [6] fence,
-#   [7] gtid, [8] stamp, then (page, lease) pairs: the step's pages and, for a shift, every page
-#   of the group from the first shifted one (a group's pages are a known, small set).
-#   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the stamp
-#   expected before this step ('' = do not check), ARGV[9] the GTID state this step applied
-#   ('' = none), ARGV[10] this step's stamp, ARGV[11..] the step's own pages (for the message).
-# The fence is the newest token this group has seen: a larger one is adopted, a smaller one
-# refused (-1); the leader re-takes every group's fence when it takes the lease, and LEASE_AT
-# seeds a new group's. Every step leaves its stamp; a stored stamp other than the expected one
-# refuses the step (-2, nothing changed): the group's shard lost a step it had acknowledged (a
-# failover), and the invalidator replays from the groups' stored positions. The message
-# goes out on the group's shard channel (SPUBLISH): only the shard holding the group carries it.
-INVALIDATE_GROUP = """
-local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
-if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
-if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
-if ARGV[7] ~= '' and fence < tonumber(ARGV[7]) then redis.call('SET', KEYS[6], ARGV[7]) end
-local message = {}
-for i = 9, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
-for i = 11, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
-if ARGV[10] ~= '' then redis.call('SET', KEYS[8], ARGV[10]) end
-if ARGV[2] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
-  message[#message + 1] = 'f' .. ARGV[2]
-end
-if ARGV[3] == '' then
-  redis.call('DEL', KEYS[2], KEYS[3])
-  message[#message + 1] = 't'
-elseif ARGV[3] ~= '-' then
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-  redis.call('DEL', KEYS[3])
-  message[#message + 1] = 't'
-end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9]) end
-local stored = redis.call('GET', KEYS[5])
-if ARGV[6] ~= '' then
-  local now = redis.call('TIME')
-  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local at = tonumber(ARGV[6])
-  local previous = tonumber(stored or '0') or 0
-  if at <= now and (at > previous or previous > now) then
-    redis.call('SET', KEYS[5], at)
-    stored = tostring(at)
-  end
-end
-if stored then message[#message + 1] = 'c' .. stored end
-if #message > 0 then
-  redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
-end
-return #message
-"""
-
-# Grouped layout only. TAKE_FENCE (a group's slot): KEYS[1] the group's fence, ARGV[1] a new
-# leader's token; answers 1 if the group now holds it, 0 if it holds a newer one (this leader is
-# deposed). (A reader registers a group with ZADD to ``groups`` and GET of the leader's fence in
-# one MULTI: a function would need write access to every key it declares, the fence included.)
-TAKE_FENCE = """
-local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
-if fence > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-"""
-
-
 # The invalidators' lease (one active, the others standing by). ACQUIRE takes a free lease and
 # hands out the next fencing token (INCR, so a newer leader always holds a larger one):
 #   KEYS[1] lease, KEYS[2] fence; ARGV[1] owner id, ARGV[2] lease TTL ms. Returns the token or 0.
@@ -219,6 +156,16 @@ ACQUIRE_LEASE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+  return token
+end
+return 0
+"""
+# REFENCE: after a failover the leader takes a new token on the new primary if the lease is its
+# own there (KEYS as ACQUIRE; ARGV: 'owner:token', owner, TTL ms). Returns it, or 0.
+REFENCE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. token, 'PX', ARGV[3])
   return token
 end
 return 0
@@ -236,19 +183,18 @@ return 0
 """
 
 
-# The scripts above, as one Redis 7 FUNCTION library: the application's Redis users may call
-# them (FCALL) but load no Lua of their own (no EVAL, SCRIPT or FUNCTION LOAD: arbitrary code,
-# whose memory is outside maxmemory). A privileged user loads the library (`orders-service
-# load-functions`, or the chart's Redis at start). A function runs with its caller's ACL, so the
-# API calling the invalidator's functions can still write nothing it may not write itself.
-# Each body sees its keys and arguments as KEYS and ARGV, as under EVAL; ``allow-oom`` lets
-# the steps that free memory (INVALIDATE deletes, RELEASE_LEASE) run when Redis is full.
+# The scripts as one Redis 7 FUNCTION library: application users may FCALL them but load no
+# Lua (no EVAL, SCRIPT, FUNCTION LOAD: arbitrary code, memory outside maxmemory); a privileged
+# user loads it (`orders-service load-functions`, the chart's Redis at start). A function runs
+# with its caller's ACL; KEYS and ARGV as under EVAL; ``allow-oom`` lets the steps that free
+# memory (INVALIDATE, RELEASE_LEASE) run when Redis is full.
 FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lease_at": (LEASE_AT, ()),
     "fill": (FILL, ()),
     "invalidate": (INVALIDATE, ("allow-oom",)),
     "acquire_lease": (ACQUIRE_LEASE, ()),
     "renew_lease": (RENEW_LEASE, ()),
+    "refence_lease": (REFENCE_LEASE, ()),
     "release_lease": (RELEASE_LEASE, ("allow-oom",)),
     "invalidate_group": (INVALIDATE_GROUP, ("allow-oom",)),
     "take_fence": (TAKE_FENCE, ()),
@@ -288,18 +234,14 @@ def _lua_list(items: tuple[str, ...]) -> str:
 LIBRARY = function_library()
 
 
+@dataclass(frozen=True)
 class Keep:
     """Leave the cached totals as they are."""
 
-    def __repr__(self) -> str:
-        return "Keep()"
 
-
+@dataclass(frozen=True)
 class Drop:
     """Delete the cached totals (and their lease): the next read recounts."""
-
-    def __repr__(self) -> str:
-        return "Drop()"
 
 
 @dataclass(frozen=True)
@@ -324,6 +266,7 @@ class Invalidation:
     position: str | None = None
     checkpoint_ms: int | None = None
     fence: int | None = None
+    expected: str | None = None  # the stored position this step follows (None: unchecked)
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
         """ARGV for INVALIDATE, in the layout its comment documents."""
@@ -342,8 +285,22 @@ class Invalidation:
             self.position or "",
             "" if self.checkpoint_ms is None else self.checkpoint_ms,
             "" if self.fence is None else self.fence,
+            self.expected or "",
+            "",
             *sorted(self.pages),
         ]
+
+
+STEP_FIELD = "|step="  # a ``binlog`` value: the position, then the number of the step
+
+
+def with_step(position: str, step: int) -> str:
+    return f"{strip_step(position)}{STEP_FIELD}{step}"
+
+
+def strip_step(stored: str) -> str:
+    head, _, rest = stored.partition(STEP_FIELD)
+    return f"{head}|{rest.partition('|')[2]}" if "|" in rest else head
 
 
 @dataclass(frozen=True)

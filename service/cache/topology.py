@@ -99,12 +99,15 @@ def sentinel_address(sentinel: Sentinel) -> tuple[str, int]:
 
 
 def sentinels(url: RedisURL, timeout: float | None) -> _CheckedSentinel:
-    """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)."""
+    """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)
+    as the URL's user (none: the Sentinels' default user), or without AUTH when it is empty."""
     return _CheckedSentinel(  # type: ignore[no-untyped-call]
         list(url.hosts),
         sentinel_kwargs={
+            "username": (url.username or None) if url.sentinel_password else None,
             "password": url.sentinel_password or None,
-            **_no_retry(timeout),
+            # redis.Redis() itself warns on retry_on_timeout (the pool's kwargs do not)
+            **{k: v for k, v in _no_retry(timeout).items() if k != "retry_on_timeout"},
             **_tls_options(url),
         },
     )
@@ -174,6 +177,16 @@ def primary_identity(connection: redis.Redis) -> str:
     """Which data set ``connection`` reaches: the server's run id and its replication id. Both
     change when another server is promoted, and when the same server restarts without its data
     or is made a replica of another and then promoted again (its data replaced)."""
+    if isinstance(cast(object, connection), redis.RedisCluster):
+        # A cluster: which node is primary for which slots (CLUSTER NODES, from any node).
+        nodes = cast(dict[str, dict[str, Any]], cast(Any, connection).cluster_nodes())
+        return ",".join(
+            sorted(
+                f"{fields['node_id']}:{fields['slots']}"
+                for fields in nodes.values()
+                if "master" in fields["flags"] and fields["slots"]
+            )
+        )
     info = connection.info("server", "replication")
     return f"{info.get('run_id', '')}/{info.get('master_replid', '')}"
 

@@ -255,22 +255,6 @@ class _InvalidatorEvents:
     counter: Counter | None = None
 
 
-class _Rewinds:
-    counter: Counter | None = None
-
-
-def count_rewind() -> None:
-    """``orders_invalidator_rewinds_total``: a step refused because Redis no longer held the
-    previous one (a failover lost it), followed by a replay from the stored positions."""
-    if _Rewinds.counter is None:
-        _Rewinds.counter = Counter(
-            "orders_invalidator_rewinds",
-            "Steps refused because Redis had lost an acknowledged earlier step (a failover), "
-            "each followed by a replay from the stored positions (per group on a cluster).",
-        )
-    _Rewinds.counter.inc()
-
-
 def count_invalidator_event(kind: str) -> None:
     """Count one ``orders_invalidator_events_total{kind}`` (kinds: ``_INVALIDATOR_EVENTS``)."""
     _invalidator_event(kind).inc()

@@ -34,8 +34,9 @@ _MIGRATE = (
 # outside maxmemory): a Redis admin loads the library (`orders-service load-functions`).
 # Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
 # INFO (not CONFIG, whose GET would show requirepass): the maxmemory-policy check at start-up
-# and in /readyz (service/cache/eviction.py).
-_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time", "info")
+# and in /readyz (service/cache/eviction.py), and the primary's identity (run and replication
+# ids: a failover noticed); ROLE: a Sentinel client's check that it reached a primary.
+_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time", "info", "role")
 REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
     # (lease_at: SET NX, ZADD, TIME; fill: GET, SET, DEL), the near cache's feed (SUBSCRIBE,
@@ -173,3 +174,16 @@ def redis_acl(role: str, user: str, prefix: str, *, cluster: bool = False) -> li
         ]
         commands = REDIS_COMMANDS[role]
     return ["reset", "on", *keys, "-@all", *(f"+{command}" for command in dict.fromkeys(commands))]
+
+
+# What a client of the Sentinels sends them (redis-py's discovery: SENTINEL MASTERS, and PING
+# when it checks a connection); HELLO and AUTH need no rule. A Sentinel has no keys.
+SENTINEL_COMMANDS = ("ping", "sentinel|masters", "sentinel|get-master-addr-by-name")
+
+
+def sentinel_acl(user: str) -> list[str]:
+    """The ACL rules of the user the service asks the Sentinels as (``ACL SETUSER`` on each
+    Sentinel, its password in ORDERS_REDIS_SENTINEL_PASSWORD): discovery only, so it can
+    neither reconfigure nor fail over anything."""
+    _checked("user", user)
+    return ["reset", "on", "-@all", *(f"+{command}" for command in SENTINEL_COMMANDS)]
