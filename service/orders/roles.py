@@ -91,8 +91,9 @@ REDIS_WRITES: dict[str, tuple[str, ...]] = {
 # cannot lower a fence (LEASE_AT only raises it), though its user could SET one directly: that
 # can stop invalidation (steps refused), which the checkpoint then shows and the lag bound
 # covers, but never makes the checkpoint vouch for what is not true. The cluster client asks
-# the slot map (CLUSTER SLOTS/SHARDS), the command table (COMMAND) and follows ASK (ASKING).
-_CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "command", "asking")
+# the slot map (CLUSTER SLOTS/SHARDS; NODES: which primaries, to notice a failover), the command
+# table (COMMAND) and follows ASK (ASKING).
+_CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "cluster|nodes", "command", "asking")
 REDIS_CLUSTER_COMMANDS: dict[str, tuple[str, ...]] = {
     "api": (*_CLUSTER_COMMANDS,),
     "invalidator": (*_CLUSTER_COMMANDS, "spublish", "zrange", "mget"),

@@ -272,6 +272,7 @@ def test_each_roles_acl_user_can_do_its_part_on_a_cluster(cluster: RedisCluster)
         _fill(api, 9, "x")
         assert api.read(9).page is not None
         assert invalidator.claim_fence(3)
+        assert invalidator.primary_identity() == api.primary_identity()
         assert invalidator.invalidate(
             Invalidation(
                 pages=frozenset({9}), totals=DROP, position="b.1:1|server=s|gtid=", fence=3
