@@ -21,10 +21,14 @@ a connection error refreshes the map too and surfaces as ``CacheUnavailable``, l
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 from collections.abc import Iterable
 from typing import Any, cast
+
+import redis
+from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError, TryAgainError
 
 from service.cache.keys import CacheKeys, Invalidation, Keep, strip_step
 from service.cache.store import (
@@ -37,6 +41,10 @@ from service.cache.store import (
     _lookup,
 )
 from service.invalidation.changes import BinlogPosition
+
+# Answers of a shard's pipeline that another try through the cluster client may turn into a
+# result: it follows MOVED and ASK, waits out TRYAGAIN, and refreshes its map on a lost node.
+_REDIRECTED = (MovedError, AskError, TryAgainError, ConnectionError, TimeoutError)
 
 
 class ClusterCache(RedisCache):
@@ -144,25 +152,35 @@ class ClusterCache(RedisCache):
         return len(results)
 
     def _invalidate_groups(self, change: Invalidation) -> list[Any]:
-        """One INVALIDATE_GROUP per group the step touches, pipelined: one round trip per
-        shard (redis-py follows a MOVED or ASK per command). A group whose call failed keeps
-        its expected stamp; the step is then retried whole (replaying is harmless)."""
-        touched = self._touched(change)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.determine_slot = self.client.determine_slot  # type: ignore[attr-defined]
-        stamps = []
-        for group in touched:
-            declared, args, stamp = self._group_call(group, change)
-            stamps.append(stamp)
-            pipe.fcall(self.library.function("invalidate_group"), len(declared), *declared, *args)
-        results = pipe.execute(raise_on_error=False)
-        failed = next((r for r in results if isinstance(r, Exception)), None)
-        for group, stamp, result in zip(touched, stamps, results, strict=True):
-            if not isinstance(result, Exception) and int(result) >= 0:
+        """One INVALIDATE_GROUP per group the step touches, in one pipeline per shard (by the
+        client's slot map); a call that shard redirected (MOVED, ASK) or deferred (TRYAGAIN),
+        or every call of a shard that failed, is sent again alone through the cluster client,
+        which follows the redirection. A group whose call failed keeps its expected stamp and
+        the step is retried whole (replaying is harmless)."""
+        name = self.library.function("invalidate_group")
+        calls = [(group, *self._group_call(group, change)) for group in self._touched(change)]
+        results: list[Any] = [None] * len(calls)
+        cluster = cast(Any, self.client)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for n, (_, declared, _, _) in enumerate(calls):
+            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(declared[0]))
+            by_node.setdefault(node.name, (node, []))[1].append(n)
+        for node, numbers in by_node.values():
+            pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+            for n in numbers:
+                _, declared, args, _ = calls[n]
+                pipe.fcall(name, len(declared), *declared, *args)
+            with contextlib.suppress(redis.RedisError):
+                for n, result in zip(numbers, pipe.execute(raise_on_error=False), strict=True):
+                    results[n] = result
+        for n, (group, declared, args, stamp) in enumerate(calls):
+            if results[n] is None or isinstance(results[n], _REDIRECTED):
+                results[n] = self.client.fcall(name, len(declared), *declared, *args)
+            if isinstance(results[n], Exception):
+                raise results[n]
+            if int(results[n]) >= 0:
                 self._stamps[group] = stamp
-        if failed is not None:
-            raise failed
-        return list(results)
+        return results
 
     def _group_call(
         self, group: int, change: Invalidation
