@@ -119,15 +119,17 @@ class ClusterCache(RedisCache):
         """The groups a step must reach: all registered ones when it changes the totals or
         records progress; otherwise those of its pages and, for a shift, the groups from the
         first shifted page on."""
-        registered = self.registered_groups()
         moved = change.position is not None and (
             strip_step(change.position) != self._applied_position
         )
         wide = not isinstance(change.totals, Keep) or moved or change.checkpoint_ms is not None
+        touched: set[int] = set()
         if wide:
-            touched = set(registered)
-        else:
-            touched = {g for g in registered if self._shifted(g, change.from_page)}
+            touched.update(self.registered_groups())
+        elif change.from_page is not None:
+            touched.update(
+                g for g in self.registered_groups() if self._shifted(g, change.from_page)
+            )
         touched.update(self.keys.group_of(page) for page in change.pages)
         return sorted(touched)
 
