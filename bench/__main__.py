@@ -27,6 +27,7 @@ from bench import (
     phases,
     plots,
     report,
+    sentinel_failover,
     sweep,
     targets,
 )
@@ -35,7 +36,10 @@ from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation", "cluster")
+PHASES = (
+    *("redis_hits", "auth", "hot_set", "table_sizes", "invalidation"),
+    *("sentinel_failover", "cluster"),
+)
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -52,6 +56,9 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "invalidation" not in skip:
         print("invalidation: commit to visible ...", flush=True)
         out["invalidation"] = invalidation.run(ctx, plan)
+    if "sentinel_failover" not in skip:
+        print(f"Sentinel: {plan.failovers} failovers, hits through Sentinel ...", flush=True)
+        out["sentinel_failover"] = sentinel_failover.run(plan, plan.failovers)
     if "cluster" not in skip:
         out["cluster"] = cluster.run(cluster.plan_for(smoke=plan == phases.SMOKE))
     return out
@@ -246,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare",
             "sweep",
             "invalidation",
+            "sentinel-failover",
         ],
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
@@ -327,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="invalidation: py-spy on the invalidator at the highest write rate",
     )
+    parser.add_argument(
+        "--failovers", type=int, default=0, help="sentinel-failover: failovers (default 20)"
+    )
     parser.add_argument("--minutes", type=float, default=10, help="soak length")
     parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
     parser.add_argument("--seconds", type=int, default=20, help="profile length")
@@ -350,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
             report.write(out, "invalidation", results, invalidation.markdown(results))
             plots.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
+        elif args.command == "sentinel-failover":
+            failovers = args.failovers or plan.failovers
+            results = sentinel_failover.run(plan, failovers)
+            report.write(out, "sentinel_failover", results, sentinel_failover.markdown(results))
+            print(sentinel_failover.markdown(results))
         elif args.command == "curves":
             results = curves.run(args, plan)
             report.write(out, "curves", results, curves_report.curves_markdown(results))

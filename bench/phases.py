@@ -59,6 +59,8 @@ class Plan:
     rows_per_transaction: int = 5000
     writers: int = 4  # connections writing, each its own id range on its own schedule
     visible_timeout: float = 60
+    # Redis Sentinel failovers (bench/sentinel_failover.py), on servers of its own
+    failovers: int = 20
 
 
 SMOKE = Plan(
@@ -87,6 +89,7 @@ SMOKE = Plan(
     write_seconds=1,
     rows_per_transaction=100,
     visible_timeout=30,
+    failovers=2,
 )
 
 

@@ -176,18 +176,23 @@ def _cluster_client(url: RedisURL, timeout: float | None, **options: Any) -> red
 def primary_identity(connection: redis.Redis) -> str:
     """Which data set ``connection`` reaches: the server's run id and its replication id. Both
     change when another server is promoted, and when the same server restarts without its data
-    or is made a replica of another and then promoted again (its data replaced)."""
-    if isinstance(cast(object, connection), redis.RedisCluster):
-        # A cluster: which node is primary for which slots (CLUSTER NODES, from any node).
-        nodes = cast(dict[str, dict[str, Any]], cast(Any, connection).cluster_nodes())
-        return ",".join(
-            sorted(
-                f"{fields['node_id']}:{fields['slots']}"
-                for fields in nodes.values()
-                if "master" in fields["flags"] and fields["slots"]
+    or is made a replica of another and then promoted again (its data replaced). Where INFO is
+    refused the answer is always ``unknown``: no change is seen, and the chain of steps
+    (docs/guarantees.md) still refuses what a failover made wrong. A cluster: which node is
+    primary for which slots (CLUSTER NODES, from any node)."""
+    try:
+        if isinstance(cast(object, connection), redis.RedisCluster):
+            nodes = cast(dict[str, dict[str, Any]], cast(Any, connection).cluster_nodes())
+            return ",".join(
+                sorted(
+                    f"{fields['node_id']}:{fields['slots']}"
+                    for fields in nodes.values()
+                    if "master" in fields["flags"] and fields["slots"]
+                )
             )
-        )
-    info = connection.info("server", "replication")
+        info = connection.info("server", "replication")
+    except redis.ResponseError:  # INFO refused (an ACL without it): unknown, never "changed"
+        return "unknown"
     return f"{info.get('run_id', '')}/{info.get('master_replid', '')}"
 
 

@@ -140,6 +140,8 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_inspector_mismatches_total",
         "orders_inspector_inconsistencies_total",
         "orders_inspector_repairs_total",
+        "orders_redis_failovers_total",
+        "orders_invalidator_rewinds_total",
     ]
     declared = {
         m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")

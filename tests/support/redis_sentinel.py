@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import socket
 import tempfile
@@ -29,6 +28,7 @@ from typing import Self
 
 import redis
 
+from tests.support.forwarder import Forwarder
 from tests.support.servers import ProcessServer, RedisServer, ServerStartError, free_port
 from tests.support.waiting import wait_for
 
@@ -82,110 +82,6 @@ class SentinelServer(ProcessServer):
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
-
-
-class _Pair:
-    """One forwarded connection; ``replication``: a replica's link (it sent PSYNC/REPLCONF)."""
-
-    def __init__(self) -> None:
-        self.replication = False
-
-
-class Forwarder:
-    """Forwards 127.0.0.1:port to 127.0.0.1:target; ``hold()`` keeps what either side sends
-    (reading it, so a closed side is still noticed: then what was held is dropped, never
-    delivered), ``hold_replication()`` only that of replicas' links (the Sentinels' and
-    clients' connections through it go on); ``retarget()`` moves new connections elsewhere and
-    drops the current ones."""
-
-    def __init__(self, target: int, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.target = target
-        self._held = threading.Event()
-        self._held_replication = threading.Event()
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port))
-        self._listener.listen(128)
-        self._listener.settimeout(0.1)
-        threading.Thread(target=self._accept, name=f"forward-{self.port}", daemon=True).start()
-
-    def hold(self) -> None:
-        self._held.set()
-
-    def hold_replication(self) -> None:
-        self._held_replication.set()
-
-    def release(self) -> None:
-        self._held.clear()
-        self._held_replication.clear()
-
-    def retarget(self, target: int) -> None:
-        """Send new connections to ``target``; cut the current ones (clients reconnect)."""
-        self.target = target
-        self.cut()
-
-    def cut(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, set()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self.cut()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=2)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets |= {client, upstream}
-            pair = _Pair()
-            for src, dst, outbound in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(
-                    target=self._pump, args=(src, dst, pair, outbound), daemon=True
-                ).start()
-
-    def _holding(self, pair: _Pair) -> bool:
-        return self._held.is_set() or (pair.replication and self._held_replication.is_set())
-
-    def _pump(self, src: socket.socket, dst: socket.socket, pair: _Pair, outbound: bool) -> None:
-        pending = bytearray()
-        try:
-            while not self._closed.is_set():
-                ready, _, _ = select.select([src], [], [], 0.02)
-                if ready:
-                    data = src.recv(65536)
-                    if not data:
-                        break  # held bytes are dropped: the other side never gets them
-                    pending += data
-                    if outbound and (b"PSYNC" in data.upper() or b"REPLCONF" in data.upper()):
-                        pair.replication = True
-                if pending and not self._holding(pair):
-                    dst.sendall(pending)
-                    pending.clear()
-        except (OSError, ValueError):
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.close()
 
 
 def _one_command(buffer: bytes) -> tuple[bytes, bytes] | None:
@@ -276,23 +172,21 @@ class LyingSentinel:
 
 
 class SentinelGroup:
-    """Primary, replica, three Sentinels, and ``front``. The primary's address, for the
-    replica and the Sentinels alike, is ``link`` (a Sentinel would otherwise point a replica
-    that replicates through a forwarder back at the primary's own port): holding the link
-    holds only the replica's replication traffic."""
+    """Two Redis servers (``primary`` and ``replica``), three Sentinels, and ``front``.
+
+    Each server is known, to the other and to the Sentinels, only by its own forwarder (its
+    ``links`` entry; the replica announces its forwarder's port): holding the primary's link
+    holds the replica's replication traffic alone, and no Sentinel repoints a replica past it
+    (it would, seeing a replica of an address that is not the primary's). ``rejoin()`` brings a
+    killed primary back as the replica of the new one, so failovers can be repeated."""
 
     def __init__(self) -> None:
-        self.primary = Redis.create(extra_args=("--repl-diskless-sync-delay", "0"))
-        self.link = Forwarder(self.primary.port)
-        self.replica = Redis.create(
-            extra_args=(
-                "--replicaof",
-                "127.0.0.1",
-                str(self.link.port),
-                "--repl-diskless-sync-delay",
-                "0",
-            )
-        )
+        first = Redis.create(extra_args=("--repl-diskless-sync-delay", "0"))
+        self.links: dict[int, Forwarder] = {first.port: Forwarder(first.port)}
+        self.primary = first
+        second_port = free_port()
+        self.links[second_port] = Forwarder(second_port)
+        self.replica = Redis.create(port=second_port, extra_args=self._replica_args(second_port))
         self.front = Forwarder(self.primary.port)
         self.sentinels = [
             SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.link.port)
@@ -301,6 +195,20 @@ class SentinelGroup:
         for sentinel in self.sentinels:
             sentinel.start()
         self._following = threading.Event()
+
+    def _replica_args(self, port: int) -> tuple[str, ...]:
+        """A replica of the primary's forwarder, announcing its own forwarder."""
+        return (
+            *("--replicaof", "127.0.0.1", str(self.link.port)),
+            *("--replica-announce-ip", "127.0.0.1"),
+            *("--replica-announce-port", str(self.links[port].port)),
+            *("--repl-diskless-sync-delay", "0"),
+        )
+
+    @property
+    def link(self) -> Forwarder:
+        """The primary's address (its forwarder)."""
+        return self.links[self.primary.port]
 
     @classmethod
     def create(cls) -> SentinelGroup:
@@ -337,10 +245,19 @@ class SentinelGroup:
         """The replica in sync, and every Sentinel knowing it and the two other Sentinels."""
         wait_for(self.replica_in_sync, timeout, "the replica to sync")
 
+        replica_at = self.links[self.replica.port].port
+
         def sentinels_agree() -> bool:
-            for sentinel in self.sentinels:
-                state = sentinel.client().sentinel_master(MASTER)
-                if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
+            for sentinel in (s for s in self.sentinels if s.running):
+                client = sentinel.client()
+                state = client.sentinel_master(MASTER)
+                if int(state["num-other-sentinels"]) < 2 or int(state["port"]) != self.link.port:
+                    return False
+                replicas = client.sentinel_slaves(MASTER)
+                if not any(
+                    int(r["port"]) == replica_at and not (r["is_sdown"] or r["is_disconnected"])
+                    for r in replicas
+                ):
                     return False
             return True
 
@@ -370,6 +287,17 @@ class SentinelGroup:
         self.client(self.replica).replicaof("NO", "ONE")
         self.front.retarget(self.replica.port)
 
+    def rejoin(self, timeout: float = 60.0) -> None:
+        """After a promotion: the killed primary restarted (empty) as the replica of the new
+        one; the two swap names, and this returns once the group is ready again."""
+        old = self.primary
+        self.primary, self.replica = self.replica, old
+        self.link.release()
+        self.links[old.port].release()
+        old.extra_args = self._replica_args(old.port)
+        old.start()
+        self.wait_ready(timeout)
+
     def wait_sentinel_promotion(self, timeout: float = 30.0) -> float:
         """Until every Sentinel names the replica as the primary; returns the seconds it took."""
 
@@ -377,7 +305,8 @@ class SentinelGroup:
             if self.client(self.replica).info("replication")["role"] != "master":
                 return False
             live = [i for i, sentinel in enumerate(self.sentinels) if sentinel.running]
-            return all(self.master_port(i) == self.replica.port for i in live)
+            named = self.links[self.replica.port].port
+            return all(self.master_port(i) == named for i in live)
 
         return wait_for(promoted, timeout, "the Sentinels to promote the replica")
 
@@ -398,7 +327,7 @@ class SentinelGroup:
     # ---- cleanup ------------------------------------------------------------------------------
     def close(self) -> None:
         self._following.clear()
-        for forwarder in (self.front, self.link):
+        for forwarder in (self.front, *self.links.values()):
             forwarder.close()
         for server in (*self.sentinels, self.replica, self.primary):
             with contextlib.suppress(Exception):
