@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import cast
+from typing import Any, cast
 
 import redis
 import structlog
@@ -225,21 +225,27 @@ class InvalidationListener:
     def _poll(self, client: redis.Redis) -> None:
         """``TIME`` and the checkpoint in one round trip: the clock offset and its error. On a
         cluster, the oldest group checkpoint (what every group has applied) afterwards."""
-        pipe = client.pipeline(transaction=False)
-        pipe.time()
-        if not self._keys.grouped:
-            pipe.get(self._keys.checkpoint)
-        sent = time.monotonic()
-        (seconds, micros), *raw = pipe.execute()
-        received = time.monotonic()
-        self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
         if self._keys.grouped:
+            # A cluster pipelines no TIME: it is asked alone, of the control slot's primary.
+            cluster = cast(Any, client)
+            node = cluster.get_node_from_key(self._keys.groups)
+            sent = time.monotonic()
+            seconds, micros = cluster.execute_command("TIME", target_nodes=node)
+            received = time.monotonic()
+            self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
             oldest = self._oldest_group_checkpoint(client)
             self._freshness.saw_checkpoint(oldest, polled=True)
             age = self._freshness.checkpoint_age()
             metrics.set_group_checkpoint_age(age)
             return
-        self._freshness.saw_checkpoint(int(cast(bytes, raw[0])) if raw[0] else None, polled=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.time()
+        pipe.get(self._keys.checkpoint)
+        sent = time.monotonic()
+        (seconds, micros), raw = pipe.execute()
+        received = time.monotonic()
+        self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
+        self._freshness.saw_checkpoint(int(cast(bytes, raw)) if raw else None, polled=True)
 
     def _oldest_group_checkpoint(self, client: redis.Redis) -> int | None:
         """The oldest checkpoint of the registered groups (None if one has none); the reads

@@ -196,6 +196,18 @@ def test_slot_migration_under_readers_and_writers(
     assert not failures(load.samples), failures(load.samples)[:5]
     _consistent(cluster_stack, cluster)
     assert not _crossslot_errors(cluster)
+    # The workers read every group's checkpoint: the oldest is fresh (a stalled group shows).
+    wait_for(lambda: 0 <= _group_checkpoint_age(cluster_stack) < 5, 30, "a fresh oldest group")
+
+
+def _group_checkpoint_age(stack: Stack) -> float:
+    import requests
+
+    text = requests.get(f"{stack.base_url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("orders_cache_group_checkpoint_age_seconds"):
+            return float(line.split()[-1])
+    return -1.0
 
 
 def test_a_primary_killed(cluster_stack: Stack, cluster: RedisCluster) -> None:
