@@ -273,19 +273,23 @@ class ClusterCache(RedisCache):
 
     def read_block_at(self, first: int, count: int) -> tuple[list[Lookup], int]:
         """Pages ``first``.. (count of them) that share ``first``'s group (the block is cut at
-        the group's end), its totals and checkpoint, and Redis' TIME, in one MULTI."""
+        the group's end), its totals and checkpoint (one MGET in the group's slot), and the
+        TIME of the group's primary just before."""
         group_keys = self.keys.of_page(first)
         numbers = range(
             first, min(first + count, self.keys.pages_of(self.keys.group_of(first)).stop)
         )
 
         def both() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.mget(
+            # A cluster pipelines no MGET or TIME: TIME first, of the group's primary, so the
+            # moment is never later than the read (an entry looks no older than it is).
+            cluster = cast(Any, self.client)
+            node = cluster.get_node_from_key(group_keys.index)
+            clock = cluster.execute_command("TIME", target_nodes=node)
+            found = self.client.mget(
                 *(group_keys.page(n) for n in numbers), group_keys.totals, group_keys.checkpoint
             )
-            pipe.time()
-            return pipe.execute()
+            return [found, clock]
 
         raw, (seconds, micros) = self._call("multi", both)
         totals, checkpoint = raw[-2], raw[-1]

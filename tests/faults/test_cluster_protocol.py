@@ -291,3 +291,21 @@ def test_each_roles_acl_user_can_do_its_part_on_a_cluster(cluster: RedisCluster)
         api.client.close()
         invalidator.client.close()
         admin.close()
+
+
+def test_what_the_inspector_reads_and_repairs_stays_in_one_slot(cache: ClusterCache) -> None:
+    for page in (1, 2, 3, 9):
+        _fill(cache, page, f"p{page}")
+    lookups, now_ms = cache.read_block_at(1, 10)  # cut at the group's end (4 pages a group)
+    assert [lookup.page is not None for lookup in lookups] == [True, True, True, False]
+    assert now_ms > 0
+    assert set(cache.sample_pages(10)) == {1, 2, 3, 9}
+    assert cache.invalidate(Invalidation(checkpoint_ms=now_ms - 1))
+    assert cache.checkpoint() == now_ms - 1
+    cache.drop(9)
+    assert cache.read(9).page is None
+    cache.drop(None)
+    assert {cache.read(p).totals for p in (1, 9)} == {None}
+    cache.note_inconsistency(now_ms)
+    assert cache.last_inconsistency() == now_ms
+    assert cache.hot_pages(5) == []
