@@ -128,10 +128,7 @@ def build_api(settings: Settings) -> ApiServices:
     """Everything an API process needs; nothing is started yet (see ``ApiServices.start``)."""
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
-    # On a cluster the invalidations go out per group on shard channels, which the listener does
-    # not follow yet: no near cache there (each hit is one MGET within its group's slot).
-    cluster = settings.redis_url.topology == "cluster"
-    near = NearCache(settings.near_cache_size) if settings.near_cache and not cluster else None
+    near = NearCache(settings.near_cache_size) if settings.near_cache else None
     freshness = Freshness(settings.cache_max_lag)
     hot = HotPages()
     # Always started, near cache or not: it measures Redis' clock and hears the checkpoint.

@@ -105,6 +105,7 @@ class PageCache:
         self.page_size = page_size
         self._ttl = ttl
         self._lock_wait = lock_wait
+        self._grouped = redis_cache.keys if redis_cache.keys.grouped else None
 
     def get(self, number: int, read: RedisRead | None = None) -> CachedPage:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
@@ -152,10 +153,14 @@ class PageCache:
             and totals is not None
             and entry.fresh_until_ms > now_ms
             and totals.fresh_until_ms > now_ms
-            and self.freshness.near_hit(entry.read_ms, totals.read_ms)
+            and self.freshness.near_hit(entry.read_ms, totals.read_ms, self._group(number))
         ):
             return CachedPage(number, entry, totals.total_orders, HIT)
         return None
+
+    def _group(self, number: int) -> int | None:
+        """The page's group on a cluster (its channel's checkpoint vouches for it), else None."""
+        return self._grouped.group_of(number) if self._grouped is not None else None
 
     def _read(self, number: int) -> Lookup:
         lookup = self.redis.read(number)

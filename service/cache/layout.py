@@ -168,6 +168,15 @@ class CacheKeys(GroupKeys):
     def of_page(self, page: int) -> GroupKeys:
         return self.group(self.group_of(page))
 
+    def group_of_channel(self, channel: bytes | str) -> int | None:
+        """The group whose shard channel ``channel`` is (None: not one of this namespace's)."""
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        head = f"{{{self.prefix}:s{self.page_size}:g"
+        if not name.startswith(head) or not name.endswith("}:invalidations"):
+            return None
+        number = name[len(head) : -len("}:invalidations")]
+        return int(number) if number.isdigit() else None
+
     def pages_of(self, number: int) -> range:
         """The page numbers of group ``number`` (grouped layout only)."""
         size = self.group_pages or 0
