@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import (
     auth_cost,
+    cluster,
     compare,
     curves,
     curves_report,
@@ -37,13 +38,8 @@ from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
 PHASES = (
-    "redis_hits",
-    "auth",
-    "hot_set",
-    "table_sizes",
-    "invalidation",
-    "promotion",
-    "sentinel_failover",
+    *("redis_hits", "auth", "hot_set", "table_sizes", "invalidation"),
+    *("promotion", "sentinel_failover", "cluster"),
 )
 
 
@@ -53,7 +49,7 @@ def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
-    """The phases that start their own servers: miss latency vs table size, invalidation."""
+    """The phases that start their own servers: table sizes, invalidation, the cluster."""
     out: dict[str, Any] = {}
     if "table_sizes" not in skip:
         print("cost curve: miss latency vs table size ...", flush=True)
@@ -67,6 +63,8 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "sentinel_failover" not in skip:
         print(f"Sentinel: {plan.failovers} failovers, hits through Sentinel ...", flush=True)
         out["sentinel_failover"] = sentinel_failover.run(plan, plan.failovers)
+    if "cluster" not in skip:
+        out["cluster"] = cluster.run(cluster.plan_for(smoke=plan == phases.SMOKE))
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import promotion
+from bench.cluster import cluster_section
 from bench.curves_report import hot_set_section, invalidation_section, table_size_section
 from bench.formatting import LABELS, SYSTEMS, ratio, table, times
 from bench.targets import verdict
@@ -68,6 +69,7 @@ def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) 
     lines += invalidation_section(results.get("invalidation"))
     if results.get("promotion"):
         lines += [promotion.markdown(results["promotion"]), ""]
+    lines += cluster_section(results.get("cluster"))
     if pagination and not results.get("table_sizes"):
         lines += pagination_markdown(pagination)
     if results.get("notes"):

@@ -122,6 +122,23 @@ class Freshness:
         self.clock = clock or RedisClock()
         self.checkpoint_ms = 0  # 0: none seen (or none trusted) yet
         self.channel_checkpoint_ms = 0
+        # A cluster: each group's checkpoint as heard on its shard channel (after the near cache
+        # applied that channel's earlier messages); it alone vouches for that group's pages.
+        self.group_channel_ms: dict[int, int] = {}
+
+    def saw_group_checkpoint(self, group: int, checkpoint_ms: int | None) -> None:
+        if checkpoint_ms is not None:
+            self.group_channel_ms[group] = checkpoint_ms
+
+    def polled_groups(self, read: dict[int, int]) -> None:
+        """Each group's checkpoint as just read from Redis lowers what its channel vouches for
+        (a failover that moved it back)."""
+        for group, value in read.items():
+            if value < self.group_channel_ms.get(group, 0):
+                self.group_channel_ms[group] = value
+
+    def forget_groups(self) -> None:
+        self.group_channel_ms = {}
 
     def saw_checkpoint(
         self, checkpoint_ms: int | None, *, from_channel: bool = False, polled: bool = False
@@ -145,22 +162,28 @@ class Freshness:
     def _trusted(self, checkpoint_ms: int, now_ms: float) -> int:
         return checkpoint_ms if checkpoint_ms <= now_ms else 0
 
-    def lag_ms(self, read_ms: int, now_ms: float) -> float:
-        """How far behind MySQL data read at ``read_ms`` may be at ``now_ms`` (Redis clock)."""
-        return now_ms - max(read_ms, self._trusted(self.checkpoint_ms, now_ms))
+    def lag_ms(self, read_ms: int, now_ms: float, checkpoint_ms: int | None = -1) -> float:
+        """How far behind MySQL data read at ``read_ms`` may be at ``now_ms`` (Redis clock).
+        ``checkpoint_ms``: the checkpoint read with the entry (None: absent), which alone may
+        vouch for it (on a cluster each group has its own); -1: the latest this worker read."""
+        checkpoint = self.checkpoint_ms if checkpoint_ms == -1 else (checkpoint_ms or 0)
+        return now_ms - max(read_ms, self._trusted(checkpoint, now_ms))
 
-    def current(self, read_ms: int, now_ms: float) -> bool:
+    def current(self, read_ms: int, now_ms: float, checkpoint_ms: int | None = -1) -> bool:
         """True if data from Redis read at ``read_ms`` is within the bound at ``now_ms``."""
-        return self.lag_ms(read_ms, now_ms) <= self.max_lag_ms
+        return self.lag_ms(read_ms, now_ms, checkpoint_ms) <= self.max_lag_ms
 
-    def near_hit(self, page_read_ms: int, totals_read_ms: int) -> bool:
+    def near_hit(self, page_read_ms: int, totals_read_ms: int, group: int | None = None) -> bool:
         """A near-cache page and its totals within the bound now, vouched for by the channel's
         checkpoint only: the hit path's one check (both are within it iff the older one is)."""
         # Conditionals rather than min()/max(): this runs on every near-cache hit, and the two
         # builtin calls cost about as much as the rest of the check.
         vouched = page_read_ms if page_read_ms < totals_read_ms else totals_read_ms
         now = self.clock.now_ms()
-        checkpoint = self.channel_checkpoint_ms
+        if group is None:
+            checkpoint = self.channel_checkpoint_ms
+        else:
+            checkpoint = self.group_channel_ms.get(group, 0)
         if vouched < checkpoint <= now:
             vouched = checkpoint
         return now - vouched <= self.max_lag_ms

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import cast
+from typing import Any, cast
 
 import redis
 import structlog
@@ -163,6 +163,9 @@ class InvalidationListener:
 
     def _listen(self) -> None:
         client = redis_client(self._redis_url, timeout=RECONNECT_AFTER)
+        if self._keys.grouped:
+            self._listen_sharded(client)
+            return
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._keys.channel)
@@ -201,6 +204,62 @@ class InvalidationListener:
             pubsub.close()
             client.close()
 
+    def _listen_sharded(self, client: redis.Redis) -> None:
+        """A cluster: each group's invalidations on its shard channel (SSUBSCRIBE, one
+        connection per shard), the groups' list re-read at every poll. Any (re)subscription or
+        server-sent unsubscription (a slot moved) empties the near cache: what was published
+        meanwhile is lost. A pong or a message from any shard counts as hearing Redis."""
+        pubsub = cast(Any, client).pubsub()
+        subscribed: set[int] = set()
+        try:
+            self._notice_primary(client)
+            self._publish_config(client)
+            last_ping = last_clock = 0.0
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_clock >= CLOCK_EVERY:
+                    self._poll(client)
+                    self._publish_hot(client)
+                    self._subscribe_groups(client, pubsub, subscribed)
+                    last_clock = now
+                    self._report()
+                if now - last_ping >= PING_EVERY:
+                    for shard in list(pubsub.node_pubsub_mapping.values()):
+                        shard.ping()
+                    last_ping = now
+                message = pubsub.get_sharded_message(timeout=PING_EVERY / 4)
+                if message is not None:
+                    self._sharded(message, subscribed)
+        finally:
+            pubsub.close()
+            client.close()
+
+    def _subscribe_groups(self, client: redis.Redis, pubsub: Any, subscribed: set[int]) -> None:
+        groups = {int(g) for g in cast(list[bytes], client.zrange(self._keys.groups, 0, -1))}
+        new = sorted(groups - subscribed)
+        if new:
+            pubsub.ssubscribe(*(self._keys.group(g).channel for g in new))
+            subscribed.update(new)
+
+    def _sharded(self, message: dict[str, Any], subscribed: set[int]) -> None:
+        kind = message["type"]
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        group = self._keys.group_of_channel(message["channel"]) if message["channel"] else None
+        if kind in ("ssubscribe", "sunsubscribe"):
+            if self._near is not None:
+                self._near.clear()
+            self._freshness.forget_groups()
+            if kind == "sunsubscribe" and group is not None:
+                subscribed.discard(group)  # subscribed again at the next poll
+        elif kind == "smessage" and group is not None:
+            if self._near is not None:
+                parsed = self._near.apply(message["data"])
+            else:
+                parsed = Message.parse(message["data"])
+            self._freshness.saw_group_checkpoint(group, parsed.checkpoint_ms)
+        if self._near is not None:
+            self._near.heard_from_redis()
+
     def _notice_primary(self, client: redis.Redis) -> None:
         """On each connection: a primary other than the last one (a failover, which may have
         lost invalidations the near cache applied and entries it holds) empties the near cache
@@ -223,7 +282,21 @@ class InvalidationListener:
             log.info("could not publish the cache settings", error=str(exc))
 
     def _poll(self, client: redis.Redis) -> None:
-        """``TIME`` and the checkpoint in one round trip: the clock offset and its error."""
+        """``TIME`` and the checkpoint in one round trip: the clock offset and its error. On a
+        cluster, the oldest group checkpoint (what every group has applied) afterwards."""
+        if self._keys.grouped:
+            # A cluster pipelines no TIME: it is asked alone, of the control slot's primary.
+            cluster = cast(Any, client)
+            node = cluster.get_node_from_key(self._keys.groups)
+            sent = time.monotonic()
+            seconds, micros = cluster.execute_command("TIME", target_nodes=node)
+            received = time.monotonic()
+            self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
+            oldest = self._group_checkpoints(client)
+            self._freshness.saw_checkpoint(oldest, polled=True)
+            age = self._freshness.checkpoint_age()
+            metrics.set_group_checkpoint_age(age)
+            return
         pipe = client.pipeline(transaction=False)
         pipe.time()
         pipe.get(self._keys.checkpoint)
@@ -232,6 +305,19 @@ class InvalidationListener:
         received = time.monotonic()
         self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
         self._freshness.saw_checkpoint(int(cast(bytes, raw)) if raw else None, polled=True)
+
+    def _group_checkpoints(self, client: redis.Redis) -> int | None:
+        """Every registered group's checkpoint (each lowers what its channel vouches for, as
+        the flat poll does); answers the oldest, None if a group has none. The reads are split
+        by slot and sent one pipeline per node."""
+        groups = [int(g) for g in cast(list[bytes], client.zrange(self._keys.groups, 0, -1))]
+        if not groups:
+            return None
+        keys = [self._keys.group(group).checkpoint for group in groups]
+        values = cast(list[bytes | None], cast(Any, client).mget_nonatomic(keys))
+        found = {g: int(v) if v else 0 for g, v in zip(groups, values, strict=True)}
+        self._freshness.polled_groups(found)
+        return None if 0 in found.values() else min(found.values())
 
     def _publish_hot(self, client: redis.Redis) -> None:
         """The pages this worker served most since the last call, for the inspector (hot.py);

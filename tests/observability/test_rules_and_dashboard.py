@@ -142,6 +142,7 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_inspector_repairs_total",
         "orders_redis_failovers_total",
         "orders_invalidator_rewinds_total",
+        "orders_cache_group_checkpoint_age_seconds",
     ]
     declared = {
         m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")

@@ -17,6 +17,7 @@ import pytest
 from service.cache.aside import PageCache, PageNotFound
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness, RedisClock
+from service.cache.keys import CacheKeys
 from service.cache.near import NearCache
 from service.cache.store import CacheUnavailable, Lease, Lookup
 from service.cache_outcomes import CacheOutcome
@@ -65,6 +66,7 @@ class FakeStore:
     checkpoint: int | None = None
     leases: dict[str, str] = field(default_factory=dict)
     up: bool = True
+    keys: CacheKeys = field(default_factory=lambda: CacheKeys("fake", 10))
     breaker: Breaker = field(default_factory=Breaker)
     reads: int = 0
     on_read: list[object] = field(default_factory=list)  # callables run before each read
@@ -92,7 +94,7 @@ class FakeStore:
     def lease_page(self, page: int) -> Lease | None:
         return self._lease(f"page:{page}")
 
-    def lease_totals(self) -> Lease | None:
+    def lease_totals(self, page: int = 1) -> Lease | None:
         return self._lease("totals")
 
     def fill_page(self, page: int, token: str, entry: PageEntry) -> bool:
@@ -103,7 +105,7 @@ class FakeStore:
         self.pages[page] = entry
         return True
 
-    def fill_totals(self, token: str, entry: TotalsEntry) -> bool:
+    def fill_totals(self, token: str, entry: TotalsEntry, page: int = 1) -> bool:
         self._check()
         if self.leases.get("totals") != token:
             return False
@@ -517,7 +519,6 @@ def test_an_unfollowed_namespace_is_warned_about_once_and_reported_as_a_metric(
     from prometheus_client import REGISTRY
     from structlog.testing import capture_logs
 
-    from service.cache.keys import CacheKeys
     from service.cache.near import UNFOLLOWED_AFTER, InvalidationListener
     from service.config import RedisURL
 
