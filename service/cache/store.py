@@ -14,10 +14,9 @@ from typing import Any, TypeVar, cast
 
 import redis
 import structlog
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from service.breaker import CircuitBreaker
+from service.cache import topology
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation
 from service.config import RedisURL
@@ -78,17 +77,9 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def redis_client(url: RedisURL, timeout: float | None, **options: Any) -> redis.Redis:
-    """A client that gives up after ``timeout`` seconds and never retries on its own."""
-    return redis.Redis.from_url(
-        url.url,
-        password=url.password or None,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-        **options,
-    )
+    """A client of ``url``'s topology that gives up after ``timeout`` seconds and never retries
+    on its own (the seam: service/cache/topology.py)."""
+    return topology.client(url, timeout, **options)
 
 
 class RedisCache:

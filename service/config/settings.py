@@ -62,7 +62,9 @@ class Settings(
         if self.database_password:
             database_url = replace(database_url, password=self.database_password)
         if self.redis_password:
-            redis_url = RedisURL(redis_url.url, self.redis_password)
+            redis_url = replace(redis_url, password=self.redis_password)
+        if self.redis_sentinel_password:
+            redis_url = replace(redis_url, sentinel_password=self.redis_sentinel_password)
         return replace(self, database_url=database_url, redis_url=redis_url)
 
     def secret_values(self) -> tuple[str, ...]:

@@ -66,13 +66,24 @@ class CacheSettings:
     redis_url: RedisURL = setting(
         "redis://127.0.0.1:6379/0",
         redis_url,
-        "Redis holding the cache: redis://[:password@]host:6379/db.",
+        "Redis holding the cache; the scheme says the topology: one server "
+        "redis://[[user]:password@]host:6379/db (rediss:// for TLS), a primary watched by "
+        "Sentinels redis+sentinel://[[user]:password@]host:26379[,host:port...]/master-name[/db], "
+        "or a cluster redis+cluster://[[user]:password@]host:6379[,host:port...] "
+        "(rediss+sentinel://, rediss+cluster:// for TLS).",
         secret=True,
     )
     redis_password: str = setting(
         "",
         str,
         "Overrides the password in ORDERS_REDIS_URL (for a Kubernetes Secret).",
+        secret=True,
+    )
+    redis_sentinel_password: str = setting(
+        "",
+        str,
+        "Password of the Sentinels themselves, where they want one (the URL's userinfo is the "
+        "Redis servers'); empty: the Sentinels are asked without AUTH.",
         secret=True,
     )
     cache_ttl: int = setting(

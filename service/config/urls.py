@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 # Names whose values are secrets wherever they appear: URL query keys, log keys, variables
@@ -121,12 +121,45 @@ class DatabaseURL:
         return url
 
 
+Topology = Literal["standalone", "sentinel", "cluster"]
+_SCHEMES: dict[str, tuple[Topology, bool]] = {
+    "redis": ("standalone", False),
+    "rediss": ("standalone", True),
+    "unix": ("standalone", False),
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
+}
+_DEFAULT_PORTS: dict[Topology, int] = {"standalone": 6379, "sentinel": 26379, "cluster": 6379}
+# What a Sentinel or cluster URL's query may say (handed to redis-py's connections); anything
+# else is refused rather than dropped, as a dropped TLS option would mean plain text.
+REDIS_MULTI_HOST_QUERY_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+_SHAPES: dict[Topology, str] = {
+    "standalone": "redis://[[user]:password@]host:6379/0",
+    "sentinel": "redis+sentinel://[[user]:password@]host:26379[,host:port...]/<master-name>[/<db>]",
+    "cluster": "redis+cluster://[[user]:password@]host:6379[,host:port...]",
+}
+
+
 @dataclass(frozen=True)
 class RedisURL:
-    """Where Redis is; the URL is handed to redis-py, so its query options keep working."""
+    """Where Redis is, and as what (``topology``): one server, a Sentinel-watched primary, or a
+    cluster. One server's URL is handed to redis-py whole, so its query options keep working;
+    Sentinel and cluster URLs are read here into ``hosts``, ``master_name``, ``db`` and
+    ``options`` (service/cache/topology.py builds the clients)."""
 
     url: str
     password: str
+    topology: Topology = "standalone"
+    hosts: tuple[tuple[str, int], ...] = ()
+    master_name: str = ""
+    db: int = 0
+    username: str = ""
+    tls: bool = False
+    options: tuple[tuple[str, str], ...] = ()
+    # ORDERS_REDIS_SENTINEL_PASSWORD: what the Sentinels themselves want ('' = no AUTH)
+    sentinel_password: str = field(default="", repr=False)
 
     def __repr__(self) -> str:
         return f"RedisURL({self.redacted()})"
@@ -134,6 +167,8 @@ class RedisURL:
     def redacted(self) -> str:
         """The URL without its password: userinfo and secret-looking query values (``?password=``
         is read by redis-py's ``from_url`` too) become ``***``."""
+        if self.topology != "standalone":
+            return self._redacted_multi_host()
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         port = _port(parts, None)
@@ -144,10 +179,27 @@ class RedisURL:
             netloc = f"{parts.username}@{netloc}"
         return parts._replace(netloc=netloc, query=_redacted_query(parts.query)).geturl()
 
+    def _redacted_multi_host(self) -> str:
+        scheme = f"{'rediss' if self.tls else 'redis'}+{self.topology}"
+        user = quote(self.username, safe="")
+        auth = f"{user}:***@" if self.password else (f"{user}@" if user else "")
+        hosts = ",".join(f"{_bracketed(host)}:{port}" for host, port in self.hosts)
+        path = f"/{self.master_name}/{self.db}" if self.topology == "sentinel" else ""
+        query = f"?{urlencode(self.options, safe='/')}" if self.options else ""
+        return f"{scheme}://{auth}{hosts}{path}{query}"
+
     def secrets(self) -> list[str]:
-        """Every password this URL carries (userinfo, query, the override), for log scrubbing."""
+        """Every password this URL carries (userinfo, query, the overrides), for log scrubbing."""
         found = [self.password] if self.password else []
-        return found + _query_secrets(urlsplit(self.url).query)
+        if self.sentinel_password:
+            found.append(self.sentinel_password)
+        if self.topology == "standalone":
+            found += _query_secrets(urlsplit(self.url).query)
+        return found
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 _DATABASE_TLS_FILES = ("ssl_ca", "ssl_cert", "ssl_key")
@@ -212,12 +264,94 @@ def database_url(raw: str) -> DatabaseURL:
 
 
 def redis_url(raw: str) -> RedisURL:
-    """``ORDERS_REDIS_URL``'s parser; the URL handed to redis-py is the percent-encoded one."""
+    """``ORDERS_REDIS_URL``'s parser: the scheme says the topology (``_SCHEMES``); one server's
+    URL is handed to redis-py percent-encoded, the others are read into hosts and a path."""
     url = _encoded_userinfo(raw)
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            "must look like redis://host:6379/0, redis+sentinel://host:26379/<master-name> or "
+            "redis+cluster://host:6379[,host:port...]"
+        )
+    topology, tls = _SCHEMES[scheme]
+    if topology != "standalone":
+        return _multi_host_url(url, topology, tls)
     parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("must look like redis://host:6379/0")
     _port(parts, None)
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("must name a host: redis://host:6379/0")
-    return RedisURL(url=url, password=unquote(parts.password or ""))
+    port = _port(parts, 6379) or 6379
+    hosts = ((parts.hostname, port),) if parts.hostname else ()
+    return RedisURL(
+        url=url,
+        password=unquote(parts.password or ""),
+        hosts=hosts,
+        username=unquote(parts.username or ""),
+        tls=tls,
+    )
+
+
+def _multi_host_url(url: str, topology: Topology, tls: bool) -> RedisURL:
+    """A Sentinel or cluster URL: ``host:port[,host:port...]`` after the userinfo, then the
+    master's name and database (Sentinel) or nothing (a cluster has database 0 only)."""
+    shape = _SHAPES[topology]
+    rest = url.partition("://")[2]
+    rest, _, fragment = rest.partition("#")
+    rest, _, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostlist = authority.rpartition("@")
+    if fragment:
+        raise ValueError(f"a fragment (#...) means nothing here: {shape}")
+    username, _, password = userinfo.partition(":") if at else ("", "", "")
+    hosts = tuple(_host_port(item, _DEFAULT_PORTS[topology], shape) for item in hostlist.split(","))
+    master_name, db = "", 0
+    segments = path.split("/") if slash else []
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash
+    if topology == "sentinel":
+        if not segments or not segments[0] or len(segments) > 2:
+            raise ValueError(f"must name the master Sentinel watches: {shape}")
+        master_name = unquote(segments[0])
+        db = _db_number(segments[1] if len(segments) > 1 else "0", shape)
+    elif segments and (len(segments) > 1 or _db_number(segments[0], shape) != 0):
+        raise ValueError(f"a cluster has database 0 only and takes no path: {shape}")
+    return RedisURL(
+        url=url,
+        password=unquote(password),
+        topology=topology,
+        hosts=hosts,
+        master_name=master_name,
+        db=db,
+        username=unquote(username),
+        tls=tls,
+        options=_multi_host_options(query),
+    )
+
+
+def _host_port(item: str, default_port: int, shape: str) -> tuple[str, int]:
+    """One ``host[:port]`` of a host list; a bracketed IPv6 address keeps its colons."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?", item.strip())
+    if match is None:
+        raise ValueError(f"cannot read a host and port in the host list: {shape}")
+    host, port = match.group(1).strip("[]"), int(match.group(2) or default_port)
+    if not 0 < port < 65536:
+        raise ValueError(f"a port is out of range (1-65535): {shape}")
+    return host, port
+
+
+def _db_number(text: str, shape: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"the database must be a number: {shape}")
+    return int(text)
+
+
+def _multi_host_options(query: str) -> tuple[tuple[str, str], ...]:
+    pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    for key, _ in pairs:
+        if key not in REDIS_MULTI_HOST_QUERY_KEYS:
+            shown = "***" if is_secret_name(key) else key
+            raise ValueError(
+                f"unknown query parameter {shown!r} "
+                f"(known: {', '.join(REDIS_MULTI_HOST_QUERY_KEYS)})"
+            )
+    return tuple(pairs)

@@ -1,0 +1,161 @@
+"""The store seam: the redis-py client for a ``RedisURL``, whatever its topology.
+
+Every process (API workers, their listener, the invalidator, the inspector, the CLI) takes its
+Redis client from ``client()``, so one server, a Sentinel-watched primary and a cluster are
+chosen by ``ORDERS_REDIS_URL``'s scheme alone. Each client gives up after ``timeout`` and never
+retries on its own (the callers' breaker and retry loops decide), on every topology.
+
+Sentinel: the client asks the Sentinels for the primary on every new connection (so readers
+follow a promoted replica without a restart), and checks with ``ROLE`` that the address it was
+given is a primary: a Sentinel that lies (or lags) is distrusted and the next one asked; a
+Sentinel that is down is skipped. ``primary_identity()`` names the data set a connection
+reaches (run id and replication id), so a failover can be noticed by whoever cares (the
+invalidator re-takes its fence and rewinds; the listener empties the near cache).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+
+from service.config import RedisURL
+
+
+def _no_retry(timeout: float | None) -> dict[str, Any]:
+    """The policy of every connection: one try, short timeouts, no background health checks."""
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+    }
+
+
+def client(url: RedisURL, timeout: float | None, **options: Any) -> redis.Redis:
+    """A client of ``url``'s primary (or cluster) that gives up after ``timeout`` seconds."""
+    if url.topology == "sentinel":
+        return _sentinel_client(url, timeout, **options)
+    if url.topology == "cluster":
+        return _cluster_client(url, timeout, **options)
+    return redis.Redis.from_url(
+        url.url, password=url.password or None, **_no_retry(timeout), **options
+    )
+
+
+def _tls_options(url: RedisURL) -> dict[str, Any]:
+    return {"ssl": True, **dict(url.options)} if url.tls else {}
+
+
+class _CheckedSentinel(Sentinel):
+    """Sentinel discovery that moves a Sentinel whose answer was not a primary to the back."""
+
+    def distrust(self, address: tuple[str, int]) -> None:
+        for index, sentinel in enumerate(self.sentinels):
+            kwargs = sentinel.connection_pool.connection_kwargs
+            if (kwargs.get("host"), kwargs.get("port")) == address:
+                self.sentinels.append(self.sentinels.pop(index))
+                return
+
+
+class _PrimaryConnection(SentinelManagedConnection):
+    """A connection to the address the Sentinels named, refused unless ``ROLE`` says primary:
+    a lying or lagging Sentinel must not send the cache's writes (or reads) to a replica."""
+
+    def connect_to(self, address: Any) -> None:
+        super().connect_to(address)  # type: ignore[no-untyped-call]
+        self.send_command("ROLE")  # type: ignore[no-untyped-call]
+        role = self.read_response()
+        if not role or role[0] not in (b"master", "master"):
+            self.disconnect()  # type: ignore[no-untyped-call]
+            pool = self.connection_pool
+            pool.reset()
+            sentinel = pool.sentinel_manager
+            if isinstance(sentinel, _CheckedSentinel):
+                sentinel.distrust(sentinel_address(sentinel))
+            raise redis.ConnectionError(
+                f"the Sentinels named {address[0]}:{address[1]} as the primary, but it is not one"
+            )
+
+
+class _PrimarySSLConnection(_PrimaryConnection, SentinelManagedSSLConnection):
+    pass
+
+
+def sentinel_address(sentinel: Sentinel) -> tuple[str, int]:
+    """The Sentinel asked first (the one whose last answer was used)."""
+    kwargs = sentinel.sentinels[0].connection_pool.connection_kwargs
+    return str(kwargs.get("host")), int(kwargs.get("port", 0))
+
+
+def sentinels(url: RedisURL, timeout: float | None) -> _CheckedSentinel:
+    """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)."""
+    return _CheckedSentinel(  # type: ignore[no-untyped-call]
+        list(url.hosts),
+        sentinel_kwargs={
+            "password": url.sentinel_password or None,
+            **_no_retry(timeout),
+            **_tls_options(url),
+        },
+    )
+
+
+def _sentinel_client(url: RedisURL, timeout: float | None, **options: Any) -> redis.Redis:
+    connection = _PrimarySSLConnection if url.tls else _PrimaryConnection
+    tls = _tls_options(url)
+    tls.pop("ssl", None)
+    return cast(
+        redis.Redis,
+        sentinels(url, timeout).master_for(  # type: ignore[no-untyped-call]
+            url.master_name,
+            redis_class=redis.Redis,
+            connection_pool_class=SentinelConnectionPool,
+            connection_class=connection,
+            db=url.db,
+            username=url.username or None,
+            password=url.password or None,
+            **_no_retry(timeout),
+            **tls,
+            **options,
+        ),
+    )
+
+
+def _cluster_client(url: RedisURL, timeout: float | None, **options: Any) -> redis.Redis:
+    """A cluster client (helper B's branch completes the cluster protocol on top of it)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    return cast(
+        redis.Redis,
+        RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in url.hosts],  # type: ignore[no-untyped-call]
+            username=url.username or None,
+            password=url.password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            cluster_error_retry_attempts=0,
+            **_tls_options(url),
+            **options,
+        ),
+    )
+
+
+def primary_identity(connection: redis.Redis) -> str:
+    """Which data set ``connection`` reaches: the server's run id and its replication id. Both
+    change when another server is promoted, and when the same server restarts without its data
+    or is made a replica of another and then promoted again (its data replaced)."""
+    info = connection.info("server", "replication")
+    return f"{info.get('run_id', '')}/{info.get('master_replid', '')}"
+
+
+__all__ = ["MasterNotFoundError", "client", "primary_identity", "sentinel_address", "sentinels"]
