@@ -759,8 +759,17 @@ NodeLocal DNSCache's link-local address when set. openshift=true: OpenShift's DN
     {{- toYaml . | nindent 4 }}
   {{- end }}
   ports:
-    - port: {{ $ctx.Values.externalDatabase.port }}
+    {{- $dbPorts := list (int $ctx.Values.externalDatabase.port) }}
+    {{- if .replicas }}
+    {{- /* the API's read replicas (externalDatabase.replicaHosts) */}}
+    {{- range $ctx.Values.externalDatabase.replicaHosts }}
+    {{- $dbPorts = append $dbPorts (int (.port | default $ctx.Values.externalDatabase.port)) }}
+    {{- end }}
+    {{- end }}
+    {{- range (uniq $dbPorts) }}
+    - port: {{ . }}
       protocol: TCP
+    {{- end }}
 {{- end }}
 {{- if .redis }}
 {{- /* Redis' port, and the Sentinels' where the topology has them (orders.redis.clientPorts). */}}
