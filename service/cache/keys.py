@@ -12,8 +12,8 @@ collide:
   lease:totals the fill lease of ``totals``
   index        sorted set of page numbers that have (or had) an entry or a lease: a shift
                invalidation finds the pages after a point without scanning the key space
-  binlog       the invalidator's binlog position (and server identity), stored atomically
-               with its invalidations
+  binlog       the invalidator's binlog position (and server identity, step number), stored
+               atomically with its invalidations
   invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
   invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
@@ -37,10 +37,9 @@ from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
 
-# Take the lease only if nobody holds it (remembering the page in the index so shifts can find
-# it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
-# the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
-# checkpoint, with no offset estimate involved.
+# Take the lease if free (the page noted in the index, for shifts) and answer Redis' clock (ms),
+# 0 if taken: the filler stamps the entry it reads next with it (``read_ms``, the checkpoint's
+# clock, no offset estimate).
 LEASE_AT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
@@ -50,8 +49,7 @@ end
 return 0
 """
 
-# The conditional store: write the entry only if our lease is still the live one. Any invalidation
-# since the lease was taken deleted it, so a page read before a write committed is never stored.
+# Store the entry only if our lease is live: an invalidation since it was taken deleted it.
 FILL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
@@ -75,16 +73,24 @@ return 0
 #   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
 #           holds this token, so an invalidator that lost its lease (paused, partitioned) can
 #           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
-#   ARGV[8..] single pages.
+#   ARGV[8] the ``binlog`` value this step follows ('' = unchecked), as the previous step wrote
+#           it (every step writes one: position and step number). Another value (a replica that
+#           missed the last steps was promoted) refuses the step: nothing changes, returns -2,
+#           the invalidator replays (docs/guarantees.md, "Redis failover (Sentinel)"),
+#   ARGV[9] GTID state applied by this step ('' = none; MySQL replicas, written to ``gtid``),
+#   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
 end
+if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
+  return -2
+end
 local index = prefix .. 'index'
 local message = {}
-for i = 8, #ARGV do
+for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -141,6 +147,16 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 """
+# REFENCE: after a failover the leader takes a new token on the new primary if the lease is its
+# own there (KEYS as ACQUIRE; ARGV: 'owner:token', owner, TTL ms). Returns it, or 0.
+REFENCE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. token, 'PX', ARGV[3])
+  return token
+end
+return 0
+"""
 RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -154,19 +170,18 @@ return 0
 """
 
 
-# The scripts above, as one Redis 7 FUNCTION library: the application's Redis users may call
-# them (FCALL) but load no Lua of their own (no EVAL, SCRIPT or FUNCTION LOAD: arbitrary code,
-# whose memory is outside maxmemory). A privileged user loads the library (`orders-service
-# load-functions`, or the chart's Redis at start). A function runs with its caller's ACL, so the
-# API calling the invalidator's functions can still write nothing it may not write itself.
-# Each body sees its keys and arguments as KEYS and ARGV, as under EVAL; ``allow-oom`` lets
-# the steps that free memory (INVALIDATE deletes, RELEASE_LEASE) run when Redis is full.
+# The scripts as one Redis 7 FUNCTION library: application users may FCALL them but load no
+# Lua (no EVAL, SCRIPT, FUNCTION LOAD: arbitrary code, memory outside maxmemory); a privileged
+# user loads it (`orders-service load-functions`, the chart's Redis at start). A function runs
+# with its caller's ACL; KEYS and ARGV as under EVAL; ``allow-oom`` lets the steps that free
+# memory (INVALIDATE, RELEASE_LEASE) run when Redis is full.
 FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lease_at": (LEASE_AT, ()),
     "fill": (FILL, ()),
     "invalidate": (INVALIDATE, ("allow-oom",)),
     "acquire_lease": (ACQUIRE_LEASE, ()),
     "renew_lease": (RENEW_LEASE, ()),
+    "refence_lease": (REFENCE_LEASE, ()),
     "release_lease": (RELEASE_LEASE, ("allow-oom",)),
 }
 LIBRARY_PREFIX = "orders_"
@@ -204,18 +219,14 @@ def _lua_list(items: tuple[str, ...]) -> str:
 LIBRARY = function_library()
 
 
+@dataclass(frozen=True)
 class Keep:
     """Leave the cached totals as they are."""
 
-    def __repr__(self) -> str:
-        return "Keep()"
 
-
+@dataclass(frozen=True)
 class Drop:
     """Delete the cached totals (and their lease): the next read recounts."""
-
-    def __repr__(self) -> str:
-        return "Drop()"
 
 
 @dataclass(frozen=True)
@@ -240,6 +251,7 @@ class Invalidation:
     position: str | None = None
     checkpoint_ms: int | None = None
     fence: int | None = None
+    expected: str | None = None  # the stored position this step follows (None: unchecked)
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
         """ARGV for INVALIDATE, in the layout its comment documents."""
@@ -258,8 +270,22 @@ class Invalidation:
             self.position or "",
             "" if self.checkpoint_ms is None else self.checkpoint_ms,
             "" if self.fence is None else self.fence,
+            self.expected or "",
+            "",
             *sorted(self.pages),
         ]
+
+
+STEP_FIELD = "|step="  # a ``binlog`` value: the position, then the number of the step
+
+
+def with_step(position: str, step: int) -> str:
+    return f"{strip_step(position)}{STEP_FIELD}{step}"
+
+
+def strip_step(stored: str) -> str:
+    head, _, rest = stored.partition(STEP_FIELD)
+    return f"{head}|{rest.partition('|')[2]}" if "|" in rest else head
 
 
 @dataclass(frozen=True)
@@ -308,7 +334,8 @@ class Message:
 
 @dataclass(frozen=True)
 class CacheKeys:
-    """Names of the service's Redis keys for one namespace and page size."""
+    """Names of the service's Redis keys for one namespace and page size (the module's
+    docstring says what each holds)."""
 
     prefix: str
     page_size: int
@@ -345,27 +372,22 @@ class CacheKeys:
 
     @property
     def config(self) -> str:
-        """HASH the API publishes its shared settings in (``ttl``, ``page_size``, ``max_lag``)."""
         return f"{self.base}config"
 
     @property
     def invalidator_lease(self) -> str:
-        """The active invalidator's lease: its fencing token, with a TTL it keeps renewing."""
         return f"{self.base}invalidator:lease"
 
     @property
     def invalidator_fence(self) -> str:
-        """The last fencing token handed out (INCR): newer leaders hold larger tokens."""
         return f"{self.base}invalidator:fence"
 
     @property
     def hot(self) -> str:
-        """Sorted set of the pages readers hit most (service/cache/hot.py)."""
         return f"{self.base}hot"
 
     @property
     def inspector_found(self) -> str:
-        """When the inspector last confirmed an inconsistency (Redis ms; TTL 10 min)."""
         return f"{self.base}inspector:found"
 
     @property

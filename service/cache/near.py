@@ -30,13 +30,14 @@ from typing import cast
 import redis
 import structlog
 
+from service.cache import topology
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness
 from service.cache.hot import HotPages
 from service.cache.keys import CacheKeys, Message
 from service.cache.store import redis_client
 from service.config import RedisURL
-from service.observability import metrics
+from service.observability import failover_metrics, metrics
 
 PING_EVERY = 0.1
 LIVE_WINDOW = 0.5
@@ -138,6 +139,7 @@ class InvalidationListener:
         self._started = time.monotonic()
         self._warned = False
         self._warned_ahead = False
+        self._primary: str | None = None  # primary_identity() of the last connection
         self._thread = threading.Thread(target=self._run, name="near-cache-listener", daemon=True)
 
     def start(self) -> None:
@@ -164,6 +166,7 @@ class InvalidationListener:
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self._keys.channel)
+            self._notice_primary(client)
             self._publish_config(client)
             last_ping = last_clock = 0.0
             last_heard = time.monotonic()
@@ -197,6 +200,19 @@ class InvalidationListener:
         finally:
             pubsub.close()
             client.close()
+
+    def _notice_primary(self, client: redis.Redis) -> None:
+        """On each connection: a primary other than the last one (a failover, which may have
+        lost invalidations the near cache applied and entries it holds) empties the near cache
+        and forgets the checkpoints heard there (the poll that follows reads the new one's)."""
+        primary = topology.primary_identity(client)
+        if self._primary is not None and primary != self._primary:
+            failover_metrics.count_failover("api")
+            log.warning("the Redis primary changed; the near cache is emptied")
+            if self._near is not None:
+                self._near.clear()
+            self._freshness.saw_checkpoint(None, polled=True)
+        self._primary = primary
 
     def _publish_config(self, client: redis.Redis) -> None:
         """The API's settings under ``keys.config``; best effort (a Redis paused for writes, as

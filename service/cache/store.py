@@ -18,7 +18,7 @@ import structlog
 from service.breaker import CircuitBreaker
 from service.cache import topology
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation
+from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation, strip_step
 from service.config import RedisURL
 from service.observability import metrics
 
@@ -44,6 +44,10 @@ class Lookup:
     page: PageEntry | None
     totals: TotalsEntry | None
     checkpoint_ms: int | None
+
+
+FENCED = -1  # INVALIDATE: a newer invalidator holds the fence
+NOT_FOLLOWING = -2  # INVALIDATE: the stored position is not the one the step follows
 
 
 class CacheUnavailable(Exception):
@@ -180,14 +184,30 @@ class RedisCache:
         return bool(stored)
 
     def invalidate(self, change: Invalidation) -> bool:
-        """Apply one invalidation step atomically (the INVALIDATE script); False when its
-        fencing token is no longer the current one (nothing was applied)."""
+        """Apply one invalidation step atomically (the INVALIDATE script); False when nothing
+        was applied (its fencing token is no longer the current one, or the stored position is
+        not the one it follows)."""
+        return self.apply_step(change) >= 0
+
+    def apply_step(self, change: Invalidation) -> int:
+        """INVALIDATE's answer: >= 0 applied, ``FENCED`` or ``NOT_FOLLOWING`` (see keys.py)."""
         args = change.script_args(self.keys.base, self.hard_ttl)
-        return int(self._call("invalidate", lambda: self.run_function("invalidate", [], args))) >= 0
+        return int(self._call("invalidate", lambda: self.run_function("invalidate", [], args)))
 
     def stored_position(self) -> str | None:
+        """The binlog position stored with the invalidations, without its step number."""
+        chain = self.stored_chain()
+        return strip_step(chain) if chain is not None else None
+
+    def stored_chain(self) -> str | None:
+        """The ``binlog`` key as stored: the position and the step number that wrote it (the
+        value the next step names as the one it follows)."""
         raw = self._call("get", lambda: self.client.get(self.keys.binlog_position))
         return cast(bytes, raw).decode() if raw else None
+
+    def primary_identity(self) -> str:
+        """Which primary answers (topology.primary_identity), through the breaker."""
+        return self._call("info", lambda: topology.primary_identity(self.client))
 
     def read_at(self, page: int) -> tuple[Lookup, int]:
         """``read`` and Redis' ``TIME`` (ms) in one MULTI: the lookup and the moment it held."""

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pymysql
 
-from service.cache.keys import DROP, Invalidation
+from service.cache.keys import DROP, Invalidation, strip_step
 from service.cache.store import CacheUnavailable, RedisCache
 from service.config import DatabaseURL
 from service.invalidation import planner
@@ -36,7 +36,7 @@ from service.invalidation.mysql_source import (
     foreign_history,
 )
 from service.invalidation.options import InvalidatorOptions
-from service.invalidation.steps import Fenced, Steps
+from service.invalidation.steps import Fenced, Rewind, Steps
 from service.observability import metrics
 from service.observability.logging import get_logger
 from service.orders import schema
@@ -175,8 +175,7 @@ class Invalidator:
         return False
 
     def _lead(self) -> None:
-        self._steps.new_term()
-        position = self._start_position()
+        position = self._resume()
         log.info("following binlog", database=self.source.redacted(), position=str(position))
         while not self._stop.is_set():
             self._follower = BinlogFollower(
@@ -193,9 +192,23 @@ class Invalidator:
             except PositionUnavailable as exc:
                 # The server purged binlogs we had not read: start over from now, clearing all.
                 log.warning("stored binlog position is gone; starting over", error=str(exc))
-                position = self._start_fresh("the stored position is no longer on the server")
+                position = self._resume("the stored position is no longer on the server")
+            except Rewind as exc:
+                log.warning("replaying from the position Redis holds", reason=str(exc))
+                position = self._resume()
             finally:
                 self._follower.close()
+
+    def _resume(self, fresh: str | None = None) -> BinlogPosition:
+        """Where to follow from: what Redis holds (or now, after clearing, when ``fresh`` says
+        why), with the rechecks of the stream left behind dropped; again while Redis refuses
+        (``Rewind``: its primary changed meanwhile)."""
+        while True:
+            self._steps.new_term()
+            try:
+                return self._start_fresh(fresh) if fresh else self._start_position()
+            except Rewind as exc:
+                log.warning("replaying from the position Redis holds", reason=str(exc))
 
     def _follow(self, follower: BinlogFollower, position: BinlogPosition) -> BinlogPosition:
         unreadable = 0
@@ -220,11 +233,12 @@ class Invalidator:
     def _start_position(self) -> BinlogPosition:
         """Where we left off, if it is this server's history; otherwise now, after dropping
         everything, since what happened while nobody followed the binlog is unknown."""
-        stored = self._steps.retry(self.cache.stored_position)
+        stored = self._steps.retry(self.cache.stored_chain)
+        self._steps.follow(stored)
         if not stored:
             return self._start_fresh("no stored binlog position")
         try:
-            position = BinlogPosition.parse(stored)
+            position = BinlogPosition.parse(strip_step(stored))
         except ValueError:
             return self._start_fresh(f"unreadable stored position {stored!r}")
         reason = foreign_history(self.source, position)

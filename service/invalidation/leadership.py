@@ -61,6 +61,35 @@ class Lease:
         self._renewer.start()
         return True
 
+    def refence(self) -> bool:
+        """After a primary change: a new fencing token on the new primary if the lease is ours
+        there (steps still carrying the old one are then refused); False if it is not (stand
+        by and acquire again). Raises CacheUnavailable."""
+        token = self.token
+        if token is None:
+            return False
+        began = time.monotonic()
+        new = int(
+            self._cache.client_call(
+                "lease",
+                lambda: self._cache.run_function(
+                    "refence_lease",
+                    self._keys,
+                    [f"{self._owner}:{token}", self._owner, self._ttl_ms],
+                ),
+            )
+        )
+        if not new:
+            self._lost.set()
+            return False
+        self.token = new  # the renewer of the old token ends; a new one renews this one
+        self._valid_until = began + self._ttl_ms / 1000
+        self._renewer = threading.Thread(
+            target=self._keep_renewing, args=(new,), name="invalidator-lease", daemon=True
+        )
+        self._renewer.start()
+        return True
+
     def held(self) -> bool:
         """Still ours by our own clock (the script's fence is the real guard)."""
         return (

@@ -8,6 +8,7 @@ invalidation that did not happen. Replays are harmless: invalidating twice is th
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -15,8 +16,8 @@ from typing import TypeVar
 
 import pymysql
 
-from service.cache.keys import DROP, KEEP, Invalidation, TotalsChange
-from service.cache.store import CacheUnavailable, RedisCache
+from service.cache.keys import DROP, KEEP, Invalidation, TotalsChange, strip_step, with_step
+from service.cache.store import FENCED, NOT_FOLLOWING, CacheUnavailable, RedisCache
 from service.invalidation import planner
 from service.invalidation.changes import ChangeBatch
 from service.invalidation.checkpoint import Checkpointer
@@ -27,7 +28,7 @@ from service.invalidation.rechecks import RecheckQueue
 from service.invalidation.repair import SchemaRepair
 from service.invalidation.totals import Totals
 from service.invalidation.verifier import CountVerifier
-from service.observability import metrics
+from service.observability import failover_metrics, metrics
 from service.observability.logging import get_logger
 from service.orders import repository
 from service.orders.database import Connection
@@ -41,6 +42,11 @@ log = get_logger("service.invalidation")
 
 class Fenced(Exception):
     """A newer invalidator holds the lease: this one must stop applying and stand by."""
+
+
+class Rewind(Exception):
+    """Redis does not hold what this invalidator's steps wrote (a failover lost the last ones,
+    or the primary changed): replay the binlog from the position Redis holds."""
 
 
 class Steps:
@@ -74,10 +80,22 @@ class Steps:
         self._checkpoints = Checkpointer(cache.time)
         self.checkpoint_sent: float | None = None
         self.applied = 0
+        # The chain (docs/guarantees.md, "Redis failover (Sentinel)"): the ``binlog`` value the
+        # last step wrote, which the next one names as the one it follows; numbers from a
+        # random start, so no other process's chain has the same values.
+        self._chain: str | None = None
+        self._step_number = secrets.randbits(48)
+        self._primary: str | None = None  # primary_identity() of the primary the steps reach
+        self._suspect = True  # check the primary before the next step (a start, an error)
 
     def new_term(self) -> None:
         """Rechecks left from an earlier term carry positions a newer leader may have passed."""
         self._rechecks.clear()
+        self._suspect = True
+
+    def follow(self, stored: str | None) -> None:
+        """The next step follows ``stored`` (the ``binlog`` value read; None: nothing stored)."""
+        self._chain = stored
 
     def handle(self, batch: ChangeBatch) -> None:
         """One batch: its pages dropped now; the recheck, position and checkpoint later."""
@@ -154,28 +172,53 @@ class Steps:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
 
     def step(self, change: Invalidation, sent: float | None = None) -> None:
-        """Apply one step under this term's fencing token. ``sent``: when the newest heartbeat
-        the step covers was sent (monotonic); each attempt converts it to Redis' clock with a
-        reading of its own, so a retry after a pause or an outage claims no more than the first
-        try would have (checkpoint.py). The script repeats the stored checkpoint in every
-        message, so a near cache that missed one learns it from the next."""
-        fenced = Invalidation(
-            pages=change.pages,
-            from_page=change.from_page,
-            totals=change.totals,
-            position=change.position,
-            fence=self.lease.token,
-        )
+        """Apply one step under this term's fencing token, following the chain. ``sent``: when
+        the newest heartbeat the step covers was sent (monotonic); each attempt converts it to
+        Redis' clock with a reading of its own, so a retry after a pause or an outage claims no
+        more than the first try would have (checkpoint.py). The script repeats the stored
+        checkpoint in every message, so a near cache that missed one learns it from the next.
 
-        def attempt() -> bool:
-            if sent is None:
-                return self.cache.invalidate(fenced)
-            stamped = dataclasses.replace(fenced, checkpoint_ms=self._checkpoints.vouch(sent))
-            return self.cache.invalidate(stamped)
+        Every step writes ``binlog``: its own position, or the last one with the step's number
+        (a step without a position, such as a large transaction's chunk, is in the chain too).
+        A step refused because Redis holds another value raises ``Rewind``."""
+        self._step_number += 1
+        position = change.position or (strip_step(self._chain) if self._chain else None)
+        written = with_step(position, self._step_number) if position else None
 
-        if not self.retry(attempt):
+        def attempt() -> int:
+            self._check_primary()
+            fenced = dataclasses.replace(
+                change, position=written, fence=self.lease.token, expected=self._chain
+            )
+            if sent is not None:
+                fenced = dataclasses.replace(fenced, checkpoint_ms=self._checkpoints.vouch(sent))
+            return self.cache.apply_step(fenced)
+
+        status = self.retry(attempt)
+        if status == FENCED:
             metrics.count_invalidator_event("fenced_step")
             raise Fenced(f"fencing token {self.lease.token} is no longer the newest")
+        if status == NOT_FOLLOWING:
+            failover_metrics.count_rewind()
+            raise Rewind("the stored position is not the one the last step wrote")
+        if written is not None:
+            self._chain = written
+
+    def _check_primary(self) -> None:
+        """After a start or a Redis error: is it still the same primary? If not, take a new
+        fence there (or stand by) and rewind. Raises CacheUnavailable (then retried)."""
+        if not self._suspect:
+            return
+        primary = self.cache.primary_identity()
+        if self._primary is not None and self._primary != primary:
+            # A new token there before any other step; an error here is retried from the top.
+            if not self.lease.refence():
+                raise Fenced("the lease is not ours on the new Redis primary")
+            self._primary, self._suspect = primary, False
+            failover_metrics.count_failover("invalidator")
+            log.warning("the Redis primary changed: re-fenced, replaying from its position")
+            raise Rewind("the Redis primary changed")
+        self._primary, self._suspect = primary, False
 
     def _count(self, plan: planner.Plan) -> None:
         metrics.count_invalidations("page", len(plan.pages))
@@ -193,6 +236,7 @@ class Steps:
             except CacheUnavailable as exc:
                 if self._stop.is_set():
                     raise
+                self._suspect = True  # a failover may be why: check the primary first
                 log.warning("redis unavailable; retrying", error=str(exc), retry_in=delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)

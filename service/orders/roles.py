@@ -34,8 +34,9 @@ _MIGRATE = (
 # outside maxmemory): a Redis admin loads the library (`orders-service load-functions`).
 # Not CLIENT SETINFO: redis-py tries it on connect and ignores the refusal (Redis 7.0 lacks it).
 # INFO (not CONFIG, whose GET would show requirepass): the maxmemory-policy check at start-up
-# and in /readyz (service/cache/eviction.py).
-_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time", "info")
+# and in /readyz (service/cache/eviction.py), and the primary's identity (run and replication
+# ids: a failover noticed); ROLE: a Sentinel client's check that it reached a primary.
+_REDIS_COMMON = ("ping", "fcall", "get", "set", "del", "time", "info", "role")
 REDIS_COMMANDS: dict[str, tuple[str, ...]] = {
     # reads (MGET page+totals+checkpoint, alone or with TIME in a MULTI), leases and fills
     # (lease_at: SET NX, ZADD, TIME; fill: GET, SET, DEL), the near cache's feed (SUBSCRIBE,

@@ -88,3 +88,25 @@ def test_a_step_with_an_old_fencing_token_changes_nothing(
     assert cache.invalidate(Invalidation(pages=frozenset({3}), position="f:1", fence=8))
     assert shared_redis.get(keys.page(3)) is None
     assert cache.invalidate(Invalidation(pages=frozenset({3})))  # no token: not fenced
+
+
+def test_a_step_that_does_not_follow_the_stored_position_changes_nothing(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    """The chain (issue 19): a step names the ``binlog`` value it follows; after a failover to a
+    replica that missed the last steps the stored one is older, and the step is refused (-2)."""
+    keys = CacheKeys(settings.cache_prefix, settings.page_size)
+    cache = build_redis_cache(settings)
+    shared_redis.set(keys.binlog_position, "f:1|step=1")
+    shared_redis.set(keys.page(3), b"entry")
+    lost = Invalidation(pages=frozenset({3}), position="f:3|step=3", expected="f:2|step=2")
+    assert cache.apply_step(lost) == -2
+    assert shared_redis.get(keys.page(3)) == b"entry"
+    assert shared_redis.get(keys.binlog_position) == b"f:1|step=1"
+    assert cache.stored_position() == "f:1"
+    follows = Invalidation(pages=frozenset({3}), position="f:2|step=2", expected="f:1|step=1")
+    assert cache.apply_step(follows) >= 0
+    assert shared_redis.get(keys.page(3)) is None
+    assert cache.stored_chain() == "f:2|step=2"
+    shared_redis.delete(keys.binlog_position)  # a failover to a replica that had none
+    assert cache.apply_step(follows) == -2

@@ -107,7 +107,7 @@ def test_the_api_role_cannot_forge_the_checkpoint_move_the_position_or_fence_or_
         ("PUBLISH", KEYS.channel, f"c{far_future}"),
         # the invalidator's own functions, called by the API: they run with the API's rights
         ("FCALL", f"{loaded}_acquire_lease", 2, *LEADER_KEYS, "squatter", 60_000),
-        ("FCALL", f"{loaded}_invalidate", 0, KEYS.base, "", "-", 60, "", "0", "", "1"),
+        ("FCALL", f"{loaded}_invalidate", 0, KEYS.base, "", "-", 60, "", "0", "", "", "", "1"),
     ):
         assert refused(api, *command), command
     api.close()

@@ -84,15 +84,25 @@ class SentinelServer(ProcessServer):
         return redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
 
 
+class _Pair:
+    """One forwarded connection; ``replication``: a replica's link (it sent PSYNC/REPLCONF)."""
+
+    def __init__(self) -> None:
+        self.replication = False
+
+
 class Forwarder:
     """Forwards 127.0.0.1:port to 127.0.0.1:target; ``hold()`` keeps what either side sends
     (reading it, so a closed side is still noticed: then what was held is dropped, never
-    delivered); ``retarget()`` moves new connections elsewhere and drops the current ones."""
+    delivered), ``hold_replication()`` only that of replicas' links (the Sentinels' and
+    clients' connections through it go on); ``retarget()`` moves new connections elsewhere and
+    drops the current ones."""
 
     def __init__(self, target: int, port: int | None = None) -> None:
         self.port = port or free_port()
         self.target = target
         self._held = threading.Event()
+        self._held_replication = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -106,8 +116,12 @@ class Forwarder:
     def hold(self) -> None:
         self._held.set()
 
+    def hold_replication(self) -> None:
+        self._held_replication.set()
+
     def release(self) -> None:
         self._held.clear()
+        self._held_replication.clear()
 
     def retarget(self, target: int) -> None:
         """Send new connections to ``target``; cut the current ones (clients reconnect)."""
@@ -142,10 +156,16 @@ class Forwarder:
                 continue
             with self._lock:
                 self._sockets |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            pair = _Pair()
+            for src, dst, outbound in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, pair, outbound), daemon=True
+                ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _holding(self, pair: _Pair) -> bool:
+        return self._held.is_set() or (pair.replication and self._held_replication.is_set())
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: _Pair, outbound: bool) -> None:
         pending = bytearray()
         try:
             while not self._closed.is_set():
@@ -155,7 +175,9 @@ class Forwarder:
                     if not data:
                         break  # held bytes are dropped: the other side never gets them
                     pending += data
-                if pending and not self._held.is_set():
+                    if outbound and (b"PSYNC" in data.upper() or b"REPLCONF" in data.upper()):
+                        pair.replication = True
+                if pending and not self._holding(pair):
                     dst.sendall(pending)
                     pending.clear()
         except (OSError, ValueError):
@@ -166,8 +188,98 @@ class Forwarder:
                     sock.close()
 
 
+def _one_command(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """The first whole RESP command in ``buffer`` (its words joined) and the rest, or None."""
+    if not buffer.startswith(b"*"):
+        line, sep, rest = buffer.partition(b"\r\n")
+        return (line, rest) if sep else None
+    head, sep, rest = buffer.partition(b"\r\n")
+    if not sep:
+        return None
+    words = []
+    for _ in range(int(head[1:])):
+        size, sep, rest = rest.partition(b"\r\n")
+        length = int(size[1:]) if sep else -1
+        if length < 0 or len(rest) < length + 2:
+            return None
+        words.append(rest[:length])
+        rest = rest[length + 2 :]
+    return b" ".join(words), rest
+
+
+class LyingSentinel:
+    """Answers ``SENTINEL MASTERS`` naming ``port`` as ``MASTER``'s primary, whatever is true
+    (a Sentinel cut off from its peers, or misconfigured); every other command but PING is an
+    error. A thread of this process on a free port."""
+
+    def __init__(self, port: int) -> None:
+        self.named = port
+        self._resp3 = False
+        self.port = free_port()
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        threading.Thread(target=self._serve, name="lying-sentinel", daemon=True).start()
+
+    def _answer(self, command: bytes) -> bytes:
+        words = command.upper()
+        if words.startswith(b"HELLO"):  # redis-py speaks RESP3: answer as a Redis 7 would
+            self._resp3 = b" 3" in words
+            hello = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n"
+            return hello if self._resp3 else b"+OK\r\n"
+        if b"PING" in words:
+            return b"+PONG\r\n"
+        if b"SENTINEL" in words and b"MASTERS" in words:
+            fields = {
+                "name": MASTER,
+                "ip": "127.0.0.1",
+                "port": str(self.named),
+                "runid": "0" * 40,
+                "flags": "master",
+                "num-slaves": "1",
+                "num-other-sentinels": "2",
+                "quorum": "2",
+            }
+            flat = [item for pair in fields.items() for item in pair]
+            body = b"".join(b"$%d\r\n%s\r\n" % (len(x), x.encode()) for x in flat)
+            if self._resp3:
+                return b"*1\r\n%%%d\r\n%s" % (len(fields), body)
+            return b"*1\r\n*%d\r\n%s" % (len(flat), body)
+        return b"-ERR this Sentinel only lies about the primary\r\n"
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        buffer = b""
+        with contextlib.suppress(OSError), conn:
+            while not self._closed.is_set():
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while (taken := _one_command(buffer)) is not None:
+                    command, buffer = taken
+                    conn.sendall(self._answer(command))
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+
 class SentinelGroup:
-    """Primary, replica (through ``link``), three Sentinels, and ``front``."""
+    """Primary, replica, three Sentinels, and ``front``. The primary's address, for the
+    replica and the Sentinels alike, is ``link`` (a Sentinel would otherwise point a replica
+    that replicates through a forwarder back at the primary's own port): holding the link
+    holds only the replica's replication traffic."""
 
     def __init__(self) -> None:
         self.primary = Redis.create(extra_args=("--repl-diskless-sync-delay", "0"))
@@ -183,9 +295,7 @@ class SentinelGroup:
         )
         self.front = Forwarder(self.primary.port)
         self.sentinels = [
-            SentinelServer(
-                Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.primary.port
-            )
+            SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.link.port)
             for _ in range(3)
         ]
         for sentinel in self.sentinels:
@@ -212,8 +322,10 @@ class SentinelGroup:
     def front_url(self) -> str:
         return f"redis://127.0.0.1:{self.front.port}/0"
 
-    def master_port(self, sentinel: int = 0) -> int:
-        """The primary's port as one Sentinel tells it."""
+    def master_port(self, sentinel: int | None = None) -> int:
+        """The primary's port as one Sentinel (default: the first one running) tells it."""
+        if sentinel is None:
+            sentinel = next(i for i, s in enumerate(self.sentinels) if s.running)
         _, port = self.sentinels[sentinel].client().sentinel_get_master_addr_by_name(MASTER)
         return int(port)
 
@@ -244,7 +356,7 @@ class SentinelGroup:
     # ---- faults -------------------------------------------------------------------------------
     def hold_replica_link(self) -> None:
         """From now on the replica receives nothing the primary writes (until released)."""
-        self.link.hold()
+        self.link.hold_replication()
 
     def release_replica_link(self) -> None:
         self.link.release()
@@ -264,7 +376,8 @@ class SentinelGroup:
         def promoted() -> bool:
             if self.client(self.replica).info("replication")["role"] != "master":
                 return False
-            return all(self.master_port(i) == self.replica.port for i in range(3))
+            live = [i for i, sentinel in enumerate(self.sentinels) if sentinel.running]
+            return all(self.master_port(i) == self.replica.port for i in live)
 
         return wait_for(promoted, timeout, "the Sentinels to promote the replica")
 

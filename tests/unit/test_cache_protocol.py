@@ -19,8 +19,10 @@ def test_the_argument_layout_puts_single_pages_last_in_order() -> None:
     args = Invalidation(
         pages=frozenset({3, 1}), from_page=9, position="f:4", checkpoint_ms=12, fence=5
     ).script_args("p:s10:", 60)
-    assert args == ["p:s10:", 9, "-", 60, "f:4", 12, 5, 1, 3]
-    assert Invalidation(pages=frozenset({2})).script_args("p:s10:", 60)[6:] == ["", 2]
+    assert args == ["p:s10:", 9, "-", 60, "f:4", 12, 5, "", "", 1, 3]
+    assert Invalidation(pages=frozenset({2})).script_args("p:s10:", 60)[6:] == ["", "", "", 2]
+    expected = Invalidation(pages=frozenset({2}), expected="f:4|step=1").script_args("p:", 6)
+    assert expected[7:] == ["f:4|step=1", "", 2]  # ARGV[8], ARGV[9] (GTID, unused), pages
 
 
 def test_no_checkpoint_is_an_empty_argument() -> None:
