@@ -50,6 +50,7 @@ REDIS_TIER: tuple[str, ...] = (
     "tests/integration/test_hit_fast_path.py",
     "tests/security/test_redis_roles.py",
     "tests/chart/test_chart_replication.py",
+    "tests/faults/test_sentinel_failover.py",
 )
 
 # Seconds each took in the last measured run (--durations, setup included): handed out first so
