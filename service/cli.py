@@ -313,13 +313,27 @@ def load_functions(print_only: bool) -> None:
 @click.option("--database", default="orders", show_default=True, help="The orders database.")
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")
 @click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
-def grants(role: str, user: str, database: str, host: str, redis_prefix: str | None) -> None:
+@click.option(
+    "--topology",
+    type=click.Choice(["standalone", "sentinel"]),
+    default="standalone",
+    show_default=True,
+    help="With --redis-prefix: sentinel adds the rules of the Sentinels' user (a second line).",
+)
+def grants(
+    role: str, user: str, database: str, host: str, *, redis_prefix: str | None, topology: str
+) -> None:
     """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
     from service.orders import roles
 
     try:
         if redis_prefix is not None:
+            if topology == "sentinel":
+                click.echo("# the Redis servers (primary and replicas alike): ACL SETUSER " + user)
             click.echo(" ".join(roles.redis_acl(role, user, redis_prefix)))
+            if topology == "sentinel":
+                click.echo(f"# each Sentinel (ORDERS_REDIS_SENTINEL_PASSWORD): ACL SETUSER {user}")
+                click.echo(" ".join(roles.sentinel_acl(user)))
             return
         for statement in roles.grants(role, user, database, host):
             click.echo(f"{statement};")

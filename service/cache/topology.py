@@ -99,12 +99,15 @@ def sentinel_address(sentinel: Sentinel) -> tuple[str, int]:
 
 
 def sentinels(url: RedisURL, timeout: float | None) -> _CheckedSentinel:
-    """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)."""
+    """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)
+    as the URL's user (none: the Sentinels' default user), or without AUTH when it is empty."""
     return _CheckedSentinel(  # type: ignore[no-untyped-call]
         list(url.hosts),
         sentinel_kwargs={
+            "username": (url.username or None) if url.sentinel_password else None,
             "password": url.sentinel_password or None,
-            **_no_retry(timeout),
+            # redis.Redis() itself warns on retry_on_timeout (the pool's kwargs do not)
+            **{k: v for k, v in _no_retry(timeout).items() if k != "retry_on_timeout"},
             **_tls_options(url),
         },
     )

@@ -142,3 +142,16 @@ def redis_acl(role: str, user: str, prefix: str) -> list[str]:
         "-@all",
         *(f"+{command}" for command in REDIS_COMMANDS[role]),
     ]
+
+
+# What a client of the Sentinels sends them (redis-py's discovery: SENTINEL MASTERS, and PING
+# when it checks a connection); HELLO and AUTH need no rule. A Sentinel has no keys.
+SENTINEL_COMMANDS = ("ping", "sentinel|masters", "sentinel|get-master-addr-by-name")
+
+
+def sentinel_acl(user: str) -> list[str]:
+    """The ACL rules of the user the service asks the Sentinels as (``ACL SETUSER`` on each
+    Sentinel, its password in ORDERS_REDIS_SENTINEL_PASSWORD): discovery only, so it can
+    neither reconfigure nor fail over anything."""
+    _checked("user", user)
+    return ["reset", "on", "-@all", *(f"+{command}" for command in SENTINEL_COMMANDS)]
