@@ -4,7 +4,8 @@ Each node's two containers are the rendered shell scripts (files/redis-users.acl
 files/redis-node.sh), run locally: three nodes on 127.0.0.2-4 stand in for the pods' DNS names,
 the ports are moved off the shared 6379, and /run, /etc and /data become temp dirs. The nodes
 start in order (OrderedReady) and agree on node 0 as the primary; the primary is killed, the
-Sentinels promote a replica, the service's Sentinel client follows it with the API's ACL user,
+Sentinels promote a replica, the service's own client, built from the URL the chart gives the
+API, reads through the Sentinels from the new primary as the API's ACL user,
 and the killed node restarts as a replica of the new primary (it asks the Sentinels first).
 """
 
@@ -15,14 +16,15 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis.sentinel import Sentinel
 
+from service.cache import topology
+from service.config.urls import RedisURL, redis_url
 from tests.support.chart import one, render
 from tests.support.servers import free_port, redis_server_binary
 from tests.support.waiting import wait_for
@@ -153,6 +155,21 @@ def nodes(tmp_path: Path) -> Iterator[list[Node]]:
                 node.kill(name)
 
 
+def api_url(nodes: list[Node]) -> RedisURL:
+    """The API's ORDERS_REDIS_URL as rendered, with its passwords, pointed at the local nodes."""
+    api = one(RENDERED, "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0]
+    url = next(e["value"] for e in api["env"] if e["name"] == "ORDERS_REDIS_URL")
+    for node in nodes:
+        url = url.replace(f"orders-redis-{node.index}.orders-redis.orders.svc", node.host)
+    parsed = redis_url(url.replace("26379", str(nodes[0].sentinel_port)))
+    assert parsed.topology == "sentinel"
+    return replace(
+        parsed,
+        password=PASSWORDS["redis-api-password"],
+        sentinel_password=PASSWORDS["redis-sentinel-password"],
+    )
+
+
 def start_in_order(nodes: list[Node]) -> None:
     """What OrderedReady does: a node's pod is ready (Redis and Sentinel answer) before the next."""
     for node in nodes:
@@ -195,15 +212,10 @@ def test_nodes_agree_fail_over_and_a_restarted_primary_rejoins_as_a_replica(
         new = next(n for n in nodes if n.host == new_host)
         assert new.role() == "master"
 
-        # The service's client: Sentinels with their password, the primary as the API's user.
-        sentinel = Sentinel(
-            [(n.host, n.sentinel_port) for n in nodes[1:]],
-            sentinel_kwargs={"password": PASSWORDS["redis-sentinel-password"]},
-        )
-        primary = sentinel.master_for(
-            MASTER_SET, username="orders_api", password=PASSWORDS["redis-api-password"]
-        )
-        # under the prefix the API may read; the Sentinels agree on the new primary first
+        # The service's own client (service/cache/topology.py) from the URL the chart gives the
+        # API, pod names swapped for the local nodes: Sentinels with their password, the
+        # primary as the API's ACL user (ROLE checked).
+        primary = topology.client(api_url(nodes), timeout=2.0)
         wait_for(lambda: primary.get("orders:marker") == b"before", 30, "the API user's read")
         primary.close()
 

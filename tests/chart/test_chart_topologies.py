@@ -8,6 +8,7 @@ only, the ports the NetworkPolicies open, the eviction policy and MySQL's GTID f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -204,3 +205,11 @@ def test_the_schema_refuses_a_form_that_could_not_work(sets: list[str], complain
     result = run([tool("helm"), "template", "orders", str(CHART), *args])
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_the_sentinels_allow_the_apps_users_discovery_only_as_grants_prints_it() -> None:
+    from service.orders.roles import sentinel_acl
+
+    script = (CHART / "files" / "redis-node.sh").read_text()
+    (rules,) = re.findall(r'^orders_sentinel_rules="([^"]*)"', script, flags=re.MULTILINE)
+    assert ["reset", "on", *rules.split()] == sentinel_acl("orders_api")
