@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import (
     auth_cost,
+    cluster,
     compare,
     curves,
     curves_report,
@@ -34,7 +35,7 @@ from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation")
+PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation", "cluster")
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
-    """The phases that start their own servers: miss latency vs table size, invalidation."""
+    """The phases that start their own servers: table sizes, invalidation, the cluster."""
     out: dict[str, Any] = {}
     if "table_sizes" not in skip:
         print("cost curve: miss latency vs table size ...", flush=True)
@@ -51,6 +52,8 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "invalidation" not in skip:
         print("invalidation: commit to visible ...", flush=True)
         out["invalidation"] = invalidation.run(ctx, plan)
+    if "cluster" not in skip:
+        out["cluster"] = cluster.run(cluster.plan_for(smoke=plan == phases.SMOKE))
     return out
 
 

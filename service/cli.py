@@ -315,10 +315,11 @@ def load_functions(print_only: bool) -> None:
 @click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
 @click.option(
     "--topology",
-    type=click.Choice(["standalone", "sentinel"]),
+    type=click.Choice(["standalone", "sentinel", "cluster"]),
     default="standalone",
     show_default=True,
-    help="With --redis-prefix: sentinel adds the rules of the Sentinels' user (a second line).",
+    help="With --redis-prefix: sentinel adds the rules of the Sentinels' user (a second line); "
+    "cluster gives the grouped keys' rules (set them on every node).",
 )
 def grants(
     role: str, user: str, database: str, host: str, *, redis_prefix: str | None, topology: str
@@ -330,7 +331,10 @@ def grants(
         if redis_prefix is not None:
             if topology == "sentinel":
                 click.echo("# the Redis servers (primary and replicas alike): ACL SETUSER " + user)
-            click.echo(" ".join(roles.redis_acl(role, user, redis_prefix)))
+            if topology == "cluster":
+                click.echo(f"# every node of the cluster (ACLs are not shared): ACL SETUSER {user}")
+            rules = roles.redis_acl(role, user, redis_prefix, cluster=topology == "cluster")
+            click.echo(" ".join(rules))
             if topology == "sentinel":
                 click.echo(f"# each Sentinel (ORDERS_REDIS_SENTINEL_PASSWORD): ACL SETUSER {user}")
                 click.echo(" ".join(roles.sentinel_acl(user)))

@@ -17,6 +17,7 @@ from service.auth.jwks import JWKSCache
 from service.auth.tokens import TokenVerifier
 from service.breaker import CircuitBreaker
 from service.cache.aside import PageCache
+from service.cache.cluster import ClusterCache
 from service.cache.freshness import Freshness
 from service.cache.hot import HotPages
 from service.cache.keys import CacheKeys
@@ -86,9 +87,15 @@ def build_redis_cache(
     settings: Settings, *, timeout: float | None = None, breaker_reset: float | None = None
 ) -> RedisCache:
     """The Redis side of the cache; the invalidator passes its own, longer ``timeout``."""
-    return RedisCache(
+    cluster = settings.redis_url.topology == "cluster"
+    cache = ClusterCache if cluster else RedisCache
+    return cache(
         redis_client(settings.redis_url, timeout or settings.cache_timeout),
-        CacheKeys(settings.cache_prefix, settings.page_size),
+        CacheKeys(
+            settings.cache_prefix,
+            settings.page_size,
+            settings.redis_cluster_group_pages if cluster else None,
+        ),
         CircuitBreaker(
             "redis",
             failures=settings.cache_breaker_failures,
@@ -121,7 +128,10 @@ def build_api(settings: Settings) -> ApiServices:
     """Everything an API process needs; nothing is started yet (see ``ApiServices.start``)."""
     database = build_database(settings)
     redis_cache = build_redis_cache(settings)
-    near = NearCache(settings.near_cache_size) if settings.near_cache else None
+    # On a cluster the invalidations go out per group on shard channels, which the listener does
+    # not follow yet: no near cache there (each hit is one MGET within its group's slot).
+    cluster = settings.redis_url.topology == "cluster"
+    near = NearCache(settings.near_cache_size) if settings.near_cache and not cluster else None
     freshness = Freshness(settings.cache_max_lag)
     hot = HotPages()
     # Always started, near cache or not: it measures Redis' clock and hears the checkpoint.

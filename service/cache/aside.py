@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar, overload
 
 from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.freshness import Freshness
@@ -132,8 +132,9 @@ class PageCache:
                 return found
         read = self._read_redis(number, now_ms, version)
         if read.redis_ok:
-            totals = self._usable(read.lookup.totals, now_ms, read.redis_now)
-            page = self._usable(read.lookup.page, now_ms, read.redis_now)
+            checkpoint = read.lookup.checkpoint_ms
+            totals = self._usable(read.lookup.totals, now_ms, read.redis_now, checkpoint)
+            page = self._usable(read.lookup.page, now_ms, read.redis_now, checkpoint)
             if (
                 totals is not None
                 and page is not None
@@ -176,8 +177,8 @@ class PageCache:
         if self.near is not None and near_version >= 0:
             self.near.store(
                 number,
-                self._usable(lookup.page, now_ms, redis_now),
-                self._usable(lookup.totals, now_ms, redis_now),
+                self._usable(lookup.page, now_ms, redis_now, lookup.checkpoint_ms),
+                self._usable(lookup.totals, now_ms, redis_now, lookup.checkpoint_ms),
                 near_version,
             )
         return RedisRead(number, lookup, now_ms, redis_now)
@@ -191,12 +192,13 @@ class PageCache:
             now_ms,
             redis_now,
             redis_ok,
-            lease=self.redis.lease_totals,
-            reread=lambda: self._read(number).totals,
+            lookup.checkpoint_ms,
+            lease=lambda: self.redis.lease_totals(number),
+            reread=lambda: _with_checkpoint(self._read(number), totals=True),
             load=lambda read_ms: TotalsEntry(
                 self._fresh_until(now_ms), self._load_total(), read_ms
             ),
-            fill=self.redis.fill_totals,
+            fill=lambda token, e: self.redis.fill_totals(token, e, number),
         )
         pages = total_pages(totals.total_orders, self.page_size)
         if number > pages:
@@ -207,8 +209,9 @@ class PageCache:
             now_ms,
             redis_now,
             redis_ok,
+            lookup.checkpoint_ms,
             lease=lambda: self.redis.lease_page(number),
-            reread=lambda: self._read(number).page,
+            reread=lambda: _with_checkpoint(self._read(number), totals=False),
             load=lambda read_ms: PageEntry.build(
                 self._load_page(number), self._fresh_until(now_ms), read_ms
             ),
@@ -216,8 +219,8 @@ class PageCache:
         )
         if STALE in (page_outcome, totals_outcome):
             lag_ms = max(
-                self.freshness.lag_ms(entry.read_ms, redis_now) if page_outcome == STALE else 0,
-                self.freshness.lag_ms(totals.read_ms, redis_now) if totals_outcome == STALE else 0,
+                self._lag_ms(entry.read_ms, redis_now, lookup) if page_outcome == STALE else 0,
+                self._lag_ms(totals.read_ms, redis_now, lookup) if totals_outcome == STALE else 0,
             )
             return CachedPage(number, entry, totals.total_orders, STALE, max(0.0, lag_ms / 1000))
         outcome = read.unavailable or page_outcome
@@ -226,11 +229,16 @@ class PageCache:
     def _fresh_until(self, now_ms: int) -> int:
         return fresh_until(now_ms, self._ttl)
 
-    def _usable(self, entry: E | None, now_ms: int, redis_now: float) -> E | None:
+    def _lag_ms(self, read_ms: int, redis_now: float, lookup: Lookup) -> float:
+        return self.freshness.lag_ms(read_ms, redis_now, lookup.checkpoint_ms)
+
+    def _usable(
+        self, entry: E | None, now_ms: int, redis_now: float, checkpoint_ms: int | None
+    ) -> E | None:
         """The entry if it may be served as a hit: fresh by its TTL and within the lag bound."""
         if entry is None or entry.fresh_until_ms <= now_ms:
             return None
-        return entry if self.freshness.current(entry.read_ms, redis_now) else None
+        return entry if self.freshness.current(entry.read_ms, redis_now, checkpoint_ms) else None
 
     def _resolve(
         self,
@@ -238,16 +246,17 @@ class PageCache:
         now_ms: int,
         redis_now: float,
         redis_ok: bool,
+        checkpoint_ms: int | None,
         *,
         lease: Callable[[], Lease | None],
-        reread: Callable[[], E | None],
+        reread: Callable[[], tuple[E | None, int | None]],
         load: Callable[[int], E],
         fill: Callable[[str, E], bool],
     ) -> tuple[E, CacheOutcome]:
         """A fresh entry within the lag bound, or one loaded under the lease (single flight)."""
         lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:
-            if self.freshness.current(cached.read_ms, redis_now):
+            if self.freshness.current(cached.read_ms, redis_now, checkpoint_ms):
                 return cached, HIT
             lagging = True  # fresh by its TTL, but possibly more than MAX_LAG behind MySQL
         taken: Lease | None = None
@@ -275,13 +284,31 @@ class PageCache:
                 fill(taken.token, loaded)
         return loaded, MISS
 
-    def _wait_for_filler(self, reread: Callable[[], E | None], now_ms: int) -> E | None:
+    def _wait_for_filler(
+        self, reread: Callable[[], tuple[E | None, int | None]], now_ms: int
+    ) -> E | None:
         deadline = time.monotonic() + self._lock_wait
         while time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
-            entry = reread()
+            entry, checkpoint_ms = reread()
             if entry is not None:
-                usable = self._usable(entry, now_ms, self.freshness.clock.now_ms())
+                usable = self._usable(entry, now_ms, self.freshness.clock.now_ms(), checkpoint_ms)
                 if usable is not None:
                     return usable
         return None
+
+
+@overload
+def _with_checkpoint(
+    lookup: Lookup, *, totals: Literal[True]
+) -> tuple[TotalsEntry | None, int | None]: ...
+@overload
+def _with_checkpoint(
+    lookup: Lookup, *, totals: Literal[False]
+) -> tuple[PageEntry | None, int | None]: ...
+def _with_checkpoint(
+    lookup: Lookup, *, totals: bool
+) -> tuple[PageEntry | TotalsEntry | None, int | None]:
+    """An entry of a re-read with the checkpoint read beside it (which alone may vouch for it:
+    on a cluster each group has its own)."""
+    return (lookup.totals if totals else lookup.page), lookup.checkpoint_ms

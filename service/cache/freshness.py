@@ -145,13 +145,16 @@ class Freshness:
     def _trusted(self, checkpoint_ms: int, now_ms: float) -> int:
         return checkpoint_ms if checkpoint_ms <= now_ms else 0
 
-    def lag_ms(self, read_ms: int, now_ms: float) -> float:
-        """How far behind MySQL data read at ``read_ms`` may be at ``now_ms`` (Redis clock)."""
-        return now_ms - max(read_ms, self._trusted(self.checkpoint_ms, now_ms))
+    def lag_ms(self, read_ms: int, now_ms: float, checkpoint_ms: int | None = -1) -> float:
+        """How far behind MySQL data read at ``read_ms`` may be at ``now_ms`` (Redis clock).
+        ``checkpoint_ms``: the checkpoint read with the entry (None: absent), which alone may
+        vouch for it (on a cluster each group has its own); -1: the latest this worker read."""
+        checkpoint = self.checkpoint_ms if checkpoint_ms == -1 else (checkpoint_ms or 0)
+        return now_ms - max(read_ms, self._trusted(checkpoint, now_ms))
 
-    def current(self, read_ms: int, now_ms: float) -> bool:
+    def current(self, read_ms: int, now_ms: float, checkpoint_ms: int | None = -1) -> bool:
         """True if data from Redis read at ``read_ms`` is within the bound at ``now_ms``."""
-        return self.lag_ms(read_ms, now_ms) <= self.max_lag_ms
+        return self.lag_ms(read_ms, now_ms, checkpoint_ms) <= self.max_lag_ms
 
     def near_hit(self, page_read_ms: int, totals_read_ms: int) -> bool:
         """A near-cache page and its totals within the bound now, vouched for by the channel's

@@ -28,6 +28,9 @@ collide:
 
 Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL, so Redis'
 ``volatile-lru`` never evicts them; entries and leases carry TTLs and may be evicted safely.
+
+On a Redis Cluster the pages are grouped (``service/cache/layout.py``): each group's keys share one
+hash tag, ``INVALIDATE_GROUP`` is the step for one group, ``groups`` lists the groups in use.
 """
 
 from __future__ import annotations
@@ -36,11 +39,21 @@ import hashlib
 from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
+from service.cache.layout import INVALIDATE_GROUP, TAKE_FENCE, CacheKeys, GroupKeys
+
+# The key names and the grouped layout's scripts live in layout.py, re-exported here.
+__all__ = ["INVALIDATE_GROUP", "TAKE_FENCE", "CacheKeys", "GroupKeys"]
 
 # Take the lease if free (the page noted in the index, for shifts) and answer Redis' clock (ms),
 # 0 if taken: the filler stamps the entry it reads next with it (``read_ms``, the checkpoint's
-# clock, no offset estimate).
+# clock, no offset estimate). On a cluster KEYS[3] is the page's group's fence and ARGV[4] the
+# leader's fence read when the group was registered: a new group never holds an older one.
 LEASE_AT = """
+if KEYS[3] and ARGV[4] ~= '' then
+  if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
+    redis.call('SET', KEYS[3], ARGV[4])
+  end
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
@@ -183,6 +196,8 @@ FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "renew_lease": (RENEW_LEASE, ()),
     "refence_lease": (REFENCE_LEASE, ()),
     "release_lease": (RELEASE_LEASE, ("allow-oom",)),
+    "invalidate_group": (INVALIDATE_GROUP, ("allow-oom",)),
+    "take_fence": (TAKE_FENCE, ()),
 }
 LIBRARY_PREFIX = "orders_"
 
@@ -330,71 +345,3 @@ class Message:
         if self.checkpoint_ms is not None:
             tokens.append(f"c{self.checkpoint_ms}")
         return " ".join(tokens).encode()
-
-
-@dataclass(frozen=True)
-class CacheKeys:
-    """Names of the service's Redis keys for one namespace and page size (the module's
-    docstring says what each holds)."""
-
-    prefix: str
-    page_size: int
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:s{self.page_size}:"
-
-    def page(self, number: int) -> str:
-        return f"{self.base}page:{number}"
-
-    def lease(self, number: int) -> str:
-        return f"{self.base}lease:{number}"
-
-    @property
-    def totals(self) -> str:
-        return f"{self.base}totals"
-
-    @property
-    def totals_lease(self) -> str:
-        return f"{self.base}lease:totals"
-
-    @property
-    def index(self) -> str:
-        return f"{self.base}index"
-
-    @property
-    def binlog_position(self) -> str:
-        return f"{self.base}binlog"
-
-    @property
-    def checkpoint(self) -> str:
-        return f"{self.base}checkpoint"
-
-    @property
-    def config(self) -> str:
-        return f"{self.base}config"
-
-    @property
-    def invalidator_lease(self) -> str:
-        return f"{self.base}invalidator:lease"
-
-    @property
-    def invalidator_fence(self) -> str:
-        return f"{self.base}invalidator:fence"
-
-    @property
-    def hot(self) -> str:
-        return f"{self.base}hot"
-
-    @property
-    def inspector_found(self) -> str:
-        return f"{self.base}inspector:found"
-
-    @property
-    def channel(self) -> str:
-        return f"{self.base}invalidations"
-
-    @property
-    def pattern(self) -> str:
-        """Matches every key of this namespace (for tests and tooling that clean up)."""
-        return f"{self.base}*"

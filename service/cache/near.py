@@ -223,15 +223,35 @@ class InvalidationListener:
             log.info("could not publish the cache settings", error=str(exc))
 
     def _poll(self, client: redis.Redis) -> None:
-        """``TIME`` and the checkpoint in one round trip: the clock offset and its error."""
+        """``TIME`` and the checkpoint in one round trip: the clock offset and its error. On a
+        cluster, the oldest group checkpoint (what every group has applied) afterwards."""
         pipe = client.pipeline(transaction=False)
         pipe.time()
-        pipe.get(self._keys.checkpoint)
+        if not self._keys.grouped:
+            pipe.get(self._keys.checkpoint)
         sent = time.monotonic()
-        (seconds, micros), raw = pipe.execute()
+        (seconds, micros), *raw = pipe.execute()
         received = time.monotonic()
         self._freshness.clock.observe(seconds * 1000.0 + micros / 1000.0, sent, received)
-        self._freshness.saw_checkpoint(int(cast(bytes, raw)) if raw else None, polled=True)
+        if self._keys.grouped:
+            oldest = self._oldest_group_checkpoint(client)
+            self._freshness.saw_checkpoint(oldest, polled=True)
+            age = self._freshness.checkpoint_age()
+            metrics.set_group_checkpoint_age(age)
+            return
+        self._freshness.saw_checkpoint(int(cast(bytes, raw[0])) if raw[0] else None, polled=True)
+
+    def _oldest_group_checkpoint(self, client: redis.Redis) -> int | None:
+        """The oldest checkpoint of the registered groups (None if one has none); the reads
+        are split by slot and sent one pipeline per node."""
+        groups = cast(list[bytes], client.zrange(self._keys.groups, 0, -1))
+        if not groups:
+            return None
+        keys = [self._keys.group(int(group)).checkpoint for group in groups]
+        values = cast(list[bytes | None], client.mget_nonatomic(keys))  # type: ignore[attr-defined]
+        if any(value is None for value in values):
+            return None
+        return min(int(cast(bytes, value)) for value in values)
 
     def _publish_hot(self, client: redis.Redis) -> None:
         """The pages this worker served most since the last call, for the inspector (hot.py);

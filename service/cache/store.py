@@ -61,12 +61,26 @@ class FunctionsNotLoaded(Exception):
 def load_functions(client: redis.Redis, library: FunctionLibrary = LIBRARY) -> str:
     """Load ``library`` (idempotent: loading the same version again changes nothing); needs a
     Redis user allowed ``FUNCTION LOAD``, which no application role is. Returns its name."""
+    if isinstance(cast(object, client), redis.RedisCluster):
+        # FUNCTION LOAD reaches one node; each primary needs the library (replicas copy it).
+        cluster = cast(Any, client)
+        for node in cluster.get_primaries():
+            _load_on(cluster, node, library.source)
+        return library.name
+    _load_once(lambda: client.function_load(library.source))
+    return library.name
+
+
+def _load_on(cluster: Any, node: Any, source: str) -> None:
+    _load_once(lambda: cluster.execute_command("FUNCTION", "LOAD", source, target_nodes=node))
+
+
+def _load_once(load: Callable[[], object]) -> None:
     try:
-        client.function_load(library.source)
+        load()
     except redis.ResponseError as exc:
         if "already exists" not in str(exc):
             raise
-    return library.name
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -152,7 +166,8 @@ class RedisCache:
     def lease_page(self, page: int) -> Lease | None:
         return self._take_lease(self.keys.lease(page), str(page))
 
-    def lease_totals(self) -> Lease | None:
+    def lease_totals(self, page: int = 1) -> Lease | None:
+        """The totals' fill lease (``page``: whose group's totals copy, on a cluster)."""
         return self._take_lease(self.keys.totals_lease, "")
 
     def _take_lease(self, lease_key: str, index_member: str) -> Lease | None:
@@ -169,7 +184,7 @@ class RedisCache:
         """Store the page if our lease is still live (no invalidation since we took it)."""
         return self._fill_if_leased(self.keys.lease(page), self.keys.page(page), token, entry)
 
-    def fill_totals(self, token: str, entry: TotalsEntry) -> bool:
+    def fill_totals(self, token: str, entry: TotalsEntry, page: int = 1) -> bool:
         return self._fill_if_leased(self.keys.totals_lease, self.keys.totals, token, entry)
 
     def _fill_if_leased(
@@ -193,6 +208,11 @@ class RedisCache:
         """INVALIDATE's answer: >= 0 applied, ``FENCED`` or ``NOT_FOLLOWING`` (see keys.py)."""
         args = change.script_args(self.keys.base, self.hard_ttl)
         return int(self._call("invalidate", lambda: self.run_function("invalidate", [], args)))
+
+    def claim_fence(self, token: int) -> bool:
+        """A new leader's fence everywhere a step may land: on one server ACQUIRE_LEASE set it
+        already; a cluster re-takes each group's (ClusterCache)."""
+        return True
 
     def stored_position(self) -> str | None:
         """The binlog position stored with the invalidations, without its step number."""

@@ -86,6 +86,13 @@ class CacheSettings:
         "Redis servers'); empty: the Sentinels are asked without AUTH.",
         secret=True,
     )
+    redis_cluster_group_pages: int = setting(
+        "32",
+        positive_int,
+        "On a cluster (redis+cluster://), pages per group: a group's pages, leases, totals copy, "
+        "checkpoint and fence share one hash slot. Smaller spreads memory and reads over more "
+        "shards; larger makes a totals change (every insert or delete) touch fewer groups.",
+    )
     cache_ttl: int = setting(
         "3600",
         positive_int,

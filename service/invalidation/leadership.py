@@ -52,6 +52,8 @@ class Lease:
         )
         if not token:
             return False
+        if not self._cache.claim_fence(token):
+            return False  # a group holds a newer leader's fence (a cluster): stand by
         self.token = token
         self._valid_until = began + self._ttl_ms / 1000
         self._lost.clear()

@@ -339,6 +339,23 @@ class _Checkpoint:
         return cls.age, cls.seen, cls.ahead
 
 
+class _GroupCheckpoint:
+    gauge: Gauge | None = None
+
+
+def set_group_checkpoint_age(age: float | None) -> None:
+    """``orders_cache_group_checkpoint_age_seconds`` (a cluster): the oldest group's checkpoint
+    age as this worker last read it (-1: a registered group has none)."""
+    if _GroupCheckpoint.gauge is None:
+        _GroupCheckpoint.gauge = Gauge(
+            "orders_cache_group_checkpoint_age_seconds",
+            "On a Redis Cluster: seconds since the oldest group's invalidation checkpoint "
+            "(worst live worker; -1 while a registered group has none).",
+            multiprocess_mode="livemax",
+        )
+    _GroupCheckpoint.gauge.set(-1 if age is None else age)
+
+
 def set_checkpoint_age(age: float | None, waited: float, ahead: float = 0.0) -> None:
     """Publish this worker's checkpoint age (``None``: none seen after ``waited`` seconds) and
     how far ahead of Redis' clock the checkpoint it read is."""

@@ -85,6 +85,30 @@ REDIS_WRITES: dict[str, tuple[str, ...]] = {
         *("binlog", "checkpoint", "invalidator:lease", "invalidator:fence"),
     ),
 }
+# On a Redis Cluster (grouped layout, service/cache/layout.py) the keys sit under hash tags: the
+# singletons under ``{prefix:sN}:``, each group's under ``{prefix:sN:gG}:``. The API also
+# registers groups (``groups``) and seeds a new group's fence to the leader's (LEASE_AT); it
+# cannot lower a fence (LEASE_AT only raises it), though its user could SET one directly: that
+# can stop invalidation (steps refused), which the checkpoint then shows and the lag bound
+# covers, but never makes the checkpoint vouch for what is not true. The cluster client asks
+# the slot map (CLUSTER SLOTS/SHARDS; NODES: which primaries, to notice a failover), the command
+# table (COMMAND) and follows ASK (ASKING).
+_CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "cluster|nodes", "command", "asking")
+REDIS_CLUSTER_COMMANDS: dict[str, tuple[str, ...]] = {
+    "api": (*_CLUSTER_COMMANDS,),
+    "invalidator": (*_CLUSTER_COMMANDS, "spublish", "zrange", "mget"),
+}
+REDIS_CLUSTER_WRITES: dict[str, tuple[str, ...]] = {
+    "api": ("page:*", "lease:*", "index", "totals", "invalidator:fence"),
+    "invalidator": (
+        *("page:*", "lease:*", "index", "totals", "binlog", "checkpoint"),
+        *("invalidator:fence", "gtid", "stamp"),
+    ),
+}
+REDIS_CLUSTER_CONTROL_WRITES: dict[str, tuple[str, ...]] = {
+    "api": ("config", "hot", "inspector:found", "groups"),
+    "invalidator": ("invalidator:lease", "invalidator:fence"),
+}
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST = re.compile(r"[A-Za-z0-9_.%:-]{1,255}")  # 127.0.0.1, %, 10.0.%, db.example
 
@@ -122,26 +146,35 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
     raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
 
 
-def redis_acl(role: str, user: str, prefix: str) -> list[str]:
+def redis_acl(role: str, user: str, prefix: str, *, cluster: bool = False) -> list[str]:
     """The ACL rules of ``role``, as ``ACL SETUSER user <rules...>`` (or redis.conf's ``user``)
     takes them: reads of every key under ``prefix:``, writes of ``REDIS_WRITES`` only, pub/sub
     channels under ``prefix:``, only the commands the role sends (Redis 7.0+: ``%R~``). A key a
     command both reads and writes (FCALL's keys) needs one pattern with both, hence ``~`` for
-    the writable ones. The rules start with ``reset``, so append the password after them."""
+    the writable ones. The rules start with ``reset``, so append the password after them.
+    ``cluster``: the grouped layout's keys and the cluster client's commands (set the user on
+    every node: a cluster does not share ACLs)."""
     if role not in REDIS_COMMANDS:
         raise ValueError(f"role {role!r} has no Redis user; one of {', '.join(REDIS_COMMANDS)}")
     if any(c in prefix for c in "*?[]\\") or not prefix or " " in prefix:
         raise ValueError(f"prefix {prefix!r}: no spaces or glob characters")
     _checked("user", user)
-    return [
-        "reset",
-        "on",
-        f"%R~{prefix}:*",
-        *(f"~{prefix}:s*:{pattern}" for pattern in REDIS_WRITES[role]),
-        f"&{prefix}:*",
-        "-@all",
-        *(f"+{command}" for command in REDIS_COMMANDS[role]),
-    ]
+    if cluster:
+        keys = [
+            f"%R~{{{prefix}:*",
+            *(f"~{{{prefix}:s*:g*}}:{p}" for p in REDIS_CLUSTER_WRITES[role]),
+            *(f"~{{{prefix}:s*}}:{p}" for p in REDIS_CLUSTER_CONTROL_WRITES[role]),
+            f"&{{{prefix}:*",
+        ]
+        commands = (*REDIS_COMMANDS[role], *REDIS_CLUSTER_COMMANDS[role])
+    else:
+        keys = [
+            f"%R~{prefix}:*",
+            *(f"~{prefix}:s*:{pattern}" for pattern in REDIS_WRITES[role]),
+            f"&{prefix}:*",
+        ]
+        commands = REDIS_COMMANDS[role]
+    return ["reset", "on", *keys, "-@all", *(f"+{command}" for command in dict.fromkeys(commands))]
 
 
 # What a client of the Sentinels sends them (redis-py's discovery: SENTINEL MASTERS, and PING

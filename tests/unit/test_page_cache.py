@@ -92,7 +92,7 @@ class FakeStore:
     def lease_page(self, page: int) -> Lease | None:
         return self._lease(f"page:{page}")
 
-    def lease_totals(self) -> Lease | None:
+    def lease_totals(self, page: int = 1) -> Lease | None:
         return self._lease("totals")
 
     def fill_page(self, page: int, token: str, entry: PageEntry) -> bool:
@@ -103,7 +103,7 @@ class FakeStore:
         self.pages[page] = entry
         return True
 
-    def fill_totals(self, token: str, entry: TotalsEntry) -> bool:
+    def fill_totals(self, token: str, entry: TotalsEntry, page: int = 1) -> bool:
         self._check()
         if self.leases.get("totals") != token:
             return False

@@ -25,8 +25,13 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_09c1bbe02431
-redis.register_function{function_name='orders_09c1bbe02431_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_fa26b3e5d7c5
+redis.register_function{function_name='orders_fa26b3e5d7c5_lease_at', flags={}, callback=function(KEYS, ARGV)
+if KEYS[3] and ARGV[4] ~= '' then
+  if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
+    redis.call('SET', KEYS[3], ARGV[4])
+  end
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
@@ -34,7 +39,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_09c1bbe02431_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -42,7 +47,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_09c1bbe02431_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -95,7 +100,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_09c1bbe02431_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -103,14 +108,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_09c1bbe02431_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_09c1bbe02431_refence_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_refence_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[2] .. ':' .. token, 'PX', ARGV[3])
@@ -118,8 +123,54 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_09c1bbe02431_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_fa26b3e5d7c5_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+end}
+redis.register_function{function_name='orders_fa26b3e5d7c5_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
+if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
+if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
+if ARGV[7] ~= '' and fence < tonumber(ARGV[7]) then redis.call('SET', KEYS[6], ARGV[7]) end
+local message = {}
+for i = 9, #KEYS, 2 do redis.call('DEL', KEYS[i], KEYS[i + 1]) end
+for i = 11, #ARGV do message[#message + 1] = 'p' .. ARGV[i] end
+if ARGV[10] ~= '' then redis.call('SET', KEYS[8], ARGV[10]) end
+if ARGV[2] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
+  message[#message + 1] = 'f' .. ARGV[2]
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  message[#message + 1] = 't'
+elseif ARGV[3] ~= '-' then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('DEL', KEYS[3])
+  message[#message + 1] = 't'
+end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9]) end
+local stored = redis.call('GET', KEYS[5])
+if ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at = tonumber(ARGV[6])
+  local previous = tonumber(stored or '0') or 0
+  if at <= now and (at > previous or previous > now) then
+    redis.call('SET', KEYS[5], at)
+    stored = tostring(at)
+  end
+end
+if stored then message[#message + 1] = 'c' .. stored end
+if #message > 0 then
+  redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
+end
+return #message
+end}
+redis.register_function{function_name='orders_fa26b3e5d7c5_take_fence', flags={}, callback=function(KEYS, ARGV)
+local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
+if fence > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
 end}
 ORDERS_FUNCTIONS
