@@ -51,6 +51,9 @@ REDIS_TIER: tuple[str, ...] = (
     "tests/security/test_redis_roles.py",
     "tests/chart/test_chart_replication.py",
     "tests/faults/test_sentinel_failover.py",
+    "tests/faults/test_sentinel_topology.py",
+    "tests/faults/test_cluster_protocol.py",
+    "tests/faults/test_cluster_stack.py",
 )
 
 # Seconds each took in the last measured run (--durations, setup included): handed out first so
