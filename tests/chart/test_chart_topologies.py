@@ -69,6 +69,9 @@ def test_replication_gives_every_process_the_sentinels_and_their_password() -> N
     assert names == ["redis", "sentinel"]
     # no Service that would spread clients over the primary and its read-only replicas
     assert find(docs, "Service", "orders-redis-primary") == []
+    # a drain takes one node at a time: a Sentinel majority and a replica to promote remain
+    assert one(docs, "PodDisruptionBudget", "orders-redis")["spec"]["maxUnavailable"] == 1
+    assert find(render(), "PodDisruptionBudget", "orders-redis") == []
     headless = one(docs, "Service", "orders-redis")["spec"]
     assert headless["publishNotReadyAddresses"] is True
     assert {p["port"] for p in headless["ports"]} == {6379, 26379}
