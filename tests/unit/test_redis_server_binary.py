@@ -48,3 +48,17 @@ def test_the_pinned_wheel_ships_an_executable_valkey_server() -> None:
 def test_every_module_of_the_redis_tier_exists() -> None:
     assert REDIS_TIER
     assert [m for m in REDIS_TIER if not (ROOT / m).is_file()] == []
+
+
+def test_without_valkey_server_the_tier_fails_under_ci_and_is_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import valkey_tier
+
+    monkeypatch.setattr(valkey_tier, "valkey_server_binary", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    assert valkey_tier.main([]) == 1
+    assert "failing, CI=true" in capsys.readouterr().err
+    monkeypatch.delenv("CI")
+    assert valkey_tier.main([]) == 0
+    assert "skipped" in capsys.readouterr().err
