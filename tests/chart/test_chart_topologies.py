@@ -189,6 +189,14 @@ def test_the_in_release_mysql_keeps_gtids_on_so_replicas_can_be_added() -> None:
         (["redis.maxmemoryPolicy=allkeys-lru"], "maxmemoryPolicy"),
         (["redis.architecture=replication", "redis.replication.nodes=2"], "nodes"),
         (["redis.architecture=sentinel"], "architecture"),
+        (  # one claim cannot hold three nodes' data
+            [
+                "redis.architecture=replication",
+                "redis.persistence.enabled=true",
+                "redis.persistence.existingClaim=cache-data",
+            ],
+            "existingClaim",
+        ),
         (
             ["redis.enabled=false", "externalRedis.topology=sentinel", "externalRedis.password=x"],
             "hosts",
