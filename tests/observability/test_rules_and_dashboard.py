@@ -26,6 +26,7 @@ REQUIRED_PANELS = {
     "Invalidation checkpoint age",
     "Consistency (nines)",
     "Inspector checks and inconsistencies",
+    *harness.TOPOLOGY_PANELS,
 }
 REQUIRED_ALERTS = {
     "OrdersCacheHitRateLow",
@@ -39,6 +40,13 @@ REQUIRED_ALERTS = {
     "OrdersCacheCheckpointStale",
     "OrdersCacheNotFollowed",
     "OrdersCacheInconsistent",
+    # topologies (issues 19 and 20)
+    "OrdersRedisFailover",
+    "OrdersInvalidationStepLost",
+    "OrdersCacheGroupCheckpointStalled",
+    "OrdersDBReplicaBehind",
+    "OrdersReplicaFillsFallingBack",
+    "OrdersMySQLPrimaryChanged",
 }
 
 

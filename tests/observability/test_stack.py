@@ -261,7 +261,9 @@ def test_every_dashboard_query_returns_data(stack: Stack, title: str, ref: str, 
     query = harness.render_grafana_expr(
         expr, stack.rate_interval(), {"namespace": NAMESPACE, "instance": ".*"}
     )
-    result = stack.prometheus.query(query, at=stack.finished)
+    result = stack.prometheus.query(query, at=stack.finished)  # invalid PromQL raises here
+    if title in harness.TOPOLOGY_PANELS:
+        return  # their series exist only with Sentinel, a cluster or MySQL replicas
     assert has_data(result), f"panel {title!r} query {ref} returned no data:\n{query}"
 
 

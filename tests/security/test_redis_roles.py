@@ -84,7 +84,10 @@ def refused(client: redis.Redis, *command: object) -> bool:
     except redis.exceptions.NoPermissionError:
         return True
     except redis.exceptions.ResponseError as exc:  # from a function: its redis.call refused
-        return "can't access" in str(exc) or "can't run" in str(exc)
+        # Redis 7: "... can't access/run ..."; Valkey 9: "ACL failure in script: ... no permissions"
+        return any(
+            words in str(exc) for words in ("can't access", "can't run", "ACL failure in script")
+        )
     return False
 
 

@@ -100,7 +100,55 @@ SCENARIOS = (
         sets={"openshift": "true", "invalidator.replicas": "2", "seed.enabled": "true"},
     ),
     Scenario("single-replica", sets={"replicaCount": "1"}),
+    # Issues 19 and 20: the in-release Redis with replicas and Sentinels; managed Sentinel and
+    # Cluster forms (the cluster over TLS); managed MySQL read replicas.
+    Scenario("redis-replication", sets={"redis.architecture": "replication"}),
+    Scenario(
+        "external-sentinel-replicas",
+        sets={
+            "mysql.enabled": "false",
+            "externalDatabase.host": "db.example.internal",
+            "externalDatabase.password": "s3cret",
+            "externalDatabase.replicaHosts[0].host": "db-replica-1.example.internal",
+            "externalDatabase.replicaHosts[1].host": "db-replica-2.example.internal",
+            "externalDatabase.replicaHosts[1].port": "3307",
+            "externalDatabase.replicaPassword": "r3plica",
+            "redis.enabled": "false",
+            "externalRedis.topology": "sentinel",
+            "externalRedis.hosts[0].host": "sentinel-0.example.internal",
+            "externalRedis.hosts[1].host": "sentinel-1.example.internal",
+            "externalRedis.hosts[2].host": "sentinel-2.example.internal",
+            "externalRedis.hosts[2].port": "26380",
+            "externalRedis.sentinel.masterName": "cache",
+            "externalRedis.sentinel.password": "s3ntinel",
+            "externalRedis.password": "s3cret",
+        },
+    ),
+    Scenario(
+        "external-cluster-tls",
+        sets={
+            "mysql.enabled": "false",
+            "externalDatabase.host": "db.example.internal",
+            "externalDatabase.password": "s3cret",
+            "externalDatabase.replicaHosts[0].host": "db-replica-1.example.internal",
+            "tls.mysql.enabled": "true",
+            "tls.mysql.caSecret": "db-ca",
+            "redis.enabled": "false",
+            "externalRedis.topology": "cluster",
+            "externalRedis.hosts[0].host": "clustercfg.cache.example.internal",
+            "externalRedis.hosts[1].host": "10.0.0.12",
+            "externalRedis.hosts[1].port": "6380",
+            "externalRedis.username": "orders",
+            "externalRedis.password": "s3cret",
+            "tls.redis.enabled": "true",
+            "tls.redis.caSecret": "cache-ca",
+        },
+    ),
 )
+
+# mysqld flags of the chart that MariaDB (the only server this machine has) does not know:
+# MariaDB's GTIDs are always on and it spells log-replica-updates log-slave-updates.
+MYSQL_ONLY_FLAGS = ("--gtid-mode=", "--enforce-gtid-consistency=", "--log-replica-updates=")
 
 
 def tool(name: str, target: str = "chart-tools") -> str:

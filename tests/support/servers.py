@@ -39,6 +39,7 @@ __all__ = [
     "RedisServer",
     "ServerStartError",
     "free_port",
+    "redis_server_binary",
 ]
 
 SHARED_PORTS = frozenset({3306, 6379})
@@ -93,6 +94,18 @@ def _require(binary: str) -> str:
     if path is None:
         raise ServerStartError(f"`{binary}` is not on PATH: {_INSTALL_HINT}")
     return path
+
+
+def redis_server_binary() -> str:
+    """The server binary of every throwaway Redis: `ORDERS_TEST_REDIS_SERVER` (a path or a name on
+    PATH; the Valkey tier of `make test` sets valkey-server's), else the machine's redis-server.
+    One place, so the Sentinels and clusters of the Valkey tier are Valkey too."""
+    configured = os.environ.get("ORDERS_TEST_REDIS_SERVER", "").strip() or "redis-server"
+    if os.sep not in configured:
+        return _require(configured)
+    if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+        raise ServerStartError(f"ORDERS_TEST_REDIS_SERVER={configured} is not an executable file")
+    return configured
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -542,7 +555,7 @@ class RedisServer(ProcessServer):
 
     def command(self) -> list[str]:
         return [
-            _require("redis-server"),
+            redis_server_binary(),
             "--port",
             str(self.port),
             "--bind",

@@ -37,6 +37,25 @@ TIMING = frozenset(
 # ~100 gunicorn worker boots with scrape times asserted under 100 ms: CPU-bound, runs alone.
 SERIAL = frozenset({"tests/observability/test_recycle.py"})
 
+# The Redis test tier: the modules that exercise what the cache asks of its Redis (scripts,
+# functions, ACLs, eviction, pub/sub, races, topologies). `make test` runs them a second time
+# against Valkey 9 (tests/support/valkey_tier.py); a new Redis-facing module is added here.
+REDIS_TIER: tuple[str, ...] = (
+    "tests/integration/test_cache_protocol.py",
+    "tests/integration/test_cache_races.py",
+    "tests/integration/test_invalidation.py",
+    "tests/integration/test_invalidator_cases.py",
+    "tests/integration/test_freshness.py",
+    "tests/integration/test_eviction.py",
+    "tests/integration/test_hit_fast_path.py",
+    "tests/security/test_redis_roles.py",
+    "tests/chart/test_chart_replication.py",
+    "tests/faults/test_sentinel_failover.py",
+    "tests/faults/test_sentinel_topology.py",
+    "tests/faults/test_cluster_protocol.py",
+    "tests/faults/test_cluster_stack.py",
+)
+
 # Seconds each took in the last measured run (--durations, setup included): handed out first so
 # the tier does not end waiting for one long module started last.
 LONG = {

@@ -195,17 +195,23 @@ in-release MySQL's and Redis' non-empty auth values, an external database's or R
 {{- end }}
 {{- else }}
 {{- $_ := set $given "mysql-password" (toString .Values.externalDatabase.password) }}
+{{- with .Values.externalDatabase.replicaPassword }}
+{{- $_ := set $given "mysql-replica-password" (toString .) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq (include "orders.redis.secretName" .) $fullname }}
 {{- if .Values.redis.enabled }}
-{{- range $key, $param := dict "redis-password" "password" "redis-api-password" "apiPassword" "redis-invalidator-password" "invalidatorPassword" }}
+{{- range $key, $param := dict "redis-password" "password" "redis-api-password" "apiPassword" "redis-invalidator-password" "invalidatorPassword" "redis-sentinel-password" "sentinelPassword" }}
 {{- with index $.Values.redis.auth $param }}
 {{- $_ := set $given $key (toString .) }}
 {{- end }}
 {{- end }}
 {{- else }}
 {{- $_ := set $given "redis-password" (toString .Values.externalRedis.password) }}
+{{- if and (eq .Values.externalRedis.topology "sentinel") .Values.externalRedis.sentinel.password }}
+{{- $_ := set $given (include "orders.redis.sentinelPasswordKey" .) (toString .Values.externalRedis.sentinel.password) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toYaml $given }}
@@ -223,6 +229,9 @@ in-release MySQL's and Redis' non-empty auth values, an external database's or R
 {{- end }}
 {{- if and .Values.redis.enabled (eq (include "orders.redis.secretName" .) $fullname) }}
 {{- $keys = concat $keys (list "redis-password" "redis-api-password" "redis-invalidator-password") }}
+{{- if eq .Values.redis.architecture "replication" }}
+{{- $keys = append $keys "redis-sentinel-password" }}
+{{- end }}
 {{- end }}
 {{- $missing := list }}
 {{- range $keys }}
@@ -334,7 +343,74 @@ the URL asks PyMySQL to verify the server's certificate and host name against th
 {{- $url }}
 {{- end }}
 
-{{/* ORDERS_REDIS_URL of one role (username in the URL, password from the Secret). */}}
+{{/*
+How the service reaches Redis: standalone (one server), sentinel (the in-release replication
+architecture, or an external Sentinel set) or cluster (an external Redis Cluster).
+*/}}
+{{- define "orders.redis.topology" -}}
+{{- if .Values.redis.enabled }}
+{{- ternary "sentinel" "standalone" (eq .Values.redis.architecture "replication") }}
+{{- else }}
+{{- .Values.externalRedis.topology | default "standalone" }}
+{{- end }}
+{{- end }}
+
+{{/* The in-release Redis pods' stable DNS names (StatefulSet pod . headless Service), one a line. */}}
+{{- define "orders.redis.nodeHosts" -}}
+{{- $fullname := include "orders.redis.fullname" . }}
+{{- range $i := until (int .Values.redis.replication.nodes) }}
+{{ printf "%s-%d.%s.%s.svc" $fullname $i $fullname $.Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+host:port[,host:port...] of a Sentinel or cluster URL: the in-release nodes' Sentinels, or
+externalRedis.hosts (IPv6 addresses bracketed; a host without a port takes the topology's).
+*/}}
+{{- define "orders.redis.hostList" -}}
+{{- $topology := include "orders.redis.topology" . }}
+{{- $items := list }}
+{{- if .Values.redis.enabled }}
+{{- range (include "orders.redis.nodeHosts" . | trim | splitList "\n") }}
+{{- $items = append $items (printf "%s:26379" .) }}
+{{- end }}
+{{- else }}
+{{- $default := ternary 26379 6379 (eq $topology "sentinel") }}
+{{- range (required (printf "externalRedis.hosts is required with externalRedis.topology=%s" $topology) .Values.externalRedis.hosts) }}
+{{- $host := required "every externalRedis.hosts entry needs a host" .host | toString }}
+{{- if contains ":" $host }}{{ $host = printf "[%s]" $host }}{{ end }}
+{{- $items = append $items (printf "%s:%v" $host (.port | default $default)) }}
+{{- end }}
+{{- end }}
+{{- join "," $items }}
+{{- end }}
+
+{{/* Distinct TCP ports the service dials for Redis (NetworkPolicy egress), one a line. */}}
+{{- define "orders.redis.clientPorts" -}}
+{{- $topology := include "orders.redis.topology" . }}
+{{- $ports := list }}
+{{- if .Values.redis.enabled }}
+{{- $ports = ternary (list 6379 26379) (list 6379) (eq $topology "sentinel") }}
+{{- else }}
+{{- if ne $topology "cluster" }}
+{{- /* standalone: the server; sentinel: the primary Sentinel names (on externalRedis.port) */}}
+{{- $ports = append $ports (int .Values.externalRedis.port) }}
+{{- end }}
+{{- if ne $topology "standalone" }}
+{{- range .Values.externalRedis.hosts }}
+{{- $ports = append $ports (int (.port | default (ternary 26379 6379 (eq $topology "sentinel")))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range (uniq $ports) }}
+{{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+ORDERS_REDIS_URL of one role (username in the URL, password from the Secret): redis[s]://host/db,
+redis[s]+sentinel://sentinels/<master-name>/<db> or redis[s]+cluster://seed-nodes.
+*/}}
 {{- define "orders.redis.roleUrl" -}}
 {{- $user := include "orders.redis.roleUser" . }}
 {{- $auth := ternary (printf "%s@" ($user | urlquery)) "" (ne $user "") }}
@@ -342,18 +418,95 @@ the URL asks PyMySQL to verify the server's certificate and host name against th
 {{- fail "tls.redis.enabled needs an external Redis (redis.enabled=false, externalRedis.*): the in-release Redis serves no TLS, and rediss:// to it would fail every connection." }}
 {{- end }}
 {{- $tls := or .ctx.Values.tls.redis.enabled (and (not .ctx.Values.redis.enabled) .ctx.Values.externalRedis.tls) }}
+{{- $topology := include "orders.redis.topology" .ctx }}
 {{- $hostPart := "" }}
-{{- if .ctx.Values.redis.enabled }}
+{{- if eq $topology "sentinel" }}
+{{- $master := ternary .ctx.Values.redis.replication.masterSet .ctx.Values.externalRedis.sentinel.masterName .ctx.Values.redis.enabled }}
+{{- $db := ternary 0 .ctx.Values.externalRedis.database .ctx.Values.redis.enabled }}
+{{- $hostPart = printf "%s/%s/%v" (include "orders.redis.hostList" .ctx) (required "the Sentinels' master name is required" $master) $db }}
+{{- else if eq $topology "cluster" }}
+{{- $hostPart = include "orders.redis.hostList" .ctx }}
+{{- else if .ctx.Values.redis.enabled }}
 {{- $hostPart = printf "%s:6379/0" (include "orders.redis.host" .ctx) }}
 {{- else }}
 {{- $host := required "externalRedis.host is required when redis.enabled=false" .ctx.Values.externalRedis.host }}
 {{- $hostPart = printf "%s:%v/%v" $host .ctx.Values.externalRedis.port .ctx.Values.externalRedis.database }}
 {{- end }}
-{{- $url := printf "%s://%s%s" (ternary "rediss" "redis" $tls) $auth $hostPart }}
+{{- $scheme := ternary "rediss" "redis" $tls }}
+{{- if ne $topology "standalone" }}{{ $scheme = printf "%s+%s" $scheme $topology }}{{ end }}
+{{- $url := printf "%s://%s%s" $scheme $auth $hostPart }}
 {{- if .ctx.Values.tls.redis.enabled }}
 {{- $url = printf "%s?ssl_ca_certs=%s" $url (include "orders.tls.redisCA" .ctx) }}
 {{- end }}
 {{- $url }}
+{{- end }}
+
+{{/*
+Environment of the in-release replication nodes' redis and sentinel containers (files/redis-node.sh).
+*/}}
+{{- define "orders.redis.nodeEnv" -}}
+- name: ORDERS_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: ORDERS_SELF
+  value: "$(ORDERS_POD_NAME).{{ include "orders.redis.fullname" . }}.{{ .Release.Namespace }}.svc"
+- name: ORDERS_NODE_HOSTS
+  value: {{ include "orders.redis.nodeHosts" . | trim | replace "\n" " " | quote }}
+- name: ORDERS_MASTER_SET
+  value: {{ .Values.redis.replication.masterSet | quote }}
+- name: ORDERS_QUORUM
+  value: {{ .Values.redis.replication.quorum | quote }}
+- name: ORDERS_DOWN_AFTER
+  value: {{ .Values.redis.replication.downAfterMilliseconds | quote }}
+- name: ORDERS_FAILOVER_TIMEOUT
+  value: {{ .Values.redis.replication.failoverTimeout | quote }}
+- name: ORDERS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "orders.redis.secretName" . }}
+      key: redis-sentinel-password
+{{- end }}
+
+{{/* What changes the in-release Redis' config beyond 0.2.0's inputs (empty at 0.2.0's defaults, so an upgrade rolls nothing). */}}
+{{- define "orders.redis.configInputs" -}}
+{{- if ne .Values.redis.maxmemoryPolicy "volatile-lru" }}{{ .Values.redis.maxmemoryPolicy }}{{ end }}
+{{- if eq .Values.redis.architecture "replication" }}{{ toJson .Values.redis.replication }}{{ .Files.Get "files/redis-node.sh" }}{{ end }}
+{{- end }}
+
+{{/* Key of the Sentinels' password in the Redis Secret (orders.redis.secretName). */}}
+{{- define "orders.redis.sentinelPasswordKey" -}}
+{{- ternary "redis-sentinel-password" .Values.externalRedis.sentinel.existingSecretPasswordKey .Values.redis.enabled }}
+{{- end }}
+
+{{/* Key of the replicas' password: their own (replicaPassword, existingSecretReplicaPasswordKey) or the API's. */}}
+{{- define "orders.database.replicaPasswordKey" -}}
+{{- if .Values.externalDatabase.existingSecret }}
+{{- .Values.externalDatabase.existingSecretReplicaPasswordKey | default .Values.externalDatabase.existingSecretPasswordKey }}
+{{- else if .Values.externalDatabase.replicaPassword }}
+{{- "mysql-replica-password" }}
+{{- else }}
+{{- include "orders.database.rolePasswordKey" (dict "ctx" . "role" "api") }}
+{{- end }}
+{{- end }}
+
+{{/*
+ORDERS_DATABASE_REPLICA_URLS: the external MySQL's read replicas (externalDatabase.replicaHosts),
+as the API's user, with the primary's TLS options. Empty without replicas.
+*/}}
+{{- define "orders.database.replicaUrls" -}}
+{{- if not .Values.mysql.enabled }}
+{{- $user := include "orders.database.roleUser" (dict "ctx" . "role" "api") | urlquery }}
+{{- $urls := list }}
+{{- range .Values.externalDatabase.replicaHosts }}
+{{- $url := printf "mysql://%s@%s:%v/%s" $user (required "every externalDatabase.replicaHosts entry needs a host" .host) (.port | default $.Values.externalDatabase.port) (include "orders.database.name" $) }}
+{{- if $.Values.tls.mysql.enabled }}
+{{- $url = printf "%s?ssl_ca=%s&ssl_verify_identity=true" $url (include "orders.tls.mysqlCA" $) }}
+{{- end }}
+{{- $urls = append $urls $url }}
+{{- end }}
+{{- join "," $urls }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -424,6 +577,15 @@ env:
       secretKeyRef:
         name: {{ include "orders.redis.secretName" $ctx }}
         key: {{ include "orders.redis.rolePasswordKey" . }}
+  {{- if eq (include "orders.redis.topology" $ctx) "sentinel" }}
+  # The Sentinels' own password (a Sentinel without one: the key is absent, and so is the variable).
+  - name: ORDERS_REDIS_SENTINEL_PASSWORD
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "orders.redis.secretName" $ctx }}
+        key: {{ include "orders.redis.sentinelPasswordKey" $ctx }}
+        optional: {{ not $ctx.Values.redis.enabled }}
+  {{- end }}
   {{- with $ctx.Values.extraEnvVars }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -493,6 +655,16 @@ invalidator pods of a rollout can all run it at once. Call with (dict "ctx" $ "i
 {{- define "orders.api.env" -}}
 {{- /* The API's env: the shared one (dict "ctx" "role" "inline", see orders.env) plus ORDERS_AUTH_*. */}}
 {{ include "orders.env" . }}
+{{- with include "orders.database.replicaUrls" .ctx }}
+  - name: ORDERS_DATABASE_REPLICA_URLS
+    value: {{ . | quote }}
+  # The replicas' user is the API's; its password the API's unless the replicas have their own.
+  - name: ORDERS_DATABASE_REPLICA_PASSWORD
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "orders.database.secretName" $.ctx }}
+        key: {{ include "orders.database.replicaPasswordKey" $.ctx }}
+{{- end }}
 {{- with .ctx.Values.auth }}
 {{- if .issuer }}
 {{- $jwks := urlParse .jwksUrl }}
@@ -522,7 +694,18 @@ What the apps' passwords are made of: the values given and the Secrets named. A 
 Secret name rolls the apps; a generated password never changes once made, so it needs no checksum.
 */}}
 {{- define "orders.secretInputs" -}}
-{{- toJson (list .Values.mysql.enabled .Values.mysql.auth .Values.externalDatabase.password .Values.externalDatabase.existingSecret .Values.externalDatabase.existingSecretPasswordKey .Values.redis.enabled .Values.redis.auth .Values.externalRedis.password .Values.externalRedis.existingSecret .Values.externalRedis.existingSecretPasswordKey) }}
+{{- $inputs := list .Values.mysql.enabled .Values.mysql.auth .Values.externalDatabase.password .Values.externalDatabase.existingSecret .Values.externalDatabase.existingSecretPasswordKey .Values.redis.enabled (include "orders.redis.authInputs" . | fromJson) .Values.externalRedis.password .Values.externalRedis.existingSecret .Values.externalRedis.existingSecretPasswordKey }}
+{{- /* Passwords added in 0.3.0 count only when set, so an upgrade that sets none rolls nothing. */}}
+{{- $added := list .Values.externalRedis.sentinel.password .Values.externalDatabase.replicaPassword | compact }}
+{{- if $added }}{{ $inputs = append $inputs $added }}{{ end }}
+{{- toJson $inputs }}
+{{- end }}
+
+{{/* redis.auth as a checksum input: sentinelPassword (0.3.0) only when set. */}}
+{{- define "orders.redis.authInputs" -}}
+{{- $auth := .Values.redis.auth }}
+{{- if not $auth.sentinelPassword }}{{ $auth = omit $auth "sentinelPassword" }}{{ end }}
+{{- toJson $auth }}
 {{- end }}
 
 {{/* Pod annotations that roll pods when their configuration or passwords change. */}}
@@ -576,27 +759,36 @@ NodeLocal DNSCache's link-local address when set. openshift=true: OpenShift's DN
     {{- toYaml . | nindent 4 }}
   {{- end }}
   ports:
-    - port: {{ $ctx.Values.externalDatabase.port }}
+    {{- $dbPorts := list (int $ctx.Values.externalDatabase.port) }}
+    {{- if .replicas }}
+    {{- /* the API's read replicas (externalDatabase.replicaHosts) */}}
+    {{- range $ctx.Values.externalDatabase.replicaHosts }}
+    {{- $dbPorts = append $dbPorts (int (.port | default $ctx.Values.externalDatabase.port)) }}
+    {{- end }}
+    {{- end }}
+    {{- range (uniq $dbPorts) }}
+    - port: {{ . }}
       protocol: TCP
+    {{- end }}
 {{- end }}
 {{- if .redis }}
+{{- /* Redis' port, and the Sentinels' where the topology has them (orders.redis.clientPorts). */}}
 {{- if $ctx.Values.redis.enabled }}
 - to:
     - podSelector:
         matchLabels:
           {{- include "orders.selectorLabels" (dict "ctx" $ctx "component" "redis") | nindent 10 }}
-  ports:
-    - port: 6379
-      protocol: TCP
 {{- else }}
 - {{- with $ctx.Values.networkPolicy.externalTo }}
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  ports:
-    - port: {{ $ctx.Values.externalRedis.port }}
-      protocol: TCP
 {{- end }}
+  ports:
+    {{- range (include "orders.redis.clientPorts" $ctx | trim | splitList "\n") }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
 {{- end }}
 {{- $otlpPort := include "orders.networkPolicy.otlpPort" $ctx | int }}
 {{- if and .otlp $otlpPort }}
