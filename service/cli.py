@@ -308,7 +308,7 @@ def load_functions(print_only: bool) -> None:
 
 
 @main.command()
-@click.argument("role", type=click.Choice(["api", "invalidator", "migrate"]))
+@click.argument("role", type=click.Choice(["api", "invalidator", "migrate", "replica"]))
 @click.option("--user", required=True, help="The account the role logs in as.")
 @click.option("--database", default="orders", show_default=True, help="The orders database.")
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")

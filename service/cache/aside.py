@@ -86,8 +86,8 @@ class PageCache:
         redis_cache: RedisCache,
         near: NearCache | None,
         *,
-        load_page: Callable[[int], bytes],
-        load_total: Callable[[], int],
+        load_page: Callable[[int, str], bytes],
+        load_total: Callable[[str], int],
         page_size: int,
         ttl: int,
         lock_wait: float,
@@ -193,8 +193,8 @@ class PageCache:
             redis_ok,
             lease=self.redis.lease_totals,
             reread=lambda: self._read(number).totals,
-            load=lambda read_ms: TotalsEntry(
-                self._fresh_until(now_ms), self._load_total(), read_ms
+            load=lambda lease: TotalsEntry(
+                self._fresh_until(now_ms), self._load_total(_state(lease)), _read_ms(lease)
             ),
             fill=self.redis.fill_totals,
         )
@@ -209,8 +209,8 @@ class PageCache:
             redis_ok,
             lease=lambda: self.redis.lease_page(number),
             reread=lambda: self._read(number).page,
-            load=lambda read_ms: PageEntry.build(
-                self._load_page(number), self._fresh_until(now_ms), read_ms
+            load=lambda lease: PageEntry.build(
+                self._load_page(number, _state(lease)), self._fresh_until(now_ms), _read_ms(lease)
             ),
             fill=lambda token, e: self.redis.fill_page(number, token, e),
         )
@@ -241,10 +241,12 @@ class PageCache:
         *,
         lease: Callable[[], Lease | None],
         reread: Callable[[], E | None],
-        load: Callable[[int], E],
+        load: Callable[[Lease | None], E],
         fill: Callable[[str, E], bool],
     ) -> tuple[E, CacheOutcome]:
-        """A fresh entry within the lag bound, or one loaded under the lease (single flight)."""
+        """A fresh entry within the lag bound, or one loaded under the lease (single flight).
+        ``load`` gets the lease (None: Redis failed, nothing will be stored): its clock stamps
+        the entry, its GTID state says which replica may be read (service/orders/replicas.py)."""
         lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:
             if self.freshness.current(cached.read_ms, redis_now):
@@ -265,7 +267,7 @@ class PageCache:
             except CacheUnavailable:
                 taken = None
         try:
-            loaded = load(taken.at_ms if taken is not None else 0)
+            loaded = load(taken)
         except DatabaseUnavailable:
             if cached is not None:
                 return cached, STALE
@@ -285,3 +287,13 @@ class PageCache:
                 if usable is not None:
                     return usable
         return None
+
+
+def _read_ms(lease: Lease | None) -> int:
+    """The read time a loaded entry carries: Redis' clock at the lease (0 without one)."""
+    return lease.at_ms if lease is not None else 0
+
+
+def _state(lease: Lease | None) -> str:
+    """The GTID state a replica must have applied to serve this fill ('' = read the primary)."""
+    return lease.gtid if lease is not None else ""

@@ -17,6 +17,8 @@ collide:
   invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
   invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
+  gtid         the GTID state of the invalidator's last drop (``-``: read the primary), handed
+               out with each fill lease: a replica serves a fill only once it has applied it
   config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
                ``prefix``), so an invalidator can follow the API's, and mismatches show
   hot          sorted set: the pages readers asked for most in the last half second (each API
@@ -26,7 +28,7 @@ collide:
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
-Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL, so Redis'
+Control keys (index, binlog, checkpoint, gtid, config, invalidator:fence) carry no TTL, so Redis'
 ``volatile-lru`` never evicts them; entries and leases carry TTLs and may be evicted safely.
 """
 
@@ -40,14 +42,18 @@ from service.cache.entries import TotalsEntry
 # Take the lease only if nobody holds it (remembering the page in the index so shifts can find
 # it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
-# checkpoint, with no offset estimate involved.
+# checkpoint, with no offset estimate involved. With the clock comes the GTID state the
+# invalidator recorded with its last drop (KEYS[3], ``gtid``; '' if none): a fill may read a
+# replica only once the replica has applied it (service/orders/replicas.py), so nothing it reads
+# is older than an invalidation applied before this lease existed.
 LEASE_AT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local gtid = redis.call('GET', KEYS[3]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid}
 end
-return 0
+return {0, ''}
 """
 
 # The conditional store: write the entry only if our lease is still the live one. Any invalidation
@@ -75,7 +81,12 @@ return 0
 #   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
 #           holds this token, so an invalidator that lost its lease (paused, partitioned) can
 #           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
-#   ARGV[8..] single pages.
+#   ARGV[8] the stored position this step expects before it ('' = do not check; the store
+#           seam's failover work fills it in; reserved here so the layout stays one),
+#   ARGV[9] the GTID state applied by this step ('' = leave ``gtid`` as it is): written to
+#           ``gtid`` in the same atomic step as the deletions, so a lease taken after them
+#           (LEASE_AT) hands out a state that includes the write they invalidated,
+#   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
 local prefix = ARGV[1]
@@ -84,7 +95,8 @@ if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7]
 end
 local index = prefix .. 'index'
 local message = {}
-for i = 8, #ARGV do
+if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
+for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -240,6 +252,8 @@ class Invalidation:
     position: str | None = None
     checkpoint_ms: int | None = None
     fence: int | None = None
+    expected_position: str | None = None
+    gtid: str | None = None
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
         """ARGV for INVALIDATE, in the layout its comment documents."""
@@ -258,6 +272,8 @@ class Invalidation:
             self.position or "",
             "" if self.checkpoint_ms is None else self.checkpoint_ms,
             "" if self.fence is None else self.fence,
+            self.expected_position or "",
+            self.gtid or "",
             *sorted(self.pages),
         ]
 
@@ -342,6 +358,11 @@ class CacheKeys:
     @property
     def checkpoint(self) -> str:
         return f"{self.base}checkpoint"
+
+    @property
+    def gtid(self) -> str:
+        """The GTID state of the invalidator's last drop: what a replica fill waits for."""
+        return f"{self.base}gtid"
 
     @property
     def config(self) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -20,6 +20,7 @@ from service.cache.store import CacheUnavailable, RedisCache
 from service.invalidation import planner
 from service.invalidation.changes import ChangeBatch
 from service.invalidation.checkpoint import Checkpointer
+from service.invalidation.gtid_gate import GtidGate
 from service.invalidation.heartbeat import Heartbeats
 from service.invalidation.leadership import Lease
 from service.invalidation.options import InvalidatorOptions
@@ -29,7 +30,7 @@ from service.invalidation.totals import Totals
 from service.invalidation.verifier import CountVerifier
 from service.observability import metrics
 from service.observability.logging import get_logger
-from service.orders import repository
+from service.orders import gtid, repository
 from service.orders.database import Connection
 
 T = TypeVar("T")
@@ -72,6 +73,7 @@ class Steps:
             database.run, blocks=options.verify_blocks, interval=options.verify_interval
         )
         self._checkpoints = Checkpointer(cache.time)
+        self._gtid = GtidGate()
         self.checkpoint_sent: float | None = None
         self.applied = 0
 
@@ -94,6 +96,7 @@ class Steps:
                     from_page=plan.from_page,
                     totals=totals,
                     position=position.stored() if position is not None and not delay else None,
+                    gtid=self._gtid.drop_state(batch),
                 ),
                 sent=None if delay else sent,
             )
@@ -148,7 +151,17 @@ class Steps:
             rank = self._rows_before(block * repository.BUCKET_WIDTH)
             first_page = rank // self._page_size + 1
         if first_page is not None:
-            self.step(Invalidation(from_page=first_page, totals=self._totals.fresh()))
+            self._gtid.hold(self._primary_state())
+            totals = self._totals.fresh()
+            self.step(Invalidation(from_page=first_page, totals=totals, gtid=gtid.PRIMARY_ONLY))
+
+    def _primary_state(self) -> str:
+        """The primary's GTID state now, after the repair ('' when it has none to tell)."""
+        dialect = self._gtid.dialect
+        if dialect is None:
+            return ""
+        statement = gtid.executed_statement(dialect)
+        return str(self._db.run(lambda cursor: _one(cursor, statement)) or "")
 
     def _rows_before(self, order_id: int) -> int:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
@@ -159,13 +172,7 @@ class Steps:
         reading of its own, so a retry after a pause or an outage claims no more than the first
         try would have (checkpoint.py). The script repeats the stored checkpoint in every
         message, so a near cache that missed one learns it from the next."""
-        fenced = Invalidation(
-            pages=change.pages,
-            from_page=change.from_page,
-            totals=change.totals,
-            position=change.position,
-            fence=self.lease.token,
-        )
+        fenced = dataclasses.replace(change, fence=self.lease.token)
 
         def attempt() -> bool:
             if sent is None:
@@ -196,3 +203,9 @@ class Steps:
                 log.warning("redis unavailable; retrying", error=str(exc), retry_in=delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+
+def _one(cursor: Any, statement: str) -> Any:
+    cursor.execute(statement)
+    row = cursor.fetchone()
+    return row[0] if row else None

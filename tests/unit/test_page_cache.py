@@ -123,11 +123,11 @@ class FakeMySQL:
     up: bool = True
     queries: int = 0
 
-    def load_page(self, page: int) -> bytes:
+    def load_page(self, page: int, state: str = "") -> bytes:
         self._query()
         return b'[{"page":%d,"v":%d}]' % (page, self.version)
 
-    def load_total(self) -> int:
+    def load_total(self, state: str = "") -> int:
         self._query()
         return self.orders
 

@@ -16,7 +16,7 @@ orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
 # (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
 orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +zrange +zremrangebyrank +pexpire +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
-orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
+orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:gtid ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
 	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_api_rules}"
@@ -25,16 +25,17 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_2572eb140d0d
-redis.register_function{function_name='orders_2572eb140d0d_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_7ace6066fe52
+redis.register_function{function_name='orders_7ace6066fe52_lease_at', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local gtid = redis.call('GET', KEYS[3]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid}
 end
-return 0
+return {0, ''}
 end}
-redis.register_function{function_name='orders_2572eb140d0d_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_7ace6066fe52_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -42,14 +43,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_2572eb140d0d_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_7ace6066fe52_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
 end
 local index = prefix .. 'index'
 local message = {}
-for i = 8, #ARGV do
+if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
+for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
 end
@@ -92,7 +94,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_2572eb140d0d_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_7ace6066fe52_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -100,14 +102,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_2572eb140d0d_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_7ace6066fe52_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_2572eb140d0d_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_7ace6066fe52_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
