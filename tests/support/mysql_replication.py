@@ -1,0 +1,222 @@
+"""A throwaway MariaDB primary with GTID replicas: lag on demand, kill the primary, promote.
+
+Built on `servers.MariaDBServer`: every server is a private `mariadbd` on a spare port with the
+binlog the invalidator needs plus `--log-slave-updates` (a replica's binlog holds the primary's
+transactions under their original GTIDs, so it can be promoted and followed by GTID) and
+`--gtid-strict-mode` (a server refuses a binlog dump from a GTID that is not in its history).
+Replicas follow with `MASTER_USE_GTID=slave_pos`. Nothing here imports pytest: tests, the bench
+and one-off scripts use it alike (`with ReplicationSet.create(replicas=2) as rs: ...`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from tests.support.servers import MariaDBServer
+
+__all__ = ["ReplicationSet", "gtid_options", "parse_gtid_list"]
+
+
+def gtid_options(server_id: int) -> tuple[str, ...]:
+    """The options every member runs with (later options win over `BINLOG_OPTIONS`' id)."""
+    return (
+        f"--server-id={server_id}",
+        "--log-slave-updates=ON",
+        "--gtid-strict-mode=ON",
+        "--gtid-domain-id=0",
+        "--relay-log=relay-bin",
+        "--skip-slave-start",  # a restarted replica resumes only when the harness says so
+        "--slave-net-timeout=5",  # a killed primary is noticed in seconds, not an hour
+    )
+
+
+def parse_gtid_list(text: str) -> dict[int, tuple[int, int]]:
+    """MariaDB's `domain-server-seq[,...]` as {domain: (server, seq)} ('' is empty)."""
+    state: dict[int, tuple[int, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        domain, server, seq = (int(field) for field in item.split("-"))
+        state[domain] = (server, seq)
+    return state
+
+
+def _scalar(server: MariaDBServer, sql: str, args: Sequence[Any] = ()) -> Any:
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        row = cur.fetchone()
+        return None if row is None else row[0]
+
+
+def _execute(server: MariaDBServer, *statements: str) -> None:
+    with server.connect() as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+def _slave_status(server: MariaDBServer) -> dict[str, Any]:
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        row = cur.fetchone()
+        if row is None:
+            return {}
+        names = [column[0] for column in cur.description]
+        return dict(zip(names, row, strict=True))
+
+
+class ReplicationSet:
+    """One primary and N replicas replicating by GTID; `primary` moves on `promote()`.
+
+    Every server keeps its handle (and port) for the whole life of the set, so a test can
+    kill the old primary, promote a replica, and later restart the old one as a stray server.
+    """
+
+    def __init__(self, primary: MariaDBServer, replicas: Sequence[MariaDBServer]) -> None:
+        self.primary = primary
+        self.replicas: list[MariaDBServer] = list(replicas)
+        self.members: list[MariaDBServer] = [primary, *replicas]
+
+    @classmethod
+    def create(
+        cls, *, replicas: int = 1, extra_args: Sequence[str] = (), first_server_id: int = 1
+    ) -> ReplicationSet:
+        """Start a primary and `replicas` replicas (server ids from `first_server_id`)."""
+        servers: list[MariaDBServer] = []
+        try:
+            for index in range(replicas + 1):
+                options = (*gtid_options(first_server_id + index), *extra_args)
+                servers.append(MariaDBServer.create(extra_args=options))
+            rs = cls(servers[0], servers[1:])
+            for replica in rs.replicas:
+                rs.attach(replica)
+            for replica in rs.replicas:
+                rs.wait_caught_up(replica)
+        except BaseException:
+            for server in servers:
+                server.close()
+            raise
+        return rs
+
+    # ---- replication verbs -----------------------------------------------------------------
+    def attach(self, replica: MariaDBServer, primary: MariaDBServer | None = None) -> None:
+        """Point `replica` at `primary` (default: the current one) by GTID and start it."""
+        source = primary or self.primary
+        _execute(
+            replica,
+            "STOP SLAVE",
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source.port}, "
+            "MASTER_USER='root', MASTER_PASSWORD='', MASTER_CONNECT_RETRY=1, "
+            "MASTER_USE_GTID=slave_pos",
+            "START SLAVE",
+        )
+
+    def gtid_binlog_pos(self, server: MariaDBServer | None = None) -> str:
+        """The last GTID per domain in the server's binlog ('' before any transaction)."""
+        return str(_scalar(server or self.primary, "SELECT @@GLOBAL.gtid_binlog_pos") or "")
+
+    def gtid_slave_pos(self, replica: MariaDBServer) -> str:
+        return str(_scalar(replica, "SELECT @@GLOBAL.gtid_slave_pos") or "")
+
+    def wait_caught_up(self, replica: MariaDBServer, timeout: float = 30.0) -> None:
+        """Block until `replica` applied everything the primary has logged so far."""
+        target = self.gtid_binlog_pos()
+        if not target:
+            return
+        waited = _scalar(replica, "SELECT MASTER_GTID_WAIT(%s, %s)", (target, timeout))
+        if waited != 0:
+            status = _slave_status(replica)
+            raise TimeoutError(
+                f"replica :{replica.port} did not reach {target} in {timeout:.0f} s "
+                f"(applied {self.gtid_slave_pos(replica)!r}, "
+                f"IO error {status.get('Last_IO_Error')!r}, "
+                f"SQL error {status.get('Last_SQL_Error')!r})"
+            )
+
+    def wait_all_caught_up(self, timeout: float = 30.0) -> None:
+        for replica in self.replicas:
+            self.wait_caught_up(replica, timeout)
+
+    def stop_applying(self, replica: MariaDBServer) -> None:
+        """`STOP SLAVE SQL_THREAD`: the replica still receives, but applies nothing (lag)."""
+        _execute(replica, "STOP SLAVE SQL_THREAD")
+
+    def start_applying(self, replica: MariaDBServer) -> None:
+        _execute(replica, "START SLAVE SQL_THREAD")
+
+    @contextlib.contextmanager
+    def lagging(self, replica: MariaDBServer) -> Iterator[None]:
+        """Deterministic lag: nothing the primary commits inside the block reaches `replica`."""
+        self.stop_applying(replica)
+        try:
+            yield
+        finally:
+            self.start_applying(replica)
+
+    def kill_primary(self) -> MariaDBServer:
+        """SIGKILL the current primary (the crash case); returns its handle."""
+        old = self.primary
+        old.kill()
+        return old
+
+    def wait_relay_applied(self, replica: MariaDBServer, timeout: float = 30.0) -> None:
+        """Wait until `replica` applied everything it received (what a failover tool does
+        before promoting; the primary may be dead, so its position cannot be asked)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = parse_gtid_list(str(_slave_status(replica).get("Gtid_IO_Pos") or ""))
+            applied = parse_gtid_list(self.gtid_slave_pos(replica))
+            if all(applied.get(domain) == gtid for domain, gtid in received.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"replica :{replica.port} applied {applied} of received {received}"
+                )
+            time.sleep(0.02)
+
+    def promote(self, replica: MariaDBServer) -> MariaDBServer:
+        """Make `replica` the primary; every other live replica follows it by GTID.
+
+        As an operator or a failover tool would: let the replica apply what it received,
+        detach it (`STOP SLAVE; RESET SLAVE ALL`), make it writable, re-point the others.
+        The old primary (dead or alive) is left out of the set's replicas.
+        """
+        if replica not in self.replicas:
+            raise ValueError(f"server :{replica.port} is not a replica of this set")
+        self.wait_relay_applied(replica)
+        _execute(replica, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = 0")
+        self.replicas.remove(replica)
+        self.primary = replica
+        for other in self.replicas:
+            if other.running:
+                self.wait_relay_applied(other)
+                self.attach(other, replica)
+        return replica
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Kill every member and delete its data dir (by the handles' PIDs; idempotent)."""
+        errors: list[BaseException] = []
+        for server in self.members:
+            try:
+                server.close()
+            except Exception as exc:  # noqa: BLE001 - close every member, report the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        ports = ", ".join(str(replica.port) for replica in self.replicas)
+        return f"<ReplicationSet primary :{self.primary.port} replicas [{ports}]>"
