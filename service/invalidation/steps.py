@@ -80,6 +80,7 @@ class Steps:
     def new_term(self) -> None:
         """Rechecks left from an earlier term carry positions a newer leader may have passed."""
         self._rechecks.clear()
+        self._gtid.new_term()
 
     def handle(self, batch: ChangeBatch) -> None:
         """One batch: its pages dropped now; the recheck, position and checkpoint later."""
@@ -120,6 +121,7 @@ class Steps:
                 from_page=due.from_page,
                 totals=self._totals.fresh() if due.totals_changed else KEEP,
                 position=due.position.stored() if due.position is not None else None,
+                gtid=self._gtid.progress_state(due.position),
             ),
             sent=due.heartbeat_sent,
         )

@@ -30,3 +30,43 @@ def test_after_a_repair_drops_hold_fills_on_the_primary_until_the_stream_passes_
     assert gate.drop_state(batch("0-1-8")) == "-"
     assert gate.drop_state(batch("0-1-9")) == "0-1-9"
     assert gate.drop_state(batch("0-1-10")) == "0-1-10"  # the hold is over
+
+
+def at(offset: int, state: str) -> BinlogPosition:
+    return BinlogPosition("b.000001", offset, "s", state)
+
+
+def test_progress_keeps_the_state_current_while_nothing_is_dropped() -> None:
+    """The heartbeat's progress records its state: fills can use replicas from the start."""
+    assert GtidGate().progress_state(at(100, "0-1-3")) == "0-1-3"
+    assert GtidGate().progress_state(None) == ""
+    assert GtidGate().progress_state(at(100, "")) == ""
+
+
+def test_a_recheck_older_than_the_last_drop_never_moves_the_state_back() -> None:
+    gate = GtidGate()
+    gate.drop_state(ChangeBatch(at(500, "0-1-9"), [], 1.0))
+    assert gate.progress_state(at(300, "0-1-7")) == ""  # leave 0-1-9
+    assert gate.progress_state(at(500, "0-1-9")) == "0-1-9"
+    assert gate.progress_state(at(600, "0-1-10")) == "0-1-10"
+
+
+def test_a_half_read_transaction_is_replaced_only_by_a_state_past_it() -> None:
+    gate = GtidGate()
+    assert gate.drop_state(ChangeBatch(at(400, "0-1-6"), [], None, partial=True)) == "-"
+    assert gate.progress_state(at(300, "0-1-6")) == ""  # before the transaction: leave '-'
+    assert gate.progress_state(at(700, "0-1-7")) == "0-1-7"  # its commit
+
+
+def test_a_new_term_forgets_the_last_drop() -> None:
+    gate = GtidGate()
+    gate.drop_state(ChangeBatch(at(500, "0-1-9"), [], 1.0))
+    gate.new_term()
+    assert gate.progress_state(at(300, "0-1-7")) == "0-1-7"
+
+
+def test_a_hold_also_stops_progress_until_the_stream_passes_the_repair() -> None:
+    gate = GtidGate()
+    gate.hold("0-1-9")
+    assert gate.progress_state(at(100, "0-1-8")) == ""
+    assert gate.progress_state(at(200, "0-1-9")) == "0-1-9"
