@@ -43,14 +43,15 @@ from service.cache.entries import TotalsEntry
 # it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
 # checkpoint, with no offset estimate involved. With the clock comes the GTID state the
-# invalidator recorded with its last drop (KEYS[3], ``gtid``; '' if none): a fill may read a
-# replica only once the replica has applied it (service/orders/replicas.py), so nothing it reads
-# is older than an invalidation applied before this lease existed.
+# invalidator recorded with its last drop (``gtid``, named in ARGV[4], not KEYS: FCALL's keys
+# count as written, and the API's user may only read ``gtid``; '' if none): a fill may read a
+# replica only once the replica has applied it (service/orders/replicas.py), so nothing it
+# reads is older than an invalidation applied before this lease existed.
 LEASE_AT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  local gtid = redis.call('GET', KEYS[3]) or ''
+  local gtid = redis.call('GET', ARGV[4]) or ''
   return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid}
 end
 return {0, ''}

@@ -168,8 +168,8 @@ class RedisCache:
             "lease",
             lambda: self.run_function(
                 "lease_at",
-                [lease_key, self.keys.index, self.keys.gtid],
-                [token, LEASE_MS, index_member],
+                [lease_key, self.keys.index],
+                [token, LEASE_MS, index_member, self.keys.gtid],
             ),
         )
         taken_at, gtid = _lease_answer(answer)
