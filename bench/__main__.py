@@ -25,6 +25,7 @@ from bench import (
     invalidation,
     phases,
     plots,
+    replica_reads,
     report,
     sweep,
     targets,
@@ -34,7 +35,7 @@ from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation")
+PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation", "replica_reads")
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
-    """The phases that start their own servers: miss latency vs table size, invalidation."""
+    """The phases that start their own servers: miss latency vs table size, invalidation,
+    replica reads."""
     out: dict[str, Any] = {}
     if "table_sizes" not in skip:
         print("cost curve: miss latency vs table size ...", flush=True)
@@ -51,6 +53,11 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "invalidation" not in skip:
         print("invalidation: commit to visible ...", flush=True)
         out["invalidation"] = invalidation.run(ctx, plan)
+    if "replica_reads" not in skip:
+        print("replica reads: primary queries, fill latency, fallback by lag ...", flush=True)
+        out["replica_reads"] = replica_reads.run(
+            misses=plan.replica_misses, lag_misses=plan.replica_lag_misses, lags=plan.replica_lags
+        )
     return out
 
 
