@@ -248,6 +248,19 @@ def test_with_every_replica_down_the_primary_serves_and_the_pod_stays_ready(
     ready = requests.get(f"{stack.base_url}/readyz", timeout=5)
     assert ready.status_code == 200, ready.text
     assert rig.metric("orders_cache_fills_total", source="primary") >= 1
+    seen: list[dict[str, Any]] = []
+
+    def said_degraded() -> bool:
+        # each worker's replica check opens its breakers within a few rounds (every 2 s)
+        answer = requests.get(f"{stack.base_url}/readyz", timeout=5)
+        assert answer.status_code == 200, answer.text
+        seen.append(answer.json())
+        failing = [d for d in seen[-1].get("degraded", []) if "mysql replica" in d]
+        return len(failing) == len(rs.replicas)
+
+    wait_for(said_degraded, 60, "/readyz to name both failing replicas")
+    assert {r["state"] for r in seen[-1]["replicas"]} == {"open"}
+    assert rig.metric("orders_db_replica_up") == 0
 
 
 def _execute(server: MariaDBServer, statement: str) -> Any:

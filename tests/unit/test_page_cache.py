@@ -68,6 +68,7 @@ class FakeStore:
     breaker: Breaker = field(default_factory=Breaker)
     reads: int = 0
     on_read: list[object] = field(default_factory=list)  # callables run before each read
+    gtid: str = ""  # the invalidator's last recorded GTID state, as LEASE_AT hands it out
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
 
     def _check(self) -> None:
@@ -87,7 +88,7 @@ class FakeStore:
             return None
         token = f"t{next(self._tokens)}"
         self.leases[key] = token
-        return Lease(token, self.clocks.redis_ms())
+        return Lease(token, self.clocks.redis_ms(), self.gtid)
 
     def lease_page(self, page: int) -> Lease | None:
         return self._lease(f"page:{page}")
@@ -122,12 +123,15 @@ class FakeMySQL:
     version: int = 0
     up: bool = True
     queries: int = 0
+    states: list[str] = field(default_factory=list)  # the GTID state each load was given
 
     def load_page(self, page: int, state: str = "") -> bytes:
+        self.states.append(state)
         self._query()
         return b'[{"page":%d,"v":%d}]' % (page, self.version)
 
     def load_total(self, state: str = "") -> int:
+        self.states.append(state)
         self._query()
         return self.orders
 
@@ -189,6 +193,21 @@ def world() -> World:
 
 
 # --- the TTL and the lease -------------------------------------------------------------------
+
+
+def test_each_load_gets_the_gtid_state_its_own_lease_handed_out(world: World) -> None:
+    """A replica may serve the fill only once it has applied this state (replicas.py)."""
+    world.store.gtid = "0-1-42"
+    world.cache.get(3)
+    assert world.mysql.states == ["0-1-42", "0-1-42"]  # the totals and the page
+
+
+def test_a_load_without_a_lease_reads_the_primary(world: World) -> None:
+    """Redis down: no lease, no state, so no replica (and nothing is stored)."""
+    world.store.gtid = "0-1-42"
+    world.store.up = False
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
 
 
 def test_a_cold_page_is_loaded_under_the_lease_stored_then_hit(world: World) -> None:
