@@ -42,11 +42,9 @@ from service.cache.entries import TotalsEntry
 # Take the lease only if nobody holds it (remembering the page in the index so shifts can find
 # it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
-# checkpoint, with no offset estimate involved. With the clock comes the GTID state the
-# invalidator recorded with its last drop (``gtid``, named in ARGV[4], not KEYS: FCALL's keys
-# count as written, and the API's user may only read ``gtid``; '' if none): a fill may read a
-# replica only once the replica has applied it (service/orders/replicas.py), so nothing it
-# reads is older than an invalidation applied before this lease existed.
+# checkpoint, with no offset estimate involved. With it comes ``gtid`` ('' if none; ARGV[4], as
+# FCALL's KEYS count as written and the API may only read it): a fill reads a replica only once
+# it applied that state (service/orders/replicas.py, docs/guarantees.md "MySQL replicas").
 LEASE_AT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
@@ -82,11 +80,9 @@ return 0
 #   ARGV[7] fencing token ('' = none): the step applies only while ``invalidator:fence`` still
 #           holds this token, so an invalidator that lost its lease (paused, partitioned) can
 #           apply nothing after a newer one took over; a fenced step changes nothing, returns -1,
-#   ARGV[8] the stored position this step expects before it ('' = do not check; the store
-#           seam's failover work fills it in; reserved here so the layout stays one),
-#   ARGV[9] the GTID state applied by this step ('' = leave ``gtid`` as it is): written to
-#           ``gtid`` in the same atomic step as the deletions, so a lease taken after them
-#           (LEASE_AT) hands out a state that includes the write they invalidated,
+#   ARGV[8] the stored position this step expects before it ('' = do not check; reserved),
+#   ARGV[9] the GTID state applied by this step ('' = leave ``gtid``): written with the
+#           deletions, so a lease taken after them hands out a state including their write,
 #   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
