@@ -20,8 +20,8 @@ Pure: the steps ask, Redis is told.
 from __future__ import annotations
 
 from service.invalidation.changes import BinlogPosition, ChangeBatch
-from service.orders import gtid
-from service.orders.gtid import Dialect
+from service.orders import gtid_waits
+from service.orders.gtid_waits import Dialect
 
 LEAVE = ""  # INVALIDATE's ARGV[9] when the key stays as it is
 
@@ -43,8 +43,8 @@ class GtidGate:
         self._last_drop = batch.position
         state = batch.position.gtid
         if batch.partial or not state:
-            return gtid.PRIMARY_ONLY
-        return self._unless_held(state) or gtid.PRIMARY_ONLY
+            return gtid_waits.PRIMARY_ONLY
+        return self._unless_held(state) or gtid_waits.PRIMARY_ONLY
 
     def progress_state(self, position: BinlogPosition | None) -> str:
         """The state a recheck recording ``position`` records, or ``LEAVE``."""
@@ -55,9 +55,9 @@ class GtidGate:
         return self._unless_held(position.gtid)
 
     def _unless_held(self, state: str) -> str:
-        self.dialect = gtid.dialect_of(state) or self.dialect
+        self.dialect = gtid_waits.dialect_of(state) or self.dialect
         if self._floor:
-            if not gtid.covers(state, self._floor):
+            if not gtid_waits.covers(state, self._floor):
                 return LEAVE
             self._floor = ""
         return state

@@ -30,7 +30,7 @@ from service.invalidation.totals import Totals
 from service.invalidation.verifier import CountVerifier
 from service.observability import metrics
 from service.observability.logging import get_logger
-from service.orders import gtid, repository
+from service.orders import gtid_waits, repository
 from service.orders.database import Connection
 
 T = TypeVar("T")
@@ -155,14 +155,16 @@ class Steps:
         if first_page is not None:
             self._gtid.hold(self._primary_state())
             totals = self._totals.fresh()
-            self.step(Invalidation(from_page=first_page, totals=totals, gtid=gtid.PRIMARY_ONLY))
+            self.step(
+                Invalidation(from_page=first_page, totals=totals, gtid=gtid_waits.PRIMARY_ONLY)
+            )
 
     def _primary_state(self) -> str:
         """The primary's GTID state now, after the repair ('' when it has none to tell)."""
         dialect = self._gtid.dialect
         if dialect is None:
             return ""
-        statement = gtid.executed_statement(dialect)
+        statement = gtid_waits.executed_statement(dialect)
         return str(self._db.run(lambda cursor: _one(cursor, statement)) or "")
 
     def _rows_before(self, order_id: int) -> int:

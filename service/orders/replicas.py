@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from service.observability import replica_metrics
 from service.observability.logging import get_logger
-from service.orders import gtid
+from service.orders import gtid_waits
 from service.orders.database import Database, DatabaseUnavailable
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class ReplicaReads:
     def run(self, query_name: str, work: Callable[[Any], T], state: str = "") -> T:
         """``work(cursor)`` on a replica that has applied ``state``, or else on the primary.
         Raises ``DatabaseUnavailable`` only when the primary fails too."""
-        replica = self._choose() if gtid.wait_statement(state, self._wait) else None
+        replica = self._choose() if gtid_waits.wait_statement(state, self._wait) else None
         if replica is not None:
             try:
                 read = replica.database.run(
@@ -97,7 +97,7 @@ class ReplicaReads:
 
     def _waited(self, replica: Replica, cursor: Any, state: str, work: Callable[[Any], T]) -> _Read:
         started = self._clock()
-        reached = gtid.wait_for(cursor, state, self._wait)
+        reached = gtid_waits.wait_for(cursor, state, self._wait)
         replica_metrics.observe_wait(replica.name, self._clock() - started, reached)
         return _Read(work(cursor), True) if reached else _Read()
 
@@ -106,12 +106,12 @@ class ReplicaReads:
         A replica that fails is down (its breaker knows it too); the primary failing leaves the
         lags as they were."""
         try:
-            newest = self.primary.run("heartbeat", gtid.latest_heartbeat)
+            newest = self.primary.run("heartbeat", gtid_waits.latest_heartbeat)
         except DatabaseUnavailable:
             newest = None
         for replica in self.replicas:
             try:
-                seen = replica.database.run("heartbeat", gtid.latest_heartbeat)
+                seen = replica.database.run("heartbeat", gtid_waits.latest_heartbeat)
             except DatabaseUnavailable:
                 replica_metrics.set_up(replica.name, False)
                 continue

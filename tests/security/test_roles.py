@@ -125,17 +125,17 @@ def test_the_replica_user_reads_pages_waits_for_a_gtid_and_sees_no_binlog(
 ) -> None:
     """What a read replica's user runs (service/orders/replicas.py, gtid.py) with the grants
     `orders-service grants replica` prints: SELECT only, nothing of the binlog."""
-    from service.orders import gtid
+    from service.orders import gtid_waits
 
     database = database_of(seeded_database_url)
     user = shared_accounts.create(roles.REPLICA, database)
     with shared_accounts.connect(user, database) as connection, connection.cursor() as cursor:
         assert repository.fetch_page(cursor, 1, 10)
         assert repository.count_orders(cursor) > 0
-        gtid.latest_heartbeat(cursor)  # the lag probe: allowed (None when no heartbeat yet)
+        gtid_waits.latest_heartbeat(cursor)  # the lag probe: allowed (None when no heartbeat yet)
         # an empty state is reached at once on any server; the statement needs no privilege
         cursor.execute("SELECT MASTER_GTID_WAIT('', 0.001)")
-        assert gtid.reached(cursor.fetchone())
+        assert gtid_waits.reached(cursor.fetchone())
     with shared_accounts.connect(user, database) as connection:
         for statement in (
             "UPDATE orders SET status = 'cancelled' WHERE id = 1",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.orders import gtid
+from service.orders import gtid_waits
 
 MYSQL_SET = "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-57,4C2D0A1E-71CA-11E1-9E33-C80AA9429562:1-5"
 
@@ -30,23 +30,23 @@ MYSQL_SET = "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-57,4C2D0A1E-71CA-11E1-9E33-C
     ],
 )
 def test_a_state_names_its_dialect_by_its_form(state: str, dialect: str | None) -> None:
-    assert gtid.dialect_of(state) == dialect
+    assert gtid_waits.dialect_of(state) == dialect
 
 
 def test_each_dialect_waits_with_its_own_function_and_a_bounded_timeout() -> None:
-    assert gtid.wait_statement("0-1-5", 0.25) == (
+    assert gtid_waits.wait_statement("0-1-5", 0.25) == (
         "SELECT MASTER_GTID_WAIT(%s, %s)",
         ("0-1-5", 0.25),
     )
-    sql, (state, timeout) = gtid.wait_statement(MYSQL_SET, 0) or ("", ("", 0.0))
+    sql, (state, timeout) = gtid_waits.wait_statement(MYSQL_SET, 0) or ("", ("", 0.0))
     assert sql == "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)"
     assert state == MYSQL_SET
-    assert timeout == gtid.MIN_WAIT_SECONDS  # never 0: some versions read it as "forever"
+    assert timeout == gtid_waits.MIN_WAIT_SECONDS  # never 0: some versions read it as "forever"
 
 
 @pytest.mark.parametrize("state", ["", "-", "junk"])
 def test_nothing_to_wait_for_means_no_statement(state: str) -> None:
-    assert gtid.wait_statement(state, 1.0) is None
+    assert gtid_waits.wait_statement(state, 1.0) is None
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_nothing_to_wait_for_means_no_statement(state: str) -> None:
     ],
 )
 def test_wait_answers_read_as_recorded(answer: Any, reached: bool) -> None:
-    assert gtid.reached(answer) is reached
+    assert gtid_waits.reached(answer) is reached
 
 
 class Cursor:
@@ -79,11 +79,11 @@ class Cursor:
 
 def test_wait_for_sends_one_statement_with_the_state_as_a_parameter() -> None:
     cursor = Cursor((0,))
-    assert gtid.wait_for(cursor, "0-1-9", 0.5)
+    assert gtid_waits.wait_for(cursor, "0-1-9", 0.5)
     assert cursor.executed == [("SELECT MASTER_GTID_WAIT(%s, %s)", ("0-1-9", 0.5))]
-    assert not gtid.wait_for(Cursor((-1,)), "0-1-9", 0.5)
+    assert not gtid_waits.wait_for(Cursor((-1,)), "0-1-9", 0.5)
     idle = Cursor((0,))
-    assert not gtid.wait_for(idle, "-", 0.5)
+    assert not gtid_waits.wait_for(idle, "-", 0.5)
     assert idle.executed == []
 
 
@@ -101,9 +101,9 @@ def test_wait_for_sends_one_statement_with_the_state_as_a_parameter() -> None:
     ],
 )
 def test_covers_compares_each_domain(state: str, floor: str, covered: bool) -> None:
-    assert gtid.covers(state, floor) is covered
+    assert gtid_waits.covers(state, floor) is covered
 
 
 def test_the_lag_probe_reads_the_newest_heartbeat() -> None:
-    assert gtid.latest_heartbeat(Cursor((1700000000.5,))) == 1700000000.5
-    assert gtid.latest_heartbeat(Cursor((None,))) is None
+    assert gtid_waits.latest_heartbeat(Cursor((1700000000.5,))) == 1700000000.5
+    assert gtid_waits.latest_heartbeat(Cursor((None,))) is None
