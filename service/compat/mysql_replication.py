@@ -33,6 +33,27 @@ def stream_connection(reader: BinLogStreamReader) -> Any:
     return getattr(reader, "_stream_connection", None)
 
 
+def gtid_dump(flavor: str, state: str) -> dict[str, Any]:
+    """The reader's arguments for a dump that starts after the GTID state ``state`` instead of
+    at a file and offset: MariaDB's (``@slave_connect_state``, with ``@slave_gtid_strict_mode=1``
+    the server refuses with error 1236 a GTID its binlog does not hold) or MySQL's
+    COM_BINLOG_DUMP_GTID (``auto_position`` as a GTID set)."""
+    return {"is_mariadb": flavor == "mariadb", "auto_position": state}
+
+
+def resume_after(reader: BinLogStreamReader, state: str) -> None:
+    """Move a GTID dump's start to ``state``: the library reconnects by itself after errors
+    2006/2013 from its ``auto_position``, which would otherwise stay the first one and replay
+    (and move the follower's GTID state back) everything since."""
+    reader.auto_position = state
+
+
+def event_server_id(event: Any) -> int:
+    """The server_id in an event's header (the fake rotate of a dump's start carries the
+    serving server's own)."""
+    return int(event.packet.server_id)
+
+
 def rows_payload(event: Any) -> bytes:
     """A rows event the library parsed up to its row images: the images' bytes, consumed."""
     return bytes(event.packet.read(event.event_size - event.packet.read_bytes))

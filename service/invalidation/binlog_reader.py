@@ -2,8 +2,12 @@
 asks for and the reader's settings.
 
 Traps of mysql-replication 1.0.x that this module steps around (see its issue tracker):
-- `is_mariadb=True` ignores log_file/log_pos and streams from the oldest binlog file; the
-  MySQL-style dump by file and position works on MariaDB, so it is used for both.
+- `is_mariadb=True` ignores log_file/log_pos and streams from the oldest binlog file unless
+  `auto_position` (a GTID state) is given; the MySQL-style dump by file and position works on
+  MariaDB, so it is used for both when a position carries no GTID state. With one, the dump
+  starts after it (`compat.mysql_replication.gtid_dump`) on whichever server now has it.
+- A GTID dump on MariaDB skips silently a domain the server never logged; the caller checks
+  the server's GTID state contains ours first (`mysql_source.lacks_history`).
 - Without `resume_stream=True` a given log_pos is ignored and the stream restarts at offset 4
   of log_file (issues #300, #618).
 - `HeartbeatLogEvent` must be in `only_events`, or heartbeats are swallowed inside `fetchone()`
@@ -34,6 +38,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+from service.compat import mysql_replication
 from service.invalidation.changes import BinlogPosition
 from service.invalidation.mysql_source import SourceAddress
 
@@ -62,10 +67,22 @@ def open_reader(
     tables: Sequence[str] | None,
     verify_checksum: bool,
     connect: Callable[..., Any],
+    gtid_flavor: str | None = None,
 ) -> BinLogStreamReader:
-    """A blocking reader from ``start`` (a transaction boundary) on; ``connect`` opens each of
-    its connections."""
+    """A blocking reader from ``start`` (a transaction boundary) on: after its GTID state when
+    ``gtid_flavor`` is given (``mysql``/``mariadb``), else at its file and offset; ``connect``
+    opens each of its connections."""
     read_timeout = max(3.0, heartbeat * 3 + 1)
+    where: dict[str, Any] = {
+        # The MySQL-style dump by file and position also works on MariaDB. is_mariadb=True
+        # without auto_position would ignore log_file/log_pos and replay the oldest binlog.
+        "is_mariadb": False,
+        "log_file": start.log_file,
+        "log_pos": start.log_pos,
+        "resume_stream": True,  # without it the stream restarts at offset 4 of log_file
+    }
+    if gtid_flavor is not None and start.gtid:
+        where = {**mysql_replication.gtid_dump(gtid_flavor, start.gtid), "resume_stream": True}
     return BinLogStreamReader(
         connection_settings={
             "host": source.host,
@@ -78,12 +95,7 @@ def open_reader(
             "charset": "utf8mb4",
         },
         server_id=server_id,
-        # The MySQL-style dump by file and position also works on MariaDB. is_mariadb=True
-        # would ignore log_file/log_pos and replay from the oldest binlog file.
-        is_mariadb=False,
-        log_file=start.log_file,
-        log_pos=start.log_pos,
-        resume_stream=True,  # without it the stream restarts at offset 4 of log_file
+        **where,
         blocking=True,
         slave_heartbeat=heartbeat,
         only_events=_EVENTS,
@@ -95,3 +107,14 @@ def open_reader(
         enable_logging=False,  # it logs every constructor argument at INFO otherwise
         pymysql_wrapper=connect,
     )
+
+
+def library_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What the library asks a connection for, without the deprecated `db=`/`passwd=` it passes
+    (PyMySQL warns; `filterwarnings = error` fails on it), no default schema and no session
+    settings of ours."""
+    if "db" in settings:
+        settings["database"] = settings.pop("db")
+    if "passwd" in settings:
+        settings["password"] = settings.pop("passwd")
+    return {"database": None, "autocommit": False, "init_command": None, **settings}

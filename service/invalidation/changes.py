@@ -21,8 +21,10 @@ class BinlogPosition:
     on a replaced server the same offset can be a valid event of another history. So a position
     also carries the server's identity (``server``: flavour and server_id / server_uuid) and, on
     MariaDB, the GTID state at that point (``gtid``: ``domain-server-seq`` per domain), which the
-    server can recompute for the file:offset (``BINLOG_GTID_POS``) before a resume. Neither takes
-    part in ordering: positions of one stream compare by file and offset.
+    server can recompute for the file:offset (``BINLOG_GTID_POS``) before a resume; where GTIDs
+    are on, the follower resumes after that state, on any server whose history holds it (a
+    promoted replica). Neither takes part in ordering: positions of one stream compare by file
+    and offset, and positions of two servers do not compare.
     """
 
     log_file: str
@@ -50,14 +52,6 @@ class BinlogPosition:
             raise ValueError(f"not a binlog position: {text!r} (expected FILE:POS)")
         fields = dict(extra.partition("=")[::2] for extra in extras)
         return cls(log_file, int(pos), fields.get("server", ""), fields.get("gtid", ""))
-
-
-def merge_gtid(state: str, gtid: str) -> str:
-    """The GTID state ``state`` (``d-s-n,d-s-n``) after the transaction ``gtid`` (``d-s-n``)."""
-    domains = dict(part.split("-", 1) for part in state.split(",") if part)
-    domain, rest = gtid.split("-", 1)
-    domains[domain] = rest
-    return ",".join(f"{d}-{domains[d]}" for d in sorted(domains, key=int))
 
 
 @dataclass(frozen=True)

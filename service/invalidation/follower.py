@@ -1,28 +1,24 @@
 """Follow one MySQL/MariaDB server's binary log and hand out committed row changes, per transaction.
 
-A thin, typed layer over the `mysql-replication` package (import name `pymysqlreplication`): it
-turns the library's event stream into one `ChangeBatch` per committed transaction (large ones in
-chunks), carrying the keys each row had before and after, and the binlog position to resume
-from. Storing that position (after the caller's invalidation succeeded) is the caller's job.
-What the server must provide: see `service.invalidation.mysql_source`. The follower's server_id must
-differ from the server's and between two followers of one server (the server drops the older
-connection of a pair).
-
-Only the watched tables' rows are read, and only their key columns (`rows.read_keys`): other
-tables' row events are dropped by the library before any decoding (only_tables/only_schemas), so
-bytes Python's codecs reject can never stop the stream. An event that cannot be read at all is a
-reset of everything at the next boundary, never a stall.
+A thin, typed layer over `mysql-replication` (`pymysqlreplication`): one `ChangeBatch` per
+committed transaction (large ones in chunks), with the keys each row had before and after and
+the position to resume from (storing it, after the invalidation succeeded, is the caller's job).
+Server requirements: `mysql_source`. The follower's server_id must differ from the server's and
+from any other follower's (the server drops the older connection of a pair). Only the watched
+tables' key columns are read (`rows.read_keys`); other tables' row events are dropped undecoded,
+so bytes Python's codecs reject never stop the stream. An unreadable event is a reset of
+everything at the next boundary, never a stall. A position carries the GTID state after it:
+where the server has GTIDs the follower resumes after that state, on whichever server answers at
+the address, so a promoted replica is followed on and another history refused (`server_watch`).
 
 Guarantees: a transaction's last batch is handed out only after its commit event (XID, or COMMIT
-for non-transactional engines) was read; rolled-back transactions never reach the binlog, so
-they never appear (an XA transaction's rows, logged at XA PREPARE, may be handed out and later
-rolled back: invalidating them is merely wasted). A position handed out is always a transaction
-boundary: a chunk of a transaction still being read carries the position before it. After a lost
-connection the follower reconnects by itself from the last boundary it handed out, dropping any
-half-read transaction, so nothing is skipped; a change may be handed out twice after a restart,
-never zero times.
-
-How the library is driven, and its traps: ``binlog_reader``.
+for non-transactional engines); rolled-back transactions never reach the binlog (an XA
+transaction's rows, logged at XA PREPARE, may be handed out and later rolled back: invalidating
+them is merely wasted). A position handed out is always a transaction boundary: a chunk of a
+transaction still being read carries the position before it. After a lost connection the
+follower reconnects from the last boundary it handed out, dropping any half-read transaction:
+a change may be handed out twice after a restart, never zero times. The library's traps:
+``binlog_reader``.
 """
 
 from __future__ import annotations
@@ -48,17 +44,15 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from service.compat import mysql_replication
-from service.invalidation.binlog_reader import open_reader
-from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange, merge_gtid
+from service.invalidation.binlog_reader import library_settings, open_reader
+from service.invalidation.changes import BinlogPosition, ChangeBatch, RowChange
 from service.invalidation.mysql_source import (
     PositionUnavailable,
-    ServerInfo,
-    ServerNotSuitable,
     SourceAddress,
-    check_server,
     current_position,
 )
 from service.invalidation.row_changes import RowsSink, RowTranslator, StreamConnection
+from service.invalidation.server_watch import ServerMoved, ServerWatch
 from service.invalidation.statements import SAVEPOINT, TX_CONTROL, TX_END, statement_changes
 from service.invalidation.transaction import ReadState, Transaction
 from service.orders.database import connect
@@ -126,9 +120,10 @@ class BinlogFollower:
         self._reader: BinLogStreamReader | None = None
         self._position: BinlogPosition | None = start
         self._gtid_state = start.gtid if start is not None else ""
-        self.server: ServerInfo | None = None
+        self.watch = ServerWatch(source, server_id, connect_timeout)  # and primary changes
         self._stream_connections = 0
         self._unreadable = 0
+        self._by_gtid = False
 
     # ---- public ----------------------------------------------------------------------------
     @property
@@ -154,11 +149,7 @@ class BinlogFollower:
 
     def batches(self) -> Iterator[ChangeBatch]:
         """The stream of batches; ends after `stop()`. Closes its connections when it ends."""
-        self.server = check_server(self._source, timeout=self._connect_timeout)
-        if self.server.server_id == self._server_id:
-            raise ServerNotSuitable(
-                f"server_id {self._server_id} is the server's own; give the follower another"
-            )
+        self.watch.probe(self._position)
         if self._position is None:
             self._position = current_position(self._source, timeout=self._connect_timeout)
             self._gtid_state = self._position.gtid
@@ -176,7 +167,7 @@ class BinlogFollower:
                 except (pymysql.err.OperationalError, pymysql.err.InternalError) as exc:
                     self._raise_if_fatal(exc)
                     self._lost(exc)
-                except (pymysql.err.InterfaceError, OSError, EOFError) as exc:
+                except (pymysql.err.InterfaceError, OSError, EOFError, ServerMoved) as exc:
                     self._lost(exc)
                 finally:
                     self._close_reader()
@@ -214,12 +205,7 @@ class BinlogFollower:
         """How the library opens connections: counts stream (re)connections, including the ones
         it makes by itself after a lost connection, and drops the deprecated `db=`/`passwd=` it
         passes (PyMySQL warns; `filterwarnings = error` turns that into a failure)."""
-        if "db" in settings:
-            settings["database"] = settings.pop("db")
-        if "passwd" in settings:
-            settings["password"] = settings.pop("passwd")
-        # Only what the library asked for: no default schema, no session settings of ours.
-        settings = {"database": None, "autocommit": False, "init_command": None, **settings}
+        settings = library_settings(settings)
         if settings["database"] == "information_schema":  # the ctl link
             return connect(self._source, **settings)  # type: ignore[no-any-return]
         self._stream_connections += 1
@@ -246,6 +232,9 @@ class BinlogFollower:
                 log.debug("closing the binlog reader failed", exc_info=True)
 
     def _open(self, start: BinlogPosition) -> BinLogStreamReader:
+        server = self.watch.info
+        assert server is not None
+        self._by_gtid = self.watch.resumes_by_gtid(start)
         self._reader = open_reader(
             self._source,
             server_id=self._server_id,
@@ -256,6 +245,7 @@ class BinlogFollower:
             tables=self._tables,
             verify_checksum=self._verify_checksum,
             connect=self._library_connect,
+            gtid_flavor=server.flavor if self._by_gtid else None,
         )
         self._sink = RowsSink(self._rows, self._reader, self.chunk_rows)
         return self._reader
@@ -279,6 +269,9 @@ class BinlogFollower:
 
     def _read_from(self, start: BinlogPosition) -> Iterator[ChangeBatch]:
         """Batches from ``start`` until the library closes the stream (or a connection error)."""
+        if self._stream_connections:  # a reconnection: maybe to a promoted replica
+            self.watch.probe(self._position)
+        self._gtid_state = start.gtid
         reader = self._open(start)
         state = ReadState(start.log_file)
         while True:
@@ -291,6 +284,7 @@ class BinlogFollower:
                 state.poisoned = True
             elif isinstance(event, RotateEvent):
                 state.log_file = str(event.next_binlog)
+                self.watch.dump_started(event, self._position, self._by_gtid)
             elif isinstance(event, HeartbeatLogEvent):
                 yield self._idle(
                     state, self._here(state.log_file, int(event.packet.log_pos)), start
@@ -313,7 +307,8 @@ class BinlogFollower:
         """A server heartbeat: sent only while the server has nothing new, so never inside a
         transaction. Its position is the server's end of log, past rotations and checkpoints."""
         here = self._position or start
-        if state.group is None and end.log_pos > 0 and end > here:
+        newer = end.server != here.server or end > here  # another server's log: no order
+        if state.group is None and end.log_pos > 0 and newer:
             here = end
         if state.poisoned and state.group is None:
             state.poisoned = False
@@ -327,9 +322,9 @@ class BinlogFollower:
         end = self._here(state.log_file, int(event.packet.log_pos))
         if isinstance(event, MariadbGtidEvent | GtidEvent):
             state.group = Transaction()
+            state.group.gtid = str(event.gtid)
             if isinstance(event, MariadbGtidEvent):
                 state.group.explicit = not (event.flags & _MARIADB_FL_STANDALONE)
-                state.group.gtid = str(event.gtid)
         elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
             if state.group is not None:  # else: resumed inside a transaction, not ours
                 yield from self._grown(state.group, self._rows.from_event(event), start)
@@ -344,15 +339,18 @@ class BinlogFollower:
                 yield batch
 
     def _here(self, log_file: str, log_pos: int) -> BinlogPosition:
-        identity = self.server.identity if self.server is not None else ""
+        identity = self.watch.identity
         return BinlogPosition(log_file, log_pos, identity, self._gtid_state)
 
     def _commit(
         self, group: Transaction, end: BinlogPosition, committed_at: float, poisoned: bool
     ) -> ChangeBatch:
-        if group.gtid is not None:
-            self._gtid_state = merge_gtid(self._gtid_state, group.gtid)
-            end = end.with_identity(end.server, self._gtid_state)
+        state = self.watch.after(self._gtid_state, group.gtid)
+        if state is not None:
+            self._gtid_state = state
+            end = end.with_identity(end.server, state)
+            if self._by_gtid and self._reader is not None:
+                mysql_replication.resume_after(self._reader, self._gtid_state)
         changes = group.take()
         if poisoned:
             changes.append(_RESET_ALL)
@@ -361,17 +359,7 @@ class BinlogFollower:
     def _on_query(
         self, event: QueryEvent, group: Transaction | None, end: BinlogPosition, poisoned: bool
     ) -> tuple[ChangeBatch | None, Transaction | None]:
-        query = (
-            event.query
-            if isinstance(event.query, str)
-            else bytes(event.query).decode("utf-8", "replace")
-        )
-        raw_schema = event.schema
-        schema = (
-            raw_schema.decode("utf-8", "replace")
-            if isinstance(raw_schema, bytes)
-            else str(raw_schema)
-        ) or None
+        query, schema = _text(event.query), _text(event.schema) or None
         text = query.lstrip()
         if TX_CONTROL.match(text):
             group = group or Transaction()
@@ -381,7 +369,7 @@ class BinlogFollower:
             if group is None:
                 return None, None
             return self._commit(group, end, float(event.timestamp), poisoned), None
-        folds = self.server is not None and self.server.folds_names
+        folds = self.watch.info is not None and self.watch.info.folds_names
         changes = statement_changes(query, schema, fold_case=folds)
         if changes is None:  # savepoints and the like
             return None, group
@@ -395,3 +383,8 @@ class BinlogFollower:
         standalone = group or Transaction()
         standalone.add(changes)
         return self._commit(standalone, end, float(event.timestamp), poisoned), None
+
+
+def _text(value: str | bytes) -> str:
+    """A query event's text or schema (bytes when not valid UTF-8: decoded with U+FFFD)."""
+    return value if isinstance(value, str) else bytes(value).decode("utf-8", "replace")

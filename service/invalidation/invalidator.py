@@ -34,6 +34,7 @@ from service.invalidation.mysql_source import (
     check_server,
     current_position,
     foreign_history,
+    server_info,
 )
 from service.invalidation.options import InvalidatorOptions
 from service.invalidation.steps import Fenced, Steps
@@ -127,6 +128,13 @@ class Invalidator:
                 binlog_format=info.settings.get("binlog_format"),
             )
         metrics.set_invalidator_gauge("binlog_row_format", 1 if info.logs_rows else 0)
+        metrics.set_invalidator_gauge("gtid_positions", 1 if info.gtids else 0)
+        if not info.gtids:
+            log.warning(
+                "GTIDs are off: positions are file and offset of this one server, so a replica "
+                "promoted to primary is a new history (the cache is cleared)",
+                gtid_mode=info.settings.get("gtid_mode"),
+            )
         self._db.run(schema.refuse_cascading_foreign_keys)
         self._heartbeats.start()
         while not self._stop.is_set():
@@ -198,7 +206,7 @@ class Invalidator:
                 self._follower.close()
 
     def _follow(self, follower: BinlogFollower, position: BinlogPosition) -> BinlogPosition:
-        unreadable = 0
+        unreadable = changes = 0
         for batch in follower:
             if self._stop.is_set():
                 break
@@ -208,6 +216,9 @@ class Invalidator:
             while follower.unreadable_events > unreadable:
                 unreadable += 1
                 metrics.count_invalidator_event("unreadable_event")
+            if follower.watch.primary_changes > changes:
+                metrics.count_primary_change(follower.watch.primary_changes - changes)
+                changes = follower.watch.primary_changes
             self._steps.handle(batch)
             self._steps.drain(time.monotonic())
             self._steps.check_counts()
@@ -230,6 +241,15 @@ class Invalidator:
         reason = foreign_history(self.source, position)
         if reason is not None:
             return self._start_fresh(f"stored position {position} not resumable: {reason}")
+        here = server_info(self.source).identity
+        if position.server != here:  # a promoted replica that holds our history
+            metrics.count_primary_change()
+            log.warning(
+                "the database is another server now; resuming by GTID",
+                stored_on=position.server,
+                now=here,
+                gtid=position.gtid,
+            )
         return position
 
     def _start_fresh(self, reason: str) -> BinlogPosition:

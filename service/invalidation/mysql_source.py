@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 import pymysql
 
+from service.invalidation import gtid
 from service.invalidation.changes import BinlogPosition
 from service.orders.database import Address, connect
 
@@ -63,6 +64,12 @@ class ServerInfo:
         if self.flavor == "mysql" and self.server_uuid:
             return f"mysql:{self.server_uuid}"
         return f"{self.flavor}:{self.server_id}"
+
+    @property
+    def gtids(self) -> bool:
+        """Positions on this server can carry a GTID state (MariaDB; MySQL with gtid_mode=ON),
+        so the invalidator resumes by GTID and can follow a promoted replica."""
+        return gtid.gtids_on(self.flavor, self.settings)
 
     @property
     def folds_names(self) -> bool:
@@ -151,8 +158,55 @@ def current_position(source: SourceAddress, *, timeout: float = 5.0) -> BinlogPo
         if row is None:
             raise ServerNotSuitable(f"{info.version_text}: the binary log is off (log_bin=OFF)")
         position = BinlogPosition(str(row[0]), int(row[1]))
-        gtid = _gtid_at(cur, info, position) or ""
-    return position.with_identity(info.identity, gtid)
+        state = status_gtid(info, row) if info.flavor == "mysql" else _gtid_at(cur, info, position)
+    return position.with_identity(info.identity, state or "")
+
+
+def status_gtid(info: ServerInfo, row: tuple[Any, ...]) -> str:
+    """MySQL's GTID set at the binlog end, from the same ``SHOW BINARY LOG STATUS`` row as the
+    file and offset (its fifth column, Executed_Gtid_Set), so the two agree; '' with GTIDs off."""
+    if not info.gtids or len(row) < 5 or row[4] is None:
+        return ""
+    return "".join(str(row[4]).split())  # MySQL puts a newline after each comma
+
+
+# The server's whole GTID state: what its binlog can serve a dump from. MariaDB's
+# gtid_binlog_pos (not gtid_current_pos: a dump is served from the binlog, and with
+# log_slave_updates a promoted replica logged what it applied); MySQL's gtid_executed.
+GTID_STATE_STATEMENTS: Final = {
+    "mariadb": "SELECT @@GLOBAL.gtid_binlog_pos",
+    "mysql": "SELECT @@GLOBAL.gtid_executed",
+}
+
+
+def gtid_state(source: SourceAddress, info: ServerInfo, *, timeout: float = 5.0) -> str:
+    """The server's GTID state now ('' when it has logged nothing)."""
+    with _connect(source, timeout) as conn, conn.cursor() as cur:
+        cur.execute(GTID_STATE_STATEMENTS[info.flavor])
+        row = cur.fetchone()
+    return "" if row is None or row[0] is None else str(row[0])
+
+
+def lacks_history(
+    source: SourceAddress, info: ServerInfo, position: BinlogPosition, *, timeout: float = 5.0
+) -> str | None:
+    """Why the server ``info`` cannot continue ``position``'s history by GTID, or None when
+    its GTID state contains the one stored with the position (a replica promoted with
+    log_slave_updates can; a server with another history cannot)."""
+    if not position.gtid:
+        return "the position carries no GTID state"
+    if not info.gtids:
+        return f"GTIDs are off on it (gtid_mode={info.settings.get('gtid_mode', '?')})"
+    if position.server and not position.server.startswith(f"{info.flavor}:"):
+        return f"it is {info.flavor}, the position was taken on {position.server}"
+    try:
+        state = gtid_state(source, info, timeout=timeout)
+        lacking = gtid.missing(info.flavor, state, position.gtid)
+    except gtid.GtidError as exc:
+        return str(exc)
+    if lacking is not None:
+        return f"its GTID state {state!r} lacks {lacking}"
+    return None
 
 
 def _gtid_at(cur: Any, info: ServerInfo, position: BinlogPosition) -> str | None:
@@ -175,7 +229,11 @@ def foreign_history(  # noqa: PLR0911 - one answer per way a history can differ
     if not position.server:
         return "the stored position records no server identity"
     if position.server != info.identity:
-        return f"it was taken on {position.server}, this server is {info.identity}"
+        # Another server: resumable by GTID when it has our history (a promoted replica).
+        lacking = lacks_history(source, info, position, timeout=timeout)
+        if lacking is None:
+            return None
+        return f"it was taken on {position.server}, this server is {info.identity}: {lacking}"
     if info.flavor != "mariadb":
         return None  # MySQL: server_uuid is the identity (RESET MASTER is not told apart)
     with _connect(source, timeout) as conn, conn.cursor() as cur:
@@ -192,3 +250,29 @@ def foreign_history(  # noqa: PLR0911 - one answer per way a history can differ
 
 def _gtid_domains(state: str) -> dict[str, str]:
     return dict(part.strip().split("-", 1) for part in state.split(",") if part.strip())
+
+
+def changed_server(
+    source: SourceAddress,
+    before: ServerInfo | None,
+    now: ServerInfo,
+    position: BinlogPosition | None,
+    *,
+    timeout: float = 5.0,
+) -> bool:
+    """Whether the server behind the address changed from ``before`` to ``now`` (a promoted
+    replica: True) or not (False); raises `PositionUnavailable` when the new one cannot
+    continue ``position``'s history (no GTIDs, or another history): what was missed is then
+    unknown, as after a purged binlog."""
+    if before is None or before.identity == now.identity:
+        return False
+    lacking = (
+        "no position was handed out yet"
+        if position is None
+        else lacks_history(source, now, position, timeout=timeout)
+    )
+    if lacking is not None:
+        raise PositionUnavailable(
+            f"the server changed from {before.identity} to {now.identity} and {lacking}"
+        )
+    return True

@@ -229,6 +229,9 @@ _invalidator_gauges: dict[str, Gauge] = {}
 _INVALIDATOR_GAUGES = {
     "leader": "1 while this invalidator holds the lease and applies invalidations.",
     "binlog_row_format": "1 when the server logs rows (binlog_format=ROW), 0 otherwise.",
+    "gtid_positions": "1 when positions carry the GTID state and the invalidator resumes by "
+    "GTID (a promoted replica is followed on), 0 when GTIDs are off (MySQL gtid_mode != ON): "
+    "a promotion then clears the cache.",
     "schema_problems": "Missing tables or counting triggers, cascading foreign keys and "
     "unexpected key columns found (0 when none; /readyz names them).",
 }
@@ -271,6 +274,21 @@ def set_invalidator_gauge(name: str, value: float) -> None:
     gauge.set(value)
 
 
+class _PrimaryChanges:
+    counter: Counter | None = None
+
+
+def count_primary_change(times: int = 1) -> None:
+    """``orders_invalidator_primary_changes_total``: MySQL promotions followed by GTID (a new
+    server at the database address that holds the history, resumed without clearing)."""
+    if _PrimaryChanges.counter is None:
+        _PrimaryChanges.counter = Counter(
+            "orders_invalidator_primary_changes",
+            "MySQL primaries changed under the invalidator and followed by GTID (promotions).",
+        )
+    _PrimaryChanges.counter.inc(times)
+
+
 # What the binlog follower reports (service.invalidation.invalidator): single pages, a shift
 # of every page from one on (insert/delete), and the totals.
 INVALIDATION_KINDS = ("page", "shift", "totals")
@@ -279,6 +297,7 @@ INVALIDATION_KINDS = ("page", "shift", "totals")
 def prepare_invalidator() -> None:
     """Publish the invalidator's series at 0 before its first event, so rate() sees the first."""
     _InvalidationLag.get()
+    count_primary_change(0)
     for event_kind in _INVALIDATOR_EVENTS:
         _invalidator_event(event_kind)
     for kind in INVALIDATION_KINDS:

@@ -11,14 +11,23 @@ and one-off scripts use it alike (`with ReplicationSet.create(replicas=2) as rs:
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from tests.support.servers import MariaDBServer
+from tests.support.forwarder import Forwarder
+from tests.support.servers import Database, MariaDBServer
 
-__all__ = ["ReplicationSet", "gtid_options", "parse_gtid_list"]
+__all__ = [
+    "SEMISYNC_OPTIONS",
+    "Endpoint",
+    "ReplicationSet",
+    "gtid_options",
+    "parse_gtid_list",
+]
 
 
 def gtid_options(server_id: int) -> tuple[str, ...]:
@@ -32,6 +41,19 @@ def gtid_options(server_id: int) -> tuple[str, ...]:
         "--skip-slave-start",  # a restarted replica resumes only when the harness says so
         "--slave-net-timeout=5",  # a killed primary is noticed in seconds, not an hour
     )
+
+
+# Semi-synchronous replication, AFTER_SYNC: a commit becomes visible (and is acknowledged to
+# its client) only once a replica received it, so a failover to the most advanced replica
+# loses no transaction anyone could have read. On every member, since any may be promoted;
+# a primary with no semi-sync replica left does not wait.
+SEMISYNC_OPTIONS: tuple[str, ...] = (
+    "--rpl-semi-sync-master-enabled=ON",
+    "--rpl-semi-sync-slave-enabled=ON",
+    "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+    "--rpl-semi-sync-master-timeout=30000",
+    "--rpl-semi-sync-master-wait-no-slave=OFF",
+)
 
 
 def parse_gtid_list(text: str) -> dict[int, tuple[int, int]]:
@@ -66,6 +88,27 @@ def _slave_status(server: MariaDBServer) -> dict[str, Any]:
         return dict(zip(names, row, strict=True))
 
 
+class Endpoint(MariaDBServer):
+    """The primary's address as clients keep it (a forwarder that `promote()` moves): speaks
+    to whichever server is primary now. Never started or stopped itself."""
+
+    name = "endpoint"
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        super().__init__(Path(tempfile.gettempdir()), forwarder.port, owns_workdir=False)
+        self.forwarder = forwarder
+
+    def start(self, timeout: float | None = None) -> Self:
+        raise RuntimeError("the endpoint forwards to the primary; start the servers instead")
+
+    def close(self) -> None:
+        self.forwarder.close()
+
+    def database(self, name: str) -> Database:
+        """A database of the primary, reached through this address."""
+        return Database(self, name)
+
+
 class ReplicationSet:
     """One primary and N replicas replicating by GTID; `primary` moves on `promote()`.
 
@@ -77,16 +120,32 @@ class ReplicationSet:
         self.primary = primary
         self.replicas: list[MariaDBServer] = list(replicas)
         self.members: list[MariaDBServer] = [primary, *replicas]
+        self._endpoint: Endpoint | None = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The primary's address for clients (the service's ORDERS_DATABASE_URL): it moves to
+        the promoted replica on `promote()` and resets the connections it held."""
+        if self._endpoint is None:
+            self._endpoint = Endpoint(Forwarder(self.primary.port))
+        return self._endpoint
 
     @classmethod
     def create(
-        cls, *, replicas: int = 1, extra_args: Sequence[str] = (), first_server_id: int = 1
+        cls,
+        *,
+        replicas: int = 1,
+        extra_args: Sequence[str] = (),
+        first_server_id: int = 1,
+        semisync: bool = False,
     ) -> ReplicationSet:
-        """Start a primary and `replicas` replicas (server ids from `first_server_id`)."""
+        """Start a primary and `replicas` replicas (server ids from `first_server_id`), with
+        semi-synchronous replication when `semisync` (`SEMISYNC_OPTIONS`)."""
         servers: list[MariaDBServer] = []
+        sync = SEMISYNC_OPTIONS if semisync else ()
         try:
             for index in range(replicas + 1):
-                options = (*gtid_options(first_server_id + index), *extra_args)
+                options = (*gtid_options(first_server_id + index), *sync, *extra_args)
                 servers.append(MariaDBServer.create(extra_args=options))
             rs = cls(servers[0], servers[1:])
             for replica in rs.replicas:
@@ -175,6 +234,19 @@ class ReplicationSet:
                 )
             time.sleep(0.02)
 
+    def most_advanced(self) -> MariaDBServer:
+        """The running replica that received the most of the primary's history (the one a
+        failover tool promotes)."""
+        running = [replica for replica in self.replicas if replica.running]
+        if not running:
+            raise RuntimeError("no running replica to promote")
+
+        def received(replica: MariaDBServer) -> int:
+            state = parse_gtid_list(str(_slave_status(replica).get("Gtid_IO_Pos") or ""))
+            return sum(seq for _, seq in state.values())
+
+        return max(running, key=received)
+
     def promote(self, replica: MariaDBServer) -> MariaDBServer:
         """Make `replica` the primary; every other live replica follows it by GTID.
 
@@ -188,6 +260,8 @@ class ReplicationSet:
         _execute(replica, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = 0")
         self.replicas.remove(replica)
         self.primary = replica
+        if self._endpoint is not None:
+            self._endpoint.forwarder.retarget(replica.port)
         for other in self.replicas:
             if other.running:
                 self.wait_relay_applied(other)
@@ -198,6 +272,8 @@ class ReplicationSet:
     def close(self) -> None:
         """Kill every member and delete its data dir (by the handles' PIDs; idempotent)."""
         errors: list[BaseException] = []
+        if self._endpoint is not None:
+            self._endpoint.close()
         for server in self.members:
             try:
                 server.close()

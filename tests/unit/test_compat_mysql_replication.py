@@ -4,6 +4,7 @@ tested minor version)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 from types import SimpleNamespace
@@ -58,3 +59,28 @@ def test_a_table_maps_primary_key_in_each_shape_the_library_keeps() -> None:
     both = Table(1, "shop", "lines", [], primary_key=("order_id", "line"))
     assert compat.primary_key(both) == ("order_id", "line")
     assert compat.primary_key(Table(1, "shop", "log", [], primary_key="")) == ()
+
+
+def test_a_gtid_dump_starts_from_auto_position_and_reconnects_from_it() -> None:
+    """The reader dumps after ``auto_position`` (MariaDB: @slave_connect_state with strict
+    mode; MySQL: COM_BINLOG_DUMP_GTID), reading the attribute at each (re)connection, so
+    moving it forward makes the library's silent reconnects resume from there."""
+    arguments = compat.gtid_dump("mariadb", "0-1-5")
+    assert arguments == {"is_mariadb": True, "auto_position": "0-1-5"}
+    assert compat.gtid_dump("mysql", "u:1-5")["is_mariadb"] is False
+    reader = BinLogStreamReader(connection_settings=SETTINGS, server_id=99, **arguments)
+    compat.resume_after(reader, "0-1-9")
+    assert reader.auto_position == "0-1-9"
+    source = inspect.getsource(BinLogStreamReader)
+    assert 'cur.execute("SET @slave_connect_state = %s", (self.auto_position,))' in source
+    assert 'cur.execute("SET @slave_gtid_strict_mode=1")' in source
+    assert "gtid_set = GtidSet(self.auto_position)" in source
+    assert "self.__connect_to_stream()" in inspect.getsource(BinLogStreamReader.fetchone)
+
+
+def test_an_events_header_server_id_is_where_the_accessor_looks() -> None:
+    event = SimpleNamespace(packet=SimpleNamespace(server_id=7))
+    assert compat.event_server_id(event) == 7
+    assert "self.server_id = unpack[3]" in inspect.getsource(
+        importlib.import_module("pymysqlreplication.packet").BinLogPacketWrapper.__init__
+    )
