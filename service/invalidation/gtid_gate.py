@@ -19,6 +19,7 @@ Pure: the steps ask, Redis is told.
 
 from __future__ import annotations
 
+from service.invalidation import gtid
 from service.invalidation.changes import BinlogPosition, ChangeBatch
 from service.orders import gtid_waits
 from service.orders.gtid_waits import Dialect
@@ -55,9 +56,10 @@ class GtidGate:
         return self._unless_held(position.gtid)
 
     def _unless_held(self, state: str) -> str:
-        self.dialect = gtid_waits.dialect_of(state) or self.dialect
+        dialect = gtid_waits.dialect_of(state)
+        self.dialect = dialect or self.dialect
         if self._floor:
-            if not gtid_waits.covers(state, self._floor):
+            if dialect is None or not _contains(dialect, state, self._floor):
                 return LEAVE
             self._floor = ""
         return state
@@ -66,3 +68,11 @@ class GtidGate:
         """Until the stream reaches ``primary_state``, steps record no state past ``-`` ('' =
         no hold can be measured: the next step's own state is all there is)."""
         self._floor = primary_state
+
+
+def _contains(dialect: Dialect, state: str, floor: str) -> bool:
+    """Whether ``state`` includes every transaction of ``floor`` (an unreadable one: no)."""
+    try:
+        return gtid.missing(dialect, state, floor) is None
+    except gtid.GtidError:
+        return False

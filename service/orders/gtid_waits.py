@@ -93,20 +93,3 @@ _EXECUTED = {
 
 def executed_statement(dialect: Dialect) -> str:
     return _EXECUTED[dialect]
-
-
-def covers(state: str, floor: str) -> bool:
-    """Whether the MariaDB state ``state`` includes every transaction of ``floor``: in each of
-    ``floor``'s domains a sequence number at least as high. Anything else (a MySQL set, an
-    unreadable state) is not known to cover it."""
-    if dialect_of(state) != "mariadb" or dialect_of(floor) != "mariadb":
-        return not floor
-    have = {
-        d: int(rest.rsplit("-", 1)[1])
-        for d, _, rest in (p.partition("-") for p in state.split(","))
-    }
-    for part in floor.split(","):
-        domain, _, rest = part.partition("-")
-        if have.get(domain, -1) < int(rest.rsplit("-", 1)[1]):
-            return False
-    return True

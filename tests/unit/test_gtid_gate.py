@@ -70,3 +70,17 @@ def test_a_hold_also_stops_progress_until_the_stream_passes_the_repair() -> None
     gate.hold("0-1-9")
     assert gate.progress_state(at(100, "0-1-8")) == ""
     assert gate.progress_state(at(200, "0-1-9")) == "0-1-9"
+
+
+def test_a_hold_on_mysql_ends_when_the_stream_contains_the_primary_set() -> None:
+    source = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
+    gate = GtidGate()
+    gate.hold(f"{source}:1-10")
+    assert gate.progress_state(at(100, f"{source}:1-9")) == ""
+    assert gate.progress_state(at(200, f"{source}:1-10")) == f"{source}:1-10"
+
+
+def test_a_promoted_server_continues_the_domain_and_ends_the_hold() -> None:
+    gate = GtidGate()
+    gate.hold("0-1-10")
+    assert gate.progress_state(at(100, "0-2-11")) == "0-2-11"

@@ -87,23 +87,6 @@ def test_wait_for_sends_one_statement_with_the_state_as_a_parameter() -> None:
     assert idle.executed == []
 
 
-@pytest.mark.parametrize(
-    ("state", "floor", "covered"),
-    [
-        ("0-1-10", "0-1-10", True),
-        ("0-1-11", "0-1-10", True),
-        ("0-2-11", "0-1-10", True),  # a promoted server continues the domain's sequence
-        ("0-1-9", "0-1-10", False),
-        ("0-1-10", "0-1-10,1-1-3", False),  # a domain not seen yet
-        ("0-1-10,1-1-4", "0-1-10,1-1-3", True),
-        ("0-1-10", "", True),
-        (MYSQL_SET, MYSQL_SET, False),  # not known to cover: stay on the primary
-    ],
-)
-def test_covers_compares_each_domain(state: str, floor: str, covered: bool) -> None:
-    assert gtid_waits.covers(state, floor) is covered
-
-
 def test_the_lag_probe_reads_the_newest_heartbeat() -> None:
     assert gtid_waits.latest_heartbeat(Cursor((1700000000.5,))) == 1700000000.5
     assert gtid_waits.latest_heartbeat(Cursor((None,))) is None
