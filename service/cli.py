@@ -314,7 +314,8 @@ def load_functions(print_only: bool) -> None:
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")
 @click.option("--redis-prefix", help="Print the Redis ACL rules for this key prefix instead.")
 def grants(role: str, user: str, database: str, host: str, redis_prefix: str | None) -> None:
-    """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
+    """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py);
+    ``replica`` is the API's user on a read replica (MySQL only)."""
     from service.orders import roles
 
     try:
