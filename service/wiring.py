@@ -173,6 +173,9 @@ def build_api(settings: Settings) -> ApiServices:
         lock_wait=settings.cache_lock_wait,
         freshness=freshness,
         hot=hot,
+        replica_budget=(
+            settings.cache_max_lag - settings.database_replica_wait if reads.replicas else None
+        ),
     )
     return ApiServices(
         database=database,

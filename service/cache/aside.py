@@ -94,6 +94,7 @@ class PageCache:
         freshness: Freshness,
         wall: Callable[[], float] = time.time,
         hot: HotPages | None = None,
+        replica_budget: float | None = None,
     ) -> None:
         self.hot = hot or HotPages()
         self.redis = redis_cache
@@ -105,6 +106,9 @@ class PageCache:
         self.page_size = page_size
         self._ttl = ttl
         self._lock_wait = lock_wait
+        # None: no replicas. Else how old the lease's checkpoint may be for a replica to serve
+        # the fill: ORDERS_CACHE_MAX_LAG less ORDERS_DATABASE_REPLICA_WAIT (see _fill_gate).
+        self._replica_budget_ms = None if replica_budget is None else replica_budget * 1000
 
     def get(self, number: int, read: RedisRead | None = None) -> CachedPage:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
@@ -193,8 +197,8 @@ class PageCache:
             redis_ok,
             lease=self.redis.lease_totals,
             reread=lambda: self._read(number).totals,
-            load=lambda lease: TotalsEntry(
-                self._fresh_until(now_ms), self._load_total(_state(lease)), _read_ms(lease)
+            load=lambda gate: TotalsEntry(
+                self._fresh_until(now_ms), self._load_total(gate[0]), gate[1]
             ),
             fill=self.redis.fill_totals,
         )
@@ -209,8 +213,8 @@ class PageCache:
             redis_ok,
             lease=lambda: self.redis.lease_page(number),
             reread=lambda: self._read(number).page,
-            load=lambda lease: PageEntry.build(
-                self._load_page(number, _state(lease)), self._fresh_until(now_ms), _read_ms(lease)
+            load=lambda gate: PageEntry.build(
+                self._load_page(number, gate[0]), self._fresh_until(now_ms), gate[1]
             ),
             fill=lambda token, e: self.redis.fill_page(number, token, e),
         )
@@ -241,12 +245,11 @@ class PageCache:
         *,
         lease: Callable[[], Lease | None],
         reread: Callable[[], E | None],
-        load: Callable[[Lease | None], E],
+        load: Callable[[tuple[str, int]], E],
         fill: Callable[[str, E], bool],
     ) -> tuple[E, CacheOutcome]:
         """A fresh entry within the lag bound, or one loaded under the lease (single flight).
-        ``load`` gets the lease (None: Redis failed, nothing will be stored): its clock stamps
-        the entry, its GTID state says which replica may be read (service/orders/replicas.py)."""
+        ``load`` gets ``_fill_gate``'s (GTID state, read time) for the lease taken (or none)."""
         lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:
             if self.freshness.current(cached.read_ms, redis_now):
@@ -267,7 +270,7 @@ class PageCache:
             except CacheUnavailable:
                 taken = None
         try:
-            loaded = load(taken)
+            loaded = load(self._fill_gate(taken))
         except DatabaseUnavailable:
             if cached is not None:
                 return cached, STALE
@@ -276,6 +279,23 @@ class PageCache:
             with suppress(CacheUnavailable):  # the page is served either way
                 fill(taken.token, loaded)
         return loaded, MISS
+
+    def _fill_gate(self, lease: Lease | None) -> tuple[str, int]:
+        """The GTID state a replica must have applied to serve this fill ('' = the primary
+        reads) and the read time the entry may claim. From a replica the data is as new as
+        the lease's checkpoint, not its clock: the state handed out includes every commit
+        before that checkpoint (docs/guarantees.md, "MySQL replicas"), nothing more is known.
+        So a replica serves only while that checkpoint is within ``_replica_budget_ms`` of the
+        lease: an invalidator dead or behind sends fills to the primary, and the lag bound
+        holds for MISSes too."""
+        if lease is None:
+            return "", 0  # Redis failed: nothing will be stored
+        budget, checkpoint = self._replica_budget_ms, lease.checkpoint_ms
+        if not lease.gtid or budget is None or checkpoint is None:
+            return "", lease.at_ms
+        if not 0 <= lease.at_ms - checkpoint <= budget:
+            return "", lease.at_ms
+        return lease.gtid, checkpoint
 
     def _wait_for_filler(self, reread: Callable[[], E | None], now_ms: int) -> E | None:
         deadline = time.monotonic() + self._lock_wait
@@ -288,12 +308,3 @@ class PageCache:
                     return usable
         return None
 
-
-def _read_ms(lease: Lease | None) -> int:
-    """The read time a loaded entry carries: Redis' clock at the lease (0 without one)."""
-    return lease.at_ms if lease is not None else 0
-
-
-def _state(lease: Lease | None) -> str:
-    """The GTID state a replica must have applied to serve this fill ('' = read the primary)."""
-    return lease.gtid if lease is not None else ""

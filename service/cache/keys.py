@@ -42,17 +42,19 @@ from service.cache.entries import TotalsEntry
 # Take the lease only if nobody holds it (remembering the page in the index so shifts can find
 # it), and answer Redis' clock (ms) when the lease is taken, 0 otherwise: the filler stamps
 # the entry it is about to read from MySQL with it (``read_ms``), in the same clock as the
-# checkpoint, with no offset estimate involved. With it comes ``gtid`` ('' if none; ARGV[4], as
-# FCALL's KEYS count as written and the API may only read it): a fill reads a replica only once
-# it applied that state (service/orders/replicas.py, docs/guarantees.md "MySQL replicas").
+# checkpoint, with no offset estimate involved. With it come ``gtid`` and ``checkpoint`` (ARGV[4],
+# ARGV[5]: FCALL's KEYS count as written, and the API may only read them; '' if absent), one
+# atomic view: a fill reads a replica only once it applied that state, and then claims only
+# that checkpoint as its read time (docs/guarantees.md, "MySQL replicas").
 LEASE_AT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
   local gtid = redis.call('GET', ARGV[4]) or ''
-  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid}
+  local checkpoint = redis.call('GET', ARGV[5]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
-return {0, ''}
+return {0, '', ''}
 """
 
 # The conditional store: write the entry only if our lease is still the live one. Any invalidation

@@ -51,9 +51,16 @@ class Rig:
             conn.commit()
         return self.rs.gtid_binlog_pos()
 
-    def drop(self, state: str) -> None:
-        """The invalidator's step for the write: the page and its lease, and the state."""
-        self.cache.redis.invalidate(Invalidation(pages=frozenset({PAGE}), gtid=state))
+    def drop(self, state: str, *, checkpoint: bool = True) -> None:
+        """The invalidator's step for the write: the page and its lease, the state and (as a
+        live invalidator's heartbeat would) a checkpoint of now."""
+        seconds, micros = self.cache.redis.time()
+        now = seconds * 1000 + micros // 1000 - 1
+        self.cache.redis.invalidate(
+            Invalidation(
+                pages=frozenset({PAGE}), gtid=state, checkpoint_ms=now if checkpoint else None
+            )
+        )
 
     def served_name(self) -> str:
         return self.first_name(self.cache.get(PAGE).entry.orders_json)
@@ -165,6 +172,24 @@ def test_a_replica_that_catches_up_within_the_wait_serves_the_fill(rig: Rig) -> 
     finally:
         started.join()
     assert _fills("replica") == replica_fills + 1
+
+
+def test_an_invalidator_gone_quiet_sends_fills_to_the_primary(rig: Rig) -> None:
+    """The state says nothing about writes nobody invalidated: with the checkpoint older than
+    the bound less the wait (the invalidator dead or behind), a replica's read could be past
+    the bound, so the primary reads, although the replica has applied the state."""
+    rig.drop(rig.rs.gtid_binlog_pos())
+    rig.rs.wait_all_caught_up()
+    redis_cache = rig.cache.redis
+    budget = rig.cache._replica_budget_ms
+    assert budget is not None
+    seconds, micros = redis_cache.time()
+    old = seconds * 1000 + micros // 1000 - int(budget) - 1000
+    redis_cache.client.set(redis_cache.keys.checkpoint, old)  # as a dead invalidator leaves it
+    redis_cache.drop(PAGE)
+    before = _fills("primary"), _fills("replica")
+    assert rig.served_name()
+    assert (_fills("primary"), _fills("replica")) == (before[0] + 1, before[1])
 
 
 def test_a_half_read_transaction_sends_the_fill_to_the_primary(rig: Rig) -> None:

@@ -106,6 +106,7 @@ def test_a_drop_records_its_gtid_state_and_a_lease_taken_after_it_hands_it_out(
     after = cache.lease_page(3)
     assert after is not None
     assert after.gtid == "0-1-42"
+    assert after.checkpoint_ms == cache.checkpoint()  # read in the same script
     totals = cache.lease_totals()
     assert totals is not None
     assert totals.gtid == "0-1-42"

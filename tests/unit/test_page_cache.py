@@ -88,7 +88,7 @@ class FakeStore:
             return None
         token = f"t{next(self._tokens)}"
         self.leases[key] = token
-        return Lease(token, self.clocks.redis_ms(), self.gtid)
+        return Lease(token, self.clocks.redis_ms(), self.gtid, self.checkpoint)
 
     def lease_page(self, page: int) -> Lease | None:
         return self._lease(f"page:{page}")
@@ -162,7 +162,9 @@ class World:
                 self.near.heard_from_redis()
 
 
-def make_world(*, near: bool = False, lock_wait: float = 0.05) -> World:
+def make_world(
+    *, near: bool = False, lock_wait: float = 0.05, replica_budget: float | None = None
+) -> World:
     clocks = Clocks()
     clock = RedisClock(monotonic=clocks.monotonic, wall=clocks.wall)
     # One exact TIME sample: the offset is known with no error.
@@ -183,6 +185,7 @@ def make_world(*, near: bool = False, lock_wait: float = 0.05) -> World:
         lock_wait=lock_wait,
         freshness=freshness,
         wall=clocks.wall,
+        replica_budget=replica_budget,
     )
     return World(clocks, store, mysql, freshness, near_cache, cache)
 
@@ -195,15 +198,43 @@ def world() -> World:
 # --- the TTL and the lease -------------------------------------------------------------------
 
 
-def test_each_load_gets_the_gtid_state_its_own_lease_handed_out(world: World) -> None:
-    """A replica may serve the fill only once it has applied this state (replicas.py)."""
+def test_each_load_gets_its_lease_gtid_state_and_claims_only_the_checkpoint() -> None:
+    """A replica may serve the fill only once it has applied the lease's state; what it reads
+    is as new as the lease's checkpoint, so that is the read time the entry claims."""
+    world = make_world(replica_budget=1.5)
+    world.heartbeat()
+    checkpoint = world.store.checkpoint
+    world.advance(0.5)
     world.store.gtid = "0-1-42"
     world.cache.get(3)
     assert world.mysql.states == ["0-1-42", "0-1-42"]  # the totals and the page
+    assert world.store.pages[3].read_ms == checkpoint
 
 
-def test_a_load_without_a_lease_reads_the_primary(world: World) -> None:
+def test_an_old_checkpoint_sends_the_fill_to_the_primary() -> None:
+    """The invalidator dead or behind: a replica's data is vouched for by nothing recent, so
+    the primary reads (stamped with the lease's clock), and the bound holds for the MISS."""
+    world = make_world(replica_budget=1.5)
+    world.heartbeat()
+    world.advance(1.6)
+    world.store.gtid = "0-1-42"
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
+    assert world.store.pages[3].read_ms == world.clocks.redis_ms()
+
+
+@pytest.mark.parametrize("gtid", ["", "0-1-42"])
+def test_without_replicas_or_a_state_the_primary_reads(gtid: str) -> None:
+    world = make_world(replica_budget=None if gtid else 1.5)
+    world.heartbeat()
+    world.store.gtid = gtid
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
+
+
+def test_a_load_without_a_lease_reads_the_primary() -> None:
     """Redis down: no lease, no state, so no replica (and nothing is stored)."""
+    world = make_world(replica_budget=1.5)
     world.store.gtid = "0-1-42"
     world.store.up = False
     world.cache.get(3)

@@ -25,17 +25,18 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_11eedab3e083
-redis.register_function{function_name='orders_11eedab3e083_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_8af6a9214139
+redis.register_function{function_name='orders_8af6a9214139_lease_at', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
   local gtid = redis.call('GET', ARGV[4]) or ''
-  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid}
+  local checkpoint = redis.call('GET', ARGV[5]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
-return {0, ''}
+return {0, '', ''}
 end}
-redis.register_function{function_name='orders_11eedab3e083_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_8af6a9214139_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -43,7 +44,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_11eedab3e083_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_8af6a9214139_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -94,7 +95,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_11eedab3e083_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_8af6a9214139_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -102,14 +103,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_11eedab3e083_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_8af6a9214139_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_11eedab3e083_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_8af6a9214139_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
