@@ -307,4 +307,3 @@ class PageCache:
                 if usable is not None:
                     return usable
         return None
-
