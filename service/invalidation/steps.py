@@ -8,6 +8,7 @@ invalidation that did not happen. Replays are harmless: invalidating twice is th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -160,12 +161,17 @@ class Steps:
             )
 
     def _primary_state(self) -> str:
-        """The primary's GTID state now, after the repair ('' when it has none to tell)."""
-        dialect = self._gtid.dialect
-        if dialect is None:
-            return ""
-        statement = gtid_waits.executed_statement(dialect)
-        return str(self._db.run(lambda cursor: _one(cursor, statement)) or "")
+        """The primary's GTID state now, after the repair ('' when it has none to tell): in
+        the stream's dialect, or, before the stream showed one, whichever the server answers."""
+        known = self._gtid.dialect
+        for dialect in (known,) if known else gtid_waits.DIALECTS:
+            statement = gtid_waits.executed_statement(dialect)
+            try:
+                return str(self._db.run(functools.partial(_one, statement=statement)) or "")
+            except pymysql.MySQLError:
+                if known:
+                    raise
+        return ""
 
     def _rows_before(self, order_id: int) -> int:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))

@@ -14,6 +14,7 @@ import re
 from typing import Any, Literal
 
 Dialect = Literal["mariadb", "mysql"]
+DIALECTS: tuple[Dialect, ...] = ("mariadb", "mysql")
 # The state the invalidator writes when a fill must read the primary (a transaction half read,
 # a repair of the block counts not yet past, a binlog without GTIDs).
 PRIMARY_ONLY = "-"
