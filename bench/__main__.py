@@ -25,6 +25,7 @@ from bench import (
     invalidation,
     phases,
     plots,
+    promotion,
     replica_reads,
     report,
     sweep,
@@ -35,7 +36,15 @@ from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("redis_hits", "auth", "hot_set", "table_sizes", "invalidation", "replica_reads")
+PHASES = (
+    "redis_hits",
+    "auth",
+    "hot_set",
+    "table_sizes",
+    "invalidation",
+    "replica_reads",
+    "promotion",
+)
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -58,6 +67,9 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
         out["replica_reads"] = replica_reads.run(
             misses=plan.replica_misses, lag_misses=plan.replica_lag_misses, lags=plan.replica_lags
         )
+    if "promotion" not in skip:
+        print(f"MySQL failover: {plan.promotions} promotions under writes ...", flush=True)
+        out["promotion"] = promotion.run(plan.promotions, ctx.scratch / "promotion")
     return out
 
 
@@ -250,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare",
             "sweep",
             "invalidation",
+            "promotion",
         ],
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
@@ -331,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="invalidation: py-spy on the invalidator at the highest write rate",
     )
+    parser.add_argument(
+        "--promotions", type=int, default=20, help="promotion: MySQL failovers in a row"
+    )
     parser.add_argument("--minutes", type=float, default=10, help="soak length")
     parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
     parser.add_argument("--seconds", type=int, default=20, help="profile length")
@@ -354,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             report.write(out, "invalidation", results, invalidation.markdown(results))
             plots.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
+        elif args.command == "promotion":
+            results = {"machine": report.machine(), "promotion": promotion.run(args.promotions)}
+            report.write(out, "promotion", results, promotion.markdown(results["promotion"]))
+            print(promotion.markdown(results["promotion"]))
         elif args.command == "curves":
             results = curves.run(args, plan)
             report.write(out, "curves", results, curves_report.curves_markdown(results))

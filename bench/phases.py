@@ -63,6 +63,8 @@ class Plan:
     replica_misses: int = 1000
     replica_lag_misses: int = 200
     replica_lags: tuple[int, ...] = (0, 1, 5)
+    # MySQL primary failover (bench/promotion.py): promotions in a row under writes
+    promotions: int = 20
 
 
 SMOKE = Plan(
@@ -94,6 +96,7 @@ SMOKE = Plan(
     replica_misses=50,
     replica_lag_misses=20,
     replica_lags=(0, 1),
+    promotions=1,
 )
 
 

@@ -46,6 +46,8 @@ class Figures:
     inspector_checks: float | None = None
     inspector_mismatches: float | None = None
     inspector_inconsistencies: float | None = None
+    gtid_positions: float | None = None  # 1: resumes by GTID, 0: GTIDs off (invalidator)
+    primary_changes: float | None = None
     unreachable: list[str] = field(default_factory=list)
 
     @property
@@ -70,11 +72,13 @@ _SUMMED = {
     "orders_inspector_checks_total": "inspector_checks",
     "orders_inspector_mismatches_total": "inspector_mismatches",
     "orders_inspector_inconsistencies_total": "inspector_inconsistencies",
+    "orders_invalidator_primary_changes_total": "primary_changes",
 }
 _REPLICA = {"orders_db_replica_up": "up", "orders_db_replica_lag_seconds": "lag"}
 _LATEST = {
     "orders_cache_checkpoint_age_seconds": "checkpoint_age",
     "orders_invalidation_lag_seconds": "invalidation_lag",
+    "orders_invalidator_gtid_positions": "gtid_positions",
 }
 
 
@@ -198,6 +202,13 @@ class History:
         return points
 
 
+def gtid_resume(value: float | None) -> str:
+    """What the invalidator does on a MySQL promotion, from orders_invalidator_gtid_positions."""
+    if value is None:
+        return "n/a"
+    return "follows by GTID" if value else "GTIDs off: a promotion clears the cache"
+
+
 def _number(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
 
@@ -224,6 +235,8 @@ def lines(figures: Figures, last: Rates | None) -> list[str]:
         f"  mismatches {_number(figures.inspector_mismatches, '', 0)}"
         f"  confirmed inconsistencies {_number(figures.inspector_inconsistencies, '', 0)}",
         f"near cache        {_number(figures.near_cache_entries, ' pages', 0)}",
+        f"MySQL failover    {gtid_resume(figures.gtid_positions)}"
+        f"   primary changes followed {_number(figures.primary_changes, '', 0)}",
     ]
     if figures.replicas:
         out.append(

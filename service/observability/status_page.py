@@ -121,10 +121,13 @@ def _counts(figures: Figures) -> tuple[str, str, str]:
         ("MySQL errors", "db-errors-total", figures.db_errors, f"{figures.db_errors:,.0f}"),
     ]
     age, lag, done = figures.checkpoint_age, figures.invalidation_lag, figures.invalidations
+    gtid, changes = figures.gtid_positions, figures.primary_changes
     invalidation: list[Row] = [
         ("checkpoint age", "checkpoint-age", age, _fmt(age, " s", 2)),
         ("invalidation lag", "invalidation-lag", lag, _fmt(lag, " s", 2)),
         ("invalidations", "invalidations-total", done, _fmt(done, "", 0)),
+        ("MySQL failover", "gtid-positions", gtid, status.gtid_resume(gtid)),
+        ("primary changes followed", "primary-changes", changes, _fmt(changes, "", 0)),
     ]
     checks, seen = figures.inspector_checks, figures.inspector_mismatches
     confirmed = figures.inspector_inconsistencies

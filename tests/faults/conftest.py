@@ -194,12 +194,19 @@ def stack_factory(throwaway: ThrowawayServers, tmp_path: Path) -> Iterator[Calla
     stacks: list[Stack] = []
 
     def make(
-        *, orders: int = 3000, hung_redis: bool = False, invalidator: bool = True, **extra: str
+        *,
+        orders: int = 3000,
+        hung_redis: bool = False,
+        invalidator: bool = True,
+        database: Database | None = None,
+        **extra: str,
     ) -> Stack:
-        mariadb = throwaway.mariadb(binlog=True)
-        # Created here: `orders-service migrate` waits 60 s on "Unknown database" instead of
-        # creating it (see the report of this suite); a provisioned database is the usual case.
-        database = mariadb.create_database("orders_faults")
+        """``database``: an existing (empty) one, e.g. a replication set's endpoint's."""
+        if database is None:
+            mariadb = throwaway.mariadb(binlog=True)
+            # Created here: `orders-service migrate` waits 60 s on "Unknown database" instead
+            # of creating it (see the report of this suite); a provisioned one is the usual case.
+            database = mariadb.create_database("orders_faults")
         redis_server: RedisServer | HungRedis = (
             throwaway.hung_redis() if hung_redis else throwaway.redis()
         )

@@ -116,8 +116,15 @@ class ReplicationSet:
     kill the old primary, promote a replica, and later restart the old one as a stray server.
     """
 
-    def __init__(self, primary: MariaDBServer, replicas: Sequence[MariaDBServer]) -> None:
+    def __init__(
+        self,
+        primary: MariaDBServer,
+        replicas: Sequence[MariaDBServer],
+        member_args: Sequence[str] = (),
+    ) -> None:
         self.primary = primary
+        self._member_args = tuple(member_args)  # what create() gave every member
+        self._last_id = 0
         self.replicas: list[MariaDBServer] = list(replicas)
         self.members: list[MariaDBServer] = [primary, *replicas]
         self._endpoint: Endpoint | None = None
@@ -147,7 +154,8 @@ class ReplicationSet:
             for index in range(replicas + 1):
                 options = (*gtid_options(first_server_id + index), *sync, *extra_args)
                 servers.append(MariaDBServer.create(extra_args=options))
-            rs = cls(servers[0], servers[1:])
+            rs = cls(servers[0], servers[1:], (*sync, *extra_args))
+            rs._last_id = first_server_id + replicas
             for replica in rs.replicas:
                 rs.attach(replica)
             for replica in rs.replicas:
@@ -233,6 +241,24 @@ class ReplicationSet:
                     f"replica :{replica.port} applied {applied} of received {received}"
                 )
             time.sleep(0.02)
+
+    def add_replica(self) -> MariaDBServer:
+        """A new, empty member replicating the current primary from the start of its binlog
+        (which, with log_slave_updates, holds the whole history), caught up on return."""
+        self._last_id = max(
+            [self._last_id, *(int(_scalar(m, "SELECT @@server_id")) for m in self.live())]
+        )
+        self._last_id += 1  # never an id a dead member had: identities stay unique
+        server_id = self._last_id
+        replica = MariaDBServer.create(extra_args=(*gtid_options(server_id), *self._member_args))
+        self.members.append(replica)
+        self.replicas.append(replica)
+        self.attach(replica)
+        self.wait_caught_up(replica, timeout=120)
+        return replica
+
+    def live(self) -> list[MariaDBServer]:
+        return [member for member in self.members if member.running]
 
     def most_advanced(self) -> MariaDBServer:
         """The running replica that received the most of the primary's history (the one a
