@@ -24,6 +24,7 @@ from service.orders import gtid_waits
 from service.orders.database import Database, DatabaseUnavailable
 
 T = TypeVar("T")
+SKIP_LAG_MARGIN_SECONDS = 1.0
 log = get_logger("service.orders.replicas")
 
 
@@ -58,6 +59,10 @@ class ReplicaReads:
         self.primary = primary
         self.replicas = tuple(replicas)
         self._wait = wait
+        # A replica measured further behind than this is not asked at all (the primary reads
+        # at once instead of after a wait that would time out); a second on top of the wait
+        # covers the heartbeat's half-second steps and the probe's age.
+        self.skip_lag = wait + SKIP_LAG_MARGIN_SECONDS
         self._clock = clock
         self._turn = itertools.count()
         self.lag: dict[str, float | None] = {replica.name: None for replica in self.replicas}
@@ -87,13 +92,18 @@ class ReplicaReads:
         return result
 
     def _choose(self) -> Replica | None:
-        """The next replica in turn whose breaker is closed; if none is, the next in turn (its
-        breaker lets one trial through per period, and refuses the others at no cost)."""
+        """The next replica in turn that is not known to lag past ``skip_lag`` and whose
+        breaker is closed; if no such breaker is closed, the next in turn (its breaker lets
+        one trial through per period, and refuses the others at no cost); None if every
+        replica lags (the primary reads)."""
         if not self.replicas:
             return None
         start = next(self._turn) % len(self.replicas)
         ordered = self.replicas[start:] + self.replicas[:start]
-        return next((r for r in ordered if r.database.breaker.is_closed), ordered[0])
+        near = [r for r in ordered if (self.lag.get(r.name) or 0.0) <= self.skip_lag]
+        if not near:
+            return None
+        return next((r for r in near if r.database.breaker.is_closed), near[0])
 
     def _waited(self, replica: Replica, cursor: Any, state: str, work: Callable[[Any], T]) -> _Read:
         started = self._clock()

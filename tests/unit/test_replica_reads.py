@@ -131,3 +131,20 @@ def test_lag_is_the_primary_heartbeat_minus_the_replica_one() -> None:
 def test_without_replicas_everything_reads_the_primary() -> None:
     primary = FakeServer("primary")
     assert reads(primary).run("page", lambda c: c.server.name, "0-1-5") == "primary"
+
+
+def test_a_replica_measured_far_behind_is_not_asked_and_comes_back_when_it_catches_up() -> None:
+    """Its wait would time out: the primary reads at once. The lag comes from ``check``."""
+    primary, behind, near = FakeServer("primary"), FakeServer("r1"), FakeServer("r2")
+    router = reads(primary, behind, near)
+    primary.newest_heartbeat, behind.newest_heartbeat, near.newest_heartbeat = 110.0, 100.0, 110.0
+    router.check()
+    served = [router.run("page", lambda c: c.server.name, "0-1-5") for _ in range(4)]
+    assert served == ["r2"] * 4
+    assert behind.statements == ["SELECT UNIX_TIMESTAMP(MAX(written_at)) FROM heartbeat"]
+    near.newest_heartbeat = 90.0
+    router.check()
+    assert router.run("page", lambda c: c.server.name, "0-1-5") == "primary"  # no wait at all
+    behind.newest_heartbeat = near.newest_heartbeat = 110.0
+    router.check()
+    assert router.run("page", lambda c: c.server.name, "0-1-5") in {"r1", "r2"}
