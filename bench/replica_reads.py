@@ -255,11 +255,14 @@ def section(results: dict[str, Any] | None) -> list[str]:
         f"Fill through a replica, GTID wait included: p50 {fill['p50']} ms, p99 {fill['p99']} ms "
         f"(the primary alone: p50 {results['primary_fill_ms_without_replicas']['p50']} ms).",
         "",
-        "| Replica lag | Fills | Share read from the primary |",
-        "| --- | --- | --- |",
+        "| Replica lag | Fills | Share read from the primary | Fill p50, replica / primary (ms) |",
+        "| --- | --- | --- | --- |",
     ]
     for lag, point in results["fallback_by_lag"].items():
-        lines.append(f"| {lag} | {point['fills']} | {point['primary_share']} |")
+        lines.append(
+            f"| {lag} | {point['fills']} | {point['primary_share']} | "
+            f"{point.get('replica_fill_p50_ms')} / {point.get('primary_fill_p50_ms')} |"
+        )
     return [*lines, ""]
 
 

@@ -340,5 +340,5 @@ def test_the_replica_reads_section_shows_each_lag_point() -> None:
         )
     )
     assert "2000 without replicas, 30 with two" in text
-    assert "| 0s | 200 | 0.0 |" in text
+    assert "| 0s | 200 | 0.0 | None / None |" in text
     assert replica_reads.section(None) == []
