@@ -18,7 +18,9 @@ DIALECTS: tuple[Dialect, ...] = ("mariadb", "mysql")
 # The state the invalidator writes when a fill must read the primary (a transaction half read,
 # a repair of the block counts not yet past, a binlog without GTIDs).
 PRIMARY_ONLY = "-"
-MIN_WAIT_SECONDS = 0.001  # never 0: MySQL reads a zero timeout as "no timeout" in some versions
+# Never 0: to some of these functions a zero timeout means "no timeout" (MariaDB's
+# MASTER_POS_WAIT documents it), and a fill must never wait without bound.
+MIN_WAIT_SECONDS = 0.001
 
 _MARIADB_STATE = re.compile(r"\d+-\d+-\d+(,\d+-\d+-\d+)*")
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
