@@ -51,8 +51,11 @@ class GtidGate:
         """The state a recheck recording ``position`` records, or ``LEAVE``."""
         if position is None or not position.gtid:
             return LEAVE
-        if self._last_drop is not None and position < self._last_drop:
+        last = self._last_drop
+        if last is not None and position.server == last.server and position < last:
             return LEAVE  # a drop already recorded a later state (or ``-``)
+        # (another server: a promoted replica, whose file:offset says nothing about the old
+        # one's; its state carries the old history, so it is not older than the last drop's)
         return self._unless_held(position.gtid)
 
     def _unless_held(self, state: str) -> str:

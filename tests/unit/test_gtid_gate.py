@@ -84,3 +84,11 @@ def test_a_promoted_server_continues_the_domain_and_ends_the_hold() -> None:
     gate = GtidGate()
     gate.hold("0-1-10")
     assert gate.progress_state(at(100, "0-2-11")) == "0-2-11"
+
+
+def test_after_a_promotion_offsets_of_another_server_are_not_compared() -> None:
+    """The new primary's binlog starts again at a low file:offset; its state is the newer."""
+    gate = GtidGate()
+    gate.drop_state(ChangeBatch(BinlogPosition("old.000007", 900, "a", "0-1-9"), [], 1.0))
+    promoted = BinlogPosition("new.000001", 300, "b", "0-2-10")
+    assert gate.progress_state(promoted) == "0-2-10"
