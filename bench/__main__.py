@@ -27,6 +27,7 @@ from bench import (
     phases,
     plots,
     promotion,
+    replica_reads,
     report,
     sentinel_failover,
     sweep,
@@ -39,7 +40,7 @@ from bench.servers import BenchError, Gunicorn
 RESULTS = REPO / "bench" / "results"
 PHASES = (
     *("redis_hits", "auth", "hot_set", "table_sizes", "invalidation"),
-    *("promotion", "sentinel_failover", "cluster"),
+    *("replica_reads", "promotion", "sentinel_failover", "cluster"),
 )
 
 
@@ -49,7 +50,8 @@ def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
-    """The phases that start their own servers: table sizes, invalidation, the cluster."""
+    """The phases that start their own servers: miss latency vs table size, invalidation,
+    replica reads, MySQL promotions, the cluster."""
     out: dict[str, Any] = {}
     if "table_sizes" not in skip:
         print("cost curve: miss latency vs table size ...", flush=True)
@@ -57,6 +59,11 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "invalidation" not in skip:
         print("invalidation: commit to visible ...", flush=True)
         out["invalidation"] = invalidation.run(ctx, plan)
+    if "replica_reads" not in skip:
+        print("replica reads: primary queries, fill latency, fallback by lag ...", flush=True)
+        out["replica_reads"] = replica_reads.run(
+            misses=plan.replica_misses, lag_misses=plan.replica_lag_misses, lags=plan.replica_lags
+        )
     if "promotion" not in skip:
         print(f"MySQL failover: {plan.promotions} promotions under writes ...", flush=True)
         out["promotion"] = promotion.run(plan.promotions, ctx.scratch / "promotion")

@@ -59,6 +59,10 @@ class Plan:
     rows_per_transaction: int = 5000
     writers: int = 4  # connections writing, each its own id range on its own schedule
     visible_timeout: float = 60
+    # replica reads (bench/replica_reads.py), on a throwaway GTID primary with two replicas
+    replica_misses: int = 1000
+    replica_lag_misses: int = 200
+    replica_lags: tuple[int, ...] = (0, 1, 5)
     # MySQL primary failover (bench/promotion.py): promotions in a row under writes
     promotions: int = 20
     # Redis Sentinel failovers (bench/sentinel_failover.py), on servers of its own
@@ -91,6 +95,9 @@ SMOKE = Plan(
     write_seconds=1,
     rows_per_transaction=100,
     visible_timeout=30,
+    replica_misses=50,
+    replica_lag_misses=20,
+    replica_lags=(0, 1),
     promotions=1,
     failovers=2,
 )

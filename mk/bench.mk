@@ -76,6 +76,10 @@ bench-invalidation: install bench-tools ## Only the invalidation targets (~2 min
 	$(BIN)/python -m bench.follower_throughput --out $(BENCH_OUT)
 	$(BENCH) invalidation --out $(BENCH_OUT) $(BENCH_ARGS_INVALIDATION)
 
+.PHONY: bench-replicas
+bench-replicas: install bench-tools ## Only the replica reads (~1 min): primary queries per 1,000 misses with and without replicas, fill latency through a replica, fallback share at 0/1/5 s lag.
+	$(BIN)/python -m bench.replica_reads --out $(BENCH_OUT)
+
 .PHONY: bench-promotion
 bench-promotion: install bench-tools ## Only the MySQL failover figures (~1 min): promotion to the first invalidation from the new primary, pages stale after 20 promotions (bench/promotion.py).
 	$(BENCH) promotion --out $(BENCH_OUT) $(BENCH_ARGS)

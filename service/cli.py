@@ -308,7 +308,7 @@ def load_functions(print_only: bool) -> None:
 
 
 @main.command()
-@click.argument("role", type=click.Choice(["api", "invalidator", "migrate"]))
+@click.argument("role", type=click.Choice(["api", "invalidator", "migrate", "replica"]))
 @click.option("--user", required=True, help="The account the role logs in as.")
 @click.option("--database", default="orders", show_default=True, help="The orders database.")
 @click.option("--host", default="%", show_default=True, help="MySQL account host part.")
@@ -324,7 +324,8 @@ def load_functions(print_only: bool) -> None:
 def grants(
     role: str, user: str, database: str, host: str, *, redis_prefix: str | None, topology: str
 ) -> None:
-    """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py)."""
+    """Print the MySQL GRANT statements (or Redis ACL rules) of a role (service/orders/roles.py);
+    ``replica`` is the API's user on a read replica (MySQL only)."""
     from service.orders import roles
 
     try:

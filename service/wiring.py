@@ -9,13 +9,14 @@ creation. ``build_invalidator`` and ``build_inspector`` build the other two proc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, current_app
 
 from service.auth.jwks import JWKSCache
 from service.auth.tokens import TokenVerifier
-from service.breaker import CircuitBreaker
+from service.breaker import BreakerState, CircuitBreaker
 from service.cache.aside import PageCache
 from service.cache.cluster import ClusterCache
 from service.cache.freshness import Freshness
@@ -23,13 +24,14 @@ from service.cache.hot import HotPages
 from service.cache.keys import CacheKeys
 from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import RedisCache, redis_client
-from service.config import Settings
+from service.config import DatabaseURL, Settings
 from service.inspection.inspector import Inspector
 from service.invalidation.invalidator import Invalidator
 from service.invalidation.options import InvalidatorOptions
-from service.observability import metrics
+from service.observability import metrics, replica_metrics
 from service.orders import loaders
 from service.orders.database import Connection, Database
+from service.orders.replicas import Replica, ReplicaMonitor, ReplicaReads
 from service.orders.representation import cache_control
 
 EXTENSION = "orders"
@@ -40,6 +42,8 @@ class ApiServices:
     """What the views and hooks of one API process use."""
 
     database: Database
+    reads: ReplicaReads  # a miss's reads: a replica past the GTID gate, else ``database``
+    monitor: ReplicaMonitor
     redis: RedisCache
     near: NearCache | None
     listener: InvalidationListener | None
@@ -55,6 +59,7 @@ class ApiServices:
     def start(self) -> None:
         if self.listener is not None:
             self.listener.start()
+        self.monitor.start()
         if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
             self.verifier.keys.start()  # the first JWKS fetch, in the background
 
@@ -64,23 +69,52 @@ class ApiServices:
             self.listener.stop()
         if self.verifier is not None and isinstance(self.verifier.keys, JWKSCache):
             self.verifier.keys.stop()
+        self.monitor.stop()
+        self.reads.close()
         self.database.close()
         self.redis.client.close()
 
 
-def build_database(settings: Settings) -> Database:
+def build_database(
+    settings: Settings,
+    url: DatabaseURL | None = None,
+    breaker: str = "mysql",
+    on_change: Callable[[str, BreakerState], None] = metrics.set_breaker_state,
+) -> Database:
+    """The primary's request-path pool, or (``url``) a replica's with the same limits."""
     return Database(
-        settings.database_url,
+        url or settings.database_url,
         timeout=settings.database_timeout,
         max_concurrency=settings.database_max_concurrency,
         pool_timeout=settings.database_pool_timeout,
         breaker=CircuitBreaker(
-            "mysql",
+            breaker,
             failures=settings.database_breaker_failures,
             reset_after=settings.database_breaker_reset,
-            on_change=metrics.set_breaker_state,
+            on_change=on_change,
         ),
     )
+
+
+def build_reads(settings: Settings, primary: Database) -> ReplicaReads:
+    """The replicas of ``ORDERS_DATABASE_REPLICA_URLS`` (each its own pool and breaker, named
+    ``host:port``) in front of ``primary``."""
+    replicas = []
+    for url in settings.database_replica_urls:
+        name = f"{url.host}:{url.port}"
+        database = build_database(settings, url, f"mysql-replica:{name}", _replica_breaker(name))
+        replicas.append(Replica(name, database))
+    return ReplicaReads(primary, replicas, wait=settings.database_replica_wait)
+
+
+def _replica_breaker(name: str) -> Callable[[str, BreakerState], None]:
+    """A replica's breaker reports to the breaker gauge and to ``orders_db_replica_up``."""
+
+    def changed(dependency: str, state: BreakerState) -> None:
+        metrics.set_breaker_state(dependency, state)
+        replica_metrics.set_up(name, state is not BreakerState.OPEN)
+
+    return changed
 
 
 def build_redis_cache(
@@ -127,6 +161,7 @@ def build_verifier(settings: Settings) -> TokenVerifier:
 def build_api(settings: Settings) -> ApiServices:
     """Everything an API process needs; nothing is started yet (see ``ApiServices.start``)."""
     database = build_database(settings)
+    reads = build_reads(settings, database)
     redis_cache = build_redis_cache(settings)
     near = NearCache(settings.near_cache_size) if settings.near_cache else None
     freshness = Freshness(settings.cache_max_lag)
@@ -138,16 +173,21 @@ def build_api(settings: Settings) -> ApiServices:
     pages = PageCache(
         redis_cache,
         near,
-        load_page=loaders.page_loader(database, settings.page_size),
-        load_total=loaders.total_loader(database),
+        load_page=loaders.page_loader(reads, settings.page_size),
+        load_total=loaders.total_loader(reads),
         page_size=settings.page_size,
         ttl=settings.cache_ttl,
         lock_wait=settings.cache_lock_wait,
         freshness=freshness,
         hot=hot,
+        replica_budget=(
+            settings.cache_max_lag - settings.database_replica_wait if reads.replicas else None
+        ),
     )
     return ApiServices(
         database=database,
+        reads=reads,
+        monitor=ReplicaMonitor(reads),
         redis=redis_cache,
         near=near,
         listener=listener,

@@ -21,6 +21,7 @@ from service.cache import eviction
 from service.cache.store import CacheUnavailable, RedisCache
 from service.orders import catalog, repository
 from service.orders.database import Database, DatabaseUnavailable
+from service.orders.replicas import ReplicaReads
 from service.wiring import api_services
 
 bp = Blueprint("health", __name__)
@@ -102,7 +103,9 @@ def readyz() -> Response:
     if checks["redis"] == "ok":
         document["inspection"] = _inspection(found.redis)
         document["redis_eviction"] = _eviction_check(found.redis)
-    degraded = _degradations(document, checks)
+    if found.reads.replicas:
+        document["replicas"] = found.reads.status()
+    degraded = _degradations(document, checks) + _replica_degradations(found.reads)
     if degraded:
         document["degraded"] = degraded
     if checks["mysql"] != "ok" and checks["redis"] != "ok":
@@ -138,6 +141,16 @@ def _degradations(document: dict[str, Any], checks: dict[str, str]) -> list[str]
             "bound in the last 10 minutes: see its log and OrdersCacheInconsistent"
         )
     return degraded
+
+
+def _replica_degradations(reads: ReplicaReads) -> list[str]:
+    """A replica whose breaker is open: its share of the misses goes to the primary. Never a
+    reason to be unready: the primary serves every read a replica would."""
+    return [
+        f"mysql replica {replica['replica']} failing: the primary serves its reads"
+        for replica in reads.status()
+        if replica["state"] == "open"
+    ]
 
 
 def _inspection(redis_cache: RedisCache) -> dict[str, object]:

@@ -86,14 +86,15 @@ class PageCache:
         redis_cache: RedisCache,
         near: NearCache | None,
         *,
-        load_page: Callable[[int], bytes],
-        load_total: Callable[[], int],
+        load_page: Callable[[int, str], bytes],
+        load_total: Callable[[str], int],
         page_size: int,
         ttl: int,
         lock_wait: float,
         freshness: Freshness,
         wall: Callable[[], float] = time.time,
         hot: HotPages | None = None,
+        replica_budget: float | None = None,
     ) -> None:
         self.hot = hot or HotPages()
         self.redis = redis_cache
@@ -106,6 +107,9 @@ class PageCache:
         self._ttl = ttl
         self._lock_wait = lock_wait
         self._grouped = redis_cache.keys if redis_cache.keys.grouped else None
+        # None: no replicas. Else how old the lease's checkpoint may be for a replica to serve
+        # the fill: ORDERS_CACHE_MAX_LAG less ORDERS_DATABASE_REPLICA_WAIT (see _fill_gate).
+        self._replica_budget_ms = None if replica_budget is None else replica_budget * 1000
 
     def get(self, number: int, read: RedisRead | None = None) -> CachedPage:
         """The page, from the nearest place that has it fresh. Raises ``PageNotFound`` or
@@ -200,8 +204,8 @@ class PageCache:
             lookup.checkpoint_ms,
             lease=lambda: self.redis.lease_totals(number),
             reread=lambda: _with_checkpoint(self._read(number), totals=True),
-            load=lambda read_ms: TotalsEntry(
-                self._fresh_until(now_ms), self._load_total(), read_ms
+            load=lambda gate: TotalsEntry(
+                self._fresh_until(now_ms), self._load_total(gate[0]), gate[1]
             ),
             fill=lambda token, e: self.redis.fill_totals(token, e, number),
         )
@@ -217,8 +221,8 @@ class PageCache:
             lookup.checkpoint_ms,
             lease=lambda: self.redis.lease_page(number),
             reread=lambda: _with_checkpoint(self._read(number), totals=False),
-            load=lambda read_ms: PageEntry.build(
-                self._load_page(number), self._fresh_until(now_ms), read_ms
+            load=lambda gate: PageEntry.build(
+                self._load_page(number, gate[0]), self._fresh_until(now_ms), gate[1]
             ),
             fill=lambda token, e: self.redis.fill_page(number, token, e),
         )
@@ -255,10 +259,11 @@ class PageCache:
         *,
         lease: Callable[[], Lease | None],
         reread: Callable[[], tuple[E | None, int | None]],
-        load: Callable[[int], E],
+        load: Callable[[tuple[str, int]], E],
         fill: Callable[[str, E], bool],
     ) -> tuple[E, CacheOutcome]:
-        """A fresh entry within the lag bound, or one loaded under the lease (single flight)."""
+        """A fresh entry within the lag bound, or one loaded under the lease (single flight).
+        ``load`` gets ``_fill_gate``'s (GTID state, read time) for the lease taken (or none)."""
         lagging = False
         if cached is not None and cached.fresh_until_ms > now_ms:
             if self.freshness.current(cached.read_ms, redis_now, checkpoint_ms):
@@ -279,7 +284,7 @@ class PageCache:
             except CacheUnavailable:
                 taken = None
         try:
-            loaded = load(taken.at_ms if taken is not None else 0)
+            loaded = load(self._fill_gate(taken))
         except DatabaseUnavailable:
             if cached is not None:
                 return cached, STALE
@@ -288,6 +293,23 @@ class PageCache:
             with suppress(CacheUnavailable):  # the page is served either way
                 fill(taken.token, loaded)
         return loaded, MISS
+
+    def _fill_gate(self, lease: Lease | None) -> tuple[str, int]:
+        """The GTID state a replica must have applied to serve this fill ('' = the primary
+        reads) and the read time the entry may claim. From a replica the data is as new as
+        the lease's checkpoint, not its clock: the state handed out includes every commit
+        before that checkpoint (docs/guarantees.md, "MySQL replicas"), nothing more is known.
+        So a replica serves only while that checkpoint is within ``_replica_budget_ms`` of the
+        lease: an invalidator dead or behind sends fills to the primary, and the lag bound
+        holds for MISSes too."""
+        if lease is None:
+            return "", 0  # Redis failed: nothing will be stored
+        budget, checkpoint = self._replica_budget_ms, lease.checkpoint_ms
+        if not lease.gtid or budget is None or checkpoint is None:
+            return "", lease.at_ms
+        if not 0 <= lease.at_ms - checkpoint <= budget:
+            return "", lease.at_ms
+        return lease.gtid, checkpoint
 
     def _wait_for_filler(
         self, reread: Callable[[], tuple[E | None, int | None]], now_ms: int

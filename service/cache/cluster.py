@@ -38,6 +38,7 @@ from service.cache.store import (
     Lease,
     Lookup,
     RedisCache,
+    _lease_answer,
     _lookup,
 )
 from service.invalidation.changes import BinlogPosition
@@ -90,15 +91,16 @@ class ClusterCache(RedisCache):
         fence = self._register(page)
         group = self.keys.of_page(page)
         token = secrets.token_hex(8)
-        taken_at = self._call(
+        answer = self._call(
             "lease",
             lambda: self.run_function(
                 "lease_at",
                 [lease_key, group.index, group.fence],
-                [token, LEASE_MS, member, fence or ""],
+                [token, LEASE_MS, member, fence or "", group.gtid, group.checkpoint],
             ),
         )
-        return Lease(token, int(taken_at)) if taken_at else None
+        taken_at, gtid, checkpoint = _lease_answer(answer)
+        return Lease(token, taken_at, gtid, checkpoint) if taken_at else None
 
     def lease_page(self, page: int) -> Lease | None:
         return self._lease_in_group(page, self.keys.lease(page), str(page))
@@ -217,7 +219,7 @@ class ClusterCache(RedisCache):
         ).script_args(keys.base, self.hard_ttl)
         stamp = f"{self._term}.{next(self._steps)}"
         expected = self._stamps.get(group, "")
-        return declared, [*args[:7], expected, "", stamp, *pages], stamp
+        return declared, [*args[:7], expected, change.gtid or "", stamp, *pages], stamp
 
     def claim_fence(self, token: int) -> bool:
         """A new leader's fence in every registered group; False if one holds a newer one."""

@@ -17,6 +17,8 @@ collide:
   invalidator:lease  the active invalidator's lease (``owner:token``, TTL renewed)
   invalidator:fence  the newest fencing token (INCR); INVALIDATE checks it
   checkpoint   Redis-clock ms: every change committed to MySQL before it has been applied
+  gtid         the GTID state of the invalidator's last drop (``-``: read the primary), handed
+               out with each fill lease: a replica serves a fill only once it has applied it
   config       HASH of the settings the API runs with (``ttl``, ``page_size``, ``max_lag``,
                ``prefix``), so an invalidator can follow the API's, and mismatches show
   hot          sorted set: the pages readers asked for most in the last half second (each API
@@ -26,7 +28,7 @@ collide:
   invalidations  pub/sub channel: what was invalidated, for the workers' near caches (the
                message format is ``Message`` below; the Lua script writes it, Python reads it)
 
-Control keys (index, binlog, checkpoint, config, invalidator:fence) carry no TTL, so Redis'
+Control keys (index, binlog, checkpoint, gtid, config, invalidator:fence) carry no TTL, so Redis'
 ``volatile-lru`` never evicts them; entries and leases carry TTLs and may be evicted safely.
 
 On a Redis Cluster the pages are grouped (``service/cache/layout.py``): each group's keys share one
@@ -46,8 +48,12 @@ __all__ = ["INVALIDATE_GROUP", "TAKE_FENCE", "CacheKeys", "GroupKeys"]
 
 # Take the lease if free (the page noted in the index, for shifts) and answer Redis' clock (ms),
 # 0 if taken: the filler stamps the entry it reads next with it (``read_ms``, the checkpoint's
-# clock, no offset estimate). On a cluster KEYS[3] is the page's group's fence and ARGV[4] the
-# leader's fence read when the group was registered: a new group never holds an older one.
+# clock, no offset estimate). With it come ``gtid`` and ``checkpoint`` (their names in ARGV[5],
+# ARGV[6]: FCALL's KEYS count as written, and the API may only read them; '' if absent), one
+# atomic view: a fill reads a replica only once it applied that state, and then claims only that
+# checkpoint as its read time (docs/guarantees.md, "MySQL replicas"). On a cluster KEYS[3] is the
+# page's group's fence and ARGV[4] the leader's fence read when the group was registered ('' on
+# one server): a new group never holds an older one; ARGV[5], ARGV[6] are then the group's keys.
 LEASE_AT = """
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
@@ -57,9 +63,11 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local gtid = redis.call('GET', ARGV[5]) or ''
+  local checkpoint = redis.call('GET', ARGV[6]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
-return 0
+return {0, '', ''}
 """
 
 # Store the entry only if our lease is live: an invalidation since it was taken deleted it.
@@ -90,7 +98,8 @@ return 0
 #           it (every step writes one: position and step number). Another value (a replica that
 #           missed the last steps was promoted) refuses the step: nothing changes, returns -2,
 #           the invalidator replays (docs/guarantees.md, "Redis failover (Sentinel)"),
-#   ARGV[9] GTID state applied by this step ('' = none; MySQL replicas, written to ``gtid``),
+#   ARGV[9] the GTID state applied by this step ('' = leave ``gtid``): written with the
+#           deletions, so a lease taken after them hands out a state including their write,
 #   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
@@ -103,6 +112,7 @@ if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
 end
 local index = prefix .. 'index'
 local message = {}
+if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
 for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
@@ -267,6 +277,7 @@ class Invalidation:
     checkpoint_ms: int | None = None
     fence: int | None = None
     expected: str | None = None  # the stored position this step follows (None: unchecked)
+    gtid: str | None = None  # the GTID state this step applied (None: leave it)
 
     def script_args(self, base: str, totals_ttl: int) -> list[str | int]:
         """ARGV for INVALIDATE, in the layout its comment documents."""
@@ -286,7 +297,7 @@ class Invalidation:
             "" if self.checkpoint_ms is None else self.checkpoint_ms,
             "" if self.fence is None else self.fence,
             self.expected or "",
-            "",
+            self.gtid or "",
             *sorted(self.pages),
         ]
 

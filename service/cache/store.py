@@ -31,10 +31,14 @@ FOUND_KEEP_MS = 600_000  # how long /readyz reports a confirmed inconsistency ("
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A fill lease we hold: its token, and Redis' clock (ms) when it was taken."""
+    """A fill lease we hold: its token, Redis' clock (ms) when it was taken, and, read with it,
+    the GTID state of the invalidator's last step ('' = none known: the fill reads the primary)
+    and the stored checkpoint (None: none)."""
 
     token: str
     at_ms: int
+    gtid: str = ""
+    checkpoint_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +176,16 @@ class RedisCache:
 
     def _take_lease(self, lease_key: str, index_member: str) -> Lease | None:
         token = secrets.token_hex(8)
-        taken_at = self._call(
+        answer = self._call(
             "lease",
             lambda: self.run_function(
-                "lease_at", [lease_key, self.keys.index], [token, LEASE_MS, index_member]
+                "lease_at",
+                [lease_key, self.keys.index],
+                [token, LEASE_MS, index_member, "", self.keys.gtid, self.keys.checkpoint],
             ),
         )
-        return Lease(token, int(taken_at)) if taken_at else None
+        taken_at, gtid, checkpoint = _lease_answer(answer)
+        return Lease(token, taken_at, gtid, checkpoint) if taken_at else None
 
     def fill_page(self, page: int, token: str, entry: PageEntry) -> bool:
         """Store the page if our lease is still live (no invalidation since we took it)."""
@@ -332,6 +339,16 @@ class RedisCache:
         """A field of the ``config`` HASH the API publishes (``ttl``, ``page_size``)."""
         raw = self._call("hget", lambda: self.client.hget(self.keys.config, name))
         return cast(bytes, raw).decode() if raw else None
+
+
+def _lease_answer(answer: Any) -> tuple[int, str, int | None]:
+    """LEASE_AT's ``{ms, gtid, checkpoint}`` (0: not taken). A bare number (a library loaded
+    before the GTID joined it) reads as a lease with no GTID: the fill goes to the primary."""
+    if not isinstance(answer, list | tuple):
+        return int(answer or 0), "", None
+    texts = [raw.decode() if isinstance(raw, bytes) else str(raw or "") for raw in answer[1:3]]
+    gtid, checkpoint = (*texts, "", "")[:2]
+    return int(answer[0]) if answer else 0, gtid, _checkpoint(checkpoint)
 
 
 def _lookup(page: int, raw_page: Any, raw_totals: Any, raw_checkpoint: Any) -> Lookup:

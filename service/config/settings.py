@@ -65,12 +65,20 @@ class Settings(
             redis_url = replace(redis_url, password=self.redis_password)
         if self.redis_sentinel_password:
             redis_url = replace(redis_url, sentinel_password=self.redis_sentinel_password)
-        return replace(self, database_url=database_url, redis_url=redis_url)
+        replicas = self.database_replica_urls
+        if self.database_replica_password:
+            replicas = tuple(
+                replace(url, password=self.database_replica_password) for url in replicas
+            )
+        return replace(
+            self, database_url=database_url, redis_url=redis_url, database_replica_urls=replicas
+        )
 
     def secret_values(self) -> tuple[str, ...]:
         """Every password the settings hold, so logging can scrub them from any line."""
         found = [
             self.database_url.password,
+            *(replica.password for replica in self.database_replica_urls),
             *self.redis_url.secrets(),
             *url_secrets(self.auth_jwks_url),
         ]
@@ -83,6 +91,8 @@ class Settings(
             value = getattr(self, setting.field)
             if isinstance(value, DatabaseURL | RedisURL):
                 shown[setting.env] = value.redacted()
+            elif isinstance(value, tuple) and all(isinstance(v, DatabaseURL) for v in value):
+                shown[setting.env] = ",".join(url.redacted() for url in value)
             elif setting.secret or is_secret_name(setting.env):
                 shown[setting.env] = "***" if value else ""
             elif isinstance(value, str) and "://" in value:  # any other URL, e.g. the JWKS one

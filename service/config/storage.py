@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.config.declare import setting
-from service.config.parsers import boolean, non_negative_int, positive_float, positive_int, prefix
-from service.config.urls import DatabaseURL, RedisURL, database_url, redis_url
+from service.config.parsers import (
+    boolean,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    prefix,
+)
+from service.config.urls import DatabaseURL, RedisURL, database_url, database_urls, redis_url
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,26 @@ class DatabaseSettings:
         "1",
         positive_float,
         "Seconds the MySQL breaker stays open before one trial call.",
+    )
+    database_replica_urls: tuple[DatabaseURL, ...] = setting(
+        "",
+        database_urls,
+        "Read replicas of ORDERS_DATABASE_URL, comma-separated, in the same URL form and TLS "
+        "options: page and totals reads on a miss go to them (GTID-gated, see "
+        "docs/guarantees.md); empty: every read goes to the primary.",
+        secret=True,
+    )
+    database_replica_password: str = setting(
+        "",
+        str,
+        "Overrides the password of every ORDERS_DATABASE_REPLICA_URLS entry (a Kubernetes Secret).",
+        secret=True,
+    )
+    database_replica_wait: float = setting(
+        "0.25",
+        non_negative_float,
+        "Seconds a fill waits for a replica to apply every invalidated transaction "
+        "(MASTER_GTID_WAIT) before it reads the primary instead.",
     )
     database_wait_timeout: float = setting(
         "300",

@@ -355,3 +355,18 @@ def _multi_host_options(query: str) -> tuple[tuple[str, str], ...]:
                 f"(known: {', '.join(REDIS_MULTI_HOST_QUERY_KEYS)})"
             )
     return tuple(pairs)
+
+
+def database_urls(raw: str) -> tuple[DatabaseURL, ...]:
+    """``ORDERS_DATABASE_REPLICA_URLS``' parser: comma-separated ``database_url`` forms (a
+    password holding a comma is written percent-encoded, ``%2C``); empty: no replicas. A bad one
+    is refused by its place in the list, never by its text (it may hold a password)."""
+    found: list[DatabaseURL] = []
+    for number, part in enumerate((p.strip() for p in raw.split(",")), start=1):
+        if not part:
+            continue
+        try:
+            found.append(database_url(part))
+        except ValueError as exc:
+            raise ValueError(f"replica {number}: {exc}") from None
+    return tuple(found)

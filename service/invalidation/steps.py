@@ -8,11 +8,12 @@ invalidation that did not happen. Replays are harmless: invalidating twice is th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -21,6 +22,7 @@ from service.cache.store import FENCED, NOT_FOLLOWING, CacheUnavailable, RedisCa
 from service.invalidation import planner
 from service.invalidation.changes import ChangeBatch
 from service.invalidation.checkpoint import Checkpointer
+from service.invalidation.gtid_gate import GtidGate
 from service.invalidation.heartbeat import Heartbeats
 from service.invalidation.leadership import Lease
 from service.invalidation.options import InvalidatorOptions
@@ -30,7 +32,7 @@ from service.invalidation.totals import Totals
 from service.invalidation.verifier import CountVerifier
 from service.observability import failover_metrics, metrics
 from service.observability.logging import get_logger
-from service.orders import repository
+from service.orders import gtid_waits, repository
 from service.orders.database import Connection
 
 T = TypeVar("T")
@@ -78,6 +80,7 @@ class Steps:
             database.run, blocks=options.verify_blocks, interval=options.verify_interval
         )
         self._checkpoints = Checkpointer(cache.time)
+        self._gtid = GtidGate()
         self.checkpoint_sent: float | None = None
         self.applied = 0
         # The chain (docs/guarantees.md, "Redis failover (Sentinel)"): the ``binlog`` value the
@@ -91,6 +94,7 @@ class Steps:
     def new_term(self) -> None:
         """Rechecks left from an earlier term carry positions a newer leader may have passed."""
         self._rechecks.clear()
+        self._gtid.new_term()
         self._suspect = True
 
     def follow(self, stored: str | None) -> None:
@@ -112,6 +116,7 @@ class Steps:
                     from_page=plan.from_page,
                     totals=totals,
                     position=position.stored() if position is not None and not delay else None,
+                    gtid=self._gtid.drop_state(batch),
                 ),
                 sent=None if delay else sent,
             )
@@ -135,6 +140,7 @@ class Steps:
                 from_page=due.from_page,
                 totals=self._totals.fresh() if due.totals_changed else KEEP,
                 position=due.position.stored() if due.position is not None else None,
+                gtid=self._gtid.progress_state(due.position),
             ),
             sent=due.heartbeat_sent,
         )
@@ -166,7 +172,24 @@ class Steps:
             rank = self._rows_before(block * repository.BUCKET_WIDTH)
             first_page = rank // self._page_size + 1
         if first_page is not None:
-            self.step(Invalidation(from_page=first_page, totals=self._totals.fresh()))
+            self._gtid.hold(self._primary_state())
+            totals = self._totals.fresh()
+            self.step(
+                Invalidation(from_page=first_page, totals=totals, gtid=gtid_waits.PRIMARY_ONLY)
+            )
+
+    def _primary_state(self) -> str:
+        """The primary's GTID state now, after the repair ('' when it has none to tell): in
+        the stream's dialect, or, before the stream showed one, whichever the server answers."""
+        known = self._gtid.dialect
+        for dialect in (known,) if known else gtid_waits.DIALECTS:
+            statement = gtid_waits.executed_statement(dialect)
+            try:
+                return str(self._db.run(functools.partial(_one, statement=statement)) or "")
+            except pymysql.MySQLError:
+                if known:
+                    raise
+        return ""
 
     def _rows_before(self, order_id: int) -> int:
         return self._db.run(lambda cursor: repository.rows_before_id(cursor, order_id))
@@ -240,3 +263,9 @@ class Steps:
                 log.warning("redis unavailable; retrying", error=str(exc), retry_in=delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+
+def _one(cursor: Any, statement: str) -> Any:
+    cursor.execute(statement)
+    row = cursor.fetchone()
+    return row[0] if row else None

@@ -39,6 +39,8 @@ class Figures:
     checkpoint_age: float | None = None
     near_cache_entries: float | None = None
     breakers: dict[str, dict[str, float]] = field(default_factory=dict)
+    fills: dict[str, float] = field(default_factory=dict)  # by source: replica, primary
+    replicas: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> up, lag
     invalidation_lag: float | None = None
     invalidations: float | None = None
     inspector_checks: float | None = None
@@ -72,6 +74,7 @@ _SUMMED = {
     "orders_inspector_inconsistencies_total": "inspector_inconsistencies",
     "orders_invalidator_primary_changes_total": "primary_changes",
 }
+_REPLICA = {"orders_db_replica_up": "up", "orders_db_replica_lag_seconds": "lag"}
 _LATEST = {
     "orders_cache_checkpoint_age_seconds": "checkpoint_age",
     "orders_invalidation_lag_seconds": "invalidation_lag",
@@ -97,6 +100,12 @@ def read(figures: Figures, text: str) -> Figures:
             elif name == "orders_cache_requests_total":
                 outcome = labels.get("outcome", "")
                 figures.outcomes[outcome] = figures.outcomes.get(outcome, 0.0) + value
+            elif name == "orders_cache_fills_total":
+                source = labels.get("source", "?")
+                figures.fills[source] = figures.fills.get(source, 0.0) + value
+            elif name in _REPLICA:
+                replica = figures.replicas.setdefault(labels.get("replica", "?"), {})
+                replica[_REPLICA[name]] = value
             elif name == "orders_circuit_breaker_state":
                 states = figures.breakers.setdefault(labels.get("dependency", "?"), {})
                 states[labels.get("state", "?")] = value
@@ -204,6 +213,12 @@ def _number(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+def replica_text(seen: dict[str, float]) -> str:
+    """One replica as the page and the CLI show it: up or down (the primary serves), its lag."""
+    state = "up" if seen.get("up", 0) >= 1 else "down (the primary serves its reads)"
+    return f"{state}  lag {_number(seen.get('lag'), ' s', 2)}"
+
+
 def lines(figures: Figures, last: Rates | None) -> list[str]:
     """The figures as terminal lines (``orders-service stats``), in the page's order."""
     hit = None if last is None or last.hit_ratio is None else last.hit_ratio * 100
@@ -223,6 +238,14 @@ def lines(figures: Figures, last: Rates | None) -> list[str]:
         f"MySQL failover    {gtid_resume(figures.gtid_positions)}"
         f"   primary changes followed {_number(figures.primary_changes, '', 0)}",
     ]
+    if figures.replicas:
+        out.append(
+            f"fills             replica {figures.fills.get('replica', 0):,.0f}"
+            f"  primary {figures.fills.get('primary', 0):,.0f}"
+        )
+    out.extend(
+        f"replica {name:<10}{replica_text(seen)}" for name, seen in sorted(figures.replicas.items())
+    )
     for dependency, states in sorted(figures.breakers.items()):
         shown = "  ".join(f"{state} {count:.0f}" for state, count in sorted(states.items()))
         out.append(f"breaker {dependency:<9} workers: {shown}")

@@ -16,7 +16,7 @@ from html import escape
 from flask import Flask, Response
 
 from service.observability import status
-from service.observability.status import Figures, History, Rates
+from service.observability.status import Figures, History, Rates, replica_text
 
 REFRESH_SECONDS = 5
 _WIDTH, _HEIGHT = 320, 70
@@ -85,6 +85,19 @@ def _breakers(figures: Figures) -> str:
         )
         rows.append(f"<tr><th>{escape(dependency)}</th>{cells}</tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _replicas(figures: Figures) -> str:
+    """Each replica's health and lag, and where the fills were read."""
+    rows: list[Row] = [
+        (f"fills from {source}", f"fills-{source}", count, f"{count:,.0f}")
+        for source, count in sorted(figures.fills.items())
+    ]
+    rows += [
+        (f"replica {name}", f"replica-{name}", seen.get("lag"), replica_text(seen))
+        for name, seen in sorted(figures.replicas.items())
+    ]
+    return _table(rows, "")
 
 
 Row = tuple[str, str, float | None, str]  # label, element id, raw value, shown text
@@ -161,6 +174,8 @@ def render(history: History) -> str:
         ("Near cache (all workers)", _value("near-cache-entries", near, _fmt(near, " pages", 0))),
         ("Circuit breakers (workers in each state)", _breakers(figures)),
     ]
+    if figures.replicas:
+        tiles.append(("MySQL read replicas", _replicas(figures)))
     unreachable = "".join(
         f"<p class='bad'>not answering: {escape(url)}</p>" for url in figures.unreachable
     )

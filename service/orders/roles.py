@@ -1,7 +1,8 @@
 """Least privilege: what each role may do in MySQL and in Redis, declared once.
 
 Three roles share a deployment: ``api`` serves pages (reads only), ``invalidator`` follows the
-binlog and writes its heartbeat, ``migrate`` changes the schema and seeds. ``grants`` gives the
+binlog and writes its heartbeat, ``migrate`` changes the schema and seeds; ``replica`` is the
+API's user on a read replica (MySQL only). ``grants`` gives the
 MySQL GRANT statements and ``redis_acl`` the Redis ACL rules of a role; ``make run``
 (hack/dev-mysql.sh) applies what ``orders-service grants`` prints, and tests/security exercises
 them on a real MariaDB and a real Redis. A new query or Redis command
@@ -13,6 +14,8 @@ from __future__ import annotations
 import re
 
 ROLES = ("api", "invalidator", "migrate")
+# A read replica's user (ORDERS_DATABASE_REPLICA_URLS): MySQL grants only, on each replica.
+REPLICA = "replica"
 # The invalidator's liveness row (written by it, in a table its migration creates).
 HEARTBEAT_TABLE = "heartbeat"
 COUNTS_TABLE = "order_buckets"  # the block counts: written by the triggers and the recounts
@@ -82,7 +85,7 @@ REDIS_WRITES: dict[str, tuple[str, ...]] = {
     "api": ("page:*", "lease:*", "index", "totals", "config", "hot", "inspector:found"),
     "invalidator": (
         *("page:*", "lease:*", "index", "totals"),
-        *("binlog", "checkpoint", "invalidator:lease", "invalidator:fence"),
+        *("binlog", "checkpoint", "gtid", "invalidator:lease", "invalidator:fence"),
     ),
 }
 # On a Redis Cluster (grouped layout, service/cache/layout.py) the keys sit under hash tags: the
@@ -143,7 +146,13 @@ def grants(role: str, user: str, database: str, host: str = "%") -> list[str]:
         ]
     if role == "migrate":
         return [f"GRANT {_MIGRATE} ON {schema}.* TO {account}"]
-    raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if role == "replica":
+        # The API's user on a read replica (ORDERS_DATABASE_REPLICA_URLS): pages, totals and the
+        # heartbeat its lag is measured by. MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET need no
+        # privilege; nothing of the binlog (no REPLICATION grant). A replica replays the
+        # primary's GRANTs, so the API's user usually exists there already.
+        return [f"GRANT SELECT ON {schema}.* TO {account}"]
+    raise ValueError(f"unknown role {role!r}; one of {', '.join((*ROLES, REPLICA))}")
 
 
 def redis_acl(role: str, user: str, prefix: str, *, cluster: bool = False) -> list[str]:

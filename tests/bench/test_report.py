@@ -324,3 +324,21 @@ def test_the_profile_difference_is_per_layer_service_minus_floor(tmp_path: Path)
     assert rows[0] == "| observability: logging, metrics, tracing hooks | 0 | 60 | +60 |"
     assert "| gunicorn: parse, Date header, write, thread pool | 60 | 80 | +20 |" in rows
     assert "| Flask/Werkzeug: routing, contexts, Response | 40 | 60 | +20 |" in rows
+
+
+def test_the_replica_reads_section_shows_each_lag_point() -> None:
+    from bench import replica_reads
+
+    text = "\n".join(
+        replica_reads.section(
+            {
+                "primary_selects_per_1000_misses": {"without_replicas": 2000, "with_replicas": 30},
+                "replica_fill_ms": {"p50": 4.2, "p99": 21.0},
+                "primary_fill_ms_without_replicas": {"p50": 3.8},
+                "fallback_by_lag": {"0s": {"fills": 200, "primary_share": 0.0}},
+            }
+        )
+    )
+    assert "2000 without replicas, 30 with two" in text
+    assert "| 0s | 200 | 0.0 | None / None |" in text
+    assert replica_reads.section(None) == []

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from service.cache.entries import TotalsEntry
+from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import DROP, CacheKeys, Invalidation, Message, SetTotals
 from service.cache.store import RedisCache
 from service.config import Settings
@@ -110,3 +110,38 @@ def test_a_step_that_does_not_follow_the_stored_position_changes_nothing(
     assert cache.stored_chain() == "f:2|step=2"
     shared_redis.delete(keys.binlog_position)  # a failover to a replica that had none
     assert cache.apply_step(follows) == -2
+
+
+def test_a_drop_records_its_gtid_state_and_a_lease_taken_after_it_hands_it_out(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    """The replica gate's contract, Lua side: ARGV[9] lands in ``gtid`` in the same step that
+    drops the page and its lease; LEASE_AT returns Redis' clock and that state."""
+    cache = build_redis_cache(settings)
+    before = cache.lease_page(3)
+    assert before is not None
+    assert before.gtid == ""  # nothing recorded yet: the fill reads the primary
+    assert before.at_ms > 0
+    cache.invalidate(Invalidation(pages=frozenset({3}), gtid="0-1-42"))
+    assert shared_redis.get(cache.keys.gtid) == b"0-1-42"
+    assert not cache.fill_page(3, before.token, _entry())  # its lease went with the drop
+    after = cache.lease_page(3)
+    assert after is not None
+    assert after.gtid == "0-1-42"
+    assert after.checkpoint_ms == cache.checkpoint()  # read in the same script
+    totals = cache.lease_totals()
+    assert totals is not None
+    assert totals.gtid == "0-1-42"
+
+
+def test_a_step_without_a_gtid_state_leaves_the_recorded_one(settings: Settings) -> None:
+    cache = build_redis_cache(settings)
+    cache.invalidate(Invalidation(pages=frozenset({1}), gtid="0-1-7"))
+    cache.invalidate(Invalidation(pages=frozenset({1})))
+    lease = cache.lease_page(1)
+    assert lease is not None
+    assert lease.gtid == "0-1-7"
+
+
+def _entry() -> PageEntry:
+    return PageEntry.build(b"[]", 1, 1)

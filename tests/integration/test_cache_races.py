@@ -53,8 +53,8 @@ def test_a_page_read_before_a_write_is_never_stored_after_the_invalidation(
     read_done, invalidated = threading.Event(), threading.Event()
     real_load = cache._load_page
 
-    def slow_reader(page: int) -> bytes:
-        body = real_load(page)  # the old row: the write has not committed yet
+    def slow_reader(page: int, state: str = "") -> bytes:
+        body = real_load(page, state)  # the old row: the write has not committed yet
         read_done.set()
         assert invalidated.wait(10)
         return body
@@ -90,10 +90,10 @@ def test_two_hundred_concurrent_requests_for_a_cold_page_cause_one_mysql_query(
     real_load = cache._load_page
     gate = threading.Event()
 
-    def counted(page: int) -> bytes:
+    def counted(page: int, state: str = "") -> bytes:
         calls.append(page)
         gate.wait(0.2)  # hold the lease long enough for every request to arrive
-        return real_load(page)
+        return real_load(page, state)
 
     cache._load_page = counted
     client = app.test_client()

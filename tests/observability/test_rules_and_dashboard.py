@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from service.observability import metrics
+from service.observability import metrics, replica_metrics
 from tests.observability import harness
 
 REQUIRED_PANELS = {
@@ -151,9 +151,17 @@ def test_docs_list_every_metric_the_service_exports() -> None:
         "orders_redis_failovers_total",
         "orders_invalidator_rewinds_total",
         "orders_cache_group_checkpoint_age_seconds",
+        "orders_db_replica_up",
+        "orders_db_replica_lag_seconds",
+        "orders_cache_fills_total",
+        "orders_db_gtid_wait_seconds",
+        "orders_db_gtid_wait_timeouts_total",
     ]
     declared = {
-        m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")
+        m._name
+        for module in (metrics, replica_metrics)
+        for m in vars(module).values()
+        if hasattr(m, "_name") and hasattr(m, "_type")
     }
     for name in names:
         assert f"`{name}`" in text, f"docs/operations.md does not describe {name}"

@@ -101,6 +101,8 @@ def test_the_api_role_cannot_forge_the_checkpoint_move_the_position_or_fence_or_
         ("DEL", KEYS.checkpoint),
         ("SET", KEYS.binlog_position, "mysql-bin.999999:4"),
         ("DEL", KEYS.binlog_position),
+        # an old GTID state would let a lagging replica fill an old row (docs/guarantees.md)
+        ("SET", KEYS.gtid, "0-1-1"),
         ("INCR", KEYS.invalidator_fence),
         ("SET", KEYS.invalidator_fence, "999"),
         ("SET", KEYS.invalidator_lease, "squatter:1"),
@@ -108,6 +110,7 @@ def test_the_api_role_cannot_forge_the_checkpoint_move_the_position_or_fence_or_
         # the invalidator's own functions, called by the API: they run with the API's rights
         ("FCALL", f"{loaded}_acquire_lease", 2, *LEADER_KEYS, "squatter", 60_000),
         ("FCALL", f"{loaded}_invalidate", 0, KEYS.base, "", "-", 60, "", "0", "", "", "", "1"),
+        ("FCALL", f"{loaded}_invalidate", 0, KEYS.base, "", "-", 60, "", "", "", "", "0-1-1"),
     ):
         assert refused(api, *command), command
     api.close()

@@ -120,6 +120,32 @@ def test_the_api_user_reads_pages_and_can_change_nothing(
             assert denied(connection, statement) in ER_DENIED, statement
 
 
+def test_the_replica_user_reads_pages_waits_for_a_gtid_and_sees_no_binlog(
+    shared_accounts: Accounts, seeded_database_url: str
+) -> None:
+    """What a read replica's user runs (service/orders/replicas.py, gtid.py) with the grants
+    `orders-service grants replica` prints: SELECT only, nothing of the binlog."""
+    from service.orders import gtid_waits
+
+    database = database_of(seeded_database_url)
+    user = shared_accounts.create(roles.REPLICA, database)
+    with shared_accounts.connect(user, database) as connection, connection.cursor() as cursor:
+        assert repository.fetch_page(cursor, 1, 10)
+        assert repository.count_orders(cursor) > 0
+        gtid_waits.latest_heartbeat(cursor)  # the lag probe: allowed (None when no heartbeat yet)
+        # an empty state is reached at once on any server; the statement needs no privilege
+        cursor.execute("SELECT MASTER_GTID_WAIT('', 0.001)")
+        assert gtid_waits.reached(cursor.fetchone())
+    with shared_accounts.connect(user, database) as connection:
+        for statement in (
+            "UPDATE orders SET status = 'cancelled' WHERE id = 1",
+            "SHOW MASTER STATUS",
+            "SHOW BINARY LOGS",
+            "SELECT * FROM mysql.user",
+        ):
+            assert denied(connection, statement) in ER_DENIED, statement
+
+
 def test_the_migrate_user_has_no_rights_outside_its_database(
     shared_accounts: Accounts, seeded_database_url: str
 ) -> None:

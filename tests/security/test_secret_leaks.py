@@ -167,3 +167,37 @@ def test_config_prints_every_password_form_redacted(form: str) -> None:
     assert "ORDERS_REDIS_URL=" in output
     assert "***" in output
     assert leaked_forms(output) == [], output
+
+
+@pytest.mark.parametrize(
+    ("replica_mode", "form"),
+    [("truncated-mysql", "userinfo"), ("garbage", "variables"), ("close", "userinfo")],
+)
+def test_a_misbehaving_replica_never_gets_its_password_logged_or_shown(
+    launch: Callable[..., Launched],
+    fake: Callable[[str], MisbehavingServer],
+    replica_mode: str,
+    form: str,
+) -> None:
+    """ORDERS_DATABASE_REPLICA_URLS (userinfo) or ORDERS_DATABASE_REPLICA_PASSWORD: the
+    replica's health check reaches a server that misbehaves; /readyz lists the replica by
+    host:port and nothing printed or served holds the password."""
+    mysql, redis, replica = fake("close"), fake("close"), fake(replica_mode)
+    if form == "userinfo":
+        replicas = {
+            "ORDERS_DATABASE_REPLICA_URLS": f"mysql://api:{QUOTED}@127.0.0.1:{replica.port}/orders"
+        }
+    else:
+        replicas = {
+            "ORDERS_DATABASE_REPLICA_URLS": f"mysql://api@127.0.0.1:{replica.port}/orders",
+            "ORDERS_DATABASE_REPLICA_PASSWORD": PASSWORD,
+        }
+    web = launch(["serve"], secret_env("variables", mysql.port, redis.port, **replicas))
+    web.wait_http()
+    _run_until_reached(web, replica)  # the replica check runs every 2 s in each worker
+    ready = requests.get(web.url("/readyz"), timeout=10)
+    assert f"127.0.0.1:{replica.port}" in ready.text
+    assert PASSWORD not in ready.text
+    assert QUOTED not in ready.text
+    output = web.stop()
+    assert leaked_forms(output) == [], output

@@ -70,6 +70,7 @@ class FakeStore:
     breaker: Breaker = field(default_factory=Breaker)
     reads: int = 0
     on_read: list[object] = field(default_factory=list)  # callables run before each read
+    gtid: str = ""  # the invalidator's last recorded GTID state, as LEASE_AT hands it out
     _tokens: itertools.count[int] = field(default_factory=itertools.count)
 
     def _check(self) -> None:
@@ -89,7 +90,7 @@ class FakeStore:
             return None
         token = f"t{next(self._tokens)}"
         self.leases[key] = token
-        return Lease(token, self.clocks.redis_ms())
+        return Lease(token, self.clocks.redis_ms(), self.gtid, self.checkpoint)
 
     def lease_page(self, page: int) -> Lease | None:
         return self._lease(f"page:{page}")
@@ -124,12 +125,15 @@ class FakeMySQL:
     version: int = 0
     up: bool = True
     queries: int = 0
+    states: list[str] = field(default_factory=list)  # the GTID state each load was given
 
-    def load_page(self, page: int) -> bytes:
+    def load_page(self, page: int, state: str = "") -> bytes:
+        self.states.append(state)
         self._query()
         return b'[{"page":%d,"v":%d}]' % (page, self.version)
 
-    def load_total(self) -> int:
+    def load_total(self, state: str = "") -> int:
+        self.states.append(state)
         self._query()
         return self.orders
 
@@ -160,7 +164,9 @@ class World:
                 self.near.heard_from_redis()
 
 
-def make_world(*, near: bool = False, lock_wait: float = 0.05) -> World:
+def make_world(
+    *, near: bool = False, lock_wait: float = 0.05, replica_budget: float | None = None
+) -> World:
     clocks = Clocks()
     clock = RedisClock(monotonic=clocks.monotonic, wall=clocks.wall)
     # One exact TIME sample: the offset is known with no error.
@@ -181,6 +187,7 @@ def make_world(*, near: bool = False, lock_wait: float = 0.05) -> World:
         lock_wait=lock_wait,
         freshness=freshness,
         wall=clocks.wall,
+        replica_budget=replica_budget,
     )
     return World(clocks, store, mysql, freshness, near_cache, cache)
 
@@ -191,6 +198,49 @@ def world() -> World:
 
 
 # --- the TTL and the lease -------------------------------------------------------------------
+
+
+def test_each_load_gets_its_lease_gtid_state_and_claims_only_the_checkpoint() -> None:
+    """A replica may serve the fill only once it has applied the lease's state; what it reads
+    is as new as the lease's checkpoint, so that is the read time the entry claims."""
+    world = make_world(replica_budget=1.5)
+    world.heartbeat()
+    checkpoint = world.store.checkpoint
+    world.advance(0.5)
+    world.store.gtid = "0-1-42"
+    world.cache.get(3)
+    assert world.mysql.states == ["0-1-42", "0-1-42"]  # the totals and the page
+    assert world.store.pages[3].read_ms == checkpoint
+
+
+def test_an_old_checkpoint_sends_the_fill_to_the_primary() -> None:
+    """The invalidator dead or behind: a replica's data is vouched for by nothing recent, so
+    the primary reads (stamped with the lease's clock), and the bound holds for the MISS."""
+    world = make_world(replica_budget=1.5)
+    world.heartbeat()
+    world.advance(1.6)
+    world.store.gtid = "0-1-42"
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
+    assert world.store.pages[3].read_ms == world.clocks.redis_ms()
+
+
+@pytest.mark.parametrize("gtid", ["", "0-1-42"])
+def test_without_replicas_or_a_state_the_primary_reads(gtid: str) -> None:
+    world = make_world(replica_budget=None if gtid else 1.5)
+    world.heartbeat()
+    world.store.gtid = gtid
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
+
+
+def test_a_load_without_a_lease_reads_the_primary() -> None:
+    """Redis down: no lease, no state, so no replica (and nothing is stored)."""
+    world = make_world(replica_budget=1.5)
+    world.store.gtid = "0-1-42"
+    world.store.up = False
+    world.cache.get(3)
+    assert world.mysql.states == ["", ""]
 
 
 def test_a_cold_page_is_loaded_under_the_lease_stored_then_hit(world: World) -> None:

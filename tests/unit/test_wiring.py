@@ -73,3 +73,27 @@ def test_the_inspector_gets_its_settings_and_the_callers_database() -> None:
 def test_the_api_services_hold_no_settings() -> None:
     """Constructors take values: the API's services do not carry the whole Settings around."""
     assert "settings" not in {f.name for f in dataclasses.fields(wiring.ApiServices)}
+
+
+def test_each_replica_gets_its_own_pool_breaker_and_the_wait() -> None:
+    settings = Settings.from_env(
+        {
+            **ENV,
+            "ORDERS_DATABASE_REPLICA_URLS": "mysql://api@r1:3307/orders,mysql://api@r2/orders",
+            "ORDERS_DATABASE_REPLICA_WAIT": "0.4",
+            "ORDERS_DATABASE_BREAKER_FAILURES": "5",
+        }
+    )
+    primary = wiring.build_database(settings)
+    reads = wiring.build_reads(settings, primary)
+    try:
+        assert [r.name for r in reads.replicas] == ["r1:3307", "r2:3306"]
+        breakers = [r.database.breaker for r in reads.replicas]
+        assert [b.name for b in breakers] == ["mysql-replica:r1:3307", "mysql-replica:r2:3306"]
+        assert len({id(b) for b in [*breakers, primary.breaker]}) == 3
+        assert all(b._threshold == 5 for b in breakers)
+        assert reads.primary is primary
+        assert reads._wait == 0.4
+    finally:
+        reads.close()
+        primary.close()

@@ -16,7 +16,7 @@ orders_hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
 # The rules are what `orders-service grants <role> --redis-prefix <prefix>` prints
 # (service/orders/roles.py); tests/chart/test_chart_roles.py keeps them equal.
 orders_api_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:config ~${ORDERS_REDIS_PREFIX}:s*:hot ~${ORDERS_REDIS_PREFIX}:s*:inspector:found &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +role +zrange +zremrangebyrank +pexpire +mget +multi +exec +zadd +zrandmember +hset +subscribe +unsubscribe"
-orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +role +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
+orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~${ORDERS_REDIS_PREFIX}:s*:page:* ~${ORDERS_REDIS_PREFIX}:s*:lease:* ~${ORDERS_REDIS_PREFIX}:s*:index ~${ORDERS_REDIS_PREFIX}:s*:totals ~${ORDERS_REDIS_PREFIX}:s*:binlog ~${ORDERS_REDIS_PREFIX}:s*:checkpoint ~${ORDERS_REDIS_PREFIX}:s*:gtid ~${ORDERS_REDIS_PREFIX}:s*:invalidator:lease ~${ORDERS_REDIS_PREFIX}:s*:invalidator:fence &${ORDERS_REDIS_PREFIX}:* -@all +ping +fcall +get +set +del +time +info +role +hget +zrangebyscore +zremrangebyscore +publish +incr +pexpire"
 {
 	echo "user default on #$(orders_hash "$REDIS_PASSWORD") ~* &* +@all"
 	echo "user ${ORDERS_API_USER} on #$(orders_hash "$ORDERS_API_PASSWORD") ${orders_api_rules}"
@@ -25,8 +25,8 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_fa26b3e5d7c5
-redis.register_function{function_name='orders_fa26b3e5d7c5_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_f6d827211d3f
+redis.register_function{function_name='orders_f6d827211d3f_lease_at', flags={}, callback=function(KEYS, ARGV)
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
     redis.call('SET', KEYS[3], ARGV[4])
@@ -35,11 +35,13 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local gtid = redis.call('GET', ARGV[5]) or ''
+  local checkpoint = redis.call('GET', ARGV[6]) or ''
+  return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
-return 0
+return {0, '', ''}
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -47,7 +49,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -57,6 +59,7 @@ if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
 end
 local index = prefix .. 'index'
 local message = {}
+if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
 for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
@@ -100,7 +103,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -108,14 +111,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_refence_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_refence_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[2] .. ':' .. token, 'PX', ARGV[3])
@@ -123,11 +126,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
 if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
 if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
@@ -167,7 +170,7 @@ if #message > 0 then
 end
 return #message
 end}
-redis.register_function{function_name='orders_fa26b3e5d7c5_take_fence', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_f6d827211d3f_take_fence', flags={}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
 if fence > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
