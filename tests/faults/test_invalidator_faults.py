@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import signal
 import threading
 import time
@@ -18,38 +17,10 @@ import pytest
 import requests
 
 from tests.faults.conftest import ServiceProcess, Stack, wait_until
-from tests.faults.traffic import INSERT_SQL
+from tests.faults.traffic import INSERT_SQL, assert_consistent, disagreeing, sample, scrape
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-
-
-def disagreeing(stack: Stack) -> list[int | str]:
-    """Pages (and "totals") whose API answer differs from MySQL's, read in one snapshot."""
-    pages = range(1, stack.total_pages() + 1)
-    expected = stack.sql_pages(pages)
-    (count,) = stack.sql("SELECT COUNT(*) FROM orders")[0]
-    wrong: list[int | str] = []
-    for page in pages:
-        response = stack.get(page)
-        body = response.json() if response.status_code == 200 else {}
-        if body.get("total_orders") != int(count) and "totals" not in wrong:
-            wrong.append("totals")
-        rows = [
-            (int(o["id"]), str(o["customer"]["name"]), str(o["status"]), str(o["total"]["amount"]))
-            for o in body.get("orders", [])
-        ]
-        if rows != expected[page]:
-            wrong.append(page)
-    return wrong
-
-
-def assert_consistent(stack: Stack, within: float = 30) -> float:
-    """Wait until the API agrees with MySQL everywhere, then check twice more (both workers)."""
-    took = wait_until(lambda: not disagreeing(stack), within, "every page to agree with MySQL")
-    for _ in range(2):
-        assert not disagreeing(stack)
-    return took
 
 
 @contextlib.contextmanager
@@ -97,15 +68,6 @@ def writes_and_reads(stack: Stack, pages: range) -> Iterator[list[int]]:
         for thread in threads:
             thread.join(timeout=30)
     assert not errors, errors
-
-
-def scrape(port: int) -> str:
-    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-
-
-def sample(text: str, name: str, labels: str = "") -> float | None:
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else None
 
 
 def test_invalidator_paused_then_resumed_leaves_every_page_right(

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import ServiceProcess, Stack, wait_until
-from tests.faults.test_invalidator_faults import assert_consistent, sample, scrape
+from tests.faults.traffic import assert_consistent, sample, scrape
 from tests.support.redis_sentinel import MASTER, LyingSentinel, SentinelGroup
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

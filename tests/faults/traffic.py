@@ -4,6 +4,7 @@ the scenarios share (one place, so no test module imports another)."""
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.faults.conftest import Stack
+from tests.faults.conftest import Stack, wait_until
 
 INSERT_SQL = (
     "INSERT INTO orders (customer_id, customer_name, customer_email, status, amount, currency, "
@@ -99,3 +100,40 @@ def count_by(samples: list[Sample], attribute: str) -> dict[str, int]:
         key = str(getattr(sample, attribute))
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def disagreeing(stack: Stack) -> list[int | str]:
+    """Pages (and "totals") whose API answer differs from MySQL's, read in one snapshot."""
+    pages = range(1, stack.total_pages() + 1)
+    expected = stack.sql_pages(pages)
+    (count,) = stack.sql("SELECT COUNT(*) FROM orders")[0]
+    wrong: list[int | str] = []
+    for page in pages:
+        response = stack.get(page)
+        body = response.json() if response.status_code == 200 else {}
+        if body.get("total_orders") != int(count) and "totals" not in wrong:
+            wrong.append("totals")
+        rows = [
+            (int(o["id"]), str(o["customer"]["name"]), str(o["status"]), str(o["total"]["amount"]))
+            for o in body.get("orders", [])
+        ]
+        if rows != expected[page]:
+            wrong.append(page)
+    return wrong
+
+
+def assert_consistent(stack: Stack, within: float = 30) -> float:
+    """Wait until the API agrees with MySQL everywhere, then check twice more (both workers)."""
+    took = wait_until(lambda: not disagreeing(stack), within, "every page to agree with MySQL")
+    for _ in range(2):
+        assert not disagreeing(stack)
+    return took
+
+
+def scrape(port: int) -> str:
+    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def sample(text: str, name: str, labels: str = "") -> float | None:
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
