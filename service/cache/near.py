@@ -157,8 +157,9 @@ class InvalidationListener:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except Exception:  # noqa: BLE001 - whatever broke the feed, the thread must live on
+            except Exception as exc:  # noqa: BLE001 - whatever broke the feed, the thread lives on
                 metrics.count_near_cache_reset("disconnect")
+                log.info("the invalidation feed broke; reconnecting", error=type(exc).__name__)
             if self._near is not None:
                 self._near.lost_redis()
             self._report()

@@ -166,7 +166,7 @@ def _cluster_client(url: RedisURL, timeout: float | None, **options: Any) -> red
             password=url.password or None,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            cluster_error_retry_attempts=0,
+            retry=Retry(NoBackoff(), 0),
             **_tls_options(url),
             **options,
         ),
