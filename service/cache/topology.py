@@ -57,15 +57,26 @@ def _tls_options(url: RedisURL) -> dict[str, Any]:
     return {"ssl": True, **dict(url.options)} if url.tls else {}
 
 
+# Sentinels whose answer was not a primary, for this process's life: every Sentinel client made
+# later (the listener makes one per connection) asks them last.
+_DISTRUSTED: set[tuple[str, int]] = set()
+
+
+def _address(sentinel: redis.Redis) -> tuple[str, int]:
+    kwargs = sentinel.connection_pool.connection_kwargs
+    return str(kwargs.get("host")), int(kwargs.get("port", 0))
+
+
 class _CheckedSentinel(Sentinel):
-    """Sentinel discovery that moves a Sentinel whose answer was not a primary to the back."""
+    """Sentinel discovery that asks a Sentinel whose answer was not a primary last."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.sentinels.sort(key=lambda sentinel: _address(sentinel) in _DISTRUSTED)
 
     def distrust(self, address: tuple[str, int]) -> None:
-        for index, sentinel in enumerate(self.sentinels):
-            kwargs = sentinel.connection_pool.connection_kwargs
-            if (kwargs.get("host"), kwargs.get("port")) == address:
-                self.sentinels.append(self.sentinels.pop(index))
-                return
+        _DISTRUSTED.add(address)
+        self.sentinels.sort(key=lambda sentinel: _address(sentinel) in _DISTRUSTED)
 
 
 class _PrimaryConnection(SentinelManagedConnection):
@@ -94,14 +105,13 @@ class _PrimarySSLConnection(_PrimaryConnection, SentinelManagedSSLConnection):
 
 def sentinel_address(sentinel: Sentinel) -> tuple[str, int]:
     """The Sentinel asked first (the one whose last answer was used)."""
-    kwargs = sentinel.sentinels[0].connection_pool.connection_kwargs
-    return str(kwargs.get("host")), int(kwargs.get("port", 0))
+    return _address(sentinel.sentinels[0])
 
 
 def sentinels(url: RedisURL, timeout: float | None) -> _CheckedSentinel:
     """The Sentinels of ``url``, asked with their own password (ORDERS_REDIS_SENTINEL_PASSWORD)
     as the URL's user (none: the Sentinels' default user), or without AUTH when it is empty."""
-    return _CheckedSentinel(  # type: ignore[no-untyped-call]
+    return _CheckedSentinel(
         list(url.hosts),
         sentinel_kwargs={
             "username": (url.username or None) if url.sentinel_password else None,

@@ -150,7 +150,13 @@ def lose_an_acknowledged_invalidation(
     ]
     assert not late_stale, f"old row served as a hit after the bound: {late_stale[:10]}"
     metrics = scrape(stack.invalidator_port)
+    api_failovers = wait_until(
+        lambda: sample(scrape(stack.http_port), "orders_redis_failovers_total", '{process="api"}'),
+        30,
+        "the workers' listeners to notice the new primary",
+    )
     return {
+        "api_failovers_noticed_after_s": round(api_failovers, 2),
         "promote_s": round(promoted_at - killed_at, 2),
         "first_correct_page_s": round(time.monotonic() - killed_at - took, 2),
         "first_correct_after_promotion_s": round(first_correct, 2),

@@ -99,3 +99,26 @@ def test_a_password_with_reserved_characters_is_read_whole_in_a_sentinel_url() -
     assert url.password == "p/a#s?s@w"
     assert url.hosts == (("s1", 26379), ("s2", 26379))
     assert "p/a" not in url.redacted()
+
+
+def test_the_seam_builds_a_sentinel_client_with_the_same_no_retry_policy() -> None:
+    """No network: the client is built, not connected (redis-py connects on first use)."""
+    from service.cache import topology
+
+    settings = _url(
+        "redis+sentinel://app:data@s1:26379,s2:26380/cache/2",
+        ORDERS_REDIS_SENTINEL_PASSWORD="sentinelpw",
+    )
+    client = topology.client(settings.redis_url, 0.25)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.25, 0.25)
+    assert (kwargs["db"], kwargs["username"], kwargs["password"]) == (2, "app", "data")
+    assert kwargs["retry"].get_retries() == 0
+    sentinels = client.connection_pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    asked = [s.connection_pool.connection_kwargs for s in sentinels]
+    assert [(a["host"], a["port"]) for a in asked] == [("s1", 26379), ("s2", 26380)]
+    assert {(a["username"], a["password"], a["socket_timeout"]) for a in asked} == {
+        ("app", "sentinelpw", 0.25)
+    }
+    standalone = topology.client(_url("redis://:pw@cache:6380/1").redis_url, 0.25)
+    assert standalone.connection_pool.connection_kwargs["retry"].get_retries() == 0
