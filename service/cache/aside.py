@@ -166,6 +166,11 @@ class PageCache:
         """The page's group on a cluster (its channel's checkpoint vouches for it), else None."""
         return self._grouped.group_of(number) if self._grouped is not None else None
 
+    def _heard(self, number: int) -> bool:
+        """On a cluster, a page's entry is kept near only if its group's channel is heard."""
+        groups = self.near.groups if self.near is not None else None
+        return groups is None or self._group(number) in groups
+
     def _read(self, number: int) -> Lookup:
         lookup = self.redis.read(number)
         self.freshness.saw_checkpoint(lookup.checkpoint_ms)
@@ -183,7 +188,7 @@ class PageCache:
                 number, Lookup(None, None, None), now_ms, self.freshness.clock.now_ms(), outcome
             )
         redis_now = self.freshness.clock.now_ms()
-        if self.near is not None and near_version >= 0:
+        if self.near is not None and near_version >= 0 and self._heard(number):
             self.near.store(
                 number,
                 self._usable(lookup.page, now_ms, redis_now, lookup.checkpoint_ms),

@@ -63,6 +63,9 @@ class NearCache:
         self._lock = threading.Lock()
         self.version = 0
         self._live_until = 0.0
+        # A cluster: the groups whose shard channel this worker hears (confirmed subscriptions);
+        # None on one server (one channel for everything). A page of another group is not kept.
+        self.groups: set[int] | None = None
 
     def live(self) -> bool:
         return self._clock() < self._live_until
@@ -154,8 +157,9 @@ class InvalidationListener:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except Exception:  # noqa: BLE001 - whatever broke the feed, the thread must live on
+            except Exception as exc:  # noqa: BLE001 - whatever broke the feed, the thread lives on
                 metrics.count_near_cache_reset("disconnect")
+                log.info("the invalidation feed broke; reconnecting", error=type(exc).__name__)
             if self._near is not None:
                 self._near.lost_redis()
             self._report()
@@ -211,6 +215,8 @@ class InvalidationListener:
         meanwhile is lost. A pong or a message from any shard counts as hearing Redis."""
         pubsub = cast(Any, client).pubsub()
         subscribed: set[int] = set()
+        if self._near is not None:
+            self._near.groups = set()  # this connection's subscriptions are confirmed anew
         try:
             self._notice_primary(client)
             self._publish_config(client)
@@ -248,6 +254,12 @@ class InvalidationListener:
         if kind in ("ssubscribe", "sunsubscribe"):
             if self._near is not None:
                 self._near.clear()
+                heard = self._near.groups if self._near.groups is not None else set()
+                if group is not None and kind == "ssubscribe":
+                    heard.add(group)
+                elif group is not None:
+                    heard.discard(group)
+                self._near.groups = heard
             self._freshness.forget_groups()
             if kind == "sunsubscribe" and group is not None:
                 subscribed.discard(group)  # subscribed again at the next poll

@@ -16,8 +16,11 @@ import redis
 from service.breaker import CircuitBreaker
 from service.cache.cluster import ClusterCache, oldest
 from service.cache.entries import PageEntry, TotalsEntry
+from service.cache.freshness import Freshness
 from service.cache.keys import DROP, CacheKeys, Invalidation, SetTotals
+from service.cache.near import InvalidationListener, NearCache
 from service.cache.store import NOT_FOLLOWING, CacheUnavailable, load_functions
+from service.config.urls import redis_url
 from service.orders import roles
 from tests.support.redis_cluster import ClusterNode, RedisCluster
 from tests.support.waiting import wait_for
@@ -309,3 +312,37 @@ def test_what_the_inspector_reads_and_repairs_stays_in_one_slot(cache: ClusterCa
     cache.note_inconsistency(now_ms)
     assert cache.last_inconsistency() == now_ms
     assert cache.hot_pages(5) == []
+
+
+def test_near_caches_hear_each_groups_shard_channel(
+    cluster: RedisCluster, cache: ClusterCache
+) -> None:
+    """The listener SSUBSCRIBEs every registered group's channel; a step on a group reaches
+    the near cache and its channel checkpoint; a page of a group not heard is not kept."""
+    for page in (3, 20):
+        _fill(cache, page, "x")
+    near = NearCache(100)
+    freshness = Freshness(2.0)
+    listener = InvalidationListener(redis_url(cluster.url), near, KEYS, freshness, {})
+    listener.start()
+    try:
+        heard = {KEYS.group_of(3), KEYS.group_of(20)}
+        wait_for(
+            lambda: near.live() and (near.groups or set()) >= heard,
+            20,
+            f"{heard} heard {near.groups}",
+        )
+        entry = PageEntry.build(b"[]", 2**62, 1)
+        near.store(3, entry, None, near.version)
+        near.store(99, entry, None, near.version)  # group 24: nobody registered it
+        assert near.get(3)[0] == entry
+        now_ms = int(cache.time()[0]) * 1000
+        assert cache.invalidate(Invalidation(pages=frozenset({3}), checkpoint_ms=now_ms))
+        wait_for(lambda: near.get(3)[0] is None, 10, "page 3 dropped from the near cache")
+        wait_for(
+            lambda: freshness.group_channel_ms.get(KEYS.group_of(20)) == now_ms,
+            10,
+            "the checkpoint heard on group 20's channel",
+        )
+    finally:
+        listener.stop()
