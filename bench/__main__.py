@@ -18,30 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    arguments,
     auth_cost,
-    cluster,
     compare,
     curves,
     curves_report,
     invalidation,
     phases,
     plots,
-    promotion,
-    replica_reads,
     report,
-    sentinel_failover,
     sweep,
     targets,
+    topologies,
 )
-from bench.context import REPO, STATE, Context, context, database_name, prepare_database
+from bench.context import REPO, Context, context, database_name, prepare_database
 from bench.curves import hot_set_orders
 from bench.servers import BenchError, Gunicorn
-
-RESULTS = REPO / "bench" / "results"
-PHASES = (
-    *("redis_hits", "auth", "hot_set", "table_sizes", "invalidation"),
-    *("replica_reads", "promotion", "sentinel_failover", "cluster"),
-)
 
 
 def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]:
@@ -50,8 +42,8 @@ def _hot_set(ctx: Context, floor: Gunicorn, plan: phases.Plan) -> dict[str, Any]
 
 
 def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict[str, Any]:
-    """The phases that start their own servers: miss latency vs table size, invalidation,
-    replica reads, MySQL promotions, the cluster."""
+    """The phases that start their own servers: miss latency vs table size, invalidation, and
+    the topologies (replicas, promotions, Sentinel, Cluster)."""
     out: dict[str, Any] = {}
     if "table_sizes" not in skip:
         print("cost curve: miss latency vs table size ...", flush=True)
@@ -59,19 +51,7 @@ def _after_side_by_side(ctx: Context, plan: phases.Plan, skip: set[str]) -> dict
     if "invalidation" not in skip:
         print("invalidation: commit to visible ...", flush=True)
         out["invalidation"] = invalidation.run(ctx, plan)
-    if "replica_reads" not in skip:
-        print("replica reads: primary queries, fill latency, fallback by lag ...", flush=True)
-        out["replica_reads"] = replica_reads.run(
-            misses=plan.replica_misses, lag_misses=plan.replica_lag_misses, lags=plan.replica_lags
-        )
-    if "promotion" not in skip:
-        print(f"MySQL failover: {plan.promotions} promotions under writes ...", flush=True)
-        out["promotion"] = promotion.run(plan.promotions, ctx.scratch / "promotion")
-    if "sentinel_failover" not in skip:
-        print(f"Sentinel: {plan.failovers} failovers, hits through Sentinel ...", flush=True)
-        out["sentinel_failover"] = sentinel_failover.run(plan, plan.failovers)
-    if "cluster" not in skip:
-        out["cluster"] = cluster.run(cluster.plan_for(smoke=plan == phases.SMOKE))
+    out.update(topologies.run(ctx, plan, skip))
     return out
 
 
@@ -227,18 +207,6 @@ def finish(
     print((out / f"{stem}.md").read_text())
 
 
-def _sizes(text: str) -> list[int]:
-    """``1000,10k,1M`` -> [1000, 10000, 1000000]."""
-    out = []
-    for raw in text.split(","):
-        part = raw.strip().lower().replace("_", "")
-        if not part:
-            continue
-        scale = {"k": 1_000, "m": 1_000_000}.get(part[-1], 1)
-        out.append(int(float(part[:-1] if scale > 1 else part) * scale))
-    return out
-
-
 def _plan(args: argparse.Namespace) -> phases.Plan:
     """The full plan (the smoke's in miniature), with the sizes given on the command line."""
     plan = phases.SMOKE if args.command == "smoke" else phases.Plan()
@@ -249,135 +217,8 @@ def _plan(args: argparse.Namespace) -> phases.Plan:
     return plan
 
 
-FAILOVER_COMMANDS = ("promotion", "sentinel-failover")
-
-
-def _failovers(args: argparse.Namespace, plan: phases.Plan, out: Path) -> None:
-    """The failover phases run alone, each on servers of its own."""
-    if args.command == "promotion":
-        results = {"machine": report.machine(), "promotion": promotion.run(args.promotions)}
-        report.write(out, "promotion", results, promotion.markdown(results["promotion"]))
-        print(promotion.markdown(results["promotion"]))
-    elif args.command == "sentinel-failover":
-        results = sentinel_failover.run(plan, args.failovers or plan.failovers)
-        report.write(out, "sentinel_failover", results, sentinel_failover.markdown(results))
-        print(sentinel_failover.markdown(results))
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "command",
-        choices=[
-            "bench",
-            "smoke",
-            "curves",
-            "pagination",
-            "soak",
-            "profile",
-            "ablation",
-            "compare",
-            "sweep",
-            "invalidation",
-            "promotion",
-            "sentinel-failover",
-        ],
-    )
-    parser.add_argument("--out", default=str(RESULTS), help="directory for the result files")
-    parser.add_argument(
-        "--state",
-        default=str(STATE),
-        help="the bench's own MariaDB data and logs (kept between runs)",
-    )
-    parser.add_argument(
-        "--mysql-port", type=int, default=int(os.environ.get("BENCH_MYSQL_PORT", "3316"))
-    )
-    parser.add_argument("--buffer-pool", default="2G")
-    parser.add_argument(
-        "--keep-mysql", action="store_true", help="leave the bench's MariaDB running afterwards"
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument("--workers", type=int, default=0, help="default: the service's default")
-    parser.add_argument("--threads", type=int, default=0, help="default: the service's default")
-    parser.add_argument("--keepalive", type=int, default=5, help="gunicorn keep-alive, seconds")
-    parser.add_argument(
-        "--worker-class", default="gthread", choices=["gthread", "sync"], help="gunicorn worker"
-    )
-    parser.add_argument(
-        "--baseline",
-        default=targets.BASELINE,
-        help="previous results for the no-worse-than-before targets: REV:PATH or a file",
-    )
-    parser.add_argument(
-        "--hot-sets",
-        type=_sizes,
-        default=None,
-        help="hot-set sizes in pages, comma separated (default 1k,10k,100k,1M)",
-    )
-    parser.add_argument(
-        "--table-sizes",
-        type=_sizes,
-        default=None,
-        help="miss-latency curve table sizes (default 100k,1M,10M; 10M seeds once, ~3 min)",
-    )
-    parser.add_argument(
-        "--skip",
-        type=lambda text: [p for p in text.split(",") if p],
-        default=[],
-        help=f"phases of `bench` to leave out, comma separated: {', '.join(PHASES)}",
-    )
-    parser.add_argument(
-        "--rev-a", default="", help="compare: revision A (default origin/main or main)"
-    )
-    parser.add_argument(
-        "--rev-b", default="HEAD", help="compare: revision B (HEAD: the working tree)"
-    )
-    parser.add_argument(
-        "--compare-seconds", type=float, default=6, help="compare/sweep: s per round"
-    )
-    parser.add_argument("--compare-rounds", type=int, default=5, help="compare: interleaved rounds")
-    parser.add_argument("--sweep-rounds", type=int, default=2, help="sweep: rounds per setting")
-    parser.add_argument(
-        "--grid", default=sweep.DEFAULT_GRID, help="sweep: field=v1,v2;... varied one at a time"
-    )
-    parser.add_argument("--orders", type=int, default=10_000_000, help="pagination table size")
-    parser.add_argument("--samples", type=int, default=200, help="pagination samples per page")
-    parser.add_argument(
-        "--peer-samples",
-        type=int,
-        default=5,
-        help="pagination samples per page for the peer (OFFSET is slow)",
-    )
-    parser.add_argument(
-        "--write-rates", type=_sizes, default=None, help="invalidation: offered rows/s"
-    )
-    parser.add_argument("--writers", type=int, default=0, help="invalidation: writer connections")
-    parser.add_argument(
-        "--rows-per-transaction", type=int, default=0, help="invalidation: rows per write"
-    )
-    parser.add_argument(
-        "--profile-invalidator",
-        action="store_true",
-        help="invalidation: py-spy on the invalidator at the highest write rate",
-    )
-    parser.add_argument(
-        "--promotions", type=int, default=20, help="promotion: MySQL failovers in a row"
-    )
-    parser.add_argument(
-        "--failovers", type=int, default=0, help="sentinel-failover: failovers (default 20)"
-    )
-    parser.add_argument("--minutes", type=float, default=10, help="soak length")
-    parser.add_argument("--max-requests", type=int, default=20000, help="soak worker recycling")
-    parser.add_argument("--seconds", type=int, default=20, help="profile length")
-    parser.add_argument(
-        "--nice",
-        type=int,
-        default=-5,
-        help="niceness of the bench and everything it starts (shared machine)",
-    )
-    args = parser.parse_args(argv)
+    args = arguments.parser(__doc__).parse_args(argv)
     out = Path(args.out)
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
@@ -391,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             report.write(out, "invalidation", results, invalidation.markdown(results))
             plots.plot_curves({"invalidation": results["invalidation"]}, out)
             print((out / "invalidation.md").read_text())
-        elif args.command in FAILOVER_COMMANDS:
-            _failovers(args, plan, out)
+        elif args.command in topologies.COMMANDS:
+            topologies.command(args, plan, out)
         elif args.command == "curves":
             results = curves.run(args, plan)
             report.write(out, "curves", results, curves_report.curves_markdown(results))

@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import promotion, replica_reads
-from bench.cluster import cluster_section
+from bench import topology_report
 from bench.curves_report import hot_set_section, invalidation_section, table_size_section
 from bench.formatting import LABELS, SYSTEMS, ratio, table, times
 from bench.targets import verdict
@@ -67,10 +66,7 @@ def markdown(results: dict[str, Any], pagination: dict[str, Any] | None = None) 
     lines += hot_set_section(results.get("hot_set"))
     lines += table_size_section(results.get("table_sizes"))
     lines += invalidation_section(results.get("invalidation"))
-    lines += replica_reads.section(results.get("replica_reads"))
-    if results.get("promotion"):
-        lines += [promotion.markdown(results["promotion"]), ""]
-    lines += cluster_section(results.get("cluster"))
+    lines += topology_report.sections(results)
     if pagination and not results.get("table_sizes"):
         lines += pagination_markdown(pagination)
     if results.get("notes"):

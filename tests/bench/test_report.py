@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from bench import compare, hotspots, invalidation, report, sweep, targets
-from bench.__main__ import _sizes, hot_set_orders
+from bench.__main__ import hot_set_orders
+from bench.arguments import sizes as _sizes
 from bench.context import GunicornShape
 from bench.load import open_loop_connections, parse, percentiles
 from bench.phases import SMOKE, Plan, time_to_hit_rate
