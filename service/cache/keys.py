@@ -63,8 +63,9 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  local gtid = redis.call('GET', ARGV[5]) or ''
   local checkpoint = redis.call('GET', ARGV[6]) or ''
+  local gtid, vouched = string.match(redis.call('GET', ARGV[5]) or '', '^([^|]*)|(.*)$')
+  if vouched ~= checkpoint then gtid = '' end
   return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
 return {0, '', ''}
@@ -98,8 +99,12 @@ return 0
 #           it (every step writes one: position and step number). Another value (a replica that
 #           missed the last steps was promoted) refuses the step: nothing changes, returns -2,
 #           the invalidator replays (docs/guarantees.md, "Redis failover (Sentinel)"),
-#   ARGV[9] the GTID state applied by this step ('' = leave ``gtid``): written with the
-#           deletions, so a lease taken after them hands out a state including their write,
+#   ARGV[9] the GTID state applied by this step ('' = keep the stored one): written with the
+#           deletions, so a lease taken after them hands out a state including their write.
+#           ``gtid`` holds ``state|checkpoint``: every step rewrites it with the checkpoint it
+#           leaves, vouching that the state covers every page-changing commit before it; a
+#           checkpoint moved on by anything else (an earlier release's step) is not vouched
+#           for, and LEASE_AT then hands out no state (the fill reads the primary),
 #   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
 INVALIDATE = """
@@ -112,7 +117,6 @@ if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
 end
 local index = prefix .. 'index'
 local message = {}
-if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
 for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
@@ -151,6 +155,9 @@ if ARGV[6] ~= '' then
   end
 end
 if stored then message[#message + 1] = 'c' .. stored end
+local state = ARGV[9]
+if state == '' then state = string.match(redis.call('GET', prefix .. 'gtid') or '', '^[^|]*') end
+if state ~= '' then redis.call('SET', prefix .. 'gtid', state .. '|' .. (stored or '')) end
 if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end

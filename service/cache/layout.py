@@ -23,7 +23,7 @@ from dataclasses import dataclass
 #   of the group from the first shifted one (a group's pages are a known, small set).
 #   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the stamp
 #   expected before this step ('' = do not check), ARGV[9] the GTID state this step applied
-#   ('' = none), ARGV[10] this step's stamp, ARGV[11..] the step's own pages (for the message).
+#   ('' = keep the stored one; stored as ``state|checkpoint`` as INVALIDATE does), ARGV[10] this step's stamp, ARGV[11..] the step's own pages (for the message).
 # The fence is the newest token this group has seen: a larger one is adopted, a smaller one
 # refused (-1); the leader re-takes every group's fence when it takes the lease, and LEASE_AT
 # seeds a new group's. Every step leaves its stamp; a stored stamp other than the expected one
@@ -52,7 +52,6 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9]) end
 local stored = redis.call('GET', KEYS[5])
 if ARGV[6] ~= '' then
   local now = redis.call('TIME')
@@ -65,6 +64,9 @@ if ARGV[6] ~= '' then
   end
 end
 if stored then message[#message + 1] = 'c' .. stored end
+local state = ARGV[9]
+if state == '' then state = string.match(redis.call('GET', KEYS[7]) or '', '^[^|]*') end
+if state ~= '' then redis.call('SET', KEYS[7], state .. '|' .. (stored or '')) end
 if #message > 0 then
   redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
 end

@@ -147,6 +147,7 @@ class InvalidationListener:
 
     def start(self) -> None:
         metrics.set_checkpoint_age(None, 0.0)
+        failover_metrics.watch_failovers("api")
         self._thread.start()
 
     def stop(self) -> None:

@@ -40,7 +40,7 @@ from service.invalidation.options import InvalidatorOptions
 from service.invalidation.steps import Fenced, Rewind, Steps
 from service.observability import metrics
 from service.observability.logging import get_logger
-from service.orders import schema
+from service.orders import gtid_waits, schema
 from service.orders.database import Connection
 
 T = TypeVar("T")
@@ -268,7 +268,12 @@ class Invalidator:
 
     def _start_fresh(self, reason: str) -> BinlogPosition:
         position = current_position(self.source)
-        self._steps.step(Invalidation(from_page=1, totals=DROP, position=position.stored()))
+        # ``-``: fills read the primary until the stream records a state of its own (a commit
+        # between the old state and this position would otherwise pass a replica's wait).
+        clearing = Invalidation(
+            from_page=1, totals=DROP, position=position.stored(), gtid=gtid_waits.PRIMARY_ONLY
+        )
+        self._steps.step(clearing)
         metrics.count_invalidator_event("fresh_start")
         log.warning("cache cleared, following from now", reason=reason, position=str(position))
         return position

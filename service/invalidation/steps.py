@@ -81,6 +81,7 @@ class Steps:
         )
         self._checkpoints = Checkpointer(cache.time)
         self._gtid = GtidGate()
+        failover_metrics.watch_failovers("invalidator")
         self.checkpoint_sent: float | None = None
         self.applied = 0
         # The chain (docs/guarantees.md, "Redis failover (Sentinel)"): the ``binlog`` value the

@@ -20,6 +20,12 @@ INVALIDATOR_REWINDS = Counter(
 )
 
 
+def watch_failovers(process: str) -> None:
+    """Export ``process``'s count at 0 before any failover, so a dashboard or an alert over
+    its increase sees a series from the start, not only after the first failover."""
+    REDIS_FAILOVERS.labels(process)
+
+
 def count_failover(process: str) -> None:
     REDIS_FAILOVERS.labels(process).inc()
 

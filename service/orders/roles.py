@@ -95,10 +95,11 @@ REDIS_WRITES: dict[str, tuple[str, ...]] = {
 # can stop invalidation (steps refused), which the checkpoint then shows and the lag bound
 # covers, but never makes the checkpoint vouch for what is not true. The cluster client asks
 # the slot map (CLUSTER SLOTS/SHARDS; NODES: which primaries, to notice a failover), the command
-# table (COMMAND) and follows ASK (ASKING).
+# table (COMMAND) and follows ASK (ASKING). The API's near caches hear each group's shard
+# channel (SSUBSCRIBE, SUNSUBSCRIBE); only the invalidator's steps SPUBLISH.
 _CLUSTER_COMMANDS = ("cluster|slots", "cluster|shards", "cluster|nodes", "command", "asking")
 REDIS_CLUSTER_COMMANDS: dict[str, tuple[str, ...]] = {
-    "api": (*_CLUSTER_COMMANDS,),
+    "api": (*_CLUSTER_COMMANDS, "ssubscribe", "sunsubscribe"),
     "invalidator": (*_CLUSTER_COMMANDS, "spublish", "zrange", "mget"),
 }
 REDIS_CLUSTER_WRITES: dict[str, tuple[str, ...]] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import redis
@@ -274,6 +274,8 @@ def test_each_roles_acl_user_can_do_its_part_on_a_cluster(cluster: RedisCluster)
         admin.set(KEYS.invalidator_fence, 3)
         _fill(api, 9, "x")
         assert api.read(9).page is not None
+        feed = cast(Any, api.client).pubsub()  # the near cache's: the group's shard channel
+        feed.ssubscribe(KEYS.group(KEYS.group_of(9)).channel)
         assert invalidator.claim_fence(3)
         assert invalidator.primary_identity() == api.primary_identity()
         assert invalidator.invalidate(
@@ -282,6 +284,8 @@ def test_each_roles_acl_user_can_do_its_part_on_a_cluster(cluster: RedisCluster)
             )
         )
         assert api.read(9).page is None
+        assert _sharded_message(feed).startswith(b"p9")
+        feed.close()
         assert invalidator.stored_position() == "b.1:1|server=s|gtid="
         with pytest.raises(redis.exceptions.NoPermissionError):
             api.client.set(KEYS.group(KEYS.group_of(9)).checkpoint, 1)
@@ -346,3 +350,13 @@ def test_near_caches_hear_each_groups_shard_channel(
         )
     finally:
         listener.stop()
+
+
+def _sharded_message(feed: Any, seconds: float = 15) -> bytes:
+    """The first message (not a subscription's confirmation) on a sharded subscription."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = feed.get_sharded_message(timeout=0.5)
+        if message is not None and message["type"] in (b"smessage", "smessage"):
+            return cast(bytes, message["data"])
+    raise AssertionError("no message on the group's shard channel")

@@ -123,7 +123,7 @@ def test_a_drop_records_its_gtid_state_and_a_lease_taken_after_it_hands_it_out(
     assert before.gtid == ""  # nothing recorded yet: the fill reads the primary
     assert before.at_ms > 0
     cache.invalidate(Invalidation(pages=frozenset({3}), gtid="0-1-42"))
-    assert shared_redis.get(cache.keys.gtid) == b"0-1-42"
+    assert shared_redis.get(cache.keys.gtid) == b"0-1-42|"  # no checkpoint yet to vouch for
     assert not cache.fill_page(3, before.token, _entry())  # its lease went with the drop
     after = cache.lease_page(3)
     assert after is not None
@@ -145,3 +145,30 @@ def test_a_step_without_a_gtid_state_leaves_the_recorded_one(settings: Settings)
 
 def _entry() -> PageEntry:
     return PageEntry.build(b"[]", 1, 1)
+
+
+def test_a_checkpoint_the_gtid_state_does_not_vouch_for_sends_fills_to_the_primary(
+    settings: Settings, shared_redis: redis.Redis
+) -> None:
+    """The state ``gtid`` holds covers every page-changing commit before the checkpoint it was
+    recorded (or confirmed) with. A checkpoint moved on by anything else (an invalidator of an
+    earlier release, during a rollback, writes checkpoints and no state) is not covered: a lease
+    then hands out no state, and the fill reads the primary. The next step of this release that
+    stores a checkpoint confirms the state again."""
+    cache = build_redis_cache(settings)
+    seconds, micros = shared_redis.time()
+    now = seconds * 1000 + micros // 1000
+    cache.invalidate(Invalidation(pages=frozenset({1}), gtid="0-1-5", checkpoint_ms=now - 5000))
+    lease = cache.lease_page(4)
+    assert lease is not None
+    assert (lease.gtid, lease.checkpoint_ms) == ("0-1-5", now - 5000)
+    shared_redis.delete(cache.keys.lease(4))
+    shared_redis.set(cache.keys.checkpoint, now - 1000)  # an older release's step
+    lease = cache.lease_page(4)
+    assert lease is not None
+    assert lease.gtid == ""
+    shared_redis.delete(cache.keys.lease(4))
+    cache.invalidate(Invalidation(checkpoint_ms=now - 500))  # this release's: no newer drop
+    lease = cache.lease_page(4)
+    assert lease is not None
+    assert (lease.gtid, lease.checkpoint_ms) == ("0-1-5", now - 500)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from typing import Any
 
@@ -19,12 +20,12 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from service.cache.entries import PageEntry, TotalsEntry
-from service.cache.keys import CacheKeys
+from service.cache.keys import CacheKeys, Drop, Invalidation
 from service.cli import main
 from service.config import Settings
 from service.invalidation.mysql_source import check_server
 from service.orders import catalog, repository, roles, schema
-from service.wiring import build_redis_cache
+from service.wiring import build_invalidator, build_redis_cache
 from tests.support.fixtures import ThrowawayServers
 from tests.support.invalidator_runs import (
     ORDERS,
@@ -453,3 +454,35 @@ def test_metrics_of_the_invalidator_are_registered(settings: Settings) -> None:
     assert (
         REGISTRY.get_sample_value("orders_invalidator_events_total", {"kind": "reset"}) is not None
     )
+
+
+# ---- a fresh start and the replica gate ---------------------------------------------------------
+
+
+def test_a_fresh_start_records_that_fills_read_the_primary(settings: Settings) -> None:
+    """A fresh start clears the cache from a position the old GTID state may not reach: a commit
+    between the two, read from a replica that has only the old state, would be cached with no
+    drop ever coming for it. So the clearing step records ``-`` (read the primary) until the
+    stream records a state of its own."""
+    invalidator = build_invalidator(settings)
+    keys = invalidator.cache.keys
+    invalidator.cache.client.set(keys.gtid, "0-1-1")  # a previous term's last drop
+    applied: list[Invalidation] = []
+    apply_step = invalidator.cache.apply_step
+
+    def recording(change: Invalidation) -> int:
+        applied.append(change)
+        return apply_step(change)
+
+    invalidator.cache.apply_step = recording  # type: ignore[method-assign]
+    thread = threading.Thread(target=invalidator.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(
+            lambda: any(isinstance(c.totals, Drop) for c in applied), 30, "the fresh start's step"
+        )
+    finally:
+        invalidator.stop()
+        thread.join(15)
+    clearing = next(c for c in applied if isinstance(c.totals, Drop))
+    assert clearing.gtid == "-"

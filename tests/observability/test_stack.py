@@ -286,7 +286,9 @@ def test_hit_rate_panel_matches_the_traffic_driven(stack: Stack) -> None:
 @pytest.mark.parametrize("rule", harness.rules(), ids=lambda r: r.get("alert") or r["record"])
 def test_every_rule_expression_returns_data(stack: Stack, rule: dict[str, Any]) -> None:
     expr = harness.signal_of(rule["expr"]) if "alert" in rule else rule["expr"]
-    result = stack.prometheus.query(expr, at=stack.finished)
+    result = stack.prometheus.query(expr, at=stack.finished)  # invalid PromQL raises here
+    if rule.get("alert") in harness.TOPOLOGY_ALERTS:
+        return  # their series exist only on a cluster or with MySQL replicas
     assert has_data(result), f"{rule.get('alert') or rule['record']} has no data:\n{expr}"
 
 

@@ -25,8 +25,8 @@ orders_invalidator_rules="resetkeys resetchannels %R~${ORDERS_REDIS_PREFIX}:* ~$
 unset orders_api_rules orders_invalidator_rules
 # `orders-service load-functions --print`; tests/security/test_redis_roles.py keeps it equal.
 cat > /run/redis/functions.lua <<'ORDERS_FUNCTIONS'
-#!lua name=orders_f6d827211d3f
-redis.register_function{function_name='orders_f6d827211d3f_lease_at', flags={}, callback=function(KEYS, ARGV)
+#!lua name=orders_86a8bb13e606
+redis.register_function{function_name='orders_86a8bb13e606_lease_at', flags={}, callback=function(KEYS, ARGV)
 if KEYS[3] and ARGV[4] ~= '' then
   if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[4]) then
     redis.call('SET', KEYS[3], ARGV[4])
@@ -35,13 +35,14 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3]) end
   local now = redis.call('TIME')
-  local gtid = redis.call('GET', ARGV[5]) or ''
   local checkpoint = redis.call('GET', ARGV[6]) or ''
+  local gtid, vouched = string.match(redis.call('GET', ARGV[5]) or '', '^([^|]*)|(.*)$')
+  if vouched ~= checkpoint then gtid = '' end
   return {tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), gtid, checkpoint}
 end
 return {0, '', ''}
 end}
-redis.register_function{function_name='orders_f6d827211d3f_fill', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_fill', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -49,7 +50,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_f6d827211d3f_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_invalidate', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -59,7 +60,6 @@ if ARGV[8] ~= '' and redis.call('GET', prefix .. 'binlog') ~= ARGV[8] then
 end
 local index = prefix .. 'index'
 local message = {}
-if ARGV[9] ~= '' then redis.call('SET', prefix .. 'gtid', ARGV[9]) end
 for i = 10, #ARGV do
   redis.call('DEL', prefix .. 'page:' .. ARGV[i], prefix .. 'lease:' .. ARGV[i])
   message[#message + 1] = 'p' .. ARGV[i]
@@ -98,12 +98,15 @@ if ARGV[6] ~= '' then
   end
 end
 if stored then message[#message + 1] = 'c' .. stored end
+local state = ARGV[9]
+if state == '' then state = string.match(redis.call('GET', prefix .. 'gtid') or '', '^[^|]*') end
+if state ~= '' then redis.call('SET', prefix .. 'gtid', state .. '|' .. (stored or '')) end
 if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 end}
-redis.register_function{function_name='orders_f6d827211d3f_acquire_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_acquire_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
@@ -111,14 +114,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 0
 end}
-redis.register_function{function_name='orders_f6d827211d3f_renew_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_renew_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
 end}
-redis.register_function{function_name='orders_f6d827211d3f_refence_lease', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_refence_lease', flags={}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   local token = redis.call('INCR', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[2] .. ':' .. token, 'PX', ARGV[3])
@@ -126,11 +129,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 end}
-redis.register_function{function_name='orders_f6d827211d3f_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_release_lease', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 end}
-redis.register_function{function_name='orders_f6d827211d3f_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_invalidate_group', flags={'allow-oom'}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
 if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
 if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
@@ -152,7 +155,6 @@ elseif ARGV[3] ~= '-' then
   message[#message + 1] = 't'
 end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9]) end
 local stored = redis.call('GET', KEYS[5])
 if ARGV[6] ~= '' then
   local now = redis.call('TIME')
@@ -165,12 +167,15 @@ if ARGV[6] ~= '' then
   end
 end
 if stored then message[#message + 1] = 'c' .. stored end
+local state = ARGV[9]
+if state == '' then state = string.match(redis.call('GET', KEYS[7]) or '', '^[^|]*') end
+if state ~= '' then redis.call('SET', KEYS[7], state .. '|' .. (stored or '')) end
 if #message > 0 then
   redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 end}
-redis.register_function{function_name='orders_f6d827211d3f_take_fence', flags={}, callback=function(KEYS, ARGV)
+redis.register_function{function_name='orders_86a8bb13e606_take_fence', flags={}, callback=function(KEYS, ARGV)
 local fence = tonumber(redis.call('GET', KEYS[1]) or '0')
 if fence > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
