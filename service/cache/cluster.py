@@ -58,6 +58,9 @@ class ClusterCache(RedisCache):
         # The stamp each group holds after this invalidator's last step there (its next step
         # expects it): a group whose shard forgot a step shows an older one.
         self._stamps: dict[int, str] = {}
+        # Each group's position at the start of this term: a replayed step a group is already
+        # past leaves its GTID state alone (a state never moves back under a newer checkpoint).
+        self._held: dict[int, BinlogPosition] = {}
         self._steps = itertools.count(1)
         self._term = secrets.token_hex(4)
         # The position (without its step number) the last applied step recorded: a step that
@@ -219,7 +222,14 @@ class ClusterCache(RedisCache):
         ).script_args(keys.base, self.hard_ttl)
         stamp = f"{self._term}.{next(self._steps)}"
         expected = self._stamps.get(group, "")
-        return declared, [*args[:7], expected, change.gtid or "", stamp, *pages], stamp
+        state = "" if self._past(group, change.position) else change.gtid or ""
+        return declared, [*args[:7], expected, state, stamp, *pages], stamp
+
+    def _past(self, group: int, position: str | None) -> bool:
+        """Whether ``group`` held a later position of the same stream when this term began
+        (this step is a replay there)."""
+        held, mine = self._held.get(group), _position(position)
+        return held is not None and mine is not None and mine.server == held.server and mine < held
 
     def claim_fence(self, token: int) -> bool:
         """A new leader's fence in every registered group; False if one holds a newer one."""
@@ -253,6 +263,11 @@ class ClusterCache(RedisCache):
             g: cast(bytes, stamp).decode()
             for g, (_, stamp) in zip(groups, raw, strict=True)
             if stamp
+        }
+        self._held = {
+            g: held
+            for g, (value, _) in zip(groups, raw, strict=True)
+            if (held := _position(value)) is not None
         }
         return oldest(cast(bytes, value).decode() if value else None for value, _ in raw)
 
@@ -342,3 +357,14 @@ def oldest(stored: Iterable[str | None]) -> str | None:
     if not parsed or len({position.server for position, _ in parsed}) > 1:
         return None
     return min(parsed, key=lambda pair: pair[0])[1]
+
+
+def _position(value: bytes | str | None) -> BinlogPosition | None:
+    """A stored or step position without its step number; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    try:
+        return BinlogPosition.parse(strip_step(text))
+    except ValueError:
+        return None

@@ -360,3 +360,26 @@ def _sharded_message(feed: Any, seconds: float = 15) -> bytes:
         if message is not None and message["type"] in (b"smessage", "smessage"):
             return cast(bytes, message["data"])
     raise AssertionError("no message on the group's shard channel")
+
+
+def test_a_replay_never_moves_a_group_that_is_ahead_back_to_an_older_gtid_state(
+    cache: ClusterCache,
+) -> None:
+    """A new term replays from the oldest group position; a group already past a replayed step
+    keeps the newer GTID state it holds (its checkpoint never moves back either), so a replica
+    fill there still waits for every write whose drop the group applied."""
+    for page in (1, 9):
+        _fill(cache, page, "x")
+    behind, ahead = KEYS.group_of(1), KEYS.group_of(9)
+    old = "bin.000002:500|server=s|gtid=0-1-5"
+    assert cache.invalidate(Invalidation(position=old, gtid="0-1-5"))
+    declared, args, _ = cache._group_call(
+        ahead, Invalidation(position="bin.000002:900|server=s|gtid=0-1-9", gtid="0-1-9")
+    )
+    cache.run_function("invalidate_group", declared, args)
+    assert cache.stored_chain() == old  # a new term starts from the group that is behind
+    replayed = Invalidation(pages=frozenset({9}), position=old, gtid="0-1-7")
+    assert cache.invalidate(replayed)
+    state = cache.client.get(KEYS.group(ahead).gtid) or b""
+    assert state.split(b"|")[0] == b"0-1-9"
+    assert (cache.client.get(KEYS.group(behind).gtid) or b"").split(b"|")[0] == b"0-1-7"
