@@ -29,7 +29,8 @@ from service.cache.entries import PageEntry, TotalsEntry, fresh_until
 from service.cache.freshness import Freshness
 from service.cache.hot import HotPages
 from service.cache.near import NearCache
-from service.cache.store import CacheUnavailable, Lease, Lookup, RedisCache
+from service.cache.replies import Lease, Lookup
+from service.cache.store import CacheUnavailable, RedisCache
 from service.cache_outcomes import CacheOutcome
 from service.observability import tracing
 from service.orders.database import DatabaseUnavailable

@@ -22,6 +22,7 @@ a connection error refreshes the map too and surfaces as ``CacheUnavailable``, l
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import secrets
 from collections.abc import Iterable
@@ -31,16 +32,8 @@ import redis
 from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError, TryAgainError
 
 from service.cache.keys import CacheKeys, Invalidation, Keep, strip_step
-from service.cache.store import (
-    FENCED,
-    LEASE_MS,
-    NOT_FOLLOWING,
-    Lease,
-    Lookup,
-    RedisCache,
-    _lease_answer,
-    _lookup,
-)
+from service.cache.replies import Lease, Lookup, lease_answer, lookup, recent
+from service.cache.store import FENCED, LEASE_MS, NOT_FOLLOWING, RedisCache
 from service.invalidation.changes import BinlogPosition
 
 # Answers of a shard's pipeline that another try through the cluster client may turn into a
@@ -74,7 +67,7 @@ class ClusterCache(RedisCache):
             "mget",
             lambda: self.client.mget(group.page(page), group.totals, group.checkpoint),
         )
-        return _lookup(page, raw_page, raw_totals, raw_checkpoint)
+        return lookup(page, raw_page, raw_totals, raw_checkpoint)
 
     def _register(self, page: int) -> int:
         """Put the page's group in ``groups`` and read the newest fence (LEASE_AT's seed), in
@@ -102,7 +95,7 @@ class ClusterCache(RedisCache):
                 [token, LEASE_MS, member, fence or "", group.gtid, group.checkpoint],
             ),
         )
-        taken_at, gtid, checkpoint = _lease_answer(answer)
+        taken_at, gtid, checkpoint = lease_answer(answer)
         return Lease(token, taken_at, gtid, checkpoint) if taken_at else None
 
     def lease_page(self, page: int) -> Lease | None:
@@ -311,7 +304,7 @@ class ClusterCache(RedisCache):
         raw, (seconds, micros) = self._call("multi", both)
         totals, checkpoint = raw[-2], raw[-1]
         lookups = [
-            _lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
+            lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
         ]
         return lookups, int(seconds) * 1000 + int(micros) // 1000
 
@@ -321,6 +314,16 @@ class ClusterCache(RedisCache):
         for group in groups:
             found.extend(self._sample(self.keys.group(group).index, count))
         return found[:count] if len(found) <= count else _spread(found, count)
+
+    def filled_since(self, since_ms: int) -> list[int]:
+        found: list[int] = []
+        for group in self.registered_groups():
+            keys = self.keys.group(group)
+            listed = self._call("zrange", functools.partial(self.client.zrange, keys.index, 0, -1))
+            pages = [int(m) for m in cast(list[bytes], listed or [])]
+            if pages:
+                found += recent(pages, self._mget([keys.page(n) for n in pages]), since_ms)
+        return found
 
     def drop(self, page: int | None) -> None:
         if page is not None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 #   of the group from the first shifted one (a group's pages are a known, small set).
 #   ARGV as INVALIDATE's (ARGV[1] the group's base, for its shard channel), ARGV[8] the stamp
 #   expected before this step ('' = do not check), ARGV[9] the GTID state this step applied
-#   ('' = keep the stored one; stored as ``state|checkpoint`` as INVALIDATE does), ARGV[10] this step's stamp, ARGV[11..] the step's own pages (for the message).
+#   ('' = keep the stored one; stored as ``state|checkpoint`` as INVALIDATE does), ARGV[10]
+#   this step's stamp, ARGV[11..] the step's own pages (for the message).
 # The fence is the newest token this group has seen: a larger one is adopted, a smaller one
 # refused (-1); the leader re-takes every group's fence when it takes the lease, and LEASE_AT
 # seeds a new group's. Every step leaves its stamp; a stored stamp other than the expected one

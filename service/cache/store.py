@@ -6,10 +6,10 @@ caller treats as a miss: Redis is an optimisation, never a reason to fail a requ
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import redis
@@ -19,35 +19,15 @@ from service.breaker import CircuitBreaker
 from service.cache import topology
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation, strip_step
+from service.cache.replies import Lease, Lookup, lease_answer, lookup, recent
 from service.config import RedisURL
 from service.observability import metrics
 
 T = TypeVar("T")
-E = TypeVar("E", PageEntry, TotalsEntry)
 _log = structlog.get_logger(__name__)
 LEASE_MS = 3000  # longer than any fill (MySQL timeouts are below one second)
+SCAN_BATCH = 500  # pages per MGET of a scan
 FOUND_KEEP_MS = 600_000  # how long /readyz reports a confirmed inconsistency ("the last minutes")
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A fill lease we hold: its token, Redis' clock (ms) when it was taken, and, read with it,
-    the GTID state of the invalidator's last step ('' = none known: the fill reads the primary)
-    and the stored checkpoint (None: none)."""
-
-    token: str
-    at_ms: int
-    gtid: str = ""
-    checkpoint_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """One MGET: the page entry, the totals and the invalidator's checkpoint (None: absent)."""
-
-    page: PageEntry | None
-    totals: TotalsEntry | None
-    checkpoint_ms: int | None
 
 
 FENCED = -1  # INVALIDATE: a newer invalidator holds the fence
@@ -165,7 +145,7 @@ class RedisCache:
             "mget",
             lambda: self.client.mget(self.keys.page(page), self.keys.totals, self.keys.checkpoint),
         )
-        return _lookup(page, raw_page, raw_totals, raw_checkpoint)
+        return lookup(page, raw_page, raw_totals, raw_checkpoint)
 
     def lease_page(self, page: int) -> Lease | None:
         return self._take_lease(self.keys.lease(page), str(page))
@@ -184,7 +164,7 @@ class RedisCache:
                 [token, LEASE_MS, index_member, "", self.keys.gtid, self.keys.checkpoint],
             ),
         )
-        taken_at, gtid, checkpoint = _lease_answer(answer)
+        taken_at, gtid, checkpoint = lease_answer(answer)
         return Lease(token, taken_at, gtid, checkpoint) if taken_at else None
 
     def fill_page(self, page: int, token: str, entry: PageEntry) -> bool:
@@ -247,7 +227,7 @@ class RedisCache:
 
         (raw_page, raw_totals, raw_checkpoint), (seconds, micros) = self._call("multi", both)
         return (
-            _lookup(page, raw_page, raw_totals, raw_checkpoint),
+            lookup(page, raw_page, raw_totals, raw_checkpoint),
             int(seconds) * 1000 + int(micros) // 1000,
         )
 
@@ -265,7 +245,7 @@ class RedisCache:
         raw, (seconds, micros) = self._call("multi", both)
         totals, checkpoint = raw[-2], raw[-1]
         lookups = [
-            _lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
+            lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
         ]
         return lookups, int(seconds) * 1000 + int(micros) // 1000
 
@@ -274,6 +254,23 @@ class RedisCache:
         recently had, an entry): what the consistency inspector looks at."""
         raw = self._call("zrandmember", lambda: self.client.zrandmember(self.keys.index, count))
         return [int(member) for member in cast(list[bytes], raw or [])]
+
+    def filled_since(self, since_ms: int) -> list[int]:
+        """The indexed pages whose entry was read at or after ``since_ms`` (Redis clock), or
+        that hold none (a fill may be under way): what a MySQL primary's lost commits can have
+        reached (``Steps.after_promotion``)."""
+        pages = [int(m) for m in cast(list[bytes], self._call("zrange", self._index) or [])]
+        found: list[int] = []
+        for start in range(0, len(pages), SCAN_BATCH):
+            batch = pages[start : start + SCAN_BATCH]
+            found += recent(batch, self._mget([self.keys.page(n) for n in batch]), since_ms)
+        return found
+
+    def _index(self) -> Any:
+        return self.client.zrange(self.keys.index, 0, -1)
+
+    def _mget(self, keys: list[str]) -> list[Any]:
+        return cast(list[Any], self._call("mget", functools.partial(self.client.mget, keys)))
 
     def drop(self, page: int | None) -> None:
         """Delete one page entry and its lease (``None``: the totals), without telling the near
@@ -339,42 +336,3 @@ class RedisCache:
         """A field of the ``config`` HASH the API publishes (``ttl``, ``page_size``)."""
         raw = self._call("hget", lambda: self.client.hget(self.keys.config, name))
         return cast(bytes, raw).decode() if raw else None
-
-
-def _lease_answer(answer: Any) -> tuple[int, str, int | None]:
-    """LEASE_AT's ``{ms, gtid, checkpoint}`` (0: not taken). A bare number (a library loaded
-    before the GTID joined it) reads as a lease with no GTID: the fill goes to the primary."""
-    if not isinstance(answer, list | tuple):
-        return int(answer or 0), "", None
-    texts = [raw.decode() if isinstance(raw, bytes) else str(raw or "") for raw in answer[1:3]]
-    gtid, checkpoint = (*texts, "", "")[:2]
-    return int(answer[0]) if answer else 0, gtid, _checkpoint(checkpoint)
-
-
-def _lookup(page: int, raw_page: Any, raw_totals: Any, raw_checkpoint: Any) -> Lookup:
-    """The entries of one read. An entry that does not decode (written by something else, or
-    cut short) is bad input from a server: it is read as missing, so the request refills it
-    under the lease and the fill overwrites it, instead of failing every request for the page."""
-    return Lookup(
-        _decoded(PageEntry, raw_page, f"page {page}"),
-        _decoded(TotalsEntry, raw_totals, "totals"),
-        _checkpoint(raw_checkpoint),
-    )
-
-
-def _decoded(kind: type[E], raw: Any, what: str) -> E | None:
-    if not raw:
-        return None
-    try:
-        return kind.decode(cast(bytes, raw))
-    except (ValueError, UnicodeDecodeError):
-        _log.warning("a cache entry could not be read; it is refilled", entry=what)
-        return None
-
-
-def _checkpoint(raw: Any) -> int | None:
-    try:
-        return int(raw) if raw else None
-    except ValueError:
-        _log.warning("the invalidator's checkpoint could not be read; it is ignored")
-        return None

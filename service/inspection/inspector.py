@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import DROP, Invalidation
-from service.cache.store import CacheUnavailable, Lookup, RedisCache
+from service.cache.replies import Lookup
+from service.cache.store import CacheUnavailable, RedisCache
 from service.inspection import sampling
 from service.observability import inspector_metrics
 from service.observability.logging import get_logger

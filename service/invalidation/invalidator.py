@@ -232,6 +232,7 @@ class Invalidator:
             if follower.watch.primary_changes > changes:
                 metrics.count_primary_change(follower.watch.primary_changes - changes)
                 changes = follower.watch.primary_changes
+                self._steps.after_promotion()
             self._steps.handle(batch)
             self._steps.drain(time.monotonic())
             self._steps.check_counts()
@@ -264,6 +265,7 @@ class Invalidator:
                 now=here,
                 gtid=position.gtid,
             )
+            self._steps.after_promotion()
         return position
 
     def _start_fresh(self, reason: str) -> BinlogPosition:

@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 import pymysql
 
 from service.cache.keys import DROP, KEEP, Invalidation, TotalsChange, strip_step, with_step
-from service.cache.store import FENCED, NOT_FOLLOWING, CacheUnavailable, RedisCache
+from service.cache.store import (
+    FENCED,
+    LEASE_MS,
+    NOT_FOLLOWING,
+    CacheUnavailable,
+    RedisCache,
+)
 from service.invalidation import planner
 from service.invalidation.changes import ChangeBatch
 from service.invalidation.checkpoint import Checkpointer
@@ -164,6 +170,20 @@ class Steps:
             log.warning("cannot rank changed rows; invalidating everything", error=str(exc))
             plan, totals = planner.Plan(from_page=1, totals_changed=True), DROP
         return plan, totals
+
+    def after_promotion(self) -> None:
+        """A replica promoted to MySQL primary may lack the old primary's last commits (with
+        asynchronous replication MySQL loses them): a page filled from one, which this
+        invalidator had not read, holds a row MySQL no longer has, and no drop will come for
+        it. Every commit before the checkpoint was read, so it is in the history the new
+        primary was checked to hold; a fill reads MySQL less than a lease's length after its
+        read time. So the pages filled since the checkpoint, less that, are dropped (with the
+        totals), and the rest of the cache is kept."""
+        checkpoint = self.retry(self.cache.checkpoint)
+        since = (checkpoint or 0) - LEASE_MS
+        pages = self.retry(lambda: self.cache.filled_since(since))
+        self.step(Invalidation(pages=frozenset(pages), totals=DROP))
+        log.warning("pages filled since the last checkpoint dropped", pages=len(pages))
 
     def check_counts(self) -> None:
         """Counts rebuilt after DDL (repair) or a drifted block repaired (verifier): the pages

@@ -19,7 +19,8 @@ from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.freshness import Freshness, RedisClock
 from service.cache.keys import CacheKeys
 from service.cache.near import NearCache
-from service.cache.store import CacheUnavailable, Lease, Lookup
+from service.cache.replies import Lease, Lookup
+from service.cache.store import CacheUnavailable
 from service.cache_outcomes import CacheOutcome
 from service.orders.database import DatabaseUnavailable
 
