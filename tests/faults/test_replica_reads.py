@@ -147,7 +147,7 @@ def _dropped_with(stack: Stack, state: str) -> Callable[[], bool]:
 
     def dropped() -> bool:
         raw = stack.redis.get(stack.key("gtid"))
-        found = re.fullmatch(rb"0-\d+-(\d+)", raw or b"")
+        found = re.fullmatch(rb"0-\d+-(\d+)\|\d*", raw or b"")  # state|checkpoint
         return found is not None and int(found.group(1)) >= want
 
     return dropped
