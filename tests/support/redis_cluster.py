@@ -9,7 +9,6 @@ every process is reaped by PID (``ProcessServer``), also at interpreter exit.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from typing import Self
 
 import redis
 
-from tests.support.servers import ProcessServer, ServerStartError, free_port
+from tests.support.servers import RedisServer, ServerStartError, free_port, require_tool
 from tests.support.waiting import wait_for
 
 __all__ = ["ClusterNode", "RedisCluster"]
@@ -44,64 +43,25 @@ def cluster_port() -> int:
         return port
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/bin")
-    if path is None:
-        raise ServerStartError(f"`{name}` is not on PATH: install redis-server and redis-tools")
-    return path
+# A replica fails over however long ago it last heard its primary, and the first full sync
+# starts at once (the default waits 5 s for more replicas to share it).
+_CLUSTER_ARGS = (
+    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+    *("--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"),
+    *("--repl-diskless-sync-delay", "0"),
+)
 
 
-def server_binary() -> str:
-    """The Redis-like server every throwaway node runs (the Valkey tier sets valkey-server)."""
-    return _binary(os.environ.get("ORDERS_TEST_REDIS_SERVER", "redis-server"))
-
-
-class ClusterNode(ProcessServer):
+class ClusterNode(RedisServer):
     """One cluster node: its own work dir (``nodes.conf`` survives a restart), no persistence."""
 
     name = "redis-cluster-node"
-    start_timeout = 15.0
 
     def __init__(self, workdir: Path, port: int, extra_args: Sequence[str] = ()) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        super().__init__(workdir, port, owns_workdir=False)
-        self.extra_args = tuple(extra_args)
-
-    def command(self) -> list[str]:
-        return [
-            server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "1000",
-            # a replica fails over however long ago it last heard its primary, and the first full
-            # sync starts at once (the default waits 5 s for more replicas to share it)
-            "--cluster-replica-validity-factor",
-            "0",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            "--daemonize",
-            "no",
-            *self.extra_args,
-        ]
-
-    def is_ready(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except (redis.RedisError, OSError):
-            return False
+        super().__init__(
+            workdir, port, owns_workdir=False, extra_args=(*_CLUSTER_ARGS, *extra_args)
+        )
 
     def client(self, **options: object) -> redis.Redis:
         """A plain (non-cluster) connection to this node alone."""
@@ -275,7 +235,7 @@ class RedisCluster:
         """``reshard`` in the background (readers and writers run meanwhile); wait on the handle."""
         return subprocess.Popen(
             [
-                _binary("redis-cli"),
+                require_tool("redis-cli"),
                 "--cluster",
                 "reshard",
                 f"127.0.0.1:{target.port}",
@@ -326,7 +286,7 @@ class RedisCluster:
 
     def _cli(self, *args: str, timeout: float) -> str:
         done = subprocess.run(
-            [_binary("redis-cli"), *args],
+            [require_tool("redis-cli"), *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,

@@ -16,8 +16,6 @@ the binary is ``ORDERS_TEST_REDIS_SERVER`` (default ``redis-server``; Valkey's w
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -29,26 +27,11 @@ from typing import Self
 import redis
 
 from tests.support.forwarder import Forwarder
-from tests.support.servers import ProcessServer, RedisServer, ServerStartError, free_port
+from tests.support.servers import ProcessServer, RedisServer, free_port, redis_server_binary
 from tests.support.waiting import wait_for
 
 MASTER = "orders-cache"
 DOWN_AFTER_MS = 500
-REDIS_BINARY = os.environ.get("ORDERS_TEST_REDIS_SERVER", "redis-server")
-
-
-def redis_binary() -> str:
-    found = shutil.which(REDIS_BINARY) or shutil.which(REDIS_BINARY, path="/usr/sbin:/sbin")
-    if found is None:
-        raise ServerStartError(f"`{REDIS_BINARY}` is not on PATH (ORDERS_TEST_REDIS_SERVER)")
-    return found
-
-
-class Redis(RedisServer):
-    """A throwaway Redis started with ``ORDERS_TEST_REDIS_SERVER``'s binary."""
-
-    def command(self) -> list[str]:
-        return [redis_binary(), *super().command()[1:]]
 
 
 class SentinelServer(ProcessServer):
@@ -69,7 +52,7 @@ class SentinelServer(ProcessServer):
         )
 
     def command(self) -> list[str]:
-        return [redis_binary(), str(self.conf), "--sentinel"]
+        return [redis_server_binary(), str(self.conf), "--sentinel"]
 
     def is_ready(self) -> bool:
         with (
@@ -181,12 +164,14 @@ class SentinelGroup:
     killed primary back as the replica of the new one, so failovers can be repeated."""
 
     def __init__(self) -> None:
-        first = Redis.create(extra_args=("--repl-diskless-sync-delay", "0"))
+        first = RedisServer.create(extra_args=("--repl-diskless-sync-delay", "0"))
         self.links: dict[int, Forwarder] = {first.port: Forwarder(first.port)}
         self.primary = first
         second_port = free_port()
         self.links[second_port] = Forwarder(second_port)
-        self.replica = Redis.create(port=second_port, extra_args=self._replica_args(second_port))
+        self.replica = RedisServer.create(
+            port=second_port, extra_args=self._replica_args(second_port)
+        )
         self.front = Forwarder(self.primary.port)
         self.sentinels = [
             SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), self.link.port)

@@ -89,7 +89,8 @@ def free_port() -> int:
             return port
 
 
-def _require(binary: str) -> str:
+def require_tool(binary: str) -> str:
+    """The path of ``binary`` (PATH, then the sbin directories); missing: fails, never skips."""
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
     if path is None:
         raise ServerStartError(f"`{binary}` is not on PATH: {_INSTALL_HINT}")
@@ -102,7 +103,7 @@ def redis_server_binary() -> str:
     One place, so the Sentinels and clusters of the Valkey tier are Valkey too."""
     configured = os.environ.get("ORDERS_TEST_REDIS_SERVER", "").strip() or "redis-server"
     if os.sep not in configured:
-        return _require(configured)
+        return require_tool(configured)
     if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
         raise ServerStartError(f"ORDERS_TEST_REDIS_SERVER={configured} is not an executable file")
     return configured
@@ -317,7 +318,7 @@ def _template_datadir(*, as_root: bool) -> Path:
         tmpdir = root / "tmp"
         tmpdir.mkdir()
         argv = [
-            _require("mariadb-install-db"),
+            require_tool("mariadb-install-db"),
             "--no-defaults",
             f"--datadir={datadir}",
             f"--tmpdir={tmpdir}",
@@ -424,7 +425,7 @@ class MariaDBServer(ProcessServer):
 
     def command(self) -> list[str]:
         argv = [
-            _require("mariadbd"),
+            require_tool("mariadbd"),
             "--no-defaults",
             f"--datadir={self.datadir}",
             f"--port={self.port}",
@@ -482,7 +483,7 @@ class MariaDBServer(ProcessServer):
     def cli(self, sql: str, *, database: str | None = None, timeout: float = 30.0) -> str:
         """Run SQL with the `mariadb` command-line client over TCP; returns its stdout."""
         argv = [
-            _require("mariadb"),
+            require_tool("mariadb"),
             "--no-defaults",
             "--protocol=tcp",
             "-h127.0.0.1",
