@@ -32,7 +32,7 @@ import redis
 from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError, TryAgainError
 
 from service.cache.keys import CacheKeys, Invalidation, Keep, strip_step
-from service.cache.replies import Lease, Lookup, lease_answer, lookup, recent
+from service.cache.replies import Lease, Lookup, block, lease_answer, lookup, recent
 from service.cache.store import FENCED, LEASE_MS, NOT_FOLLOWING, RedisCache
 from service.invalidation.changes import BinlogPosition
 
@@ -301,12 +301,8 @@ class ClusterCache(RedisCache):
             )
             return [found, clock]
 
-        raw, (seconds, micros) = self._call("multi", both)
-        totals, checkpoint = raw[-2], raw[-1]
-        lookups = [
-            lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
-        ]
-        return lookups, int(seconds) * 1000 + int(micros) // 1000
+        raw, clock = self._call("multi", both)
+        return block(numbers, raw, clock)
 
     def sample_pages(self, count: int) -> list[int]:
         groups = self.registered_groups()

@@ -41,7 +41,13 @@ import hashlib
 from dataclasses import dataclass
 
 from service.cache.entries import TotalsEntry
-from service.cache.layout import INVALIDATE_GROUP, TAKE_FENCE, CacheKeys, GroupKeys
+from service.cache.layout import (
+    INVALIDATE_GROUP,
+    TAKE_FENCE,
+    CacheKeys,
+    GroupKeys,
+    record_progress,
+)
 
 # The key names and the grouped layout's scripts live in layout.py, re-exported here.
 __all__ = ["INVALIDATE_GROUP", "TAKE_FENCE", "CacheKeys", "GroupKeys"]
@@ -107,7 +113,8 @@ return 0
 #           for, and LEASE_AT then hands out no state (the fill reads the primary),
 #   ARGV[10..] single pages.
 # It deletes entries and leases, then publishes what it did (``Message``) for the near caches.
-INVALIDATE = """
+INVALIDATE = (
+    """
 local prefix = ARGV[1]
 if ARGV[7] ~= '' and redis.call('GET', prefix .. 'invalidator:fence') ~= ARGV[7] then
   return -1
@@ -142,27 +149,16 @@ elseif ARGV[3] ~= '-' then
   redis.call('DEL', prefix .. 'lease:totals')
   message[#message + 1] = 't'
 end
-if ARGV[5] ~= '' then redis.call('SET', prefix .. 'binlog', ARGV[5]) end
-local stored = redis.call('GET', prefix .. 'checkpoint')
-if ARGV[6] ~= '' then
-  local now = redis.call('TIME')
-  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local at = tonumber(ARGV[6])
-  local previous = tonumber(stored or '0') or 0
-  if at <= now and (at > previous or previous > now) then
-    redis.call('SET', prefix .. 'checkpoint', at)
-    stored = tostring(at)
-  end
-end
-if stored then message[#message + 1] = 'c' .. stored end
-local state = ARGV[9]
-if state == '' then state = string.match(redis.call('GET', prefix .. 'gtid') or '', '^[^|]*') end
-if state ~= '' then redis.call('SET', prefix .. 'gtid', state .. '|' .. (stored or '')) end
-if #message > 0 then
+"""
+    + record_progress(
+        binlog="prefix .. 'binlog'", checkpoint="prefix .. 'checkpoint'", gtid="prefix .. 'gtid'"
+    )
+    + """if #message > 0 then
   redis.call('PUBLISH', prefix .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 """
+)
 
 
 # The invalidators' lease (one active, the others standing by). ACQUIRE takes a free lease and

@@ -15,6 +15,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How every step script records its progress, shared by INVALIDATE (keys.py) and INVALIDATE_GROUP
+# (their key expressions differ): ARGV[5] the binlog position; ARGV[6] the checkpoint, refused if
+# later than the script's own TIME, else stored if later than the stored one or if that is in
+# the future; the stored checkpoint added to the message; ARGV[9] the GTID state ('' keeps the
+# stored one), rewritten as ``state|checkpoint`` by every step (keys.py explains why).
+_RECORD_PROGRESS = """if ARGV[5] ~= '' then redis.call('SET', @binlog, ARGV[5]) end
+local stored = redis.call('GET', @checkpoint)
+if ARGV[6] ~= '' then
+  local now = redis.call('TIME')
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at = tonumber(ARGV[6])
+  local previous = tonumber(stored or '0') or 0
+  if at <= now and (at > previous or previous > now) then
+    redis.call('SET', @checkpoint, at)
+    stored = tostring(at)
+  end
+end
+if stored then message[#message + 1] = 'c' .. stored end
+local state = ARGV[9]
+if state == '' then state = string.match(redis.call('GET', @gtid) or '', '^[^|]*') end
+if state ~= '' then redis.call('SET', @gtid, state .. '|' .. (stored or '')) end
+"""
+
+
+def record_progress(*, binlog: str, checkpoint: str, gtid: str) -> str:
+    """The progress-recording Lua for a script whose keys are these Lua expressions."""
+    return (
+        _RECORD_PROGRESS.replace("@binlog", binlog)
+        .replace("@checkpoint", checkpoint)
+        .replace("@gtid", gtid)
+    )
+
+
 # The same step for one group of a cluster's grouped layout. Every key it touches is declared,
 # so that during a slot migration the cluster redirects (ASK) or defers (TRYAGAIN) the whole
 # step instead of running it where only some of the group's keys still are:
@@ -31,7 +64,8 @@ from dataclasses import dataclass
 # refuses the step (-2, nothing changed): the group's shard lost a step it had acknowledged (a
 # failover), and the invalidator replays from the groups' stored positions. The message
 # goes out on the group's shard channel (SPUBLISH): only the shard holding the group carries it.
-INVALIDATE_GROUP = """
+INVALIDATE_GROUP = (
+    """
 local fence = tonumber(redis.call('GET', KEYS[6]) or '0')
 if ARGV[7] ~= '' and fence > tonumber(ARGV[7]) then return -1 end
 if ARGV[8] ~= '' and (redis.call('GET', KEYS[8]) or '') ~= ARGV[8] then return -2 end
@@ -52,27 +86,14 @@ elseif ARGV[3] ~= '-' then
   redis.call('DEL', KEYS[3])
   message[#message + 1] = 't'
 end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-local stored = redis.call('GET', KEYS[5])
-if ARGV[6] ~= '' then
-  local now = redis.call('TIME')
-  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local at = tonumber(ARGV[6])
-  local previous = tonumber(stored or '0') or 0
-  if at <= now and (at > previous or previous > now) then
-    redis.call('SET', KEYS[5], at)
-    stored = tostring(at)
-  end
-end
-if stored then message[#message + 1] = 'c' .. stored end
-local state = ARGV[9]
-if state == '' then state = string.match(redis.call('GET', KEYS[7]) or '', '^[^|]*') end
-if state ~= '' then redis.call('SET', KEYS[7], state .. '|' .. (stored or '')) end
-if #message > 0 then
+"""
+    + record_progress(binlog="KEYS[4]", checkpoint="KEYS[5]", gtid="KEYS[7]")
+    + """if #message > 0 then
   redis.call('SPUBLISH', ARGV[1] .. 'invalidations', table.concat(message, ' '))
 end
 return #message
 """
+)
 
 # Grouped layout only. TAKE_FENCE (a group's slot): KEYS[1] the group's fence, ARGV[1] a new
 # leader's token; answers 1 if the group now holds it, 0 if it holds a newer one (this leader is

@@ -57,6 +57,15 @@ def recent(pages: list[int], raw: list[Any], since_ms: int) -> list[int]:
     return found
 
 
+def block(numbers: range, raw: list[Any], clock: Any) -> tuple[list[Lookup], int]:
+    """A block read: the pages' entries then the totals and the checkpoint (one MGET), and the
+    TIME read with them (seconds, microseconds), as lookups and Redis ms."""
+    totals, checkpoint = raw[-2], raw[-1]
+    lookups = [lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)]
+    seconds, micros = clock
+    return lookups, int(seconds) * 1000 + int(micros) // 1000
+
+
 def lookup(page: int, raw_page: Any, raw_totals: Any, raw_checkpoint: Any) -> Lookup:
     """The entries of one read. An entry that does not decode (written by something else, or
     cut short) is bad input from a server: it is read as missing, so the request refills it

@@ -19,7 +19,7 @@ from service.breaker import CircuitBreaker
 from service.cache import topology
 from service.cache.entries import PageEntry, TotalsEntry
 from service.cache.keys import LIBRARY, CacheKeys, FunctionLibrary, Invalidation, strip_step
-from service.cache.replies import Lease, Lookup, lease_answer, lookup, recent
+from service.cache.replies import Lease, Lookup, block, lease_answer, lookup, recent
 from service.config import RedisURL
 from service.observability import metrics
 
@@ -242,12 +242,8 @@ class RedisCache:
             pipe.time()
             return pipe.execute()
 
-        raw, (seconds, micros) = self._call("multi", both)
-        totals, checkpoint = raw[-2], raw[-1]
-        lookups = [
-            lookup(n, page, totals, checkpoint) for n, page in zip(numbers, raw, strict=False)
-        ]
-        return lookups, int(seconds) * 1000 + int(micros) // 1000
+        raw, clock = self._call("multi", both)
+        return block(numbers, raw, clock)
 
     def sample_pages(self, count: int) -> list[int]:
         """Up to ``count`` distinct page numbers at random from the index (pages that have, or
