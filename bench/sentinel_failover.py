@@ -33,8 +33,8 @@ from typing import Any
 from bench import phases
 from bench.servers import VENV_BIN, Gunicorn
 from tests.support.processes import orders_cli, service_env, start_invalidator, start_service
-from tests.support.redis_sentinel import MASTER, Redis, SentinelGroup, SentinelServer
-from tests.support.servers import MariaDBServer, free_port
+from tests.support.redis_sentinel import MASTER, SentinelGroup, SentinelServer
+from tests.support.servers import MariaDBServer, RedisServer, free_port
 from tests.support.waiting import wait_for
 
 ORDERS = 2000
@@ -151,7 +151,7 @@ def _one_failover(base: str, db: Any, group: SentinelGroup, round_no: int) -> di
 def _watched_redis() -> Iterator[tuple[str, str]]:
     """One Redis and three Sentinels watching it directly (no forwarder in the way): its own
     URL and the Sentinels' URL, for the throughput comparison."""
-    with Redis.create() as server:
+    with RedisServer.create() as server:
         sentinels = [
             SentinelServer(Path(tempfile.mkdtemp(prefix="sentinel-")), free_port(), server.port)
             for _ in range(3)
